@@ -1,0 +1,5 @@
+/** Every cnnf command registers itself here (one module per command). */
+import type { Command } from 'commander';
+
+export type Register = (program: Command) => void;
+export const commands: Register[] = [];

@@ -1,0 +1,36 @@
+/** cnnf command-line entry: builds the commander program, maps UsageError to one line + exit 2. */
+import { Command, CommanderError } from 'commander';
+import { UsageError } from '../errors.js';
+import { VERSION } from '../version.js';
+import { commands } from './commands/index.js';
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('cnnf')
+    .description('Adversarial robustness of CNNs with and without recurrent generative feedback (CNN-F)')
+    .version(VERSION)
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  for (const register of commands) register(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // help and version exit 0; commander already printed the message for usage errors
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
+      return 2;
+    }
+    if (e instanceof UsageError) {
+      process.stderr.write(`cnnf: ${e.message.split('\n')[0]}\n`);
+      return e.exitCode;
+    }
+    throw e;
+  }
+}

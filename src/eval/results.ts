@@ -1,0 +1,78 @@
+/**
+ * The results file written by `cnnf eval --json` and read by `cnnf report` and `cnnf gate`.
+ * Everything needed to reproduce a run is in `provenance`; every number a gate can check is
+ * also in each model's flat `metrics` map.
+ */
+export const RESULTS_FORMAT = 'cnnf-results/1';
+
+export type AttackMethod = 'gaussian' | 'fgsm' | 'pgd';
+export type AttackMode = 'first' | 'e2e';
+
+export interface AttackPoint {
+  eps: number;
+  /** Fraction of examples still classified correctly (robust accuracy). */
+  accuracy: number;
+  /** Targeted attacks only: fraction of examples classified as their target. */
+  successRate?: number;
+  /** Rows = true class, columns = predicted class (counts). */
+  confusion?: number[][];
+}
+
+export interface AttackResult {
+  /** Name used in metric keys, e.g. "pgd7", "fgsm", "gaussian". */
+  name: string;
+  method: AttackMethod;
+  /** Gradient path for gradient attacks; null for Gaussian noise. */
+  mode: AttackMode | null;
+  targeted: boolean;
+  /** Attack settings as run (steps, step size, random start, restarts, target policy, ...). */
+  settings: Record<string, unknown>;
+  points: AttackPoint[];
+}
+
+export interface ModelResult {
+  /** Display name (checkpoint file name without extension unless given). */
+  name: string;
+  path: string;
+  sha256: string;
+  arch: string;
+  cycles: number;
+  readout: 'last' | 'average';
+  classNames: string[];
+  clean: { accuracy: number; confusion: number[][] };
+  attacks: AttackResult[];
+  /** Per-example worst case across all attacks at the given epsilon: accuracy if every attack is tried. */
+  worstCase: Array<{ eps: number; accuracy: number }>;
+  /**
+   * Flat map for gates: "clean", "<attack>@<eps>:<mode>" (mode "first"/"e2e" for gradient attacks),
+   * "<attack>@<eps>" for gaussian, "<attack>@<eps>:<mode>:success" for targeted success rates,
+   * "worst@<eps>".
+   */
+  metrics: Record<string, number>;
+  /** Optional image dumps (paths relative to the results file). */
+  dumps?: string[];
+}
+
+export interface EvalResults {
+  format: typeof RESULTS_FORMAT;
+  tool: { name: 'cnnf'; version: string };
+  createdAt: string;
+  provenance: {
+    command: string;
+    backend: string;
+    seed: number;
+    dataset: string;
+    testSubset: string;
+    examples: number;
+    suite?: string;
+    node: string;
+    platform: string;
+    durationSeconds: number;
+  };
+  models: ModelResult[];
+}
+
+/** Metric key helpers, shared by eval (writer) and gate (reader). */
+export function metricKey(attack: string, eps: number, mode: AttackMode | null, suffix?: string): string {
+  return `${attack}@${eps}${mode ? `:${mode}` : ''}${suffix ? `:${suffix}` : ''}`;
+}
