@@ -3,3 +3,4 @@ import type { Command } from 'commander';
 
 export type Register = (program: Command) => void;
 export const commands: Register[] = [];
+import { register as registerData } from './data.js'; commands.push(registerData);

