@@ -4,3 +4,5 @@ import type { Command } from 'commander';
 export type Register = (program: Command) => void;
 export const commands: Register[] = [];
 import { register as registerData } from './data.js'; commands.push(registerData);
+import { register as registerReport } from './report.js'; commands.push(registerReport);
+import { register as registerGate } from './gate.js'; commands.push(registerGate);

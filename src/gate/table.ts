@@ -1,0 +1,26 @@
+/** The pass/fail table `cnnf gate` prints (cli-table3, no colours so logs stay plain text). */
+import Table from 'cli-table3';
+import type { GateCheck, GateReport } from './gate.js';
+
+// eslint-disable-next-line no-control-regex
+const printable = (s: string): string => s.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
+
+const VERDICT: Record<GateCheck['status'], string> = { pass: 'PASS', fail: 'FAIL', missing: 'FAIL (missing metric)' };
+
+export function formatActual(v: number | null): string {
+  if (v === null) return '—';
+  return Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(6)));
+}
+
+export function gateTable(report: GateReport): string {
+  const table = new Table({ head: ['Requirement', 'Model', 'Actual', 'Verdict'], style: { head: [], border: [] }, wordWrap: true });
+  for (const c of report.checks) {
+    let verdict = VERDICT[c.status];
+    if (c.status === 'missing') verdict += `\n${printable(c.message)}`;
+    else if (c.resolvedMetric !== null && c.resolvedMetric !== c.metric) verdict += `\nvia ${printable(c.resolvedMetric)}`;
+    table.push([printable(c.requirement), printable(c.model || '—'), formatActual(c.actual), verdict]);
+  }
+  const summary = `${report.passedCount}/${report.total} checks passed` +
+    (report.failedCount ? `, ${report.failedCount} failed` : '') + (report.missingCount ? `, ${report.missingCount} missing` : '');
+  return `${table.toString()}\n${summary}\n`;
+}

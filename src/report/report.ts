@@ -1,0 +1,351 @@
+/**
+ * `cnnf report`: turns a results file (and optional training logs) into DIR/index.html (one
+ * self-contained page: inline CSS, inline SVG charts, base64 PNG images, no scripts, no external
+ * requests) and DIR/report.md (same tables, charts as PNG files next to it).
+ */
+import { readFileSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import sharp from 'sharp';
+import type { EvalResults, ModelResult } from '../eval/results.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { VERSION } from '../version.js';
+import {
+  conservativeAccuracy, epsSymbol, fmtEps, groupAttacks, leaders, METHOD_LABEL, pct, pointAt, unionEps,
+  type AttackGroup,
+} from './analysis.js';
+import { confusionSpec, lineChartSpec, lossChartSpec, renderVegaLite, svgToPng, uniquifySvgIds, type SeriesPoint } from './charts.js';
+import { headingId, renderHtml, renderMarkdown, type Block, type ChartAsset, type ImageAsset, type Inline, type Text } from './document.js';
+import { slugify } from './escape.js';
+import { validateResults } from './results-file.js';
+import { defaultWindow, movingAverage, readTrainingLog, type TrainingLog } from './trainlog.js';
+
+export interface ReportOptions {
+  outDir: string;
+  /** Training logs: CSV paths, or logs already parsed with parseTrainingLog/readTrainingLog. */
+  trainingLogs?: Array<string | TrainingLog>;
+  title?: string;
+  /** Where the results were read from: shown in provenance; image dumps are resolved relative to it. */
+  resultsPath?: string;
+}
+
+export interface RenderedReport {
+  title: string;
+  html: string;
+  markdown: string;
+  /** PNG files referenced by report.md, keyed by file name (relative to the output directory). */
+  pngs: Map<string, Buffer>;
+}
+
+export interface ReportOutput {
+  /** Absolute paths. */
+  indexHtml: string;
+  reportMd: string;
+  files: string[];
+}
+
+/** Images larger than this are not inlined (the HTML would become unwieldy). */
+const MAX_DUMP_BYTES = 20 * 1024 * 1024;
+
+class Builder {
+  readonly blocks: Block[] = [];
+  readonly pending: Array<{ spec: Record<string, unknown>; asset: ChartAsset }> = [];
+  private readonly ids = new Set<string>();
+  private chartCount = 0;
+
+  h2(text: string): void {
+    this.blocks.push({ kind: 'heading', level: 2, text, id: headingId(text, this.ids) });
+  }
+  h3(text: string): void {
+    this.blocks.push({ kind: 'heading', level: 3, text, id: headingId(text, this.ids) });
+  }
+  p(text: Text): void {
+    this.blocks.push({ kind: 'paragraph', text });
+  }
+  note(text: Text): void {
+    this.blocks.push({ kind: 'note', text });
+  }
+  table(header: string[], rows: Text[][], numeric?: boolean[]): void {
+    this.blocks.push({ kind: 'table', header, rows, numeric });
+  }
+  /** Queues a chart; it is rendered later (renderAll) and shows up in place. */
+  chart(stem: string, title: string, spec: Record<string, unknown>): ChartAsset {
+    const n = ++this.chartCount;
+    const id = `chart-${n}-${slugify(stem, 'chart')}`;
+    const asset: ChartAsset = { id, title, svg: '', pngFile: `${id}.png` };
+    this.pending.push({ spec, asset });
+    return asset;
+  }
+  charts(list: ChartAsset[]): void {
+    if (list.length > 0) this.blocks.push({ kind: 'charts', charts: list });
+  }
+}
+
+/** Builds the report in memory (renders every chart and its PNG) without writing anything. */
+export async function renderReport(results: EvalResults, opts: Omit<ReportOptions, 'outDir'> = {}): Promise<RenderedReport> {
+  validateResults(results, opts.resultsPath ?? 'results');
+  const logs = (opts.trainingLogs ?? []).map((l) => (typeof l === 'string' ? readTrainingLog(l) : l));
+  const title = opts.title?.trim() || `Robustness report: ${results.models.map((m) => m.name).join(' vs ')}`;
+  const groups = groupAttacks(results);
+  const b = new Builder();
+  const pngs = new Map<string, Buffer>();
+
+  summarySection(b, results, groups);
+  cleanSection(b, results);
+  for (const g of groups) attackSection(b, g);
+  successSection(b, groups);
+  worstCaseSection(b, results);
+  confusionSection(b, results, groups);
+  if (logs.length > 0) trainingSection(b, logs);
+  await dumpsSection(b, results, opts.resultsPath, pngs);
+  provenanceSection(b, results, opts.resultsPath);
+
+  for (const { spec, asset } of b.pending) {
+    asset.svg = uniquifySvgIds(await renderVegaLite(spec), asset.id);
+  }
+  const rasters = await Promise.all(b.pending.map(({ asset }) => svgToPng(asset.svg)));
+  b.pending.forEach(({ asset }, i) => pngs.set(asset.pngFile, rasters[i]!));
+
+  return { title, html: renderHtml(title, b.blocks), markdown: renderMarkdown(title, b.blocks), pngs };
+}
+
+/** Writes DIR/index.html, DIR/report.md and the PNGs report.md references, each atomically. */
+export async function writeReport(results: EvalResults, opts: ReportOptions): Promise<ReportOutput> {
+  const rendered = await renderReport(results, opts);
+  const outDir = resolve(opts.outDir);
+  const files: string[] = [];
+  for (const [name, png] of rendered.pngs) {
+    const path = join(outDir, name);
+    writeFileAtomic(path, png);
+    files.push(path);
+  }
+  const reportMd = join(outDir, 'report.md');
+  writeFileAtomic(reportMd, rendered.markdown);
+  const indexHtml = join(outDir, 'index.html');
+  writeFileAtomic(indexHtml, rendered.html);
+  files.push(reportMd, indexHtml);
+  return { indexHtml, reportMd, files };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function summarySection(b: Builder, r: EvalResults, groups: AttackGroup[]): void {
+  const p = r.provenance;
+  b.h2('Summary');
+  const intro: Inline[] = [`${r.models.length} model${r.models.length === 1 ? '' : 's'} (`];
+  r.models.forEach((m, i) => {
+    if (i > 0) intro.push(', ');
+    intro.push({ strong: m.name }, `: ${m.arch}${m.cycles > 0 ? `, ${m.cycles} feedback cycle${m.cycles === 1 ? '' : 's'}` : ''}`);
+  });
+  intro.push(`) evaluated on ${p.dataset} (${p.testSubset}, ${p.examples} examples) with ${groups.length} attack${groups.length === 1 ? '' : 's'}.`);
+  b.p(intro);
+
+  const anyWorst = r.models.some((m) => m.worstCase.length > 0);
+  if (anyWorst) {
+    const eps = unionEps(r.models.map((m) => m.worstCase.map((w) => w.eps)));
+    b.p('Most robust model at each ε (worst case over all attacks, per example):');
+    b.blocks.push({
+      kind: 'list',
+      items: eps.map((e): Text => {
+        const vals = r.models.map((m) => ({ name: m.name, value: m.worstCase.find((w) => Math.abs(w.eps - e) <= 1e-9)?.accuracy }));
+        const lead = leaders(vals);
+        const detail = vals.map((v) => `${v.name} ${pct(v.value)}`).join(', ');
+        return [`ε = ${fmtEps(e)}: `, { strong: lead.join(', ') || '—' }, lead.length > 1 ? ' (tie)' : '', ` — ${detail}`];
+      }),
+    });
+  }
+
+  const rows: Text[][] = [];
+  const cleanVals = r.models.map((m) => ({ name: m.name, value: m.clean.accuracy }));
+  rows.push(['clean', '—', { strong: leaders(cleanVals).join(', ') }, ...cleanVals.map((v) => pct(v.value))]);
+  for (const g of groups) {
+    for (const e of g.eps) {
+      const vals = r.models.map((m) => ({ name: m.name, value: conservativeAccuracy(g, m, e) }));
+      rows.push([g.name, `${epsSymbol(g.method)} = ${fmtEps(e)}`, { strong: leaders(vals).join(', ') || '—' }, ...vals.map((v) => pct(v.value))]);
+    }
+  }
+  b.p('Most robust model per attack and perturbation size (accuracy; for models attacked through several gradient paths, the strongest one counts):');
+  b.table(['Attack', 'ε / σ', 'Most robust', ...r.models.map((m) => m.name)], rows, [false, false, false, ...r.models.map(() => true)]);
+}
+
+function cleanSection(b: Builder, r: EvalResults): void {
+  b.h2('Clean accuracy');
+  b.table(
+    ['Model', 'Architecture', 'Feedback cycles', 'Readout', 'Examples', 'Clean accuracy'],
+    r.models.map((m) => [
+      { strong: m.name }, m.arch, String(m.cycles), m.readout,
+      String(m.clean.confusion.reduce((a, row) => a + row.reduce((x, y) => x + y, 0), 0)),
+      pct(m.clean.accuracy),
+    ]),
+    [false, false, true, false, true, true],
+  );
+}
+
+function attackSection(b: Builder, g: AttackGroup): void {
+  const sym = epsSymbol(g.method);
+  b.h2(`Accuracy under ${g.name}`);
+  const modes = [...new Set(g.series.map((s) => s.mode).filter((m) => m !== 'none'))];
+  b.p([
+    `${METHOD_LABEL[g.method]}, ${g.targeted ? 'targeted' : 'untargeted'}`,
+    modes.length > 0 ? `; gradient path: ${modes.join(', ')}` : '',
+    modes.includes('e2e') ? ' (first = gradient of the first feedforward pass only, e2e = end-to-end through every feedback cycle)' : '',
+    '. Settings are listed under Provenance.',
+  ]);
+  b.table(
+    [`${sym}`, ...g.series.map((s) => s.label)],
+    g.eps.map((e) => [fmtEps(e), ...g.series.map((s) => pct(pointAt(s.attack.points, e)?.accuracy))]),
+    [true, ...g.series.map(() => true)],
+  );
+  const points: SeriesPoint[] = g.series.flatMap((s) => s.attack.points.map((p) => ({ series: s.label, mode: s.mode, eps: p.eps, value: p.accuracy })));
+  const title = `Accuracy vs ${sym}: ${g.name}`;
+  b.charts([b.chart(`accuracy-${g.name}`, title, lineChartSpec({
+    title, xTitle: g.method === 'gaussian' ? 'σ (noise std)' : 'ε (L∞)', yTitle: 'accuracy', points, seriesOrder: g.series.map((s) => s.label),
+  }))]);
+}
+
+function successSection(b: Builder, groups: AttackGroup[]): void {
+  const targeted = groups.filter((g) => g.series.some((s) => s.attack.targeted && s.attack.points.some((p) => typeof p.successRate === 'number')));
+  if (targeted.length === 0) return;
+  b.h2('Targeted attack success rate');
+  b.p('Fraction of examples classified as the attack\'s target class (lower is more robust).');
+  for (const g of targeted) {
+    const series = g.series.filter((s) => s.attack.targeted);
+    b.h3(`${g.name} success rate`);
+    b.table(
+      [epsSymbol(g.method), ...series.map((s) => s.label)],
+      g.eps.map((e) => [fmtEps(e), ...series.map((s) => pct(pointAt(s.attack.points, e)?.successRate ?? undefined))]),
+      [true, ...series.map(() => true)],
+    );
+    const points: SeriesPoint[] = series.flatMap((s) =>
+      s.attack.points.filter((p) => typeof p.successRate === 'number').map((p) => ({ series: s.label, mode: s.mode, eps: p.eps, value: p.successRate! })),
+    );
+    const title = `Targeted success rate vs ${epsSymbol(g.method)}: ${g.name}`;
+    b.charts([b.chart(`success-${g.name}`, title, lineChartSpec({
+      title, xTitle: g.method === 'gaussian' ? 'σ (noise std)' : 'ε (L∞)', yTitle: 'success rate', points, seriesOrder: series.map((s) => s.label),
+    }))]);
+  }
+}
+
+function worstCaseSection(b: Builder, r: EvalResults): void {
+  b.h2('Worst-case accuracy');
+  const eps = unionEps(r.models.map((m) => m.worstCase.map((w) => w.eps)));
+  if (eps.length === 0) {
+    b.note('The results contain no worst-case accuracies.');
+    return;
+  }
+  b.p('Per example, correct only if it survives every attack run at that ε (all methods, modes and restarts).');
+  const at = (m: ModelResult, e: number): number | undefined => m.worstCase.find((w) => Math.abs(w.eps - e) <= 1e-9 * Math.max(1, e))?.accuracy;
+  b.table(['ε', ...r.models.map((m) => m.name)], eps.map((e) => [fmtEps(e), ...r.models.map((m) => pct(at(m, e)))]), [true, ...r.models.map(() => true)]);
+  const points: SeriesPoint[] = r.models.flatMap((m) => m.worstCase.map((w) => ({ series: m.name, mode: 'none', eps: w.eps, value: w.accuracy })));
+  const title = 'Worst-case accuracy vs ε';
+  b.charts([b.chart('worst-case', title, lineChartSpec({ title, xTitle: 'ε (L∞)', yTitle: 'accuracy', points, seriesOrder: r.models.map((m) => m.name) }))]);
+}
+
+function confusionSection(b: Builder, r: EvalResults, groups: AttackGroup[]): void {
+  b.h2('Confusion matrices');
+  b.p('Rows are true classes, columns predicted classes; cells show counts, shaded by the fraction of the row.');
+  for (const m of r.models) {
+    b.h3(`Confusion matrices: ${m.name}`);
+    const charts: ChartAsset[] = [b.chart(`confusion-${m.name}-clean`, `${m.name}: clean`, confusionSpec(`${m.name}: clean`, m.classNames, m.clean.confusion))];
+    for (const g of groups) {
+      for (const s of g.series.filter((x) => x.model === m)) {
+        for (const p of s.attack.points) {
+          if (!p.confusion) continue;
+          const t = `${s.label}: ${g.name} ${epsSymbol(g.method)}=${fmtEps(p.eps)}`;
+          charts.push(b.chart(`confusion-${m.name}-${g.name}-${s.mode}-${fmtEps(p.eps)}`, t, confusionSpec(t, m.classNames, p.confusion)));
+        }
+      }
+    }
+    b.charts(charts);
+  }
+}
+
+function trainingSection(b: Builder, logs: TrainingLog[]): void {
+  b.h2('Training loss');
+  const rows: Text[][] = [];
+  const charts: ChartAsset[] = [];
+  for (const log of logs) {
+    const loss = log.rows.map((r) => r.loss);
+    const window = defaultWindow(loss.length);
+    const avg = movingAverage(loss, window);
+    const accAvg = movingAverage(log.rows.map((r) => r.accuracy), window);
+    const last = log.rows[log.rows.length - 1]!;
+    rows.push([
+      log.name, String(log.rows.length), String(new Set(log.rows.map((r) => r.epoch)).size), String(last.step),
+      avg[avg.length - 1]!.toFixed(4), pct(accAvg[accAvg.length - 1]), String(last.lr),
+    ]);
+    const title = `Training loss: ${log.name}`;
+    charts.push(b.chart(`loss-${log.name}`, title, lossChartSpec(title, log.rows.map((r) => r.step), loss, avg, window)));
+  }
+  b.table(['Log', 'Batches', 'Epochs', 'Last step', 'Final loss (moving avg)', 'Final batch accuracy (moving avg)', 'Final lr'], rows, [false, true, true, true, true, true, true]);
+  b.charts(charts);
+}
+
+async function dumpsSection(b: Builder, r: EvalResults, resultsPath: string | undefined, pngs: Map<string, Buffer>): Promise<void> {
+  const withDumps = r.models.filter((m) => (m.dumps ?? []).length > 0);
+  if (withDumps.length === 0) return;
+  b.h2('Image dumps');
+  const base = resultsPath ? dirname(resolve(resultsPath)) : process.cwd();
+  for (const m of withDumps) {
+    const mi = r.models.indexOf(m);
+    b.h3(`Image dumps: ${m.name}`);
+    const images: ImageAsset[] = [];
+    for (const [j, rel] of (m.dumps ?? []).entries()) {
+      const file = `dump-${mi + 1}-${slugify(m.name, 'model')}-${j + 1}.png`;
+      const img = await loadDump(resolve(base, rel), rel);
+      images.push({ title: rel, png: img.png, pngFile: file, note: img.note });
+      if (img.png) pngs.set(file, img.png);
+    }
+    b.blocks.push({ kind: 'images', images });
+  }
+}
+
+async function loadDump(path: string, shown: string): Promise<{ png: Buffer | null; note?: string }> {
+  let bytes: Buffer;
+  try {
+    const st = statSync(path);
+    if (!st.isFile()) return { png: null, note: `Image dump skipped (not a file): ${shown}` };
+    if (st.size > MAX_DUMP_BYTES) return { png: null, note: `Image dump skipped (larger than ${MAX_DUMP_BYTES >> 20} MB): ${shown}` };
+    bytes = readFileSync(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return { png: null, note: code === 'ENOENT' ? `Image dump missing: ${shown}` : `Image dump unreadable (${code ?? 'error'}): ${shown}` };
+  }
+  const PNG_MAGIC = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  if (bytes.subarray(0, 8).equals(PNG_MAGIC)) return { png: bytes };
+  try {
+    return { png: await sharp(bytes).png().toBuffer() };
+  } catch {
+    return { png: null, note: `Image dump skipped (not a readable image): ${shown}` };
+  }
+}
+
+function provenanceSection(b: Builder, r: EvalResults, resultsPath: string | undefined): void {
+  const p = r.provenance;
+  b.h2('Provenance');
+  b.table(['Field', 'Value'], [
+    ['Results written by', `${r.tool.name} ${r.tool.version}`],
+    ['Report written by', `cnnf ${VERSION}`],
+    ['Created', r.createdAt],
+    ...(resultsPath ? [['Results file', { code: resolve(resultsPath) }] as Text[]] : []),
+    ['Command', { code: p.command }],
+    ['Backend', p.backend],
+    ['Seed', String(p.seed)],
+    ['Dataset', p.dataset],
+    ['Test subset', p.testSubset],
+    ['Examples', String(p.examples)],
+    ...(p.suite ? [['Suite', p.suite] as Text[]] : []),
+    ['Node', p.node],
+    ['Platform', p.platform],
+    ['Duration', `${p.durationSeconds.toFixed(1)} s`],
+  ]);
+  b.h3('Checkpoints');
+  b.table(['Model', 'Path', 'SHA-256', 'Architecture', 'Cycles', 'Readout'],
+    r.models.map((m) => [{ strong: m.name }, { code: m.path }, { code: m.sha256 }, m.arch, String(m.cycles), m.readout]));
+  b.h3('Attack settings');
+  b.table(['Model', 'Attack', 'Method', 'Mode', 'Targeted', 'ε / σ', 'Settings'],
+    r.models.flatMap((m) => m.attacks.map((a): Text[] => [
+      m.name, a.name, METHOD_LABEL[a.method], a.mode ?? '—', a.targeted ? 'yes' : 'no',
+      a.points.map((pt) => fmtEps(pt.eps)).join(', '),
+      { code: JSON.stringify(a.settings) },
+    ])));
+}

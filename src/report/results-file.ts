@@ -1,0 +1,155 @@
+/**
+ * Reading and validating a results file (`cnnf eval` output) for `cnnf report` and `cnnf gate`.
+ * Every problem becomes a one-line UsageError naming the file and the offending field.
+ */
+import { readFileSync, statSync } from 'node:fs';
+import { UsageError } from '../errors.js';
+import { RESULTS_FORMAT, type EvalResults } from '../eval/results.js';
+
+type Json = unknown;
+
+class Checker {
+  constructor(private readonly source: string) {}
+
+  fail(path: string, what: string): never {
+    throw new UsageError(`${this.source}: ${path} ${what}`);
+  }
+
+  obj(v: Json, path: string): Record<string, Json> {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) this.fail(path, v === undefined ? 'is missing' : 'must be an object');
+    return v as Record<string, Json>;
+  }
+
+  arr(v: Json, path: string, { nonEmpty = false } = {}): Json[] {
+    if (!Array.isArray(v)) this.fail(path, v === undefined ? 'is missing' : 'must be an array');
+    if (nonEmpty && v.length === 0) this.fail(path, 'must not be empty');
+    return v;
+  }
+
+  str(v: Json, path: string): string {
+    if (typeof v !== 'string') this.fail(path, v === undefined ? 'is missing' : 'must be a string');
+    return v;
+  }
+
+  num(v: Json, path: string, range?: [number, number]): number {
+    if (typeof v !== 'number' || !Number.isFinite(v)) this.fail(path, v === undefined ? 'is missing' : 'must be a finite number');
+    if (range && (v < range[0] || v > range[1])) this.fail(path, `must be between ${range[0]} and ${range[1]}, got ${v}`);
+    return v;
+  }
+
+  bool(v: Json, path: string): boolean {
+    if (typeof v !== 'boolean') this.fail(path, v === undefined ? 'is missing' : 'must be true or false');
+    return v;
+  }
+
+  /** Square matrix of non-negative counts, `n` x `n`. */
+  confusion(v: Json, path: string, n: number): void {
+    const rows = this.arr(v, path);
+    if (rows.length !== n) this.fail(path, `must have ${n} rows (one per class), got ${rows.length}`);
+    rows.forEach((row, i) => {
+      const cells = this.arr(row, `${path}[${i}]`);
+      if (cells.length !== n) this.fail(`${path}[${i}]`, `must have ${n} columns, got ${cells.length}`);
+      cells.forEach((c, j) => this.num(c, `${path}[${i}][${j}]`, [0, Number.MAX_SAFE_INTEGER]));
+    });
+  }
+}
+
+const UNIT: [number, number] = [0, 1];
+
+/** Checks that `data` is a results object this version understands; returns it typed. */
+export function validateResults(data: unknown, source = 'results'): EvalResults {
+  const c = new Checker(source);
+  const root = c.obj(data, 'results');
+  if (root.format !== RESULTS_FORMAT) {
+    throw new UsageError(
+      root.format === undefined
+        ? `${source}: not a cnnf results file (no "format" field; expected "${RESULTS_FORMAT}")`
+        : `${source}: unsupported format ${JSON.stringify(root.format)}; expected "${RESULTS_FORMAT}"`,
+    );
+  }
+  const tool = c.obj(root.tool, 'tool');
+  c.str(tool.name, 'tool.name');
+  c.str(tool.version, 'tool.version');
+  c.str(root.createdAt, 'createdAt');
+
+  const p = c.obj(root.provenance, 'provenance');
+  for (const k of ['command', 'backend', 'dataset', 'testSubset', 'node', 'platform'] as const) c.str(p[k], `provenance.${k}`);
+  c.num(p.seed, 'provenance.seed');
+  c.num(p.examples, 'provenance.examples', [0, Number.MAX_SAFE_INTEGER]);
+  c.num(p.durationSeconds, 'provenance.durationSeconds', [0, Number.MAX_VALUE]);
+  if (p.suite !== undefined && p.suite !== null) c.str(p.suite, 'provenance.suite');
+
+  const models = c.arr(root.models, 'models', { nonEmpty: true });
+  const seen = new Set<string>();
+  models.forEach((mv, mi) => {
+    const at = `models[${mi}]`;
+    const m = c.obj(mv, at);
+    const name = c.str(m.name, `${at}.name`);
+    if (name.trim() === '') c.fail(`${at}.name`, 'must not be empty');
+    if (seen.has(name)) c.fail(`${at}.name`, `duplicates another model's name ${JSON.stringify(name)}`);
+    seen.add(name);
+    c.str(m.path, `${at}.path`);
+    c.str(m.sha256, `${at}.sha256`);
+    c.str(m.arch, `${at}.arch`);
+    c.num(m.cycles, `${at}.cycles`, [0, Number.MAX_SAFE_INTEGER]);
+    if (m.readout !== 'last' && m.readout !== 'average') c.fail(`${at}.readout`, 'must be "last" or "average"');
+    const classNames = c.arr(m.classNames, `${at}.classNames`, { nonEmpty: true });
+    classNames.forEach((n, i) => c.str(n, `${at}.classNames[${i}]`));
+    const k = classNames.length;
+    const clean = c.obj(m.clean, `${at}.clean`);
+    c.num(clean.accuracy, `${at}.clean.accuracy`, UNIT);
+    c.confusion(clean.confusion, `${at}.clean.confusion`, k);
+
+    c.arr(m.attacks, `${at}.attacks`).forEach((av, ai) => {
+      const aat = `${at}.attacks[${ai}]`;
+      const a = c.obj(av, aat);
+      c.str(a.name, `${aat}.name`);
+      if (a.method !== 'gaussian' && a.method !== 'fgsm' && a.method !== 'pgd') c.fail(`${aat}.method`, 'must be "gaussian", "fgsm" or "pgd"');
+      if (a.mode !== null && a.mode !== 'first' && a.mode !== 'e2e') c.fail(`${aat}.mode`, 'must be "first", "e2e" or null');
+      c.bool(a.targeted, `${aat}.targeted`);
+      c.obj(a.settings, `${aat}.settings`);
+      c.arr(a.points, `${aat}.points`).forEach((pv, pi) => {
+        const pat = `${aat}.points[${pi}]`;
+        const pt = c.obj(pv, pat);
+        c.num(pt.eps, `${pat}.eps`, [0, Number.MAX_VALUE]);
+        c.num(pt.accuracy, `${pat}.accuracy`, UNIT);
+        if (pt.successRate !== undefined && pt.successRate !== null) c.num(pt.successRate, `${pat}.successRate`, UNIT);
+        if (pt.confusion !== undefined && pt.confusion !== null) c.confusion(pt.confusion, `${pat}.confusion`, k);
+      });
+    });
+
+    c.arr(m.worstCase, `${at}.worstCase`).forEach((wv, wi) => {
+      const w = c.obj(wv, `${at}.worstCase[${wi}]`);
+      c.num(w.eps, `${at}.worstCase[${wi}].eps`, [0, Number.MAX_VALUE]);
+      c.num(w.accuracy, `${at}.worstCase[${wi}].accuracy`, UNIT);
+    });
+
+    const metrics = c.obj(m.metrics, `${at}.metrics`);
+    for (const [key, v] of Object.entries(metrics)) c.num(v, `${at}.metrics[${JSON.stringify(key)}]`);
+
+    if (m.dumps !== undefined && m.dumps !== null) {
+      c.arr(m.dumps, `${at}.dumps`).forEach((d, di) => c.str(d, `${at}.dumps[${di}]`));
+    }
+  });
+  return data as EvalResults;
+}
+
+/** Reads, parses and validates a results file; any problem is a one-line UsageError (exit 2). */
+export function readResultsFile(path: string): EvalResults {
+  let text: string;
+  try {
+    if (statSync(path).isDirectory()) throw new UsageError(`results file ${path} is a directory`);
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new UsageError(code === 'ENOENT' ? `results file not found: ${path}` : `cannot read results file ${path}: ${code ?? (e as Error).message}`);
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text.replace(/^\uFEFF/, ''));
+  } catch (e) {
+    throw new UsageError(`${path} is not valid JSON: ${(e as Error).message.split('\n')[0]}`);
+  }
+  return validateResults(data, path);
+}

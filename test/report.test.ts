@@ -1,0 +1,326 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import sharp from 'sharp';
+import { UsageError } from '../src/errors.js';
+import { renderReport, writeReport, readResultsFile, validateResults, parseTrainingLog, movingAverage, escapeHtml, escapeMarkdown } from '../src/report/index.js';
+import { sampleResults } from './helpers/results-sample.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const BIN = join(ROOT, 'bin', 'cnnf');
+const CHROMIUM = '/usr/bin/chromium';
+const XSS = '<script>alert(1)</script>';
+
+interface Run { code: number; stdout: string; stderr: string }
+function cnnf(args: string[], cwd = ROOT): Promise<Run> {
+  return new Promise((res) => {
+    execFile(process.execPath, [BIN, ...args], { cwd, env: { ...process.env, NO_COLOR: '1' } }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
+      res({ code, stdout: String(stdout), stderr: String(stderr) });
+    });
+  });
+}
+
+function expectOneLineUsage(r: Run, pattern: RegExp): void {
+  expect(r.code).toBe(2);
+  const lines = r.stderr.trimEnd().split('\n');
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(/^cnnf: /);
+  expect(lines[0]).toMatch(pattern);
+  expect(r.stderr).not.toMatch(/\n\s+at /);
+}
+
+/** A small but real PNG (a 28x28 grey gradient, like an MNIST-sized dump). */
+async function dumpPng(seed: number): Promise<Buffer> {
+  const px = Buffer.alloc(28 * 28);
+  for (let i = 0; i < px.length; i++) px[i] = (i * 7 + seed * 31) % 256;
+  return sharp(px, { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer();
+}
+
+function trainingLogCsv(rows: number): string {
+  const lines = ['epoch,batch,step,loss,accuracy,lr'];
+  for (let s = 0; s < rows; s++) {
+    const epoch = Math.floor(s / 100) + 1;
+    const loss = 2.3 * Math.exp(-s / 120) + 0.25 + 0.08 * Math.sin(s * 1.7);
+    lines.push(`${epoch},${s % 100},${s},${loss.toFixed(5)},${Math.min(0.99, 0.1 + s / 400).toFixed(4)},0.001`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+let dir: string;
+let resultsPath: string;
+let logPath: string;
+let outDir: string;
+let html: string;
+let md: string;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'cnnf-report-test-'));
+  resultsPath = join(dir, 'results.json');
+  logPath = join(dir, 'train-cnnf.csv');
+  outDir = join(dir, 'out');
+  writeFileSync(resultsPath, JSON.stringify(sampleResults(), null, 2));
+  writeFileSync(logPath, trainingLogCsv(300));
+  mkdirSync(join(dir, 'dumps'));
+  writeFileSync(join(dir, 'dumps', 'cnn-pgd7-0.2.png'), await dumpPng(1));
+  writeFileSync(join(dir, 'dumps', 'cnnf-pgd7-0.2.png'), await dumpPng(2));
+  const out = await writeReport(readResultsFile(resultsPath), { outDir, resultsPath, trainingLogs: [logPath], title: 'CNN vs CNN-F on Fashion-MNIST' });
+  expect(out.indexHtml).toBe(join(resolve(outDir), 'index.html'));
+  html = readFileSync(out.indexHtml, 'utf8');
+  md = readFileSync(out.reportMd, 'utf8');
+});
+
+afterAll(() => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('writeReport', () => {
+  it('writes index.html and report.md with the same tables and numbers', () => {
+    for (const doc of [html, md]) {
+      expect(doc).toContain('CNN vs CNN-F on Fashion-MNIST');
+      for (const section of ['Summary', 'Clean accuracy', 'Accuracy under pgd7', 'Targeted attack success rate', 'Worst-case accuracy', 'Confusion matrices', 'Training loss', 'Image dumps', 'Provenance']) {
+        expect(doc).toContain(section);
+      }
+      // clean accuracies, PGD first vs e2e for CNN-F, targeted success, worst case
+      for (const n of ['91.20%', '89.70%', '42.10%', '35.60%', '19.80%', '14.20%', '0.30%', '53.70%', '85.20%', '24.40%', '47.10%', '31.80%', '12.10%', '6.10%']) {
+        expect(doc).toContain(n);
+      }
+      // provenance: seed, backend, checkpoint hashes, attack settings
+      expect(doc).toContain('tfjs-cpu');
+      expect(doc).toContain('1234');
+      expect(doc).toContain('3f1c9a0d5e7b2468ac13579bdf02468ace13579bdf02468ace13579bdf024681');
+      expect(doc).toContain('a07e55c2b1d94f3e8c6a2b0d19e7f4c3b5a6d8e0f1c2b3a4d5e6f708192a3b4c');
+      expect(doc).toContain('random-other-class');
+      expect(doc).toContain('512.3 s');
+    }
+    // CNN-F has separate first/e2e columns in the PGD table, the plain CNN only "first"
+    const pgdRowHtml = /<tr><td class="num">0\.1<\/td><td class="num">8\.70%<\/td><td class="num">42\.10%<\/td><td class="num">35\.60%<\/td><\/tr>/;
+    expect(html).toMatch(pgdRowHtml);
+    expect(md).toContain('| ε | cnn (first) | cnnf (first) | cnnf (e2e) |');
+    expect(md).toContain('| 0.1 | 8.70% | 42.10% | 35.60% |');
+    // summary: conservative (e2e) number decides, cnnf wins at pgd7 eps 0.2, cnn wins clean
+    expect(md).toMatch(/\| pgd7 \| ε = 0\.2 \| \*\*cnnf\*\* \| 0\.30% \| 14\.20% \|/);
+    expect(md).toMatch(/\| clean \| — \| \*\*cnn\*\* \| 91\.20% \| 89\.70% \|/);
+    expect(md).toContain('ε = 0.1: **cnnf**');
+  });
+
+  it('inlines everything in index.html: SVG charts, PNG dumps, CSS; no scripts or external URLs', () => {
+    // 4 accuracy + 1 success + 1 worst case + 27 confusion matrices (12 cnn, 15 cnnf) + 1 loss curve
+    expect((html.match(/<figure class="chart"/g) ?? []).length).toBe(34);
+    expect((html.match(/<svg\b/g) ?? []).length).toBe(34);
+    expect(html).toContain('moving average (15 batches)');
+    expect((html.match(/src="data:image\/png;base64,/g) ?? []).length).toBe(2);
+    expect(html).toContain('Image dump missing: dumps/not-there.png');
+    expect(html).not.toMatch(/<script/i);
+    expect(html).not.toMatch(/<link\b/i);
+    // the only absolute URLs allowed are SVG/XLink namespace identifiers (never fetched)
+    const urls = [...html.matchAll(/\b(?:https?|ftp):\/\/[^\s"'<>)]+/g)].map((m) => m[0]);
+    expect(new Set(urls.filter((u) => !/^http:\/\/www\.w3\.org\/(2000\/svg|1999\/xlink)$/.test(u)))).toEqual(new Set());
+    for (const m of html.matchAll(/\b(?:src|href)="([^"]*)"/g)) expect(m[1]).toMatch(/^(data:image\/png;base64,|#)/);
+    // vega's def ids were made unique per chart
+    const ids = [...html.matchAll(/\bid="([^"]+)"/g)].map((m) => m[1]);
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+
+  it('writes the PNG charts report.md references, next to it', async () => {
+    const refs = [...md.matchAll(/!\[[^\]]*\]\(([^)]+)\)/g)].map((m) => m[1]!);
+    expect(refs).toHaveLength(36); // 34 charts + 2 dumps
+    for (const ref of refs) {
+      expect(ref).toMatch(/^[a-z0-9._-]+\.png$/);
+      const meta = await sharp(join(outDir, ref)).metadata();
+      expect(meta.format).toBe('png');
+      expect(meta.width).toBeGreaterThan(20);
+    }
+    const chart = await sharp(join(outDir, refs.find((r) => r.includes('accuracy-pgd7'))!)).stats();
+    expect(chart.channels[0]!.stdev).toBeGreaterThan(5); // not a blank image
+    expect(md).toContain('Image dump missing: dumps/not-there.png');
+    expect(existsSync(join(outDir, 'report.md'))).toBe(true);
+    // no temporary files left behind by the atomic writes
+    expect(readdirSync(outDir).filter((f) => f.includes('.tmp-'))).toEqual([]);
+  });
+
+  it('escapes names from the results in HTML and Markdown', async () => {
+    const r = sampleResults();
+    r.models[0]!.name = XSS;
+    r.models[1]!.classNames[3] = '<img src=x onerror=alert(2)>';
+    r.models[1]!.attacks.forEach((a) => { if (a.name === 'fgsm') a.name = 'fg"sm&<b>'; });
+    r.models[1]!.dumps = ['dumps/<i>nope</i>.png'];
+    r.provenance.dataset = 'fashion<br>mnist';
+    const rep = await renderReport(r, { resultsPath: join(dir, 'results.json'), title: `Report for ${XSS}` });
+    for (const doc of [rep.html, rep.markdown]) {
+      expect(doc).not.toContain(XSS);
+      expect(doc).not.toContain('<script');
+      expect(doc).not.toContain('<img src=x');
+      expect(doc).not.toContain('<b>');
+      expect(doc).not.toContain('<i>nope');
+      expect(doc).not.toContain('fashion<br>');
+      expect(doc).toContain('&lt;script&gt;alert(1)&lt;/script&gt;');
+    }
+    expect(rep.html).toContain('fg&quot;sm&amp;&lt;b&gt;');
+    // the SVG legends and confusion-matrix labels are escaped too
+    expect(rep.html).toMatch(/<text[^>]*>&lt;script&gt;alert\(1\)/);
+    expect(rep.html).toContain('&lt;img src=x onerror=alert(2)&gt;');
+  });
+
+  it('escape helpers', () => {
+    expect(escapeHtml(`<a href="x">'&'</a>`)).toBe('&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;');
+    expect(escapeMarkdown('a|b*c_d\n# e')).toBe('a\\|b\\*c\\_d # e');
+    expect(escapeMarkdown('# title')).toBe('\\# title');
+    expect(escapeMarkdown('1. x')).toBe('1\\. x');
+    expect(escapeMarkdown('91.20%')).toBe('91.20%');
+    expect(escapeMarkdown('- x')).toBe('\\- x');
+  });
+});
+
+describe('results validation', () => {
+  const write = (name: string, text: string): string => {
+    const p = join(dir, name);
+    writeFileSync(p, text);
+    return p;
+  };
+  const usage = (fn: () => unknown): UsageError => {
+    try {
+      fn();
+    } catch (e) {
+      expect(e).toBeInstanceOf(UsageError);
+      expect((e as UsageError).exitCode).toBe(2);
+      expect((e as Error).message).not.toContain('\n');
+      return e as UsageError;
+    }
+    throw new Error('expected a UsageError');
+  };
+
+  it('rejects missing, non-JSON, wrong-format and incomplete files with one-line UsageErrors', () => {
+    expect(usage(() => readResultsFile(join(dir, 'nope.json'))).message).toMatch(/results file not found/);
+    expect(usage(() => readResultsFile(write('bad.json', '{"format": "cnnf-results/1", '))).message).toMatch(/not valid JSON/);
+    expect(usage(() => readResultsFile(write('fmt.json', '{"format": "other/2"}'))).message).toMatch(/unsupported format "other\/2"/);
+    expect(usage(() => readResultsFile(write('nofmt.json', '[1,2]'))).message).toMatch(/must be an object|not a cnnf results file/);
+    expect(usage(() => readResultsFile(dir)).message).toMatch(/is a directory/);
+
+    const noModels = sampleResults() as unknown as Record<string, unknown>;
+    delete noModels.models;
+    expect(usage(() => validateResults(noModels, 'r.json')).message).toBe('r.json: models is missing');
+
+    const badAcc = sampleResults();
+    (badAcc.models[1]!.attacks[2]!.points[1] as unknown as Record<string, unknown>).accuracy = 'high';
+    expect(usage(() => validateResults(badAcc, 'r.json')).message).toBe('r.json: models[1].attacks[2].points[1].accuracy must be a finite number');
+
+    const badConf = sampleResults();
+    badConf.models[0]!.clean.confusion.pop();
+    expect(usage(() => validateResults(badConf, 'r.json')).message).toMatch(/clean\.confusion must have 10 rows/);
+
+    const noSeed = sampleResults() as unknown as { provenance: Record<string, unknown> };
+    delete noSeed.provenance.seed;
+    expect(usage(() => validateResults(noSeed, 'r.json')).message).toBe('r.json: provenance.seed is missing');
+
+    const dup = sampleResults();
+    dup.models[1]!.name = 'cnn';
+    expect(usage(() => validateResults(dup, 'r.json')).message).toMatch(/duplicates another model's name/);
+  });
+
+  it('parses training logs and rejects malformed ones', () => {
+    const log = parseTrainingLog('epoch,batch,step,loss,accuracy,lr\n1,0,0,2.0,0.1,0.01\n1,1,1,1.0,0.2,0.01\n', 'log.csv');
+    expect(log.rows).toHaveLength(2);
+    expect(log.rows[1]).toEqual({ epoch: 1, batch: 1, step: 1, loss: 1, accuracy: 0.2, lr: 0.01 });
+    expect(movingAverage([2, 4, 6, 8], 2)).toEqual([2, 3, 5, 7]);
+    expect(usage(() => parseTrainingLog('epoch,step,loss\n1,2,3\n', 'a.csv')).message).toMatch(/a\.csv: not a training log .*missing batch, accuracy, lr/);
+    expect(usage(() => parseTrainingLog('epoch,batch,step,loss,accuracy,lr\n1,0,0,nan?,0.1,0.1\n', 'b.csv')).message).toBe('b.csv:2: loss must be a number, got "nan?"');
+    expect(usage(() => parseTrainingLog('epoch,batch,step,loss,accuracy,lr\n', 'c.csv')).message).toMatch(/no data rows/);
+  });
+});
+
+describe('cnnf report (CLI)', () => {
+  it('writes the report and prints the absolute path of index.html', async () => {
+    const out = join(dir, 'cli-out');
+    const r = await cnnf(['report', resultsPath, logPath, '--out', out, '--title', 'CLI report']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`${join(out, 'index.html')}\n`);
+    expect(readFileSync(join(out, 'index.html'), 'utf8')).toContain('<title>CLI report</title>');
+    expect(existsSync(join(out, 'report.md'))).toBe(true);
+  });
+
+  it('exits 2 with one line on bad input', async () => {
+    writeFileSync(join(dir, 'notjson.json'), 'hello');
+    writeFileSync(join(dir, 'wrongfmt.json'), JSON.stringify({ ...sampleResults(), format: 'cnnf-results/99' }));
+    writeFileSync(join(dir, 'badlog.csv'), 'a,b\n1,2\n');
+    const [missing, notJson, wrongFmt, badLog] = await Promise.all([
+      cnnf(['report', join(dir, 'missing.json'), '--out', join(dir, 'x')]),
+      cnnf(['report', join(dir, 'notjson.json'), '--out', join(dir, 'x')]),
+      cnnf(['report', join(dir, 'wrongfmt.json'), '--out', join(dir, 'x')]),
+      cnnf(['report', resultsPath, join(dir, 'badlog.csv'), '--out', join(dir, 'x')]),
+    ]);
+    expectOneLineUsage(missing, /results file not found/);
+    expectOneLineUsage(notJson, /not valid JSON/);
+    expectOneLineUsage(wrongFmt, /unsupported format "cnnf-results\/99"/);
+    expectOneLineUsage(badLog, /not a training log/);
+    expect(existsSync(join(dir, 'x'))).toBe(false);
+  });
+});
+
+describe('report in headless Chromium', () => {
+  const have = existsSync(CHROMIUM);
+  if (!have && !process.env.CI) {
+    console.warn(`[report.test] SKIPPING the headless Chromium test: ${CHROMIUM} not found (install with .ci/install-chromium.sh)`);
+  }
+  it.skipIf(!have && !process.env.CI)('loads with no errors or requests, shows the SVG charts, screenshots', async () => {
+    expect(existsSync(CHROMIUM), `${CHROMIUM} is required when CI is set: run .ci/install-chromium.sh`).toBe(true);
+    const { chromium } = await import('playwright-core');
+    const started = Date.now();
+    const browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    try {
+      const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+      const problems: string[] = [];
+      const requests: string[] = [];
+      page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') problems.push(`console ${m.type()}: ${m.text()}`); });
+      page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+      page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText ?? ''}`));
+      page.on('request', (r) => requests.push(r.url()));
+      const url = pathToFileURL(join(outDir, 'index.html')).href;
+      const resp = await page.goto(url, { waitUntil: 'load' });
+      expect(resp?.ok() ?? true).toBe(true);
+
+      const dom = await page.evaluate(() => {
+        const svgs = [...document.querySelectorAll('figure.chart > svg')];
+        return {
+          title: document.title,
+          charts: svgs.length,
+          sized: svgs.filter((s) => { const b = s.getBoundingClientRect(); return b.width > 50 && b.height > 50; }).length,
+          marks: document.querySelectorAll('figure.chart svg path, figure.chart svg text').length,
+          scripts: document.querySelectorAll('script').length,
+          images: [...document.images].map((i) => ({ ok: i.complete && i.naturalWidth > 0, w: i.naturalWidth })),
+          tables: document.querySelectorAll('table').length,
+        };
+      });
+      expect(dom.title).toBe('CNN vs CNN-F on Fashion-MNIST');
+      expect(dom.charts).toBe(34);
+      expect(dom.sized).toBe(34);
+      expect(dom.marks).toBeGreaterThan(1000);
+      expect(dom.scripts).toBe(0);
+      expect(dom.images).toEqual([{ ok: true, w: 28 }, { ok: true, w: 28 }]);
+      expect(dom.tables).toBeGreaterThanOrEqual(10);
+      expect(problems).toEqual([]);
+      expect(requests).toEqual([url]);
+
+      const shot = join(dir, 'screenshot.png');
+      await page.screenshot({ path: shot });
+      const meta = await sharp(shot).metadata();
+      expect(meta.format).toBe('png');
+      expect([meta.width, meta.height]).toEqual([1280, 900]);
+      expect(readFileSync(shot).length).toBeGreaterThan(20_000);
+
+      const chartShot = await page.locator('figure.chart').first().screenshot();
+      const stats = await sharp(chartShot).stats();
+      expect(stats.channels[0]!.stdev).toBeGreaterThan(5);
+      console.info(`[report.test] headless Chromium test took ${Date.now() - started} ms`);
+    } finally {
+      await browser.close();
+    }
+  });
+});
