@@ -1,0 +1,161 @@
+/**
+ * cnnf checkpoints: safetensors holding the weights in cnnf layout plus metadata (architecture,
+ * widths, ind, cycles, res_param, readout, dataset, class names, input normalisation, training
+ * summary). Reading validates the format, the metadata and every tensor's shape and values.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { UsageError } from '../errors.js';
+import { makeConfig, paramSpecs, type ModelConfig } from '../models/arch.js';
+import { CNNF, type Readout } from '../models/cnnf.js';
+import { parseSafetensors, writeSafetensors, type TensorToWrite } from './safetensors.js';
+
+export const CHECKPOINT_FORMAT = 'cnnf-checkpoint/1';
+export const INPUT_NORMALISATION = 'x/255*2-1 (pixels in [-1, 1])';
+
+export interface CheckpointInfo {
+  config: ModelConfig;
+  readout: Readout;
+  dataset: string;
+  classNames: string[];
+  normalisation: string;
+  /** Free-form training summary (epochs, accuracy, command, wall time, ...). */
+  training: Record<string, unknown>;
+  /** Where the weights came from ("cnnf train", "imported from PyTorch ..."). */
+  source: string;
+  /** Storage dtype of the weights. */
+  dtype: 'F32' | 'F16';
+}
+
+export interface LoadedCheckpoint {
+  model: CNNF;
+  info: CheckpointInfo;
+  path: string;
+  sha256: string;
+}
+
+function readBytes(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new UsageError(`cannot read checkpoint ${path}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : code ?? (e as Error).message}`);
+  }
+}
+
+function metaJson<T>(meta: Record<string, string>, key: string, path: string, check: (v: unknown) => boolean, fallback?: T): T {
+  const raw = meta[key];
+  if (raw === undefined) {
+    if (fallback !== undefined) return fallback;
+    throw new UsageError(`${path}: not a cnnf checkpoint (metadata has no ${key})`);
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    throw new UsageError(`${path}: metadata ${key} is not valid JSON`);
+  }
+  if (!check(v)) throw new UsageError(`${path}: metadata ${key} has an invalid value ${raw.slice(0, 80)}`);
+  return v as T;
+}
+
+/** Reads and validates a checkpoint; builds the model on the active backend. */
+export function loadCheckpoint(path: string): LoadedCheckpoint {
+  const buf = readBytes(path);
+  const file = parseSafetensors(buf, path);
+  const meta = file.metadata;
+  if (meta.format !== CHECKPOINT_FORMAT) {
+    const hint = [...file.tensors.keys()].some((k) => k.startsWith('conv1.conv.weight') || k.startsWith('param.'))
+      ? ' (PyTorch weights? convert them with cnnf import --from pytorch)'
+      : '';
+    throw new UsageError(`${path}: not a cnnf checkpoint (format ${JSON.stringify(meta.format ?? null)})${hint}`);
+  }
+  const isNum = (v: unknown) => typeof v === 'number' && Number.isFinite(v);
+  const config = makeConfig({
+    arch: metaJson<string>(meta, 'arch', path, (v) => typeof v === 'string'),
+    fc: metaJson<number[]>(meta, 'fc', path, (v) => Array.isArray(v) && v.every(isNum)),
+    numClasses: metaJson<number>(meta, 'num_classes', path, isNum),
+    ind: metaJson<number>(meta, 'ind', path, isNum),
+    cycles: metaJson<number>(meta, 'cycles', path, isNum),
+    resParam: metaJson<number>(meta, 'res_param', path, isNum),
+  });
+  const readout = metaJson<Readout>(meta, 'readout', path, (v) => v === 'last' || v === 'average', 'last');
+  const classNames = metaJson<string[]>(meta, 'class_names', path, (v) => Array.isArray(v) && v.every((s) => typeof s === 'string'),
+    Array.from({ length: config.numClasses }, (_, i) => String(i)));
+  if (classNames.length !== config.numClasses) {
+    throw new UsageError(`${path}: ${classNames.length} class names for ${config.numClasses} classes`);
+  }
+  const arrays = new Map<string, Float32Array>();
+  const specs = paramSpecs(config);
+  const expected = new Set(specs.map((p) => p.name));
+  for (const k of file.tensors.keys()) {
+    if (!expected.has(k)) throw new UsageError(`${path}: unexpected tensor ${k} for arch ${config.arch}`);
+  }
+  let dtype: 'F32' | 'F16' = 'F32';
+  for (const p of specs) {
+    const t = file.tensors.get(p.name);
+    if (!t) throw new UsageError(`${path}: missing tensor ${p.name}`);
+    if (t.dtype !== 'F32' && t.dtype !== 'F16') throw new UsageError(`${path}: tensor ${p.name} has dtype ${t.dtype}, expected F32 or F16`);
+    if (t.dtype === 'F16') dtype = 'F16';
+    if (t.shape.join(',') !== p.shape.join(',')) {
+      throw new UsageError(`${path}: tensor ${p.name} has shape [${t.shape.join(', ')}], expected [${p.shape.join(', ')}]`);
+    }
+    for (const v of t.data) if (!Number.isFinite(v)) throw new UsageError(`${path}: tensor ${p.name} contains NaN or infinity`);
+    arrays.set(p.name, t.data);
+  }
+  const info: CheckpointInfo = {
+    config,
+    readout,
+    dataset: meta.dataset ?? 'unknown',
+    classNames,
+    normalisation: meta.normalisation ?? INPUT_NORMALISATION,
+    training: metaJson<Record<string, unknown>>(meta, 'training', path, (v) => typeof v === 'object' && v !== null && !Array.isArray(v), {}),
+    source: meta.source ?? 'unknown',
+    dtype,
+  };
+  return { model: CNNF.fromArrays(config, arrays), info, path, sha256: createHash('sha256').update(buf).digest('hex') };
+}
+
+export interface SaveOptions {
+  readout?: Readout;
+  dataset?: string;
+  classNames?: string[];
+  training?: Record<string, unknown>;
+  source?: string;
+  dtype?: 'F32' | 'F16';
+}
+
+/** Metadata of a checkpoint in the safetensors string map. */
+export function checkpointMetadata(config: ModelConfig, opts: SaveOptions): Record<string, string> {
+  return {
+    format: CHECKPOINT_FORMAT,
+    layout: 'cnnf: activations NHWC; conv [kh,kw,in,out]; linear [in,out]; fc1 input flattened in H,W,C order',
+    arch: JSON.stringify(config.arch),
+    fc: JSON.stringify(config.fc),
+    num_classes: JSON.stringify(config.numClasses),
+    ind: JSON.stringify(config.ind),
+    cycles: JSON.stringify(config.cycles),
+    res_param: JSON.stringify(config.resParam),
+    readout: JSON.stringify(opts.readout ?? 'last'),
+    dataset: opts.dataset ?? 'fashion-mnist',
+    class_names: JSON.stringify(opts.classNames ?? Array.from({ length: config.numClasses }, (_, i) => String(i))),
+    normalisation: INPUT_NORMALISATION,
+    training: JSON.stringify(opts.training ?? {}),
+    source: opts.source ?? 'cnnf',
+  };
+}
+
+/** Writes arrays in cnnf layout as a checkpoint (atomically). */
+export function saveArrays(path: string, config: ModelConfig, arrays: Map<string, { shape: number[]; data: Float32Array }>, opts: SaveOptions = {}): void {
+  const tensors = new Map<string, TensorToWrite>();
+  for (const p of paramSpecs(config)) {
+    const a = arrays.get(p.name);
+    if (!a) throw new Error(`missing parameter ${p.name}`);
+    tensors.set(p.name, { shape: p.shape, data: a.data, dtype: opts.dtype ?? 'F32' });
+  }
+  writeSafetensors(path, tensors, checkpointMetadata(config, opts));
+}
+
+export async function saveCheckpoint(path: string, model: CNNF, opts: SaveOptions = {}): Promise<void> {
+  saveArrays(path, model.config, await model.toArrays(), opts);
+}
