@@ -70,6 +70,8 @@ export interface ModelConfig {
   resParam: number;
 }
 
+export type ConfigInput = Omit<Partial<ModelConfig>, 'arch'> & { arch: string };
+
 export function getArch(name: string): ArchSpec {
   if (!(ARCH_NAMES as readonly string[]).includes(name)) {
     throw new UsageError(`unknown architecture ${JSON.stringify(name)} (known: ${ARCH_NAMES.join(', ')})`);
@@ -78,7 +80,7 @@ export function getArch(name: string): ArchSpec {
 }
 
 /** Validates a configuration (one-line UsageError per problem) and fills defaults. */
-export function makeConfig(partial: Partial<ModelConfig> & { arch: string }): ModelConfig {
+export function makeConfig(partial: ConfigInput): ModelConfig {
   const spec = getArch(partial.arch);
   const cfg: ModelConfig = {
     arch: spec.name,

@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Bias, Conv2d, Flatten, InsNorm, Linear, MaxPool2d, ResReLU, RunState, type LayerContext, type Params } from '../nn/index.js';
-import { getArch, paramSpecs, makeConfig, type ArchSpec, type ModelConfig } from './arch.js';
+import { getArch, paramSpecs, makeConfig, type ArchSpec, type ConfigInput, type ModelConfig } from './arch.js';
 
 class ConvBlock {
   readonly conv: Conv2d;
@@ -124,7 +124,7 @@ export class CNNF {
   }
 
   /** A freshly initialised model: conv N(0, sqrt(2/(k*k*out))), linear U(+-1/sqrt(in)), biases 0. */
-  static init(partial: Partial<ModelConfig> & { arch: string }, seed: number): CNNF {
+  static init(partial: ConfigInput, seed: number): CNNF {
     const config = makeConfig(partial);
     const params: Params = new Map();
     let s = seed >>> 0;
@@ -142,7 +142,7 @@ export class CNNF {
   }
 
   /** Model from named float32 arrays in cnnf layout (see paramSpecs). */
-  static fromArrays(partial: Partial<ModelConfig> & { arch: string }, arrays: Map<string, Float32Array>): CNNF {
+  static fromArrays(partial: ConfigInput, arrays: Map<string, Float32Array>): CNNF {
     const config = makeConfig(partial);
     const params: Params = new Map();
     for (const p of paramSpecs(config)) {
