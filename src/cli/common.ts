@@ -1,0 +1,25 @@
+/** Options every computing command shares: --backend (default $CNNF_BACKEND or auto) and --seed. */
+import { Option, type Command } from 'commander';
+import { BACKEND_CHOICES, useBackend, type BackendInfo } from '../backend/index.js';
+import { parseInteger } from './options.js';
+
+export function addBackendOption(cmd: Command): Command {
+  return cmd.addOption(
+    new Option('--backend <name>', `compute backend: ${BACKEND_CHOICES.join('|')} (auto: tfjs-node-gpu, tfjs-node, wasm, cpu)`)
+      .default(process.env.CNNF_BACKEND ?? 'auto')
+      .env('CNNF_BACKEND'),
+  );
+}
+
+export function addSeedOption(cmd: Command, fallback = 0): Command {
+  return cmd.option('--seed <n>', 'seed for every random choice', String(fallback));
+}
+
+export function seedFrom(raw: string): number {
+  return parseInteger('--seed', raw, 0, 2 ** 32 - 1);
+}
+
+/** Initialises the backend named by --backend (one stderr line says which one runs). */
+export async function initBackend(opts: { backend?: string }): Promise<BackendInfo> {
+  return useBackend(opts.backend ?? process.env.CNNF_BACKEND ?? 'auto');
+}
