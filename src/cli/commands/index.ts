@@ -6,3 +6,5 @@ export const commands: Register[] = [];
 import { register as registerData } from './data.js'; commands.push(registerData);
 import { register as registerReport } from './report.js'; commands.push(registerReport);
 import { register as registerGate } from './gate.js'; commands.push(registerGate);
+import { register as registerEval } from './eval.js'; commands.push(registerEval);
+import { register as registerAttack } from './attack.js'; commands.push(registerAttack);

@@ -1,0 +1,43 @@
+/**
+ * `cnnf eval --model A --model B [--name A=label] [--suite attacks/NAME.json | --attacks fgsm,pgd --eps 0.1,0.2]
+ *  [--test-subset stride:K] [--cycles N --readout last|average] [--dump DIR] --json results.json`.
+ */
+import { Option, type Command } from 'commander';
+import { addBackendOption, addSeedOption } from '../common.js';
+import { addDatasetOptions } from './data.js';
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+/** Flags shared by `cnnf eval` and `cnnf attack`: victim settings, batch size, dumps. */
+export function addEvalRunOptions(cmd: Command): Command {
+  return cmd
+    .option('--cycles <n>', 'feedback cycles for CNN-F models (default: each checkpoint\'s own; plain CNNs always run 0)')
+    .addOption(new Option('--readout <r>', 'readout for prediction (default: each checkpoint\'s own)').choices(['last', 'average']))
+    .option('--batch-size <n>', 'examples per batch (default: the suite\'s, else 100)')
+    .option('--dump <dir>', 'write PNGs of attacked examples (clean | perturbed | perturbation | reconstructions) and index.json here')
+    .option('--dump-count <k>', 'examples to dump per model x attack x mode', '4');
+}
+
+export function register(program: Command): void {
+  const cmd = program
+    .command('eval')
+    .description('evaluate checkpoints against an attack suite: accuracy-vs-epsilon tables on stdout, results JSON for report/gate');
+  cmd
+    .option('--model <path>', 'checkpoint to evaluate (repeatable)', collect, [])
+    .option('--name <path=label>', 'display name for a model, by its path or default name (repeatable)', collect, [])
+    .option('--suite <file>', 'attack suite JSON (attacks/NAME.json; a bare NAME means the bundled attacks/NAME.json)')
+    .option('--attacks <list>', 'instead of --suite: comma-separated methods gaussian,fgsm,pgd (run at --eps)')
+    .option('--eps <list>', 'with --attacks: comma-separated epsilons (gaussian: sigma), in [-1, 1] input units')
+    .option('--steps <n>', 'with --attacks: PGD steps', '7')
+    .option('--step-size <s>', 'with --attacks: absolute PGD step (default 2.5 * eps / steps)')
+    .option('--modes <list>', 'with --attacks: gradient paths first,e2e', 'first,e2e')
+    .option('--json <file>', 'write the results JSON here (atomically)');
+  addEvalRunOptions(cmd);
+  addDatasetOptions(cmd);
+  addSeedOption(cmd);
+  addBackendOption(cmd);
+  cmd.action(async (flags: Record<string, unknown>) => {
+    const { runEvalCommand } = await import('../../eval/cli-run.js');
+    await runEvalCommand(flags);
+  });
+}

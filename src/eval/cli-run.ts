@@ -1,0 +1,284 @@
+/**
+ * The work behind `cnnf eval` and `cnnf attack` (loaded only when one of them runs): flag
+ * validation, model and dataset loading, a progress bar on a TTY stderr, accuracy tables, results JSON.
+ */
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import cliProgress from 'cli-progress';
+import Table from 'cli-table3';
+import { UsageError } from '../errors.js';
+import { initBackend, seedFrom } from '../cli/common.js';
+import { parseInteger, parseNumber, parseNumberList } from '../cli/options.js';
+import { datasetOptionsFromFlags } from '../cli/commands/data.js';
+import { formatTestSubset, loadDataset } from '../data/index.js';
+import { loadCheckpoint, type LoadedCheckpoint } from '../io/checkpoint.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { validateResults } from '../report/results-file.js';
+import type { TargetPolicy } from '../attacks/index.js';
+import type { Readout } from '../models/cnnf.js';
+import { defaultModelName, evaluate, type EvalData, type EvalProgress } from './evaluate.js';
+import type { AttackMode, EvalResults } from './results.js';
+import { ATTACK_METHODS, loadSuite, parseSuite, type Suite } from './suite.js';
+
+const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+type Flags = Record<string, unknown>;
+const str = (flags: Flags, k: string): string | undefined => (flags[k] === undefined ? undefined : String(flags[k]));
+
+/** A suite path, or a bare name of a bundled suite (attacks/NAME.json). */
+export function resolveSuitePath(raw: string): string {
+  if (raw.trim() === '') throw new UsageError('--suite must not be empty');
+  if (existsSync(raw) || /[\\/]|\.json$/i.test(raw)) return raw;
+  const bundled = join(PACKAGE_ROOT, 'attacks', `${raw}.json`);
+  if (existsSync(bundled)) return bundled;
+  throw new UsageError(`suite file not found: ${raw} (nor a bundled suite attacks/${raw}.json)`);
+}
+
+function epsList(flag: string, raw: string): number[] {
+  const eps = parseNumberList(flag, raw);
+  for (const e of eps) if (e < 0) throw new UsageError(`${flag} values must be >= 0, got ${e}`);
+  if (new Set(eps).size !== eps.length) throw new UsageError(`${flag} repeats a value`);
+  return eps;
+}
+
+/** Victim and run options shared by both commands. */
+function runOptions(flags: Flags): { cycles?: number; readout?: Readout; batchSize?: number; dumpCount: number; seed: number } {
+  const cycles = str(flags, 'cycles');
+  const batch = str(flags, 'batchSize');
+  return {
+    cycles: cycles === undefined ? undefined : parseInteger('--cycles', cycles, 0, 100),
+    readout: flags.readout as Readout | undefined,
+    batchSize: batch === undefined ? undefined : parseInteger('--batch-size', batch, 1, 100_000),
+    dumpCount: parseInteger('--dump-count', str(flags, 'dumpCount') ?? '4', 1, 100_000),
+    seed: seedFrom(str(flags, 'seed') ?? '0'),
+  };
+}
+
+function loadData(flags: Flags, suiteSubset?: string): EvalData {
+  const f = { ...flags };
+  if (f.testSubset === undefined && suiteSubset !== undefined) f.testSubset = suiteSubset;
+  const opts = datasetOptionsFromFlags(f);
+  const ds = loadDataset(opts);
+  const parts = [
+    opts.testSize !== undefined ? `test-size:${opts.testSize}` : '',
+    opts.testSubset !== undefined ? (typeof opts.testSubset === 'string' ? opts.testSubset : formatTestSubset(opts.testSubset)) : '',
+  ].filter((s) => s !== '');
+  return { name: ds.name, classNames: ds.classNames, numClasses: ds.numClasses, split: ds.test, testSubset: parts.length ? parts.join(',') : 'full' };
+}
+
+function commandLine(): string {
+  const q = (a: string): string => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
+  return ['cnnf', ...process.argv.slice(2)].map(q).join(' ');
+}
+
+/** A cli-progress bar on stderr when it is a TTY; nothing otherwise. */
+function progressBar(): { update: (p: EvalProgress) => void; stop: () => void } {
+  if (!process.stderr.isTTY) return { update: () => undefined, stop: () => undefined };
+  const bar = new cliProgress.SingleBar(
+    { stream: process.stderr, format: ' {bar} {percentage}% | ETA {eta_formatted} | {model} {stage}', hideCursor: true, clearOnComplete: true },
+    cliProgress.Presets.shades_classic,
+  );
+  let started = false;
+  return {
+    update: (p) => {
+      if (!started) {
+        bar.start(p.total, 0, { model: p.model, stage: p.stage });
+        started = true;
+      }
+      bar.update(p.done, { model: p.model, stage: p.stage });
+    },
+    stop: () => {
+      if (started) bar.stop();
+    },
+  };
+}
+
+const pct = (v: number): string => `${(v * 100).toFixed(1)}%`;
+
+/** Accuracy-vs-epsilon tables: a summary (clean + worst case) and one table per attack. */
+export function resultTables(results: EvalResults): string {
+  const out: string[] = [];
+  const style = { head: [], border: [], compact: true };
+  const wcEps = [...new Set(results.models.flatMap((m) => m.worstCase.map((w) => w.eps)))].sort((a, b) => a - b);
+  const summary = new Table({ head: ['model', 'cycles', 'readout', 'clean', ...wcEps.map((e) => `worst@${e}`)], style });
+  for (const m of results.models) {
+    summary.push([m.name, m.cycles, m.readout, pct(m.clean.accuracy), ...wcEps.map((e) => {
+      const w = m.worstCase.find((x) => x.eps === e);
+      return w ? pct(w.accuracy) : '-';
+    })]);
+  }
+  out.push(`clean and worst-case accuracy (${results.provenance.examples} examples, ${results.provenance.dataset} ${results.provenance.testSubset})`, summary.toString());
+  const attackNames = [...new Set(results.models.flatMap((m) => m.attacks.map((a) => a.name)))];
+  for (const name of attackNames) {
+    const rows = results.models.flatMap((m) => m.attacks.filter((a) => a.name === name).map((a) => ({ m, a })));
+    const eps = [...new Set(rows.flatMap(({ a }) => a.points.map((p) => p.eps)))].sort((x, y) => x - y);
+    const first = rows[0].a;
+    const t = new Table({ head: [first.targeted ? 'model[/mode] acc (success)' : 'model[/mode]', 'clean', ...eps.map((e) => `eps ${e}`)], style });
+    for (const { m, a } of rows) {
+      t.push([`${m.name}${a.mode ? `/${a.mode}` : ''}`, pct(m.clean.accuracy), ...eps.map((e) => {
+        const p = a.points.find((x) => x.eps === e);
+        if (!p) return '-';
+        return p.successRate !== undefined ? `${pct(p.accuracy)} (${pct(p.successRate)})` : pct(p.accuracy);
+      })]);
+    }
+    out.push('', `${name} (${first.method}${first.targeted ? ', targeted' : ''}${first.method === 'gaussian' ? ', eps = sigma' : ''})`, t.toString());
+  }
+  return `${out.join('\n')}\n`;
+}
+
+function loadModels(paths: string[]): LoadedCheckpoint[] {
+  return paths.map((p) => {
+    if (p.trim() === '') throw new UsageError('--model must not be empty');
+    return loadCheckpoint(p);
+  });
+}
+
+function suiteFromAttackFlags(flags: Flags): Suite {
+  const list = str(flags, 'attacks')!.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (list.length === 0) throw new UsageError('--attacks needs at least one of gaussian, fgsm, pgd');
+  for (const a of list) {
+    if (!(ATTACK_METHODS as readonly string[]).includes(a)) throw new UsageError(`--attacks: unknown attack ${JSON.stringify(a)} (known: ${ATTACK_METHODS.join(', ')})`);
+  }
+  const rawEps = str(flags, 'eps');
+  if (rawEps === undefined) throw new UsageError('--attacks needs --eps E1,E2,...');
+  const eps = epsList('--eps', rawEps);
+  const modes = (str(flags, 'modes') ?? 'first,e2e').split(',').map((s) => s.trim());
+  for (const m of modes) if (m !== 'first' && m !== 'e2e') throw new UsageError(`--modes must list first and/or e2e, got ${JSON.stringify(m)}`);
+  const steps = parseInteger('--steps', str(flags, 'steps') ?? '7', 1, 10_000);
+  const stepSize = str(flags, 'stepSize');
+  const attacks = [...new Set(list)].map((method) => {
+    if (method === 'gaussian') return { name: 'gaussian', method, eps };
+    if (method === 'fgsm') return { name: 'fgsm', method, eps, modes };
+    return { name: `pgd${steps}`, method, eps, modes, steps, ...(stepSize !== undefined ? { stepSize: parseNumber('--step-size', stepSize, { min: Number.MIN_VALUE }) } : {}) };
+  });
+  return parseSuite({ name: `adhoc:${list.join(',')}`, attacks }, 'command line');
+}
+
+export async function runEvalCommand(flags: Flags): Promise<void> {
+  const modelPaths = (flags.model as string[] | undefined) ?? [];
+  if (modelPaths.length === 0) throw new UsageError('give at least one --model CHECKPOINT');
+  const suiteFlag = str(flags, 'suite');
+  if (suiteFlag !== undefined && flags.attacks !== undefined) throw new UsageError('give either --suite or --attacks, not both');
+  if (suiteFlag === undefined && flags.attacks === undefined) throw new UsageError('give --suite attacks/NAME.json or --attacks gaussian,fgsm,pgd --eps LIST');
+  if (suiteFlag !== undefined) {
+    for (const k of ['eps', 'stepSize'] as const) if (flags[k] !== undefined) throw new UsageError(`--${k === 'eps' ? 'eps' : 'step-size'} only applies with --attacks (the suite sets it)`);
+  }
+  const suite = suiteFlag !== undefined ? loadSuite(resolveSuitePath(suiteFlag)) : suiteFromAttackFlags(flags);
+  const run = runOptions(flags);
+  const jsonPath = str(flags, 'json');
+  if (jsonPath !== undefined && jsonPath.trim() === '') throw new UsageError('--json must not be empty');
+  const dumpDir = str(flags, 'dump');
+  if (dumpDir !== undefined && dumpDir.trim() === '') throw new UsageError('--dump must not be empty');
+
+  // names: --name PATH=LABEL or DEFAULTNAME=LABEL
+  const names = modelPaths.map((p) => defaultModelName(p));
+  for (const raw of (flags.name as string[] | undefined) ?? []) {
+    const i = raw.lastIndexOf('=');
+    if (i <= 0 || i === raw.length - 1) throw new UsageError(`--name must be PATH=LABEL, got ${JSON.stringify(raw)}`);
+    const key = raw.slice(0, i);
+    const label = raw.slice(i + 1).trim();
+    const idx = modelPaths.findIndex((p, j) => p === key || resolve(p) === resolve(key) || names[j] === key || defaultModelName(p) === key);
+    if (idx < 0) throw new UsageError(`--name ${raw}: ${key} is not one of the --model paths`);
+    names[idx] = label;
+  }
+
+  const data = loadData(flags, suite.testSubset);
+  await initBackend(flags as { backend?: string });
+  const models = loadModels(modelPaths);
+  const bar = progressBar();
+  let results: EvalResults;
+  try {
+    results = await evaluate(models, data, suite, {
+      seed: run.seed,
+      batchSize: run.batchSize,
+      cycles: run.cycles,
+      readout: run.readout,
+      names,
+      onProgress: bar.update,
+      dumpDir,
+      dumpCount: run.dumpCount,
+      dumpBase: jsonPath !== undefined ? dirname(resolve(jsonPath)) : process.cwd(),
+      command: commandLine(),
+    });
+  } finally {
+    bar.stop();
+  }
+  validateResults(results, 'evaluation results');
+  process.stdout.write(resultTables(results));
+  if (jsonPath !== undefined) {
+    writeFileAtomic(jsonPath, `${JSON.stringify(results, null, 2)}\n`);
+    process.stderr.write(`cnnf: wrote ${jsonPath} (${results.provenance.durationSeconds} s)\n`);
+  }
+}
+
+export async function runAttackCommand(flags: Flags): Promise<void> {
+  const modelPath = str(flags, 'model')!;
+  if (modelPath.trim() === '') throw new UsageError('--model must not be empty');
+  const method = flags.method as 'gaussian' | 'fgsm' | 'pgd';
+  const eps = epsList('--eps', str(flags, 'eps')!);
+  const mode = (flags.mode as AttackMode | undefined) ?? 'first';
+  const targetRaw = str(flags, 'target');
+  let target: TargetPolicy | undefined;
+  if (targetRaw !== undefined) {
+    if (method === 'gaussian') throw new UsageError('--target applies to fgsm and pgd, not gaussian noise');
+    target = targetRaw === 'next' || targetRaw === 'random' ? targetRaw : parseInteger('--target', targetRaw, 0, 10_000);
+  }
+  const spec: Record<string, unknown> = { name: method === 'pgd' ? `pgd${str(flags, 'steps') ?? '7'}` : method, method, eps };
+  if (method !== 'gaussian') spec.modes = [mode];
+  if (target !== undefined) Object.assign(spec, { targeted: true, target });
+  if (method === 'pgd') {
+    spec.steps = parseInteger('--steps', str(flags, 'steps') ?? '7', 1, 10_000);
+    const ss = str(flags, 'stepSize');
+    if (ss !== undefined) spec.stepSize = parseNumber('--step-size', ss, { min: Number.MIN_VALUE });
+    spec.randomStart = flags.randomStart !== false;
+    spec.restarts = parseInteger('--restarts', str(flags, 'restarts') ?? '1', 1, 1000);
+  } else {
+    if (str(flags, 'stepSize') !== undefined) throw new UsageError('--step-size applies to pgd only');
+    if (str(flags, 'restarts') !== undefined && str(flags, 'restarts') !== '1') throw new UsageError('--restarts applies to pgd only');
+  }
+  const suite = parseSuite({ name: `attack:${method}`, attacks: [spec] }, 'command line');
+  const run = runOptions(flags);
+  const dumpDir = str(flags, 'dump');
+  if (dumpDir !== undefined && dumpDir.trim() === '') throw new UsageError('--dump must not be empty');
+
+  const data = loadData(flags);
+  await initBackend(flags as { backend?: string });
+  const [model] = loadModels([modelPath]);
+  const bar = progressBar();
+  let results: EvalResults;
+  try {
+    results = await evaluate([model], data, suite, {
+      seed: run.seed,
+      batchSize: run.batchSize,
+      cycles: run.cycles,
+      readout: run.readout,
+      onProgress: bar.update,
+      dumpDir,
+      dumpCount: run.dumpCount,
+      flatDump: true,
+      command: commandLine(),
+    });
+  } finally {
+    bar.stop();
+  }
+  if (flags.json) {
+    process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
+    return;
+  }
+  const m = results.models[0];
+  const a = m.attacks[0];
+  const t = new Table({
+    head: ['eps', 'accuracy', ...(a.targeted ? ['success rate'] : [])],
+    colAligns: ['right', 'right', 'right'],
+    style: { head: [], border: [], compact: true },
+  });
+  for (const p of a.points) t.push([p.eps, pct(p.accuracy), ...(p.successRate !== undefined ? [pct(p.successRate)] : [])]);
+  const modeNote = a.mode ? `, mode ${a.mode}${m.cycles === 0 && mode === 'e2e' ? ' (plain CNN: e2e = first)' : ''}` : '';
+  process.stdout.write(
+    `${m.name}: ${a.name} (${a.method}${a.targeted ? `, targeted ${String(target)}` : ''}${modeNote}, ${m.cycles} cycles, readout ${m.readout}) ` +
+      `on ${results.provenance.examples} ${results.provenance.dataset} test images (${results.provenance.testSubset}), clean accuracy ${pct(m.clean.accuracy)}\n` +
+      `${t.toString()}\n` +
+      (m.dumps && m.dumps.length ? `dumped ${m.dumps.length} examples to ${dumpDir}\n` : ''),
+  );
+}

@@ -1,0 +1,343 @@
+/**
+ * Robustness evaluation: clean accuracy and confusion, every attack x epsilon x gradient path of a
+ * suite, targeted success rates, per-example worst case, flat gate metrics and provenance, for one
+ * or more checkpoints on one test split. Every random draw is derived from the seed, the attack, the
+ * epsilon, the mode and the index of the batch's first example, so results do not depend on the
+ * order batches run in (nor on which models are evaluated together).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { basename, extname, join, relative } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { UsageError } from '../errors.js';
+import { VERSION } from '../version.js';
+import { activeBackend } from '../backend/index.js';
+import { chooseTargets, predictLogits, type Victim } from '../attacks/index.js';
+import { deriveSeed, mulberry32, IMAGE_PIXELS, type Split } from '../data/index.js';
+import type { LoadedCheckpoint } from '../io/checkpoint.js';
+import type { Readout } from '../models/cnnf.js';
+import { writeDump, type DumpExample } from '../io/images.js';
+import { metricKey, RESULTS_FORMAT, type AttackMode, type AttackResult, type EvalResults, type ModelResult } from './results.js';
+import { attackSettings, buildAttack, type AttackSpec, type Suite } from './suite.js';
+
+export interface EvalData {
+  /** Dataset name for provenance ("fashion-mnist"). */
+  name: string;
+  classNames: string[];
+  numClasses: number;
+  /** The (possibly subset) test split to evaluate on. */
+  split: Split;
+  /** How the split was chosen, for provenance ("stride:50", "full"). */
+  testSubset: string;
+}
+
+export interface EvalProgress {
+  model: string;
+  /** "clean" or "<attack>[:<mode>]". */
+  stage: string;
+  /** Work units done / total over the whole evaluation (one unit = one batch at one attack point). */
+  done: number;
+  total: number;
+}
+
+export interface EvaluateOptions {
+  seed: number;
+  batchSize?: number;
+  /** Feedback cycles for models trained with feedback (plain CNNs, trained with 0 cycles, always run 0). */
+  cycles?: number;
+  /** Readout for every model (default: each checkpoint's own). */
+  readout?: Readout;
+  /** Display names, one per model (default: file name without extension). */
+  names?: string[];
+  onProgress?: (p: EvalProgress) => void;
+  /** Write PNG dumps of the first `dumpCount` examples per model x attack x mode at one epsilon. */
+  dumpDir?: string;
+  dumpCount?: number;
+  /** Dump paths in the results are relative to this directory (default: the current directory). */
+  dumpBase?: string;
+  /** Write the dump PNGs straight into dumpDir (one model, one dumped attack point) instead of DIR/MODEL/ATTACK-MODE-epsE/. */
+  flatDump?: boolean;
+  /** Command line recorded in provenance. */
+  command?: string;
+}
+
+/** One row of work for a model: an attack at one mode (null for noise) over its epsilons. */
+interface Job {
+  spec: AttackSpec;
+  mode: AttackMode | null;
+}
+
+interface PointAcc {
+  correct: number;
+  hits: number;
+  confusion?: number[][];
+}
+
+const zeros = (k: number): number[][] => Array.from({ length: k }, () => new Array<number>(k).fill(0));
+
+/** Effective cycles of a checkpoint under an optional override. */
+export function effectiveCycles(ck: LoadedCheckpoint, override?: number): number {
+  return ck.info.config.cycles === 0 ? 0 : (override ?? ck.info.config.cycles);
+}
+
+/** Display name of a checkpoint: its file name without extension. */
+export function defaultModelName(path: string): string {
+  const b = basename(path);
+  return b.slice(0, b.length - extname(b).length) || b;
+}
+
+/** The jobs a suite runs on a model: gradient attacks once per mode, "first" only for plain CNNs. */
+export function jobsFor(suite: Suite, cycles: number): Job[] {
+  const jobs: Job[] = [];
+  for (const spec of suite.attacks) {
+    if (spec.method === 'gaussian') jobs.push({ spec, mode: null });
+    else {
+      const modes: AttackMode[] = cycles === 0 ? ['first'] : spec.modes;
+      for (const mode of modes) jobs.push({ spec, mode });
+    }
+  }
+  return jobs;
+}
+
+/** Epsilons of the per-example worst case: every epsilon a gradient attack runs at. */
+export function worstCaseEps(suite: Suite): number[] {
+  const s = new Set<number>();
+  for (const a of suite.attacks) if (a.method !== 'gaussian') for (const e of a.eps) s.add(e);
+  return [...s].sort((a, b) => a - b);
+}
+
+function seedSource(seed: number, stream: string): () => number {
+  const rng = mulberry32(deriveSeed(seed, stream));
+  return () => Math.floor(rng() * 2 ** 31);
+}
+
+/** Which epsilon of an attack gets dumped: confusionAt if the attack runs there, else its largest. */
+function dumpEps(spec: AttackSpec, confusionAt?: number): number {
+  return confusionAt !== undefined && spec.eps.includes(confusionAt) ? confusionAt : Math.max(...spec.eps);
+}
+
+const safe = (s: string): string => s.replace(/[^A-Za-z0-9_.-]+/g, '_');
+
+/** Runs the suite on every model; returns a results object `validateResults` accepts. */
+export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite: Suite, opts: EvaluateOptions): Promise<EvalResults> {
+  const t0 = performance.now();
+  if (models.length === 0) throw new UsageError('evaluate needs at least one model');
+  const batchSize = opts.batchSize ?? suite.batchSize ?? 100;
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new UsageError(`batch size must be a positive integer, got ${batchSize}`);
+  if (opts.cycles !== undefined && (!Number.isInteger(opts.cycles) || opts.cycles < 0)) throw new UsageError(`--cycles must be an integer >= 0, got ${opts.cycles}`);
+  const split = data.split;
+  if (split.count === 0) throw new UsageError('the test split is empty');
+  const k = data.numClasses;
+  const names = models.map((m, i) => opts.names?.[i] ?? defaultModelName(m.path));
+  names.forEach((n, i) => {
+    if (names.indexOf(n) !== i) throw new UsageError(`two models are named ${JSON.stringify(n)}; give them distinct names with --name PATH=LABEL`);
+  });
+  for (const [i, m] of models.entries()) {
+    if (m.info.config.numClasses !== k) {
+      throw new UsageError(`${m.path}: the model has ${m.info.config.numClasses} classes but ${data.name} has ${k}`);
+    }
+    for (const spec of suite.attacks) {
+      if (spec.targeted && typeof spec.target === 'number' && spec.target >= k) {
+        throw new UsageError(`attack ${spec.name}: target class ${spec.target} is out of range 0..${k - 1} for ${names[i]}`);
+      }
+    }
+  }
+  const wcEps = worstCaseEps(suite);
+  const nb = Math.ceil(split.count / batchSize);
+  const unitsPer = models.map((m) => 1 + jobsFor(suite, effectiveCycles(m, opts.cycles)).reduce((s, j) => s + j.spec.eps.length, 0));
+  const total = unitsPer.reduce((a, b) => a + b, 0) * nb;
+  let done = 0;
+  const dumpCount = opts.dumpDir ? Math.min(opts.dumpCount ?? 4, split.count) : 0;
+  if (opts.flatDump && (models.length !== 1 || suite.attacks.length !== 1)) throw new Error('flatDump needs one model and one attack');
+
+  const results: ModelResult[] = [];
+  for (const [mi, ck] of models.entries()) {
+    const name = names[mi];
+    const cycles = effectiveCycles(ck, opts.cycles);
+    const readout: Readout = opts.readout ?? ck.info.readout;
+    const classNames = ck.info.classNames.length === k ? ck.info.classNames : data.classNames;
+    const jobs = jobsFor(suite, cycles);
+    const victims: Record<AttackMode, Victim> = {
+      first: { model: ck.model, mode: 'first', cycles, readout },
+      e2e: { model: ck.model, mode: 'e2e', cycles, readout },
+    };
+    const clean: PointAcc = { correct: 0, hits: 0, confusion: zeros(k) };
+    const acc: PointAcc[][] = jobs.map((j) =>
+      j.spec.eps.map((e) => ({ correct: 0, hits: 0, confusion: e === suite.confusionAt ? zeros(k) : undefined })));
+    const robust = new Map<number, Uint8Array>(wcEps.map((e) => [e, new Uint8Array(split.count).fill(1)]));
+    const dumps: string[] = [];
+    const dumpExamples = new Map<string, DumpExample[]>();
+
+    for (let b = 0; b < nb; b++) {
+      const start = b * batchSize;
+      const n = Math.min(batchSize, split.count - start);
+      const yArr = split.labels.subarray(start, start + n);
+      const x = tf.tensor4d(split.images.subarray(start * IMAGE_PIXELS, (start + n) * IMAGE_PIXELS), [n, 28, 28, 1]);
+      const y = tf.tensor1d(yArr, 'int32');
+      const record = (pred: Int32Array | Float32Array | Uint8Array, p: PointAcc, targets?: Int32Array, wc?: Uint8Array): void => {
+        for (let i = 0; i < n; i++) {
+          const ok = pred[i] === yArr[i];
+          if (ok) p.correct++;
+          else if (wc) wc[start + i] = 0;
+          if (targets && pred[i] === targets[i]) p.hits++;
+          if (p.confusion) p.confusion[yArr[i]][pred[i]]++;
+        }
+      };
+      try {
+        const cleanPred = tf.tidy(() => tf.argMax(predictLogits(victims.first, x), 1));
+        const cp = (await cleanPred.data()) as Int32Array;
+        cleanPred.dispose();
+        record(cp, clean);
+        for (const wc of robust.values()) for (let i = 0; i < n; i++) if (cp[i] !== yArr[i]) wc[start + i] = 0;
+        done++;
+        opts.onProgress?.({ model: name, stage: 'clean', done, total });
+
+        for (const [ji, job] of jobs.entries()) {
+          const spec = job.spec;
+          const attack = buildAttack(spec);
+          const victim = victims[job.mode ?? 'first'];
+          const targetsArr = spec.targeted
+            ? chooseTargets(yArr, k, spec.target, mulberry32(deriveSeed(opts.seed, `targets|${spec.name}|${start}`)))
+            : undefined;
+          const labels = targetsArr ? tf.tensor1d(targetsArr, 'int32') : y;
+          try {
+            for (const [ei, eps] of spec.eps.entries()) {
+              const nextSeed = seedSource(opts.seed, `${spec.name}|${job.mode ?? 'noise'}|${eps}|${start}`);
+              const wantDump = dumpCount > start && eps === dumpEps(spec, suite.confusionAt);
+              const [xAdv, pred] = tf.tidy(() => {
+                const adv = attack.perturb(victim, x, labels, eps, { nextSeed });
+                return [adv, tf.argMax(predictLogits(victim, adv), 1)];
+              });
+              const pa = (await pred.data()) as Int32Array;
+              pred.dispose();
+              const wc = spec.method === 'gaussian' ? undefined : robust.get(eps);
+              record(pa, acc[ji][ei], targetsArr, wc);
+              if (wantDump) {
+                const key = `${spec.name}${job.mode ? `-${job.mode}` : ''}-eps${eps}`;
+                const list = dumpExamples.get(key) ?? [];
+                const m = Math.min(n, dumpCount - start);
+                list.push(...(await dumpRows(ck, cycles, x, xAdv, yArr, pa, targetsArr, start, m, classNames)));
+                dumpExamples.set(key, list);
+              }
+              xAdv.dispose();
+              done++;
+              opts.onProgress?.({ model: name, stage: `${spec.name}${job.mode ? `:${job.mode}` : ''}`, done, total });
+            }
+          } finally {
+            if (labels !== y) labels.dispose();
+          }
+        }
+      } finally {
+        x.dispose();
+        y.dispose();
+      }
+    }
+
+    if (opts.dumpDir) {
+      for (const [key, examples] of dumpExamples) {
+        const dir = opts.flatDump ? opts.dumpDir : join(opts.dumpDir, safe(name), safe(key));
+        mkdirSync(dir, { recursive: true });
+        const files = await writeDump(dir, examples, { model: name, attack: key });
+        for (const f of files) dumps.push(relative(opts.dumpBase ?? process.cwd(), f).split('\\').join('/'));
+      }
+    }
+
+    const count = split.count;
+    const attacks: AttackResult[] = jobs.map((job, ji) => ({
+      name: job.spec.name,
+      method: job.spec.method,
+      mode: job.mode,
+      targeted: job.spec.targeted,
+      settings: { ...attackSettings(job.spec), cycles, readout },
+      points: job.spec.eps.map((eps, ei) => {
+        const p = acc[ji][ei];
+        return {
+          eps,
+          accuracy: p.correct / count,
+          ...(job.spec.targeted ? { successRate: p.hits / count } : {}),
+          ...(p.confusion ? { confusion: p.confusion } : {}),
+        };
+      }),
+    }));
+    const worstCase = wcEps.map((eps) => {
+      const r = robust.get(eps)!;
+      let s = 0;
+      for (let i = 0; i < count; i++) s += r[i];
+      return { eps, accuracy: s / count };
+    });
+    const metrics: Record<string, number> = { clean: clean.correct / count };
+    for (const a of attacks) {
+      for (const p of a.points) {
+        metrics[metricKey(a.name, p.eps, a.mode)] = p.accuracy;
+        if (p.successRate !== undefined) metrics[metricKey(a.name, p.eps, a.mode, 'success')] = p.successRate;
+      }
+    }
+    for (const w of worstCase) metrics[`worst@${w.eps}`] = w.accuracy;
+    const cfg = ck.info.config;
+    results.push({
+      name,
+      path: ck.path,
+      sha256: ck.sha256,
+      arch: cfg.cycles > 0 ? `${cfg.arch}/cnnf-ind${cfg.ind}` : `${cfg.arch}/cnn`,
+      cycles,
+      readout,
+      classNames: [...classNames],
+      clean: { accuracy: clean.correct / count, confusion: clean.confusion! },
+      attacks,
+      worstCase,
+      metrics,
+      ...(opts.dumpDir ? { dumps } : {}),
+    });
+  }
+
+  return {
+    format: RESULTS_FORMAT,
+    tool: { name: 'cnnf', version: VERSION },
+    createdAt: new Date().toISOString(),
+    provenance: {
+      command: opts.command ?? 'evaluate() (library)',
+      backend: activeBackend(),
+      seed: opts.seed,
+      dataset: data.name,
+      testSubset: data.testSubset,
+      examples: split.count,
+      suite: suite.name,
+      node: process.version,
+      platform: `${process.platform}-${process.arch}`,
+      durationSeconds: Math.round((performance.now() - t0) / 10) / 100,
+    },
+    models: results,
+  };
+}
+
+/**
+ * Image rows for the first `m` examples of a batch: clean, perturbed, and the model's
+ * reconstructions of the perturbed input after each feedback cycle, decoded to input space.
+ */
+export async function dumpRows(
+  ck: LoadedCheckpoint, cycles: number, x: tf.Tensor4D, xAdv: tf.Tensor4D, labels: ArrayLike<number>, preds: ArrayLike<number>,
+  targets: ArrayLike<number> | undefined, start: number, m: number, classNames: string[],
+): Promise<DumpExample[]> {
+  const parts = tf.tidy(() => {
+    const xs = tf.slice(x, [0, 0, 0, 0], [m, 28, 28, 1]);
+    const as = tf.slice(xAdv, [0, 0, 0, 0], [m, 28, 28, 1]);
+    const recons = cycles > 0 ? ck.model.run(as, { cycles, decodeToInput: true }).cycles.map((c) => tf.reshape(c.image!, [m, 28, 28, 1])) : [];
+    return [xs, as, ...recons];
+  });
+  const arrays = await Promise.all(parts.map((t) => t.data() as Promise<Float32Array>));
+  parts.forEach((t) => t.dispose());
+  const px = IMAGE_PIXELS;
+  const out: DumpExample[] = [];
+  for (let i = 0; i < m; i++) {
+    out.push({
+      index: start + i,
+      clean: arrays[0].slice(i * px, (i + 1) * px),
+      perturbed: arrays[1].slice(i * px, (i + 1) * px),
+      recons: arrays.slice(2).map((a) => a.slice(i * px, (i + 1) * px)),
+      label: labels[i],
+      pred: preds[i],
+      target: targets?.[i],
+      classNames,
+    });
+  }
+  return out;
+}

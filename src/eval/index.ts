@@ -1,0 +1,6 @@
+// src/eval owns robustness evaluation: attack suites (suite.ts), the evaluate() runner (evaluate.ts),
+// the results file schema (results.ts) and the reference-conformance checks (conformance.ts).
+export * from './results.js';
+export * from './suite.js';
+export * from './evaluate.js';
+export * from './conformance.js';
