@@ -1,0 +1,6 @@
+// src/train owns training: the PyTorch-exact SGD (momentum, weight decay, grad-norm clip, poly schedule),
+// trainModel (CNN / CNN-F loss, per-epoch eval, atomic checkpoints, bit-exact resume) and the cycles x res_param grid.
+export * from './optimizer.js';
+export * from './perturb.js';
+export * from './train.js';
+export * from './grid.js';

@@ -1,0 +1,572 @@
+/**
+ * trainModel: trains a CNN (0 cycles) or a CNN-F with the paper's loss and optimiser, evaluates after
+ * every epoch, and writes atomically: last/best checkpoints, a resumable state, the per-batch log,
+ * the loss curve and a summary. Resuming from the state reproduces an uninterrupted run bit for bit.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { activeBackend } from '../backend/index.js';
+import {
+  deriveSeed,
+  fillGaussian,
+  IMAGE_PIXELS,
+  loadDataset,
+  mulberry32,
+  permutation,
+  type Dataset,
+  type LoadDatasetOptions,
+} from '../data/index.js';
+import { UsageError } from '../errors.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { saveCheckpoint } from '../io/checkpoint.js';
+import { readSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
+import { getArch, makeConfig, paramSpecs, type ArchName, type ModelConfig } from '../models/arch.js';
+import { CNNF } from '../models/cnnf.js';
+import { cleanLoss, pairLoss } from '../models/loss.js';
+import { lossChartSpec, renderVegaLite, svgToPng } from '../report/charts.js';
+import { defaultWindow, movingAverage, parseTrainingLog, TRAINLOG_COLUMNS, type TrainLogRow } from '../report/trainlog.js';
+import { learningRate, SGD, type Schedule, type ScheduleName } from './optimizer.js';
+import { formatPerturbation, Perturber, type Perturbation } from './perturb.js';
+
+export type ModelKind = 'cnn' | 'cnnf';
+export const MODEL_KINDS: readonly ModelKind[] = ['cnn', 'cnnf'];
+
+/** Everything that determines a run (stored in the resume state). */
+export interface TrainOptions {
+  model: ModelKind;
+  arch: ArchName;
+  /** Hidden fc widths (default: the arch's). */
+  fc?: number[];
+  /** Feedback level (cnn: 0, cnnf: 2, or 1 for arch small). */
+  ind?: number;
+  /** Feedback cycles (cnn: 0, cnnf: 1). */
+  cycles?: number;
+  /** Residual parameter (0.1). */
+  resParam?: number;
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  momentum: number;
+  weightDecay: number;
+  schedule: ScheduleName;
+  /** Poly exponent. */
+  power: number;
+  /** Gradient-norm clip (clip_grad_norm_ max norm); null = none. */
+  clip: number | null;
+  cleanWeight: number;
+  reconWeight: number;
+  seed: number;
+  /** x~ of the pair loss; null: cnn trains on clean images only, cnnf falls back to gaussian:0.3. */
+  perturb: Perturbation | null;
+  /** Sigma of the noisy test accuracy (default: the gaussian perturbation's sigma, else 0.3). */
+  evalSigma?: number;
+  dataset: LoadDatasetOptions;
+}
+
+export const TRAIN_DEFAULTS = {
+  epochs: 10,
+  batchSize: 128,
+  lr: 0.05,
+  momentum: 0.9,
+  weightDecay: 5e-4,
+  schedule: 'poly' as ScheduleName,
+  power: 0.9,
+  clip: 0.5,
+  cleanWeight: 0.1,
+  reconWeight: 0.1,
+  seed: 0,
+  resParam: 0.1,
+  cnnfPerturb: { kind: 'gaussian', sigma: 0.3 } as Perturbation,
+  evalSigma: 0.3,
+};
+
+export interface RunControl {
+  /** Output directory. */
+  out: string;
+  /** Continue from OUT/state.safetensors. */
+  resume?: boolean;
+  /** Allow a non-empty OUT (our previous outputs in it are removed first). */
+  force?: boolean;
+  /** Stop (cleanly, state saved) after this many epochs in this invocation. */
+  stopAfterEpochs?: number;
+  /** Command line recorded in summary.json and the checkpoints. */
+  command?: string;
+  /** Skip the loss-curve PNG (tests). */
+  noPlot?: boolean;
+}
+
+export interface EpochMetrics {
+  epoch: number;
+  step: number;
+  trainLoss: number;
+  /** First-pass accuracy on the clean half of the training batches, during the epoch. */
+  trainAccuracy: number;
+  /** Clean test accuracy, readout "last" (= first pass for a CNN). */
+  testAccuracy: number;
+  /** Clean test accuracy of the first forward pass. */
+  testAccuracyFirst: number;
+  /** Gaussian-noisy (evalSigma) test accuracy, readout "last" / first pass. */
+  noisyAccuracy: number;
+  noisyAccuracyFirst: number;
+  lr: number;
+  trainSeconds: number;
+  evalSeconds: number;
+  imagesPerSec: number;
+  best: boolean;
+}
+
+export interface BatchInfo {
+  epoch: number;
+  batch: number;
+  batches: number;
+  step: number;
+  loss: number;
+  accuracy: number;
+  /** Running accuracy over the epoch so far. */
+  runningAccuracy: number;
+  lr: number;
+  imagesPerSec: number;
+}
+
+export interface StartInfo {
+  config: ModelConfig;
+  perturb: Perturbation | null;
+  perturbDefaulted: boolean;
+  startEpoch: number;
+  epochs: number;
+  batchesPerEpoch: number;
+  trainCount: number;
+  testCount: number;
+  dataset: string;
+  backend: string;
+}
+
+export interface TrainHooks {
+  /** A pre-loaded dataset (otherwise opts.dataset is loaded). */
+  dataset?: Dataset;
+  onStart?(info: StartInfo): void;
+  onBatch?(b: BatchInfo): void;
+  onEpoch?(m: EpochMetrics): void;
+  /** Notices (defaulted settings, ...). */
+  onNotice?(msg: string): void;
+}
+
+export interface TrainResult {
+  out: string;
+  config: ModelConfig;
+  history: EpochMetrics[];
+  completedEpochs: number;
+  finished: boolean;
+  best: { epoch: number; accuracy: number } | null;
+  wallSeconds: number;
+  summary: Record<string, unknown>;
+  /** The trained model (the caller disposes it). */
+  model: CNNF;
+}
+
+export const STATE_FORMAT = 'cnnf-train-state/1';
+/** Files trainModel writes into OUT. */
+export const OUTPUT_FILES = ['last.safetensors', 'best.safetensors', 'state.safetensors', 'state.json', 'train-log.csv', 'loss.png', 'summary.json'];
+
+export interface TrainState {
+  format: string;
+  options: TrainOptions;
+  config: ModelConfig;
+  completedEpochs: number;
+  step: number;
+  history: EpochMetrics[];
+  best: { epoch: number; accuracy: number } | null;
+  wallSeconds: number;
+  dataset: { name: string; numClasses: number; classNames: string[]; trainCount: number; testCount: number };
+  /** Every random stream is derived from (seed, epoch[, batch]), so the position is the next epoch. */
+  rng: { scheme: string; seed: number; nextEpoch: number };
+}
+
+/** The model configuration a run trains (defaults per model kind). */
+export function resolveModelConfig(opts: TrainOptions, numClasses: number): ModelConfig {
+  const spec = getArch(opts.arch);
+  const cnn = opts.model === 'cnn';
+  return makeConfig({
+    arch: opts.arch,
+    fc: opts.fc,
+    numClasses,
+    ind: opts.ind ?? (cnn ? 0 : Math.min(2, spec.maxInd)),
+    cycles: opts.cycles ?? (cnn ? 0 : 1),
+    resParam: opts.resParam ?? TRAIN_DEFAULTS.resParam,
+  });
+}
+
+/** The perturbation actually used (cnnf without one: gaussian:0.3, as the seed report). */
+export function effectivePerturbation(opts: TrainOptions): { perturb: Perturbation | null; defaulted: boolean } {
+  if (opts.perturb) return { perturb: opts.perturb, defaulted: false };
+  if (opts.model === 'cnnf') return { perturb: TRAIN_DEFAULTS.cnnfPerturb, defaulted: true };
+  return { perturb: null, defaulted: false };
+}
+
+export function validateTrainOptions(o: TrainOptions): void {
+  const pos = (name: string, v: number, integer = false) => {
+    if (!Number.isFinite(v) || v <= 0 || (integer && !Number.isInteger(v))) {
+      throw new UsageError(`${name} must be a positive ${integer ? 'integer' : 'number'}, got ${v}`);
+    }
+  };
+  const nonneg = (name: string, v: number) => {
+    if (!Number.isFinite(v) || v < 0) throw new UsageError(`${name} must be a number >= 0, got ${v}`);
+  };
+  if (!MODEL_KINDS.includes(o.model)) throw new UsageError(`--model must be one of ${MODEL_KINDS.join(', ')}, got ${JSON.stringify(o.model)}`);
+  getArch(o.arch);
+  pos('--epochs', o.epochs, true);
+  pos('--batch-size', o.batchSize, true);
+  pos('--lr', o.lr);
+  nonneg('--momentum', o.momentum);
+  if (o.momentum >= 1) throw new UsageError(`--momentum must be < 1, got ${o.momentum}`);
+  nonneg('--weight-decay', o.weightDecay);
+  nonneg('--power', o.power);
+  if (o.clip !== null) pos('--clip', o.clip);
+  nonneg('--clean-weight', o.cleanWeight);
+  nonneg('--recon-weight', o.reconWeight);
+  if (o.evalSigma !== undefined) nonneg('--eval-sigma', o.evalSigma);
+  if (o.model === 'cnn' && o.cycles !== undefined && o.cycles !== 0) {
+    throw new UsageError(`--model cnn has 0 cycles (got --cycles ${o.cycles}); use --model cnnf for feedback`);
+  }
+  if (o.model === 'cnnf' && o.cycles === 0) throw new UsageError('--model cnnf needs --cycles >= 1 (a CNN-F with 0 cycles is --model cnn)');
+  // validates fc widths, ind, cycles, res_param for the arch
+  resolveModelConfig(o, 10);
+}
+
+/** Accuracy of the first pass and of the last cycle on a split (optionally Gaussian-noised with a fixed stream). */
+export function evaluateAccuracy(model: CNNF, images: Float32Array, labels: Int32Array, batchSize = 500): { first: number; last: number } {
+  const n = labels.length;
+  let first = 0;
+  let last = 0;
+  for (let s = 0; s < n; s += batchSize) {
+    const m = Math.min(batchSize, n - s);
+    const counts = tf.tidy(() => {
+      const x = tf.tensor4d(images.subarray(s * IMAGE_PIXELS, (s + m) * IMAGE_PIXELS), [m, 28, 28, 1]);
+      const y = tf.tensor1d(labels.subarray(s, s + m), 'int32');
+      const res = model.run(x);
+      const hit = (lg: tf.Tensor2D) => tf.sum(tf.cast(tf.equal(tf.argMax(lg, 1), y), 'int32'));
+      return tf.stack([hit(res.logits[0]), hit(res.logits[res.logits.length - 1])]);
+    });
+    const c = counts.dataSync();
+    counts.dispose();
+    first += c[0];
+    last += c[1];
+  }
+  return { first: n ? first / n : 0, last: n ? last / n : 0 };
+}
+
+/** Test images plus N(0, sigma^2) noise from a fixed stream of the seed, clipped to [-1, 1]. */
+export function noisyCopy(images: Float32Array, sigma: number, seed: number): Float32Array {
+  const noise = fillGaussian(new Float32Array(images.length), mulberry32(deriveSeed(seed, 'eval-noise')), 0, sigma);
+  for (let i = 0; i < noise.length; i++) noise[i] = Math.min(1, Math.max(-1, images[i] + noise[i]));
+  return noise;
+}
+
+function stateMetadata(state: TrainState): Record<string, string> {
+  return { format: STATE_FORMAT, state: JSON.stringify(state) };
+}
+
+/** Reads OUT/state.safetensors (authoritative; state.json is a readable copy). */
+export function readTrainState(dir: string): { state: TrainState; weights: Map<string, Float32Array>; momentum: Map<string, Float32Array> } {
+  const path = join(dir, 'state.safetensors');
+  if (!existsSync(path)) throw new UsageError(`cannot resume: ${dir} has no state.safetensors (no completed epoch)`);
+  const file = readSafetensors(path);
+  if (file.metadata.format !== STATE_FORMAT || !file.metadata.state) throw new UsageError(`${path}: not a cnnf training state`);
+  let state: TrainState;
+  try {
+    state = JSON.parse(file.metadata.state) as TrainState;
+  } catch {
+    throw new UsageError(`${path}: training state metadata is not valid JSON`);
+  }
+  const weights = new Map<string, Float32Array>();
+  const momentum = new Map<string, Float32Array>();
+  for (const [k, t] of file.tensors) {
+    if (t.dtype !== 'F32') throw new UsageError(`${path}: tensor ${k} is ${t.dtype}, expected F32`);
+    if (k.startsWith('param/')) weights.set(k.slice(6), t.data);
+    else if (k.startsWith('momentum/')) momentum.set(k.slice(9), t.data);
+  }
+  return { state, weights, momentum };
+}
+
+function csvOf(rows: TrainLogRow[]): string {
+  const lines = [TRAINLOG_COLUMNS.join(',')];
+  for (const r of rows) lines.push(`${r.epoch},${r.batch},${r.step},${r.loss},${r.accuracy},${r.lr}`);
+  return `${lines.join('\n')}\n`;
+}
+
+async function writeLossPng(path: string, rows: TrainLogRow[], title: string): Promise<void> {
+  if (rows.length === 0) return;
+  const loss = rows.map((r) => r.loss);
+  const w = defaultWindow(loss.length);
+  const svg = await renderVegaLite(lossChartSpec(title, rows.map((r) => r.step), loss, movingAverage(loss, w), w));
+  writeFileAtomic(path, await svgToPng(svg));
+}
+
+/** Options that must match between a run and its resumption (everything but epochs and evalSigma). */
+const RESUME_KEYS: (keyof TrainOptions)[] = [
+  'model', 'arch', 'batchSize', 'lr', 'momentum', 'weightDecay', 'schedule', 'power', 'clip', 'cleanWeight', 'reconWeight', 'seed', 'perturb',
+];
+
+/** OUT must be empty or absent (unless force), and exist when resuming. */
+export function checkOut(out: string, ctl: Pick<RunControl, 'resume' | 'force'>): void {
+  if (existsSync(out)) {
+    if (!statSync(out).isDirectory()) throw new UsageError(`--out ${out} exists and is not a directory`);
+    if (ctl.resume) return;
+    if (readdirSync(out).length > 0 && !ctl.force) {
+      throw new UsageError(`--out ${out} exists and is not empty (add --force to overwrite, or --resume ${out} to continue)`);
+    }
+  } else if (ctl.resume) {
+    throw new UsageError(`cannot resume: ${out} does not exist`);
+  }
+}
+
+export interface Preflight {
+  out: string;
+  ds: Dataset;
+  config: ModelConfig;
+  resumed: ReturnType<typeof readTrainState> | null;
+}
+
+/**
+ * Every check trainModel makes before computing (options, OUT, resume compatibility, class count);
+ * needs no backend, so the CLI runs it before initialising one. Writes nothing.
+ */
+export function preflightTraining(opts: TrainOptions, ctl: RunControl, dataset?: Dataset): Preflight {
+  validateTrainOptions(opts);
+  const out = resolve(ctl.out);
+  checkOut(out, ctl);
+  let resumed: ReturnType<typeof readTrainState> | null = null;
+  if (ctl.resume) {
+    resumed = readTrainState(out);
+    const st = resumed.state;
+    for (const k of RESUME_KEYS) {
+      if (JSON.stringify(st.options[k] ?? null) !== JSON.stringify(opts[k] ?? null)) {
+        throw new UsageError(`cannot resume: ${k} differs from the saved run (${JSON.stringify(st.options[k] ?? null)} vs ${JSON.stringify(opts[k] ?? null)})`);
+      }
+    }
+    if (st.completedEpochs >= opts.epochs) {
+      throw new UsageError(`cannot resume: ${out} already completed ${st.completedEpochs} of ${opts.epochs} epochs (raise --epochs to train longer)`);
+    }
+  }
+  const ds = dataset ?? loadDataset(opts.dataset);
+  const config = resolveModelConfig(opts, ds.numClasses);
+  if (resumed) {
+    const saved = resumed.state.config;
+    if (saved.numClasses !== ds.numClasses) {
+      throw new UsageError(`cannot resume: ${out} was trained on ${saved.numClasses} classes (${resumed.state.dataset.name}), dataset ${ds.name} has ${ds.numClasses}`);
+    }
+    if (JSON.stringify(saved) !== JSON.stringify(config)) {
+      throw new UsageError(`cannot resume: model configuration differs from the saved run (${JSON.stringify(saved)} vs ${JSON.stringify(config)})`);
+    }
+    for (const p of paramSpecs(config)) {
+      if (!resumed.weights.has(p.name)) throw new UsageError(`${out}/state.safetensors: missing weights ${p.name}`);
+    }
+  }
+  return { out, ds, config, resumed };
+}
+
+/** Trains a model; see the file comment. Throws UsageError on bad options, before writing anything. */
+export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: TrainHooks = {}): Promise<TrainResult> {
+  const { out, ds, config, resumed } = preflightTraining(opts, ctl, hooks.dataset);
+  if (!ctl.resume && ctl.force) for (const f of OUTPUT_FILES) rmSync(join(out, f), { force: true });
+  const { perturb, defaulted } = effectivePerturbation(opts);
+  const evalSigma = opts.evalSigma ?? (perturb?.kind === 'gaussian' && perturb.sigma > 0 ? perturb.sigma : TRAIN_DEFAULTS.evalSigma);
+  if (defaulted) hooks.onNotice?.(`no --perturb given for cnnf: training pairs use gaussian:${TRAIN_DEFAULTS.cnnfPerturb.kind === 'gaussian' ? TRAIN_DEFAULTS.cnnfPerturb.sigma : ''} (the seed report's setting)`);
+
+  const bs = opts.batchSize;
+  const batchesPerEpoch = Math.ceil(ds.train.count / bs);
+  const schedule: Schedule = { name: opts.schedule, base: opts.lr, power: opts.power, total: opts.epochs * batchesPerEpoch };
+
+  let model: CNNF;
+  if (resumed) {
+    model = CNNF.fromArrays(config, resumed.weights);
+  } else {
+    model = CNNF.init(config, deriveSeed(opts.seed, 'init'));
+  }
+  const params = new Map<string, tf.Variable>();
+  for (const p of paramSpecs(config)) params.set(p.name, model.params.get(p.name) as tf.Variable);
+  const sgd = new SGD(params, { momentum: opts.momentum, weightDecay: opts.weightDecay, clipNorm: opts.clip ?? undefined });
+
+  let rows: TrainLogRow[] = [];
+  let history: EpochMetrics[] = [];
+  let best: { epoch: number; accuracy: number } | null = null;
+  let startEpoch = 1;
+  let step = 0;
+  let priorWall = 0;
+  if (resumed) {
+    const st = resumed.state;
+    const buffers = new Map<string, { shape: number[]; data: Float32Array }>();
+    for (const p of paramSpecs(config)) {
+      const b = resumed.momentum.get(p.name);
+      if (b) buffers.set(p.name, { shape: p.shape, data: b });
+    }
+    sgd.setState({ step: st.step, buffers });
+    history = st.history;
+    best = st.best;
+    startEpoch = st.completedEpochs + 1;
+    step = st.step;
+    priorWall = st.wallSeconds;
+    const logPath = join(out, 'train-log.csv');
+    if (existsSync(logPath)) {
+      try {
+        rows = parseTrainingLog(readFileSync(logPath, 'utf8'), logPath).rows.filter((r) => r.epoch <= st.completedEpochs);
+      } catch {
+        rows = [];
+      }
+    }
+  }
+
+  const backend = activeBackend();
+  hooks.onStart?.({
+    config, perturb, perturbDefaulted: defaulted, startEpoch, epochs: opts.epochs, batchesPerEpoch,
+    trainCount: ds.train.count, testCount: ds.test.count, dataset: ds.name, backend,
+  });
+
+  const noisyTest = noisyCopy(ds.test.images, evalSigma, opts.seed);
+  const t0 = performance.now();
+  const lastEpoch = ctl.stopAfterEpochs !== undefined ? Math.min(opts.epochs, startEpoch - 1 + ctl.stopAfterEpochs) : opts.epochs;
+  const trainingMeta = () => ({
+    model: opts.model, epochs: history.length, step, perturb: formatPerturbation(perturb), perturbDefaulted: defaulted,
+    lr: opts.lr, batchSize: bs, seed: opts.seed, command: ctl.command ?? null, lastEpoch: history[history.length - 1] ?? null,
+  });
+  const summaryOf = (): Record<string, unknown> => {
+    const wall = priorWall + (performance.now() - t0) / 1000;
+    const trainSec = history.reduce((a, m) => a + m.trainSeconds, 0);
+    const images = history.length * ds.train.count;
+    return {
+      format: 'cnnf-train-summary/1',
+      command: ctl.command ?? null,
+      options: opts,
+      config,
+      perturb: formatPerturbation(perturb),
+      perturbDefaulted: defaulted,
+      evalSigma,
+      dataset: { name: ds.name, numClasses: ds.numClasses, trainCount: ds.train.count, testCount: ds.test.count },
+      backend,
+      epochsCompleted: history.length,
+      epochsPlanned: opts.epochs,
+      finished: history.length >= opts.epochs,
+      steps: step,
+      best,
+      final: history[history.length - 1] ?? null,
+      epochs: history,
+      wallSeconds: wall,
+      trainSeconds: trainSec,
+      imagesPerSec: trainSec > 0 ? images / trainSec : null,
+    };
+  };
+
+  try {
+    for (let epoch = startEpoch; epoch <= lastEpoch; epoch++) {
+      const order = permutation(ds.train.count, mulberry32(deriveSeed(opts.seed, `shuffle:${epoch}`)));
+      const perturber = perturb ? new Perturber(perturb, opts.seed, epoch) : null;
+      const te = performance.now();
+      let lossSum = 0;
+      let correct = 0;
+      let seen = 0;
+      let lr = 0;
+      for (let b = 0; b < batchesPerEpoch; b++) {
+        const start = b * bs;
+        const n = Math.min(bs, ds.train.count - start);
+        const x = new Float32Array(n * IMAGE_PIXELS);
+        const y = new Int32Array(n);
+        for (let k = 0; k < n; k++) {
+          const i = order[start + k];
+          x.set(ds.train.images.subarray(i * IMAGE_PIXELS, (i + 1) * IMAGE_PIXELS), k * IMAGE_PIXELS);
+          y[k] = ds.train.labels[i];
+        }
+        lr = learningRate(schedule, step);
+        const sink: { logits?: tf.Tensor } = {};
+        const spy = spyFirstLogits(model, n, sink);
+        const lossT = tf.tidy(() => {
+          const xT = tf.tensor4d(x, [n, 28, 28, 1]);
+          const yT = tf.tensor1d(y, 'int32');
+          const xPert = perturber ? perturber.perturb(model, xT, yT, b + 1) : null;
+          const { value, grads } = tf.variableGrads(
+            () => (xPert ? pairLoss(spy, xT, xPert, yT, { cleanWeight: opts.cleanWeight, reconWeight: opts.reconWeight }) : cleanLoss(spy, xT, yT)),
+            [...params.values()],
+          );
+          const byParam = new Map<string, tf.Tensor>();
+          for (const [name, v] of params) byParam.set(name, grads[v.name]);
+          sgd.step(byParam, lr).gradNorm.dispose();
+          const hits = tf.sum(tf.cast(tf.equal(tf.argMax(sink.logits!, 1), yT), 'float32'));
+          return tf.stack([value, hits]);
+        });
+        sink.logits?.dispose();
+        const [loss, hits] = await lossT.data();
+        lossT.dispose();
+        // wasm data() resolves without a macrotask turn: yield so timers, signals and IPC keep running
+        await new Promise<void>((r) => setImmediate(r));
+        step++;
+        if (!Number.isFinite(loss)) {
+          throw new UsageError(`training diverged: loss is ${loss} at epoch ${epoch}, batch ${b + 1} (try a lower --lr)`, 1);
+        }
+        lossSum += loss * n;
+        correct += hits;
+        seen += n;
+        const row: TrainLogRow = { epoch, batch: b + 1, step, loss, accuracy: hits / n, lr };
+        rows.push(row);
+        hooks.onBatch?.({
+          ...row, batches: batchesPerEpoch, runningAccuracy: correct / seen,
+          imagesPerSec: seen / Math.max(1e-9, (performance.now() - te) / 1000),
+        });
+      }
+      const trainSeconds = (performance.now() - te) / 1000;
+      const ee = performance.now();
+      const clean = evaluateAccuracy(model, ds.test.images, ds.test.labels);
+      const noisy = evaluateAccuracy(model, noisyTest, ds.test.labels);
+      const isBest = best === null || clean.last > best.accuracy;
+      if (isBest) best = { epoch, accuracy: clean.last };
+      const m: EpochMetrics = {
+        epoch, step, trainLoss: lossSum / seen, trainAccuracy: correct / seen,
+        testAccuracy: clean.last, testAccuracyFirst: clean.first, noisyAccuracy: noisy.last, noisyAccuracyFirst: noisy.first,
+        lr, trainSeconds, evalSeconds: (performance.now() - ee) / 1000, imagesPerSec: seen / trainSeconds, best: isBest,
+      };
+      history.push(m);
+
+      // outputs: log first, checkpoints, then the state (authoritative for resume), then the summary
+      writeFileAtomic(join(out, 'train-log.csv'), csvOf(rows));
+      const ckptOpts = { dataset: ds.name, classNames: ds.classNames, training: trainingMeta(), source: 'cnnf train', readout: 'last' as const };
+      const arrays = await model.toArrays();
+      await saveCheckpoint(join(out, 'last.safetensors'), model, ckptOpts);
+      if (isBest) await saveCheckpoint(join(out, 'best.safetensors'), model, { ...ckptOpts, training: { ...trainingMeta(), best: true } });
+      const optState = await sgd.getState();
+      const state: TrainState = {
+        format: STATE_FORMAT, options: opts, config, completedEpochs: epoch, step, history, best,
+        wallSeconds: priorWall + (performance.now() - t0) / 1000,
+        dataset: { name: ds.name, numClasses: ds.numClasses, classNames: ds.classNames, trainCount: ds.train.count, testCount: ds.test.count },
+        rng: { scheme: 'derived per epoch: shuffle:E, train-noise:E, train-attack:E:B:K, eval-noise', seed: opts.seed, nextEpoch: epoch + 1 },
+      };
+      const tensors = new Map<string, TensorToWrite>();
+      for (const [name, a] of arrays) tensors.set(`param/${name}`, { shape: a.shape, data: a.data });
+      for (const [name, a] of optState.buffers) tensors.set(`momentum/${name}`, { shape: a.shape, data: a.data });
+      writeSafetensors(join(out, 'state.safetensors'), tensors, stateMetadata(state));
+      writeFileAtomic(join(out, 'state.json'), `${JSON.stringify({ ...state, authoritative: 'state.safetensors' }, null, 2)}\n`);
+      writeFileAtomic(join(out, 'summary.json'), `${JSON.stringify(summaryOf(), null, 2)}\n`);
+      if (!ctl.noPlot) await writeLossPng(join(out, 'loss.png'), rows, `${opts.model} ${config.arch} training loss`);
+      hooks.onEpoch?.(m);
+    }
+  } catch (e) {
+    sgd.dispose();
+    model.dispose();
+    throw e;
+  }
+  sgd.dispose();
+  const summary = summaryOf();
+  return {
+    out, config, history, completedEpochs: history.length, finished: history.length >= opts.epochs, best,
+    wallSeconds: summary.wallSeconds as number, summary, model,
+  };
+}
+
+/** A view of `model` whose first forward pass keeps (tf.keep) the clean half's logits in `sink`. */
+function spyFirstLogits(model: CNNF, n: number, sink: { logits?: tf.Tensor }): CNNF {
+  const spy = Object.create(model) as CNNF;
+  spy.forward = (ctx, x, first) => {
+    const r = model.forward(ctx, x, first);
+    if (first && !sink.logits) sink.logits = tf.keep(tf.slice(r.logits, 0, n));
+    return r;
+  };
+  return spy;
+}

@@ -1,0 +1,286 @@
+import { describe, it, expect, beforeAll } from 'vitest';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs-core';
+import { useBackend } from '../src/backend/index.js';
+import { main } from '../src/cli/main.js';
+import { loadDataset, type Dataset } from '../src/data/index.js';
+import { UsageError } from '../src/errors.js';
+import { loadCheckpoint } from '../src/io/checkpoint.js';
+import { readSafetensors } from '../src/io/safetensors.js';
+import { parseTrainingLog } from '../src/report/trainlog.js';
+import {
+  clipGradNorm,
+  learningRate,
+  parsePerturbation,
+  preflightTraining,
+  SGD,
+  TRAIN_DEFAULTS,
+  trainModel,
+  type TrainOptions,
+} from '../src/train/index.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const BIN = join(ROOT, 'bin', 'cnnf');
+const tmp = (name: string) => mkdtempSync(join(tmpdir(), `cnnf-train-${name}-`));
+
+let ds: Dataset;
+beforeAll(async () => {
+  await useBackend('wasm', { quiet: true });
+  ds = loadDataset({ dataset: 'fashion-mnist', trainSize: 256, testSize: 100 });
+});
+
+function opts(change: Partial<TrainOptions> = {}): TrainOptions {
+  return {
+    model: 'cnn', arch: 'small', fc: [32], epochs: 1, batchSize: 32, lr: 0.05, momentum: 0.9, weightDecay: 5e-4,
+    schedule: 'poly', power: 0.9, clip: 0.5, cleanWeight: 0.1, reconWeight: 0.1, seed: 7, perturb: null,
+    dataset: { dataset: 'fashion-mnist', trainSize: 256, testSize: 100 },
+    ...change,
+  };
+}
+
+describe('SGD (PyTorch semantics)', () => {
+  it('matches hand-computed momentum, weight decay and gradient clipping', () => {
+    const w1 = tf.variable(tf.tensor1d([1, -2]), true);
+    const w2 = tf.variable(tf.tensor1d([0.5]), true);
+    const sgd = new SGD(new Map([['a', w1], ['b', w2]]), { momentum: 0.9, weightDecay: 0.1, clipNorm: 1 });
+    // float64 reference
+    let a = [1, -2];
+    let b = [0.5];
+    let ba: number[] = [];
+    let bb: number[] = [];
+    const gradsSeq = [[[3, 4], [0]], [[0.1, 0.2], [0.2]], [[-6, 0], [8]]];
+    const lrs = [0.1, 0.05, 0.02];
+    gradsSeq.forEach(([ga, gb], k) => {
+      const norm = Math.hypot(...ga, ...gb);
+      const coef = Math.min(1, 1 / (norm + 1e-6));
+      const da = ga.map((g, i) => g * coef + 0.1 * a[i]);
+      const db = gb.map((g, i) => g * coef + 0.1 * b[i]);
+      ba = k === 0 ? da : ba.map((v, i) => 0.9 * v + da[i]);
+      bb = k === 0 ? db : bb.map((v, i) => 0.9 * v + db[i]);
+      a = a.map((v, i) => v - lrs[k] * ba[i]);
+      b = b.map((v, i) => v - lrs[k] * bb[i]);
+      const grads = new Map([['a', tf.tensor1d(ga)], ['b', tf.tensor1d(gb)]]);
+      const { gradNorm } = sgd.step(grads, lrs[k]);
+      expect(gradNorm.dataSync()[0]).toBeCloseTo(norm, 5);
+      gradNorm.dispose();
+      for (const g of grads.values()) g.dispose();
+      const got = [...w1.dataSync(), ...w2.dataSync()];
+      [...a, ...b].forEach((v, i) => expect(got[i]).toBeCloseTo(v, 6));
+    });
+    // step 1 by hand: norm 5, coef 0.2/(1+2e-7)... a = [1,-2] - 0.1*([0.6,0.8] + [0.1,-0.2]) = [0.93, -2.06]
+    expect(sgd.stepCount).toBe(3);
+    sgd.dispose();
+    w1.dispose();
+    w2.dispose();
+  });
+
+  it('restores its state exactly', async () => {
+    const w = tf.variable(tf.tensor1d([1, 2, 3]), true);
+    const sgd = new SGD(new Map([['w', w]]), { momentum: 0.9, weightDecay: 5e-4 });
+    const g = tf.tensor1d([0.3, -0.1, 0.7]);
+    sgd.step(new Map([['w', g]]), 0.1).gradNorm.dispose();
+    const st = await sgd.getState();
+    const w2 = tf.variable(tf.tensor1d(w.dataSync()), true);
+    const sgd2 = new SGD(new Map([['w', w2]]), { momentum: 0.9, weightDecay: 5e-4 });
+    sgd2.setState(st);
+    sgd.step(new Map([['w', g]]), 0.05).gradNorm.dispose();
+    sgd2.step(new Map([['w', g]]), 0.05).gradNorm.dispose();
+    expect([...w2.dataSync()]).toEqual([...w.dataSync()]);
+    for (const t of [w, w2, g]) t.dispose();
+    sgd.dispose();
+    sgd2.dispose();
+  });
+
+  it('clips like clip_grad_norm_ and leaves small gradients alone', () => {
+    tf.tidy(() => {
+      const { grads, norm } = clipGradNorm([tf.tensor1d([3]), tf.tensor1d([4])], 0.5);
+      expect(norm.dataSync()[0]).toBeCloseTo(5, 6);
+      expect(grads[0].dataSync()[0]).toBeCloseTo((3 * 0.5) / (5 + 1e-6), 6);
+      const small = clipGradNorm([tf.tensor1d([0.1, 0.2])], 0.5);
+      expect([...small.grads[0].dataSync()]).toEqual([...tf.tensor1d([0.1, 0.2]).dataSync()]);
+    });
+  });
+
+  it('poly and constant schedules', () => {
+    expect(learningRate({ name: 'poly', base: 0.05, power: 0.9, total: 100 }, 0)).toBe(0.05);
+    expect(learningRate({ name: 'poly', base: 0.05, power: 0.9, total: 100 }, 50)).toBeCloseTo(0.05 * 0.5 ** 0.9, 12);
+    expect(learningRate({ name: 'constant', base: 0.05, power: 0.9, total: 100 }, 99)).toBe(0.05);
+  });
+});
+
+describe('perturbation specs', () => {
+  it('parses and rejects', () => {
+    expect(parsePerturbation('gaussian:0.3')).toEqual({ kind: 'gaussian', sigma: 0.3 });
+    expect(parsePerturbation('pgd:0.2,0.071,7')).toEqual({ kind: 'pgd', eps: 0.2, step: 0.071, iters: 7 });
+    expect(() => parsePerturbation('pgd:0.2,0.07')).toThrow(UsageError);
+    expect(() => parsePerturbation('fgsm:-1')).toThrow(UsageError);
+    expect(() => parsePerturbation('noise')).toThrow(UsageError);
+  });
+});
+
+const mean = (a: number[]) => a.reduce((s, v) => s + v, 0) / a.length;
+
+describe('trainModel', () => {
+  for (const model of ['cnn', 'cnnf'] as const) {
+    it(`${model}: loss decreases and the tensor count does not grow`, async () => {
+      const out = tmp(model);
+      const losses: number[] = [];
+      const counts: number[] = [];
+      const before = tf.memory().numTensors;
+      const res = await trainModel(opts({ model, epochs: 2 }), { out, force: true, noPlot: model === 'cnnf' }, {
+        dataset: ds,
+        onBatch: (b) => {
+          losses.push(b.loss);
+          counts.push(tf.memory().numTensors);
+        },
+      });
+      expect(losses.length).toBe(16);
+      expect(mean(losses.slice(-4))).toBeLessThan(mean(losses.slice(0, 4)));
+      // momentum buffers appear at step 1; nothing grows afterwards
+      expect(new Set(counts.slice(1)).size).toBe(1);
+      res.model.dispose();
+      expect(tf.memory().numTensors).toBe(before);
+      // outputs
+      for (const f of ['last.safetensors', 'best.safetensors', 'state.safetensors', 'state.json', 'train-log.csv', 'summary.json']) {
+        expect(existsSync(join(out, f)), f).toBe(true);
+      }
+      if (model === 'cnn') expect(existsSync(join(out, 'loss.png'))).toBe(true);
+      const log = readFileSync(join(out, 'train-log.csv'), 'utf8');
+      expect(log.split('\n')[0]).toBe('epoch,batch,step,loss,accuracy,lr');
+      expect(parseTrainingLog(log, 'log').rows.length).toBe(16);
+      const ck = loadCheckpoint(join(out, 'last.safetensors'));
+      expect(ck.info.config.cycles).toBe(model === 'cnn' ? 0 : 1);
+      expect(ck.info.config.ind).toBe(model === 'cnn' ? 0 : 1);
+      ck.model.dispose();
+      const summary = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8'));
+      expect(summary.epochs.length).toBe(2);
+      expect(summary.perturb).toBe(model === 'cnn' ? 'none' : 'gaussian:0.3');
+      expect(summary.perturbDefaulted).toBe(model === 'cnnf');
+      expect(summary.imagesPerSec).toBeGreaterThan(0);
+      // no temp files left behind
+      expect(readdirSync(out).filter((f) => f.includes('.tmp-'))).toEqual([]);
+    });
+  }
+
+  it('resume reproduces an uninterrupted run bit for bit', async () => {
+    const small = loadDataset({ dataset: 'fashion-mnist', trainSize: 96, testSize: 50 });
+    const o = opts({ model: 'cnnf', epochs: 2, perturb: { kind: 'gaussian', sigma: 0.2 }, dataset: { dataset: 'fashion-mnist', trainSize: 96, testSize: 50 } });
+    const a = tmp('straight');
+    const b = tmp('resumed');
+    (await trainModel(o, { out: a, force: true, noPlot: true }, { dataset: small })).model.dispose();
+    const first = await trainModel(o, { out: b, force: true, noPlot: true, stopAfterEpochs: 1 }, { dataset: small });
+    first.model.dispose();
+    expect(first.finished).toBe(false);
+    const bState = JSON.parse(readFileSync(join(b, 'state.json'), 'utf8'));
+    expect(bState.completedEpochs).toBe(1);
+    (await trainModel(o, { out: b, resume: true, noPlot: true }, { dataset: small })).model.dispose();
+    const sa = readSafetensors(join(a, 'state.safetensors'));
+    const sb = readSafetensors(join(b, 'state.safetensors'));
+    expect([...sb.tensors.keys()]).toEqual([...sa.tensors.keys()]);
+    expect([...sa.tensors.keys()].some((k) => k.startsWith('momentum/'))).toBe(true);
+    for (const [k, t] of sa.tensors) expect(Buffer.from(sb.tensors.get(k)!.data.buffer).equals(Buffer.from(t.data.buffer)), k).toBe(true);
+    expect(readFileSync(join(b, 'last.safetensors')).subarray(-1000)).toEqual(readFileSync(join(a, 'last.safetensors')).subarray(-1000));
+    const la = parseTrainingLog(readFileSync(join(a, 'train-log.csv'), 'utf8'), 'a').rows;
+    const lb = parseTrainingLog(readFileSync(join(b, 'train-log.csv'), 'utf8'), 'b').rows;
+    expect(lb).toEqual(la);
+    // a finished run cannot be resumed without more epochs
+    expect(() => preflightTraining(o, { out: b, resume: true }, small)).toThrow(/already completed 2 of 2/);
+  });
+
+  it('refuses to resume on a dataset with another class count, and a non-empty OUT without --force', async () => {
+    const small = loadDataset({ dataset: 'fashion-mnist', trainSize: 32, testSize: 20 });
+    const o = opts({ epochs: 2, dataset: { dataset: 'fashion-mnist', trainSize: 32, testSize: 20 } });
+    const out = tmp('classes');
+    (await trainModel(o, { out, force: true, noPlot: true, stopAfterEpochs: 1 }, { dataset: small })).model.dispose();
+    const five: Dataset = { ...small, name: 'five', numClasses: 5, classNames: ['a', 'b', 'c', 'd', 'e'] };
+    expect(() => preflightTraining(o, { out, resume: true }, five)).toThrow(/trained on 10 classes .* has 5/);
+    expect(() => preflightTraining(o, { out }, small)).toThrow(/not empty/);
+    expect(() => preflightTraining({ ...o, lr: 0.1 }, { out, resume: true }, small)).toThrow(/lr differs/);
+  });
+});
+
+describe('cnnf train CLI', () => {
+  const run = (...args: string[]) =>
+    new Promise<{ status: number; stdout: string; stderr: string }>((res) => {
+      execFile(process.execPath, [BIN, 'train', ...args], { cwd: ROOT, env: { ...process.env, CNNF_BACKEND: 'wasm' } }, (err, stdout, stderr) => {
+        res({ status: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+      });
+    });
+  /** In-process run of the CLI (fast): exit code and everything written to stderr. */
+  async function inProcess(...args: string[]): Promise<{ status: number; stderr: string }> {
+    let stderr = '';
+    const orig = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((chunk: string | Uint8Array) => {
+      stderr += String(chunk);
+      return true;
+    }) as typeof process.stderr.write;
+    try {
+      const status = await main(['node', 'cnnf', 'train', ...args]);
+      return { status, stderr };
+    } finally {
+      process.stderr.write = orig;
+    }
+  }
+
+  it('bad flags exit 2 with one stderr line and write nothing', async () => {
+    const out = join(tmp('bad'), 'out');
+    const cases: string[][] = [
+      ['--model', 'cnn'],
+      ['--model', 'rnn', '--out', out],
+      ['--model', 'cnn', '--out', out, '--epochs', '-1'],
+      ['--model', 'cnn', '--out', out, '--epochs', 'two'],
+      ['--model', 'cnn', '--out', out, '--lr', '0'],
+      ['--model', 'cnn', '--out', out, '--batch-size', '1.5'],
+      ['--model', 'cnn', '--out', out, '--momentum', '1.2'],
+      ['--model', 'cnn', '--out', out, '--clip', '-3'],
+      ['--model', 'cnn', '--out', out, '--perturb', 'pgd:0.2'],
+      ['--model', 'cnn', '--out', out, '--cycles', '2'],
+      ['--model', 'cnnf', '--out', out, '--res-param', '1.5'],
+      ['--model', 'cnnf', '--out', out, '--arch', 'small', '--ind', '2'],
+      ['--model', 'cnnf', '--out', out, '--fc', '10,abc'],
+      ['--model', 'cnn', '--out', out, '--train-size', '-5'],
+      ['--model', 'cnn', '--out', out, '--seed', 'x'],
+      ['--resume', join(out, 'nothing')],
+    ];
+    for (const args of cases) {
+      const r = await inProcess(...args);
+      expect(r.status, args.join(' ')).toBe(2);
+      const lines = r.stderr.trim().split('\n');
+      expect(lines.length, `${args.join(' ')}: ${r.stderr}`).toBe(1);
+      expect(lines[0]).toMatch(/^cnnf: /);
+    }
+    // the real binary: exit code 2, one line, no stack trace
+    for (const args of [['--model', 'cnn', '--out', out, '--epochs', '-1'], ['--model', 'cnnf', '--out', out, '--perturb', 'fgsm:x']]) {
+      const r = await run(...args);
+      expect(r.status).toBe(2);
+      expect(r.stderr.trim().split('\n').length, r.stderr).toBe(1);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('trains, prints JSON lines, resumes, and refuses a non-empty --out', async () => {
+    const out = join(tmp('cli'), 'run');
+    const common = ['--arch', 'small', '--fc', '16', '--train-size', '64', '--test-size', '40', '--batch-size', '32'];
+    const r = await run('--model', 'cnn', ...common, '--epochs', '2', '--stop-after-epochs', '1', '--out', out, '--json');
+    expect(r.status, r.stderr).toBe(0);
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines[0].type).toBe('epoch');
+    expect(lines[0].epoch).toBe(1);
+    expect(lines[lines.length - 1].type).toBe('summary');
+    expect(r.stderr).toMatch(/epoch 1\/2: loss/);
+    const again = await run('--model', 'cnn', ...common, '--out', out);
+    expect(again.status).toBe(2);
+    expect(again.stderr).toMatch(/not empty/);
+    const resumed = await run('--resume', out, '--json');
+    expect(resumed.status, resumed.stderr).toBe(0);
+    const st = JSON.parse(readFileSync(join(out, 'state.json'), 'utf8'));
+    expect(st.completedEpochs).toBe(2);
+    expect(st.options.dataset.trainSize).toBe(64);
+    expect(TRAIN_DEFAULTS.lr).toBe(st.options.lr);
+  });
+});
