@@ -8,14 +8,14 @@ const FIXTURE = join(ROOT, 'fixtures', 'cnnf-ind2-c2.safetensors');
 
 interface Report { pass: boolean; backend: string; reports: Array<{ pass: boolean; rows: Array<{ name: string; relError: number; pass: boolean }> }> }
 
-function run(backend: string, fixture = FIXTURE): { code: number; report: Report } {
-  const r = cnnf(['conformance', fixture, '--json', '--backend', backend]);
+async function run(backend: string, fixture = FIXTURE): Promise<{ code: number; report: Report }> {
+  const r = await cnnf(['conformance', fixture, '--json', '--backend', backend]);
   return { code: r.code, report: JSON.parse(r.stdout) as Report };
 }
 
 describe('conformance with the reference fixture', () => {
-  it('recomputes every tensor within 1e-5 relative on wasm', () => {
-    const { code, report } = run('wasm');
+  it('recomputes every tensor within 1e-5 relative on wasm', async () => {
+    const { code, report } = await run('wasm');
     expect(report.backend).toBe('wasm');
     const rows = report.reports[0].rows;
     expect(rows.length).toBe(38); // 13 eval + 2 grad + 4 attack + 1 loss + 14 param grads + ... every non-input tensor
@@ -23,14 +23,14 @@ describe('conformance with the reference fixture', () => {
     expect(code).toBe(0);
   });
 
-  it('agrees on the cpu backend too', () => {
-    const { code, report } = run('cpu');
+  it('agrees on the cpu backend too', async () => {
+    const { code, report } = await run('cpu');
     expect(report.backend).toBe('cpu');
     expect(report.reports[0].rows.every((r) => r.pass)).toBe(true);
     expect(code).toBe(0);
   });
 
-  it('fails (exit 1) when a golden tensor is off', () => {
+  it('fails (exit 1) when a golden tensor is off', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cnnf-conf-'));
     const bad = join(dir, 'bad.safetensors');
     copyFileSync(FIXTURE, bad);
@@ -41,7 +41,7 @@ describe('conformance with the reference fixture', () => {
     const off = 8 + n + start;
     buf.writeFloatLE(buf.readFloatLE(off) + 0.01, off);
     writeFileSync(bad, buf);
-    const { code, report } = run('wasm', bad);
+    const { code, report } = await run('wasm', bad);
     expect(code).toBe(1);
     const row = report.reports[0].rows.find((r) => r.name === 'eval.last.logits')!;
     expect(row.pass).toBe(false);

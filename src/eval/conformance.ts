@@ -115,7 +115,7 @@ export function runConformance(path: string, tolerance = CONFORMANCE_TOLERANCE):
     return t;
   };
   const arch = getArch(meta.arch ?? 'fmnist').name;
-  const widths = inferPyTorchWidths(T, arch, 'param.');
+  const widths = inferPyTorchWidths(T, arch, 'param.', path);
   const fcMeta = [meta.fc1, meta.fc2].filter((v) => v !== undefined).map(Number);
   const cfg = makeConfig({
     arch,

@@ -86,13 +86,17 @@ export function fromPyTorch(tensors: Map<string, NamedTensor>, cfg: ModelConfig,
 }
 
 /** Infers arch hyper-parameters (fc widths, classes) from reference-named tensors. */
-export function inferPyTorchWidths(tensors: Map<string, NamedTensor>, arch: string, prefix = ''): { fc: number[]; numClasses: number } {
+export function inferPyTorchWidths(tensors: Map<string, NamedTensor>, arch: string, prefix = '', source = 'input'): { fc: number[]; numClasses: number } {
   const spec = getArch(arch);
   const n = spec.fc.length + 1;
   const widths: number[] = [];
   for (let i = 1; i <= n; i++) {
     const t = tensors.get(`${prefix}fc${i}.weight`);
-    if (!t || t.shape.length !== 2) throw new UsageError(`missing or malformed tensor ${prefix}fc${i}.weight for arch ${arch}`);
+    if (!t || t.shape.length !== 2) {
+      const other = [...tensors.keys()].find((k) => k.endsWith(`fc${i}.weight`));
+      const hint = other ? ` (found ${other}: try --prefix ${other.slice(0, other.length - `fc${i}.weight`.length)})` : '';
+      throw new UsageError(`${source}: missing tensor ${prefix}fc${i}.weight for arch ${arch}${hint}`);
+    }
     widths.push(t.shape[0]);
   }
   return { fc: widths.slice(0, -1), numClasses: widths[widths.length - 1] };

@@ -1,5 +1,5 @@
 /** Runs the real `cnnf` launcher in a child process. */
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
@@ -11,14 +11,21 @@ export interface CliResult {
   stderr: string;
 }
 
-export function cnnf(args: string[], opts: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {}): CliResult {
-  const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'cnnf'), ...args], {
-    cwd: opts.cwd ?? ROOT,
-    env: { ...process.env, CNNF_BACKEND: 'wasm', ...opts.env },
-    encoding: 'utf8',
-    timeout: opts.timeoutMs ?? 600_000,
+/** Asynchronous on purpose: a blocking spawnSync starves vitest's worker RPC on long runs. */
+export function cnnf(args: string[], opts: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(ROOT, 'bin', 'cnnf'), ...args], {
+      cwd: opts.cwd ?? ROOT,
+      env: { ...process.env, CNNF_BACKEND: 'wasm', ...opts.env },
+      timeout: opts.timeoutMs ?? 900_000,
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
   });
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** The stderr of a usage error: exactly one line "cnnf: ...", no stack trace. */

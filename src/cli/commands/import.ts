@@ -4,7 +4,7 @@ import { UsageError } from '../../errors.js';
 import { saveArrays } from '../../io/checkpoint.js';
 import { fromPyTorch, inferPyTorchWidths } from '../../io/pytorch.js';
 import { readSafetensors } from '../../io/safetensors.js';
-import { makeConfig, paramSpecs } from '../../models/arch.js';
+import { getArch, makeConfig, paramSpecs } from '../../models/arch.js';
 import { parseChoice, parseInteger, parseNumber } from '../options.js';
 import { FASHION_MNIST_CLASS_NAMES } from '../../data/index.js';
 
@@ -43,7 +43,7 @@ export function register(program: Command): void {
       const ind = f.ind !== undefined ? parseInteger('--ind', f.ind, 0, 2) : cycles > 0 ? 2 : 0;
       const resParam = parseNumber('--res-param', f.resParam ?? '0.1', { min: 0, max: 1 });
       const file = readSafetensors(input);
-      const widths = inferPyTorchWidths(file.tensors, f.arch, f.prefix);
+      const widths = inferPyTorchWidths(file.tensors, getArch(f.arch).name, f.prefix, input);
       const config = makeConfig({ arch: f.arch, fc: widths.fc, numClasses: widths.numClasses, ind, cycles, resParam });
       const arrays = fromPyTorch(file.tensors, config, input, f.prefix);
       const expected = new Set(paramSpecs(config).map((p) => f.prefix + p.name));
