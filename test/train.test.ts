@@ -191,6 +191,25 @@ describe('trainModel', () => {
     expect(() => preflightTraining(o, { out: b, resume: true }, small)).toThrow(/already completed 2 of 2/);
   });
 
+  it('micro-batches accumulate to the same update as the whole batch', async () => {
+    const small = loadDataset({ dataset: 'fashion-mnist', trainSize: 64, testSize: 20 });
+    const o = opts({ model: 'cnnf', dataset: { dataset: 'fashion-mnist', trainSize: 64, testSize: 20 } });
+    const whole = await trainModel(o, { out: tmp('whole'), force: true, noPlot: true }, { dataset: small });
+    const micro = await trainModel({ ...o, microBatch: 12 }, { out: tmp('micro'), force: true, noPlot: true }, { dataset: small });
+    const a = await whole.model.toArrays();
+    const b = await micro.model.toArrays();
+    for (const [k, t] of a) {
+      const u = b.get(k)!.data;
+      let maxDiff = 0;
+      t.data.forEach((v, i) => { maxDiff = Math.max(maxDiff, Math.abs(v - u[i])); });
+      expect(maxDiff, k).toBeLessThan(1e-4);
+    }
+    expect(micro.history[0].trainLoss).toBeCloseTo(whole.history[0].trainLoss, 4);
+    expect(micro.history[0].trainAccuracy).toBe(whole.history[0].trainAccuracy);
+    whole.model.dispose();
+    micro.model.dispose();
+  });
+
   it('refuses to resume on a dataset with another class count, and a non-empty OUT without --force', async () => {
     const small = loadDataset({ dataset: 'fashion-mnist', trainSize: 32, testSize: 20 });
     const o = opts({ epochs: 2, dataset: { dataset: 'fashion-mnist', trainSize: 32, testSize: 20 } });

@@ -46,6 +46,8 @@ export interface TrainOptions {
   resParam?: number;
   epochs: number;
   batchSize: number;
+  /** Compute each batch's gradient in chunks of this many images and add them up (memory; default: whole batch). */
+  microBatch?: number;
   lr: number;
   momentum: number;
   weightDecay: number;
@@ -217,6 +219,7 @@ export function validateTrainOptions(o: TrainOptions): void {
   getArch(o.arch);
   pos('--epochs', o.epochs, true);
   pos('--batch-size', o.batchSize, true);
+  if (o.microBatch !== undefined) pos('--micro-batch', o.microBatch, true);
   pos('--lr', o.lr);
   nonneg('--momentum', o.momentum);
   if (o.momentum >= 1) throw new UsageError(`--momentum must be < 1, got ${o.momentum}`);
@@ -305,7 +308,7 @@ async function writeLossPng(path: string, rows: TrainLogRow[], title: string): P
 
 /** Options that must match between a run and its resumption (everything but epochs and evalSigma). */
 const RESUME_KEYS: (keyof TrainOptions)[] = [
-  'model', 'arch', 'batchSize', 'lr', 'momentum', 'weightDecay', 'schedule', 'power', 'clip', 'cleanWeight', 'reconWeight', 'seed', 'perturb',
+  'model', 'arch', 'batchSize', 'microBatch', 'lr', 'momentum', 'weightDecay', 'schedule', 'power', 'clip', 'cleanWeight', 'reconWeight', 'seed', 'perturb',
 ];
 
 /** OUT must be empty or absent (unless force), and exist when resuming. */
@@ -477,23 +480,54 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
           y[k] = ds.train.labels[i];
         }
         lr = learningRate(schedule, step);
-        const sink: { logits?: tf.Tensor } = {};
-        const spy = spyFirstLogits(model, n, sink);
-        const lossT = tf.tidy(() => {
-          const xT = tf.tensor4d(x, [n, 28, 28, 1]);
-          const yT = tf.tensor1d(y, 'int32');
-          const xPert = perturber ? perturber.perturb(model, xT, yT, b + 1) : null;
-          const { value, grads } = tf.variableGrads(
-            () => (xPert ? pairLoss(spy, xT, xPert, yT, { cleanWeight: opts.cleanWeight, reconWeight: opts.reconWeight }) : cleanLoss(spy, xT, yT)),
-            [...params.values()],
-          );
-          const byParam = new Map<string, tf.Tensor>();
-          for (const [name, v] of params) byParam.set(name, grads[v.name]);
-          sgd.step(byParam, lr).gradNorm.dispose();
-          const hits = tf.sum(tf.cast(tf.equal(tf.argMax(sink.logits!, 1), yT), 'float32'));
-          return tf.stack([value, hits]);
-        });
-        sink.logits?.dispose();
+        let lossT: tf.Tensor;
+        try {
+          lossT = tf.tidy(() => {
+            const xT = tf.tensor4d(x, [n, 28, 28, 1]);
+            const yT = tf.tensor1d(y, 'int32');
+            const xPert = perturber ? perturber.perturb(model, xT, yT, b + 1) : null;
+            // gradient accumulation over micro-batches: every loss term is a per-sample mean, so the
+            // batch loss is the size-weighted sum of the micro-batch losses
+            const mb = Math.min(n, opts.microBatch ?? n);
+            let lossSumT: tf.Tensor | null = null;
+            let hitsT: tf.Tensor | null = null;
+            const acc = new Map<string, tf.Tensor>();
+            for (let c = 0; c < n; c += mb) {
+              const m = Math.min(mb, n - c);
+              const whole = m === n;
+              const xc = whole ? xT : tf.slice(xT, c, m);
+              const yc = whole ? yT : tf.slice(yT, c, m);
+              const xpc = !xPert ? null : whole ? xPert : tf.slice(xPert, c, m);
+              const sink: { logits?: tf.Tensor } = {};
+              const spy = spyFirstLogits(model, m, sink);
+              const { value, grads } = tf.variableGrads(() => {
+                const l = xpc ? pairLoss(spy, xc, xpc, yc, { cleanWeight: opts.cleanWeight, reconWeight: opts.reconWeight }) : cleanLoss(spy, xc, yc);
+                return whole ? l : tf.mul(l, m / n);
+              }, [...params.values()]);
+              const h = tf.sum(tf.cast(tf.equal(tf.argMax(sink.logits!, 1), yc), 'float32'));
+              sink.logits!.dispose();
+              lossSumT = lossSumT ? tf.add(lossSumT, value) : value;
+              hitsT = hitsT ? tf.add(hitsT, h) : h;
+              for (const [name, v] of params) {
+                const g = grads[v.name];
+                const old = acc.get(name);
+                acc.set(name, old ? tf.add(old, g) : g);
+                if (old) {
+                  old.dispose();
+                  g.dispose();
+                }
+              }
+            }
+            sgd.step(acc, lr).gradNorm.dispose();
+            return tf.stack([lossSumT!, hitsT!]);
+          });
+        } catch (e) {
+          const msg = (e as Error).message ?? '';
+          if (/out of bounds|out of memory|Cannot allocate|Array buffer allocation/i.test(msg)) {
+            throw new UsageError(`out of ${backend} memory at batch size ${bs}${opts.microBatch ? ` (micro-batch ${opts.microBatch})` : ''}: lower --micro-batch (gradient accumulation, same update) or --batch-size`, 1);
+          }
+          throw e;
+        }
         const [loss, hits] = await lossT.data();
         lossT.dispose();
         // wasm data() resolves without a macrotask turn: yield so timers, signals and IPC keep running
@@ -565,7 +599,7 @@ function spyFirstLogits(model: CNNF, n: number, sink: { logits?: tf.Tensor }): C
   const spy = Object.create(model) as CNNF;
   spy.forward = (ctx, x, first) => {
     const r = model.forward(ctx, x, first);
-    if (first && !sink.logits) sink.logits = tf.keep(tf.slice(r.logits, 0, n));
+    if (first && !sink.logits) sink.logits = tf.keep(r.logits.shape[0] === n ? tf.clone(r.logits) : tf.slice(r.logits, 0, n));
     return r;
   };
   return spy;

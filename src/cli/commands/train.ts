@@ -31,6 +31,7 @@ export function addTrainingOptions(cmd: Command): Command {
     .option('--fc <widths>', 'hidden fc widths, comma-separated (fmnist: 1000,128; small: 128)')
     .option('--epochs <n>', 'training epochs', String(TRAIN_DEFAULTS.epochs))
     .option('--batch-size <n>', 'images per batch (the paper uses 256; 128 halves peak memory on the wasm backend)', String(TRAIN_DEFAULTS.batchSize))
+    .option('--micro-batch <n>', 'accumulate each batch\'s gradient over chunks of N images (same update, less memory; e.g. 32 for cnnf fmnist full width on wasm)')
     .option('--lr <x>', 'base learning rate', String(TRAIN_DEFAULTS.lr))
     .option('--momentum <x>', 'SGD momentum', String(TRAIN_DEFAULTS.momentum))
     .option('--weight-decay <x>', 'SGD weight decay (added to the gradient, as PyTorch)', String(TRAIN_DEFAULTS.weightDecay))
@@ -80,6 +81,7 @@ export function trainOptionsFromFlags(flags: Record<string, unknown>, model: Mod
     dataset: datasetOptionsFromFlags(flags),
   };
   if (str('fc') !== undefined) opts.fc = parseNumberList('--fc', str('fc')!, { integer: true, min: 1, max: 100_000 });
+  if (str('microBatch') !== undefined) opts.microBatch = parseInteger('--micro-batch', str('microBatch')!, 1, 65_536);
   if (str('ind') !== undefined) opts.ind = parseInteger('--ind', str('ind')!, 0, 10);
   if (str('evalSigma') !== undefined) opts.evalSigma = num('--eval-sigma', str('evalSigma'), 0);
   return opts;
@@ -142,7 +144,7 @@ export function progressHooks(json: boolean, prefix = ''): TrainHooks & { stop()
 
 /** Keys of TrainOptions that --resume takes from the saved run unless given on the command line. */
 const FLAG_OF: Record<string, keyof TrainOptions> = {
-  arch: 'arch', fc: 'fc', ind: 'ind', cycles: 'cycles', resParam: 'resParam', epochs: 'epochs', batchSize: 'batchSize', lr: 'lr',
+  arch: 'arch', fc: 'fc', ind: 'ind', cycles: 'cycles', resParam: 'resParam', epochs: 'epochs', batchSize: 'batchSize', microBatch: 'microBatch', lr: 'lr',
   momentum: 'momentum', weightDecay: 'weightDecay', schedule: 'schedule', power: 'power', clip: 'clip', cleanWeight: 'cleanWeight',
   reconWeight: 'reconWeight', seed: 'seed', perturb: 'perturb', evalSigma: 'evalSigma', model: 'model',
 };
