@@ -1,0 +1,16 @@
+/**
+ * cnnf as a library: feedback layers, CNN / CNN-F models, datasets, attacks, training, evaluation,
+ * reports and CI gates. Call `useBackend()` once before computing.
+ */
+export { useBackend, activeBackend, BACKEND_CHOICES, type BackendChoice, type BackendInfo } from './backend/index.js';
+export * from './nn/index.js';
+export * from './models/index.js';
+export * from './io/index.js';
+export * from './data/index.js';
+export * from './attacks/index.js';
+export * from './train/index.js';
+export * from './eval/index.js';
+export * from './report/index.js';
+export * from './gate/index.js';
+export { UsageError } from './errors.js';
+export { VERSION } from './version.js';
