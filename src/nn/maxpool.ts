@@ -3,56 +3,68 @@
  * the argmax (FIRST maximal position of each window, row-major, like PyTorch). Forward with hidden g:
  * [g>0] maxpool + [g<0] minpool, remembering both selections. Feedback(y): hidden = y; unpool to the
  * argmax positions, or y[g>0] to argmax plus y[g<0] to argmin once a hidden exists.
- * Windows are taken apart with reshape + slice and put back with concat, so every piece has a
- * gradient on every backend; exactly one position per window receives a value.
+ *
+ * Both directions are one linear map given a full-resolution one-hot selection mask M (one 1 per
+ * window: the argmax, or where g>0 the argmax and where g<0 the argmin). Pooling is gather(x) =
+ * 4 avgPool(x M) (exact: one non-zero per window) and unpooling is scatter(y) = upsample(y) M; each is
+ * the other's gradient. M has zero gradient (as the reference's indices), so it is computed off the
+ * tape with native pooling kernels; exactly one position per window receives a value.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { positive } from './ops.js';
+import { lazyGradOp, positive, untaped } from './ops.js';
 import type { FeedbackLayer, LayerContext } from './state.js';
 
 interface PoolState {
   shape: [number, number, number, number];
-  maxSel: tf.Tensor[];
-  minSel?: tf.Tensor[];
-  pos?: tf.Tensor;
-  neg?: tf.Tensor;
+  /** One-hot selection [N,H,W,C] of the position each window reads from / writes to. */
+  mask: tf.Tensor4D;
   hidden?: tf.Tensor;
 }
 
-/** The four window positions (0,0),(0,1),(1,0),(1,1) of a 2x2 pool as [N,H/2,W/2,C] tensors. */
-export function windowParts(x: tf.Tensor4D): tf.Tensor4D[] {
-  const [n, h, w, c] = x.shape;
-  const r = tf.reshape(x, [n * (h / 2), 2, w / 2, 2 * c]);
-  const parts: tf.Tensor4D[] = [];
-  for (let a = 0; a < 2; a++) {
-    for (let b = 0; b < 2; b++) {
-      parts.push(tf.reshape(tf.slice(r, [0, a, 0, b * c], [n * (h / 2), 1, w / 2, c]), [n, h / 2, w / 2, c]));
-    }
-  }
-  return parts;
+/** Nearest-neighbour 2x upsampling [N,h,w,C] -> [N,2h,2w,C]. */
+export function upsample2(t: tf.Tensor4D): tf.Tensor4D {
+  return tf.image.resizeNearestNeighbor(t, [t.shape[1] * 2, t.shape[2] * 2]);
 }
 
-/** Inverse of windowParts: four [N,H/2,W/2,C] tensors back into [N,H,W,C]. */
-export function joinParts(parts: tf.Tensor[], shape: [number, number, number, number]): tf.Tensor4D {
-  const [n, h, w, c] = shape;
-  const rows = [0, 1].map((a) =>
-    tf.concat([0, 1].map((b) => tf.reshape(parts[a * 2 + b], [n * (h / 2), 1, w / 2, c])), 3),
-  );
-  return tf.reshape(tf.concat(rows, 1), shape);
+/** [1,H,W,1] priority of each position inside its 2x2 window: 4 3 / 2 1 (row-major first wins). */
+function windowPriority(h: number, w: number): tf.Tensor4D {
+  const p = new Float32Array(h * w);
+  for (let i = 0; i < h; i++) for (let j = 0; j < w; j++) p[i * w + j] = 4 - 2 * (i % 2) - (j % 2);
+  return tf.tensor4d(p, [1, h, w, 1]);
 }
 
-/** One-hot selection masks of the first position holding the window's extreme value `m`. */
-export function firstSelection(parts: tf.Tensor[], m: tf.Tensor): tf.Tensor[] {
-  const sel: tf.Tensor[] = [];
-  let free: tf.Tensor | null = null;
-  for (let i = 0; i < 4; i++) {
-    // |part - m| is 0 exactly where the part holds the extreme value
-    const eq = tf.sub(1, positive(tf.abs(tf.sub(parts[i], m))));
-    const s: tf.Tensor = free ? tf.mul(eq, free) : eq;
-    sel.push(s);
-    free = free ? tf.sub(free, s) : tf.sub(1, s);
-  }
-  return sel;
+/** One-hot mask of the FIRST position (row-major) holding each window's maximum of v. */
+export function firstMaxMask(v: tf.Tensor4D): tf.Tensor4D {
+  return tf.tidy(() => {
+    const eq = tf.cast(tf.equal(v, upsample2(tf.maxPool(v, 2, 2, 'valid'))), 'float32') as tf.Tensor4D;
+    const score = tf.mul(eq, windowPriority(v.shape[1], v.shape[2])) as tf.Tensor4D;
+    const best = upsample2(tf.maxPool(score, 2, 2, 'valid'));
+    return tf.cast(tf.logicalAnd(tf.equal(score, best), tf.greater(score, 0)), 'float32') as tf.Tensor4D;
+  });
+}
+
+/** gather: each window's selected value, [N,H,W,C] -> [N,H/2,W/2,C]. Gradient: scatter. */
+export function poolSelect(x: tf.Tensor4D, mask: tf.Tensor4D): tf.Tensor4D {
+  return lazyGradOp(
+    [x],
+    (save) => {
+      save([mask]);
+      return tf.mul(tf.avgPool(tf.mul(x, mask) as tf.Tensor4D, 2, 2, 'valid'), 4);
+    },
+    (dy, [m]) => [() => unpoolSelect(dy as tf.Tensor4D, m as tf.Tensor4D)],
+  ) as tf.Tensor4D;
+}
+
+/** scatter: y to each window's selected position, zeros elsewhere, [N,h,w,C] -> [N,2h,2w,C]. Gradient: gather. */
+export function unpoolSelect(y: tf.Tensor4D, mask: tf.Tensor4D): tf.Tensor4D {
+  return lazyGradOp(
+    [y],
+    (save) => {
+      save([mask]);
+      return tf.mul(upsample2(y), mask);
+    },
+    (dy, [m]) => [() => poolSelect(dy as tf.Tensor4D, m as tf.Tensor4D)],
+  ) as tf.Tensor4D;
 }
 
 export class MaxPool2d implements FeedbackLayer {
@@ -63,29 +75,22 @@ export class MaxPool2d implements FeedbackLayer {
     const [, h, w] = x4.shape;
     if (h % 2 !== 0 || w % 2 !== 0) throw new Error(`${this.name}: input ${h}x${w} is not divisible by 2`);
     const s = ctx.state.slot<PoolState>(this.name);
-    const parts = windowParts(x4);
-    const mx = tf.maximum(tf.maximum(parts[0], parts[1]), tf.maximum(parts[2], parts[3]));
-    const maxSel = firstSelection(parts, mx);
-    const pick = (sel: tf.Tensor[]) => tf.addN(sel.map((m, i) => tf.mul(m, parts[i])));
+    const hidden = s.hidden as tf.Tensor4D | undefined;
     s.shape = x4.shape;
-    s.maxSel = maxSel;
-    if (!s.hidden) return pick(maxSel);
-    const mn = tf.minimum(tf.minimum(parts[0], parts[1]), tf.minimum(parts[2], parts[3]));
-    s.minSel = firstSelection(parts, mn);
-    s.pos = positive(s.hidden);
-    s.neg = positive(tf.neg(s.hidden));
-    return tf.add(tf.mul(s.pos, pick(maxSel)), tf.mul(s.neg, pick(s.minSel)));
+    s.mask = untaped(() => {
+      const maxSel = firstMaxMask(x4);
+      if (!hidden) return maxSel;
+      const minSel = firstMaxMask(tf.neg(x4));
+      return tf.add(tf.mul(upsample2(positive(hidden) as tf.Tensor4D), maxSel), tf.mul(upsample2(positive(tf.neg(hidden)) as tf.Tensor4D), minSel));
+    }) as tf.Tensor4D;
+    return poolSelect(x4, s.mask);
   }
 
   feedback(ctx: LayerContext, y: tf.Tensor): tf.Tensor {
     const s = ctx.state.slot<PoolState>(this.name);
-    if (!s.maxSel || !s.shape) throw new Error(`${this.name}: feedback before forward`);
+    if (!s.mask || !s.shape) throw new Error(`${this.name}: feedback before forward`);
     s.hidden = y;
-    if (!s.pos || !s.neg || !s.minSel) return joinParts(s.maxSel.map((m) => tf.mul(m, y)), s.shape);
-    const yp = tf.mul(y, s.pos);
-    const yn = tf.mul(y, s.neg);
-    const minSel = s.minSel;
-    return joinParts(s.maxSel.map((m, i) => tf.add(tf.mul(m, yp), tf.mul(minSel[i], yn))), s.shape);
+    return unpoolSelect(y as tf.Tensor4D, s.mask);
   }
 
   reset(ctx: LayerContext): void {

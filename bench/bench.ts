@@ -1,0 +1,317 @@
+/**
+ * Speed benchmark of the CNN-F engine on the paper's full-width Fashion-MNIST architecture
+ * (fc 1000,128, ind 2, res 0.1), side by side with a PyTorch implementation of the same
+ * computations (bench/torch_reference_bench.py, run under Debian's /usr/bin/python3).
+ *
+ *   npm run bench [-- --json] [-- --batch 64 --cycles 2 --reps 5 --warmup 1 --backend wasm --no-torch]
+ *
+ * Tasks (ms per batch = median of `reps` runs after `warmup` runs):
+ *   infer     model.logits(x) with cycles, in tf.tidy, + data()
+ *   train     tf.variableGrads(pairLoss(...)) on [x; x_noisy] + SGD momentum/weight-decay update
+ *   pgd7_e2e  7-step Linf PGD (eps 0.2, step 0.071, no random start) through every cycle
+ * FLOP counts are analytic (see flopModel and bench/README.md). Exit 1 when tf.memory().numTensors
+ * grows across the benchmark (a leak) or on bad arguments.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs-core';
+import { PGD } from '../src/attacks/pgd.js';
+import { useBackend } from '../src/backend/index.js';
+import { getArch } from '../src/models/arch.js';
+import { CNNF } from '../src/models/cnnf.js';
+import { pairLoss } from '../src/models/loss.js';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const TORCH_SCRIPT = join(HERE, 'torch_reference_bench.py');
+const PYTHON = '/usr/bin/python3';
+
+interface Options {
+  json: boolean;
+  batch: number;
+  cycles: number;
+  reps: number;
+  warmup: number;
+  backend: string;
+  torch: boolean;
+  torchThreads: number;
+  tasks: TaskName[];
+}
+
+const TASKS = ['infer', 'train', 'pgd7_e2e'] as const;
+type TaskName = (typeof TASKS)[number];
+
+function usage(msg: string): never {
+  process.stderr.write(`bench: ${msg}\nusage: npm run bench -- [--json] [--batch N] [--cycles N] [--reps N] [--warmup N] [--backend wasm|cpu|...] [--no-torch] [--torch-threads N] [--tasks infer,train,pgd7_e2e]\n`);
+  process.exit(2);
+}
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = { json: false, batch: 64, cycles: 2, reps: 5, warmup: 1, backend: 'wasm', torch: true, torchThreads: 2, tasks: [...TASKS] };
+  const int = (flag: string, v: string | undefined, min: number): number => {
+    const n = Number(v);
+    if (v === undefined || !Number.isInteger(n) || n < min) usage(`${flag} needs an integer >= ${min}, got ${JSON.stringify(v)}`);
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--json') o.json = true;
+    else if (a === '--no-torch') o.torch = false;
+    else if (a === '--batch') o.batch = int(a, argv[++i], 1);
+    else if (a === '--cycles') o.cycles = int(a, argv[++i], 0);
+    else if (a === '--reps') o.reps = int(a, argv[++i], 1);
+    else if (a === '--warmup') o.warmup = int(a, argv[++i], 0);
+    else if (a === '--torch-threads') o.torchThreads = int(a, argv[++i], 1);
+    else if (a === '--backend') o.backend = argv[++i] ?? usage('--backend needs a value');
+    else if (a === '--tasks') {
+      const names = (argv[++i] ?? '').split(',').filter(Boolean);
+      if (names.length === 0 || !names.every((n) => (TASKS as readonly string[]).includes(n))) usage(`--tasks takes a comma list of ${TASKS.join(',')}`);
+      o.tasks = names as TaskName[];
+    } else if (a === '--help' || a === '-h') usage('help');
+    else usage(`unknown argument ${JSON.stringify(a)}`);
+  }
+  return o;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Analytic FLOP model (multiply-adds x 2; elementwise ops, norms and pooling are not counted).
+// ---------------------------------------------------------------------------------------------
+
+interface FlopModel {
+  /** Per-sample multiply-adds of each conv (forward) and linear layer. */
+  convMacs: number[];
+  fcMacs: number[];
+  /** Per-sample MACs of: the first forward pass, a forward pass from level ind, a feedback pass to ind. */
+  fullForward: number;
+  partialForward: number;
+  feedback: number;
+  /** FLOPs per batch of each task. */
+  tasks: Record<TaskName, number>;
+}
+
+export function flopModel(batch: number, cycles: number, ind: number, fc: number[]): FlopModel {
+  const spec = getArch('fmnist');
+  let h = spec.height;
+  let w = spec.width;
+  let cin = spec.inChannels;
+  const convMacs: number[] = [];
+  for (const b of spec.convs) {
+    convMacs.push(h * w * cin * b.channels * 9);
+    cin = b.channels;
+    if (b.pool) {
+      h /= 2;
+      w /= 2;
+    }
+  }
+  const widths = [h * w * cin, ...fc, 10];
+  const fcMacs = widths.slice(1).map((o, i) => widths[i] * o);
+  const sum = (a: number[]) => a.reduce((s, v) => s + v, 0);
+  const convFrom = sum(convMacs.slice(ind));
+  const fcAll = sum(fcMacs);
+  const fullForward = sum(convMacs) + fcAll;
+  const partialForward = convFrom + fcAll;
+  const feedback = fcAll + convFrom; // fc^T (all linear layers) and conv^T of the blocks at/above ind
+  // forward graph of one evaluation with cycles
+  const graph = fullForward + cycles * (feedback + partialForward);
+  // training backward: dX and dW (2x) for every conv and forward linear, dX only (1x) for the tied
+  // linear feedback (its weight is a constant), and no dX for conv1 of the first pass (input is data)
+  const trainBackward = 2 * (fullForward + cycles * partialForward) + cycles * (2 * convFrom + fcAll) - convMacs[0];
+  // attack backward: dX only, through every op of the graph
+  const attackBackward = graph;
+  return {
+    convMacs,
+    fcMacs,
+    fullForward,
+    partialForward,
+    feedback,
+    tasks: {
+      infer: 2 * batch * graph,
+      train: 2 * (2 * batch) * (graph + trainBackward),
+      pgd7_e2e: 2 * batch * 7 * (graph + attackBackward),
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface TaskResult {
+  ms: number;
+  allMs: number[];
+  gflops: number;
+  flops: number;
+}
+
+interface TorchResult {
+  available: boolean;
+  reason?: string;
+  version?: string;
+  threads?: number;
+  ms: Partial<Record<TaskName, number>>;
+}
+
+function median(a: number[]): number {
+  const s = [...a].sort((p, q) => p - q);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+async function time(fn: () => Promise<void>, warmup: number, reps: number): Promise<number[]> {
+  for (let i = 0; i < warmup; i++) await fn();
+  const out: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    await fn();
+    out.push(performance.now() - t0);
+  }
+  return out;
+}
+
+function runTorch(o: Options): TorchResult {
+  if (!o.torch) return { available: false, reason: 'skipped (--no-torch)', ms: {} };
+  if (!existsSync(PYTHON)) return { available: false, reason: `${PYTHON} not found (run .ci/install-torch.sh)`, ms: {} };
+  const probe = spawnSync(PYTHON, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
+  if (probe.status !== 0) return { available: false, reason: 'python3 cannot import torch (run .ci/install-torch.sh)', ms: {} };
+  const args = [TORCH_SCRIPT, '--batch', String(o.batch), '--cycles', String(o.cycles), '--reps', String(o.reps), '--threads', String(o.torchThreads)];
+  const r = spawnSync(PYTHON, args, { encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (r.status !== 0) return { available: false, reason: `torch bench failed: ${(r.stderr || r.stdout).trim().split('\n').pop()}`, ms: {} };
+  const line = r.stdout.trim().split('\n').pop() ?? '';
+  try {
+    const j = JSON.parse(line) as Record<string, number | string>;
+    const ms: Partial<Record<TaskName, number>> = {};
+    for (const t of TASKS) if (typeof j[`${t}_ms`] === 'number') ms[t] = j[`${t}_ms`] as number;
+    return { available: true, version: String(j.torch), threads: Number(j.threads), ms };
+  } catch {
+    return { available: false, reason: `torch bench printed no JSON: ${line.slice(0, 200)}`, ms: {} };
+  }
+}
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  const info = await useBackend(o.backend, { quiet: true });
+  const fc = [1000, 128];
+  const ind = 2;
+  const model = CNNF.init({ arch: 'fmnist', fc, ind, cycles: o.cycles, resParam: 0.1 }, 1234);
+  const B = o.batch;
+  const x = tf.tidy(() => tf.randomUniform([B, 28, 28, 1], -1, 1, 'float32', 1)) as tf.Tensor4D;
+  const xNoisy = tf.tidy(() => tf.clipByValue(tf.add(x, tf.randomNormal(x.shape, 0, 0.3, 'float32', 2)), -1, 1)) as tf.Tensor4D;
+  const y = tf.tidy(() => tf.cast(tf.floor(tf.randomUniform([B], 0, 10, 'float32', 3)), 'int32')) as tf.Tensor1D;
+
+  // SGD with momentum and weight decay, as torch.optim.SGD(lr 0.01, momentum 0.9, weight_decay 5e-4)
+  const vars = model.variables();
+  const momentum = new Map(vars.map((v) => [v.name, tf.variable(tf.zerosLike(v), false)]));
+  const lr = 0.01;
+  const sgdStep = (grads: tf.NamedTensorMap) => {
+    tf.tidy(() => {
+      for (const v of vars) {
+        const g = grads[v.name];
+        if (!g) continue;
+        const buf = momentum.get(v.name)!;
+        const d = tf.add(g, tf.mul(v, 5e-4));
+        buf.assign(tf.add(tf.mul(buf, 0.9), d));
+        v.assign(tf.sub(v, tf.mul(buf, lr)));
+      }
+    });
+  };
+
+  const pgd = new PGD({ steps: 7, stepSize: 0.071, randomStart: false });
+  let seed = 1;
+  const victim = { model, mode: 'e2e' as const, cycles: o.cycles, readout: 'last' as const };
+  const tasks: Record<TaskName, () => Promise<void>> = {
+    infer: async () => {
+      const lg = tf.tidy(() => model.logits(x));
+      await lg.data();
+      lg.dispose();
+    },
+    train: async () => {
+      const { value, grads } = tf.variableGrads(() => pairLoss(model, x, xNoisy, y, { cleanWeight: 0.1, reconWeight: 0.1 }));
+      sgdStep(grads);
+      await value.data();
+      value.dispose();
+      tf.dispose(grads);
+    },
+    pgd7_e2e: async () => {
+      const adv = pgd.perturb(victim, x, y, 0.2, { nextSeed: () => seed++ });
+      await adv.data();
+      adv.dispose();
+    },
+  };
+
+  const tensorsBefore = tf.memory().numTensors;
+  const flops = flopModel(B, o.cycles, ind, fc);
+  const results: Partial<Record<TaskName, TaskResult>> = {};
+  for (const t of o.tasks) {
+    const all = await time(tasks[t], o.warmup, o.reps);
+    const ms = median(all);
+    results[t] = { ms, allMs: all.map((v) => +v.toFixed(1)), flops: flops.tasks[t], gflops: flops.tasks[t] / (ms / 1000) / 1e9 };
+    if (!o.json) process.stderr.write(`bench: ${t} ${ms.toFixed(1)} ms\n`);
+  }
+  const tensorsAfter = tf.memory().numTensors;
+  const maxRssMB = process.resourceUsage().maxRSS / 1024;
+
+  model.dispose();
+  tf.dispose([x, xNoisy, y, ...momentum.values()]);
+
+  if (!o.json && o.torch) process.stderr.write('bench: running the PyTorch baseline ...\n');
+  const torch = runTorch(o);
+  let wasmThreads: number | undefined;
+  if (info.name === 'wasm') {
+    const wasm = await import('@tensorflow/tfjs-backend-wasm');
+    wasmThreads = wasm.getThreadsCount();
+  }
+  const leaked = tensorsAfter > tensorsBefore;
+  const report = {
+    backend: info.name,
+    wasmThreads,
+    wasmSimd: info.name === 'wasm' ? await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT') : undefined,
+    node: process.version,
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.cpus().length,
+    batch: B,
+    cycles: o.cycles,
+    reps: o.reps,
+    warmup: o.warmup,
+    architecture: { arch: 'fmnist', fc, ind, resParam: 0.1 },
+    tasks: Object.fromEntries(
+      o.tasks.map((t) => {
+        const r = results[t]!;
+        const tm = torch.ms[t];
+        return [t, { cnnfMs: +r.ms.toFixed(1), allMs: r.allMs, torchMs: tm ?? null, speedup: tm ? +(tm / r.ms).toFixed(3) : null, gflop: +(r.flops / 1e9).toFixed(3), gflops: +r.gflops.toFixed(2) }];
+      }),
+    ),
+    torch: { available: torch.available, version: torch.version ?? null, threads: torch.threads ?? null, reason: torch.reason ?? null },
+    flopModel: { convMacsPerSample: flops.convMacs, fcMacsPerSample: flops.fcMacs, fullForward: flops.fullForward, partialForward: flops.partialForward, feedback: flops.feedback },
+    memory: { tensorsBefore, tensorsAfter, leaked, peakRssMB: +maxRssMB.toFixed(1) },
+  };
+
+  if (o.json) {
+    process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+  } else {
+    const lines: string[] = [];
+    lines.push(`cnnf bench: backend ${report.backend}${wasmThreads !== undefined ? ` (threads ${wasmThreads}, simd ${report.wasmSimd})` : ''}, node ${report.node}, ${report.cpu} x${report.cores}`);
+    lines.push(`fmnist fc ${fc.join(',')} ind ${ind} res 0.1, batch ${B}, cycles ${o.cycles}, median of ${o.reps} after ${o.warmup} warm-up`);
+    lines.push(
+      torch.available
+        ? `torch ${torch.version} (${torch.threads} threads, ${PYTHON} bench/torch_reference_bench.py)`
+        : `torch: n/a - ${torch.reason}`,
+    );
+    const head = ['task', 'cnnf ms', 'torch ms', 'speed-up (torch/cnnf)', 'GFLOP', 'GFLOP/s'];
+    const rows = o.tasks.map((t) => {
+      const r = report.tasks[t] as { cnnfMs: number; torchMs: number | null; speedup: number | null; gflop: number; gflops: number };
+      return [t, r.cnnfMs.toFixed(1), r.torchMs === null ? 'n/a' : r.torchMs.toFixed(1), r.speedup === null ? 'n/a' : `${r.speedup.toFixed(2)}x`, r.gflop.toFixed(2), r.gflops.toFixed(2)];
+    });
+    const wid = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+    const fmt = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(wid[i]) : c.padStart(wid[i]))).join('  ');
+    lines.push(fmt(head), wid.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmt));
+    lines.push(`tensors before ${tensorsBefore}, after ${tensorsAfter}${leaked ? '  LEAK' : ''}; peak RSS ${maxRssMB.toFixed(0)} MB`);
+    lines.push('timings are wall-clock on a shared machine: expect noise of several percent');
+    process.stdout.write(lines.join('\n') + '\n');
+  }
+  if (leaked) {
+    process.stderr.write(`bench: tf.memory().numTensors grew from ${tensorsBefore} to ${tensorsAfter}\n`);
+    process.exitCode = 1;
+  }
+}
+
+await main();
