@@ -11,7 +11,9 @@ import { addEvalRunOptions } from './eval.js';
 export function register(program: Command): void {
   const cmd = program
     .command('attack')
-    .description('attack one checkpoint at one or more epsilons and print its accuracy (and targeted success rate) per epsilon');
+    .description('attack one checkpoint at one or more epsilons and print its accuracy (and targeted success rate) per epsilon')
+    // bad flags: exactly one stderr line (exit 2)
+    .showHelpAfterError(false);
   cmd
     .requiredOption('--model <path>', 'checkpoint to attack')
     .addOption(new Option('--method <m>', 'attack').choices(['gaussian', 'fgsm', 'pgd']).makeOptionMandatory())

@@ -21,7 +21,9 @@ export function addEvalRunOptions(cmd: Command): Command {
 export function register(program: Command): void {
   const cmd = program
     .command('eval')
-    .description('evaluate checkpoints against an attack suite: accuracy-vs-epsilon tables on stdout, results JSON for report/gate');
+    .description('evaluate checkpoints against an attack suite: accuracy-vs-epsilon tables on stdout, results JSON for report/gate')
+    // bad flags: exactly one stderr line (exit 2)
+    .showHelpAfterError(false);
   cmd
     .option('--model <path>', 'checkpoint to evaluate (repeatable)', collect, [])
     .option('--name <path=label>', 'display name for a model, by its path or default name (repeatable)', collect, [])

@@ -1,0 +1,266 @@
+/**
+ * evaluate() and `cnnf eval`: the reference models' clean accuracies on a strided subset (fixed
+ * numbers measured on the full split), suites, results the report/gate validator accepts, bad input.
+ * Set CNNF_FULL_EVAL=1 to also check the full 10,000-image clean accuracies (several minutes on wasm).
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { useBackend } from '../src/backend/index.js';
+import { loadDataset } from '../src/data/index.js';
+import { evaluate, loadSuite, parseSuite, RESULTS_FORMAT, type EvalData, type Suite } from '../src/eval/index.js';
+import { loadCheckpoint, saveArrays } from '../src/io/checkpoint.js';
+import { fromPyTorch, inferPyTorchWidths } from '../src/io/pytorch.js';
+import { readSafetensors } from '../src/io/safetensors.js';
+import { makeConfig, paramSpecs } from '../src/models/arch.js';
+import { readResultsFile, validateResults } from '../src/report/index.js';
+import { UsageError } from '../src/errors.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const FASHION = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
+const REF: Record<string, { ind: number; cycles: number }> = { 'cnn-standard': { ind: 0, cycles: 0 }, 'cnn-adv': { ind: 0, cycles: 0 }, 'cnnf-adv': { ind: 2, cycles: 1 } };
+let tmp: string;
+
+/** models/reference-NAME.safetensors, or a conversion of ../shared/reference-models/NAME.safetensors. */
+function referenceModel(name: string): string {
+  const committed = join(ROOT, 'models', `reference-${name}.safetensors`);
+  if (existsSync(committed)) return committed;
+  const out = join(tmp, `reference-${name}.safetensors`);
+  if (existsSync(out)) return out;
+  const f = readSafetensors(join(ROOT, '..', 'shared', 'reference-models', `${name}.safetensors`));
+  const cfg = makeConfig({ arch: 'fmnist', ...inferPyTorchWidths(f.tensors, 'fmnist'), ...REF[name], resParam: 0.1 });
+  const arrays = fromPyTorch(f.tensors, cfg, name);
+  saveArrays(out, cfg, new Map(paramSpecs(cfg).map((p) => [p.name, { shape: p.shape, data: arrays.get(p.name)! }])), { classNames: FASHION });
+  return out;
+}
+
+function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(ROOT, 'bin', 'cnnf'), ...args], { cwd: ROOT, env: { ...process.env, CNNF_BACKEND: 'wasm' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+/** Runs CLI invocations a few at a time (each pays the launcher's start-up cost). */
+async function inParallel<T>(jobs: Array<() => Promise<T>>, width = 3): Promise<T[]> {
+  const out: T[] = new Array<T>(jobs.length);
+  let next = 0;
+  await Promise.all(Array.from({ length: width }, async () => {
+    while (next < jobs.length) {
+      const i = next++;
+      out[i] = await jobs[i]();
+    }
+  }));
+  return out;
+}
+
+function oneLine(r: { code: number; stderr: string }): string {
+  expect(r.code, r.stderr).toBe(2);
+  expect(r.stderr).not.toMatch(/\n\s+at /);
+  const lines = r.stderr.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('cnnf: using backend'));
+  expect(lines, r.stderr).toHaveLength(1);
+  return lines[0];
+}
+
+function data(subset?: string): EvalData {
+  const ds = loadDataset({ dataset: 'fashion-mnist', ...(subset ? { testSubset: subset } : {}) });
+  return { name: ds.name, classNames: ds.classNames, numClasses: ds.numClasses, split: ds.test, testSubset: subset ?? 'full' };
+}
+
+/** A suite that only measures clean accuracy (Gaussian noise of sigma 0 is the identity). */
+const CLEAN_ONLY: Suite = parseSuite({ name: 'clean', attacks: [{ name: 'gaussian', method: 'gaussian', eps: [0] }] }, 'clean');
+
+beforeAll(async () => {
+  tmp = mkdtempSync(join(tmpdir(), 'cnnf-eval-'));
+  await useBackend('wasm', { quiet: true });
+});
+
+afterAll(() => {
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+});
+
+/**
+ * Correct predictions on stride:50 (200 images: 0, 50, ..., 9950), counted from the per-example
+ * results of a full-split run (cnn-standard 0.9237, cnn-adv 0.8484, cnnf-adv first 0.8532 /
+ * last 0.8556 / average 0.8545 on all 10,000).
+ */
+const STRIDE50 = { 'cnn-standard': 185, 'cnn-adv': 171, 'cnnf-adv/first': 170, 'cnnf-adv/last': 174, 'cnnf-adv/average': 171 };
+const FULL = { 'cnn-standard': 0.9237, 'cnn-adv': 0.8484, 'cnnf-adv/first': 0.8532, 'cnnf-adv/last': 0.8555, 'cnnf-adv/average': 0.8545 };
+
+async function cleanAccuracies(d: EvalData): Promise<Record<keyof typeof STRIDE50, number>> {
+  const cnnStd = loadCheckpoint(referenceModel('cnn-standard'));
+  const cnnAdv = loadCheckpoint(referenceModel('cnn-adv'));
+  const cnnf = loadCheckpoint(referenceModel('cnnf-adv'));
+  const before = tf.memory().numTensors;
+  const plain = await evaluate([cnnStd, cnnAdv], d, CLEAN_ONLY, { seed: 0, batchSize: 100, names: ['cnn-standard', 'cnn-adv'] });
+  const first = await evaluate([cnnf], d, CLEAN_ONLY, { seed: 0, batchSize: 100, cycles: 0 });
+  const last = await evaluate([cnnf], d, CLEAN_ONLY, { seed: 0, batchSize: 100, readout: 'last' });
+  const average = await evaluate([cnnf], d, CLEAN_ONLY, { seed: 0, batchSize: 100, readout: 'average' });
+  expect(tf.memory().numTensors).toBe(before);
+  expect(first.models[0].cycles).toBe(0);
+  expect(last.models[0].cycles).toBe(1);
+  return {
+    'cnn-standard': plain.models[0].clean.accuracy,
+    'cnn-adv': plain.models[1].clean.accuracy,
+    'cnnf-adv/first': first.models[0].clean.accuracy,
+    'cnnf-adv/last': last.models[0].clean.accuracy,
+    'cnnf-adv/average': average.models[0].clean.accuracy,
+  };
+}
+
+describe('reference models, clean accuracy', () => {
+  it('reproduces the stride:50 subset counts measured on the full split (within 1 example)', async () => {
+    const acc = await cleanAccuracies(data('stride:50'));
+    for (const [k, want] of Object.entries(STRIDE50)) expect(Math.abs(acc[k as keyof typeof STRIDE50] * 200 - want), k).toBeLessThanOrEqual(1);
+  });
+
+  it.runIf(process.env.CNNF_FULL_EVAL === '1')('reproduces the full-split clean accuracies within 0.1%', async () => {
+    const acc = await cleanAccuracies(data());
+    for (const [k, want] of Object.entries(FULL)) expect(Math.abs(acc[k as keyof typeof FULL] - want), k).toBeLessThanOrEqual(0.001);
+  });
+});
+
+describe('evaluate()', () => {
+  it('runs a suite on a CNN and a CNN-F: modes, metrics keys, worst case, provenance, validateResults accepts it', async () => {
+    const suite = loadSuite(join(ROOT, 'attacks', 'quick.json'));
+    const models = [loadCheckpoint(referenceModel('cnn-adv')), loadCheckpoint(referenceModel('cnnf-adv'))];
+    const before = tf.memory().numTensors;
+    const d = data('stride:500');
+    const r = await evaluate(models, d, suite, { seed: 3, batchSize: 8, command: 'test' });
+    expect(tf.memory().numTensors).toBe(before);
+    expect(validateResults(JSON.parse(JSON.stringify(r)), 'quick')).toBeTruthy();
+    expect(r.format).toBe(RESULTS_FORMAT);
+    expect(r.provenance).toMatchObject({ command: 'test', seed: 3, dataset: 'fashion-mnist', testSubset: 'stride:500', examples: 20, suite: 'quick', backend: 'wasm' });
+    const [cnn, cnnf] = r.models;
+    expect(cnn.sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(cnn.attacks.map((a) => `${a.name}:${a.mode}`)).toEqual(['gaussian:null', 'fgsm:first', 'pgd3:first', 'pgd3-targeted:first']);
+    expect(cnnf.attacks.map((a) => `${a.name}:${a.mode}`)).toEqual(['gaussian:null', 'fgsm:first', 'fgsm:e2e', 'pgd3:first', 'pgd3:e2e', 'pgd3-targeted:first']);
+    expect(Object.keys(cnnf.metrics).sort()).toEqual([
+      'clean', 'fgsm@0.1:e2e', 'fgsm@0.1:first', 'fgsm@0.2:e2e', 'fgsm@0.2:first', 'gaussian@0.2',
+      'pgd3-targeted@0.2:first', 'pgd3-targeted@0.2:first:success', 'pgd3@0.1:e2e', 'pgd3@0.1:first', 'pgd3@0.2:e2e', 'pgd3@0.2:first',
+      'worst@0.1', 'worst@0.2',
+    ]);
+    for (const m of r.models) {
+      for (const w of m.worstCase) {
+        const at = m.attacks.filter((a) => a.method !== 'gaussian').flatMap((a) => a.points.filter((p) => p.eps === w.eps).map((p) => p.accuracy));
+        expect(w.accuracy).toBeLessThanOrEqual(Math.min(m.clean.accuracy, ...at));
+      }
+    }
+    // results do not depend on the batch size for deterministic attacks, nor on the other models evaluated
+    const alone = await evaluate([models[1]], d, parseSuite({ name: 'f', attacks: [{ name: 'fgsm', method: 'fgsm', eps: [0.1, 0.2] }] }, 'f'), { seed: 3, batchSize: 20 });
+    expect(alone.models[0].metrics['fgsm@0.2:e2e']).toBe(cnnf.metrics['fgsm@0.2:e2e']);
+    expect(alone.models[0].metrics['fgsm@0.1:first']).toBe(cnnf.metrics['fgsm@0.1:first']);
+  });
+
+  it('rejects a model whose class count differs from the dataset', async () => {
+    const d = data('stride:1000');
+    const m = loadCheckpoint(referenceModel('cnn-adv'));
+    await expect(evaluate([m], { ...d, numClasses: 26, classNames: Array.from({ length: 26 }, (_, i) => String(i)) }, CLEAN_ONLY, { seed: 0 }))
+      .rejects.toThrow(UsageError);
+  });
+
+  it('validates suites with one-line errors naming the file and field', () => {
+    const bad: Array<[unknown, string]> = [
+      [{ attacks: [] }, 'attacks must not be empty'],
+      [{ attacks: [{ method: 'cw', eps: [0.1] }] }, 'attacks[0].method'],
+      [{ attacks: [{ method: 'fgsm', eps: [-0.1] }] }, 'attacks[0].eps[0]'],
+      [{ attacks: [{ method: 'pgd', eps: [0.1], steps: 0 }] }, 'attacks[0].steps'],
+      [{ attacks: [{ method: 'pgd', eps: [0.1], modes: ['middle'] }] }, 'attacks[0].modes[0]'],
+      [{ attacks: [{ method: 'gaussian', eps: [0.1], modes: ['first'] }] }, 'attacks[0].modes'],
+      [{ attacks: [{ method: 'fgsm', eps: [0.1], stepz: 1 }] }, 'attacks[0].stepz'],
+      [{ attacks: [{ method: 'fgsm', eps: [0.1] }, { method: 'fgsm', eps: [0.2] }] }, 'attacks[1].name'],
+      [{ attacks: [{ method: 'pgd', eps: [0.1], target: 'left' }] }, 'attacks[0].target'],
+      [{ attacks: [{ method: 'fgsm', eps: [0.1] }], testSubset: 'half' }, 'testSubset'],
+    ];
+    for (const [json, fragment] of bad) {
+      let msg = '';
+      try {
+        parseSuite(json, 'attacks/x.json');
+      } catch (e) {
+        expect(e).toBeInstanceOf(UsageError);
+        msg = (e as Error).message;
+      }
+      expect(msg).toContain('attacks/x.json');
+      expect(msg).toContain(fragment);
+      expect(msg).not.toContain('\n');
+    }
+    for (const f of ['quick', 'main', 'paper-fmnist']) expect(loadSuite(join(ROOT, 'attacks', `${f}.json`)).attacks.length).toBeGreaterThan(0);
+  });
+});
+
+describe('cnnf eval', () => {
+  it('prints accuracy-vs-eps tables and writes a results file report/gate accept', async () => {
+    const out = join(tmp, 'res', 'results.json');
+    const dump = join(tmp, 'res', 'dumps');
+    const r = await cli(['eval', '--model', referenceModel('cnn-adv'), '--model', referenceModel('cnnf-adv'), '--name', 'reference-cnnf-adv=cnnf',
+      '--attacks', 'fgsm,gaussian', '--eps', '0.1', '--test-subset', 'stride:1000', '--seed', '5', '--dump', dump, '--dump-count', '1', '--json', out]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('worst@0.1');
+    expect(r.stdout).toMatch(/fgsm \(fgsm\)/);
+    expect(r.stdout).toContain('cnnf/e2e');
+    expect(r.stdout).toContain('reference-cnn-adv/first');
+    expect(r.stdout).not.toContain('reference-cnn-adv/e2e');
+    const res = readResultsFile(out);
+    expect(res.models.map((m) => m.name)).toEqual(['reference-cnn-adv', 'cnnf']);
+    expect(res.provenance.seed).toBe(5);
+    expect(res.provenance.command).toContain('--attacks fgsm,gaussian');
+    for (const m of res.models) {
+      expect(m.dumps!.length).toBeGreaterThan(0);
+      for (const p of m.dumps!) expect(existsSync(join(dirname(out), p)), p).toBe(true);
+    }
+    const gate = await cli(['gate', out, '--require', 'clean >= 0.5']);
+    expect(gate.code, gate.stderr + gate.stdout).toBe(0);
+  });
+
+  it('bad input exits 2 with one stderr line', async () => {
+    const suiteBad = join(tmp, 'bad.json');
+    writeFileSync(suiteBad, '{"attacks": [');
+    const suiteUnknown = join(tmp, 'unknown.json');
+    writeFileSync(suiteUnknown, JSON.stringify({ attacks: [{ method: 'deepfool', eps: [0.1] }] }));
+    const lettersModel = join(tmp, 'letters.safetensors');
+    {
+      // the cnn-adv checkpoint cut down to 5 classes (the first 5 outputs of the last layer)
+      const ck = loadCheckpoint(referenceModel('cnn-adv'));
+      const arrays = readSafetensors(referenceModel('cnn-adv')).tensors;
+      const cfg5 = { ...ck.info.config, numClasses: 5 };
+      saveArrays(lettersModel, cfg5, new Map(paramSpecs(cfg5).map((p) => {
+        const full = arrays.get(p.name)!.data;
+        const size = p.shape.reduce((x, y) => x * y, 1);
+        if (size === full.length) return [p.name, { shape: p.shape, data: full }];
+        const cols = p.shape[p.shape.length - 1];
+        const out = new Float32Array(size);
+        for (let i = 0; i < size / cols; i++) for (let j = 0; j < cols; j++) out[i * cols + j] = full[i * 10 + j];
+        return [p.name, { shape: p.shape, data: out }];
+      })));
+      ck.model.dispose();
+    }
+    const model = referenceModel('cnn-adv');
+    const cases: Array<[string[], string]> = [
+      [['--model', join(tmp, 'missing.safetensors'), '--suite', 'quick'], 'missing.safetensors'],
+      [['--model', model, '--suite', suiteBad], 'bad.json'],
+      [['--model', model, '--suite', suiteUnknown], 'attacks[0].method'],
+      [['--model', model, '--suite', join(tmp, 'nope.json')], 'nope.json'],
+      [['--model', model, '--attacks', 'fgsm,deepfool', '--eps', '0.1'], 'deepfool'],
+      [['--model', model, '--attacks', 'fgsm', '--eps', '0.1,-0.2'], '--eps'],
+      [['--model', model, '--attacks', 'fgsm'], '--eps'],
+      [['--model', lettersModel, '--attacks', 'fgsm', '--eps', '0.1', '--test-subset', 'stride:1000'], 'classes'],
+      [['--model', model, '--suite', 'quick', '--frobnicate'], '--frobnicate'],
+      [['--model', model], '--suite'],
+      [['--suite', 'quick'], '--model'],
+      [['--model', model, '--suite', 'quick', '--readout', 'median'], 'median'],
+      [['--model', model, '--suite', 'quick', '--cycles', '-1'], '--cycles'],
+      [['--model', model, '--suite', 'quick', '--name', 'other=x'], '--name'],
+    ];
+    const results = await inParallel(cases.map(([args]) => () => cli(['eval', ...args])));
+    results.forEach((r, i) => expect(oneLine(r), cases[i][0].join(' ')).toContain(cases[i][1]));
+  });
+});
