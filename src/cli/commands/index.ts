@@ -12,3 +12,4 @@ import { register as registerTrain } from './train.js'; commands.push(registerTr
 import { register as registerGrid } from './grid.js'; commands.push(registerGrid);
 import { register as registerEval } from './eval.js'; commands.push(registerEval);
 import { register as registerAttack } from './attack.js'; commands.push(registerAttack);
+import { register as registerDemo } from './demo.js'; commands.push(registerDemo);
