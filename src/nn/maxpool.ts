@@ -33,13 +33,17 @@ function windowPriority(h: number, w: number): tf.Tensor4D {
   return tf.tensor4d(p, [1, h, w, 1]);
 }
 
-/** One-hot mask of the FIRST position (row-major) holding each window's maximum of v. */
+/**
+ * One-hot mask of the FIRST position (row-major) holding each window's maximum of v. Equality is
+ * tested as 1 - step(max - v) (exact: max - v > 0 whenever they differ), which is far cheaper on wasm
+ * than Equal/LogicalAnd; the first maximal position is the one with the highest window priority.
+ */
 export function firstMaxMask(v: tf.Tensor4D): tf.Tensor4D {
   return tf.tidy(() => {
-    const eq = tf.cast(tf.equal(v, upsample2(tf.maxPool(v, 2, 2, 'valid'))), 'float32') as tf.Tensor4D;
-    const score = tf.mul(eq, windowPriority(v.shape[1], v.shape[2])) as tf.Tensor4D;
-    const best = upsample2(tf.maxPool(score, 2, 2, 'valid'));
-    return tf.cast(tf.logicalAnd(tf.equal(score, best), tf.greater(score, 0)), 'float32') as tf.Tensor4D;
+    const notMax = tf.step(tf.sub(upsample2(tf.maxPool(v, 2, 2, 'valid')), v));
+    const score = tf.mul(tf.sub(1, notMax), windowPriority(v.shape[1], v.shape[2])) as tf.Tensor4D;
+    // every window holds its maximum, so its best score is >= 1 and non-maximal positions (0) never match
+    return tf.sub(1, tf.step(tf.sub(upsample2(tf.maxPool(score, 2, 2, 'valid')), score))) as tf.Tensor4D;
   });
 }
 
