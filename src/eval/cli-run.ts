@@ -183,9 +183,10 @@ export async function runEvalCommand(flags: Flags): Promise<void> {
     names[idx] = label;
   }
 
-  const data = loadData(flags, suite.testSubset);
+  datasetOptionsFromFlags(flags); // validate dataset flags before the slow work
   await initBackend(flags as { backend?: string });
   const models = loadModels(modelPaths);
+  const data = loadData(flags, suite.testSubset);
   const bar = progressBar();
   let results: EvalResults;
   try {
@@ -242,9 +243,10 @@ export async function runAttackCommand(flags: Flags): Promise<void> {
   const dumpDir = str(flags, 'dump');
   if (dumpDir !== undefined && dumpDir.trim() === '') throw new UsageError('--dump must not be empty');
 
-  const data = loadData(flags);
+  datasetOptionsFromFlags(flags); // validate dataset flags before the slow work
   await initBackend(flags as { backend?: string });
   const [model] = loadModels([modelPath]);
+  const data = loadData(flags);
   const bar = progressBar();
   let results: EvalResults;
   try {
