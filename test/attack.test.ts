@@ -14,29 +14,19 @@ import { useBackend } from '../src/backend/index.js';
 import { FGSM, GaussianNoise, PGD, type Victim } from '../src/attacks/index.js';
 import { loadDataset, IMAGE_PIXELS } from '../src/data/index.js';
 import { evaluate, parseSuite } from '../src/eval/index.js';
-import { loadCheckpoint, saveArrays, type LoadedCheckpoint } from '../src/io/checkpoint.js';
+import { loadCheckpoint, type LoadedCheckpoint } from '../src/io/checkpoint.js';
 import { rowSize } from '../src/io/images.js';
-import { fromPyTorch, inferPyTorchWidths } from '../src/io/pytorch.js';
-import { readSafetensors } from '../src/io/safetensors.js';
-import { makeConfig, paramSpecs } from '../src/models/arch.js';
 import { validateResults } from '../src/report/index.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const FASHION = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
-const REF: Record<string, { ind: number; cycles: number }> = { 'cnn-standard': { ind: 0, cycles: 0 }, 'cnn-adv': { ind: 0, cycles: 0 }, 'cnnf-adv': { ind: 2, cycles: 1 } };
 let tmp: string;
 
-/** models/reference-NAME.safetensors, or a conversion of ../shared/reference-models/NAME.safetensors. */
+/** The committed conversion models/reference-NAME.safetensors (made with `cnnf import`). */
 function referenceModel(name: string): string {
   const committed = join(ROOT, 'models', `reference-${name}.safetensors`);
-  if (existsSync(committed)) return committed;
-  const out = join(tmp, `reference-${name}.safetensors`);
-  if (existsSync(out)) return out;
-  const f = readSafetensors(join(ROOT, '..', 'shared', 'reference-models', `${name}.safetensors`));
-  const cfg = makeConfig({ arch: 'fmnist', ...inferPyTorchWidths(f.tensors, 'fmnist'), ...REF[name], resParam: 0.1 });
-  const arrays = fromPyTorch(f.tensors, cfg, name);
-  saveArrays(out, cfg, new Map(paramSpecs(cfg).map((p) => [p.name, { shape: p.shape, data: arrays.get(p.name)! }])), { classNames: FASHION });
-  return out;
+  if (!existsSync(committed)) throw new Error(`missing ${committed}: the reference models are part of the repository`);
+  return committed;
 }
 
 function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
