@@ -44,11 +44,12 @@ function metaNumber(meta: Record<string, string>, key: string, file: string, fal
 }
 
 /**
- * Relative size below which a float32 gradient component's sign is not trustworthy: our input
- * gradients agree with the float64 reference to ~1.3e-6 of their max, so components smaller than
- * 1e-5 of their example's max |g| can have either sign, and PGD's trajectory can fork on them.
+ * Relative size below which a float32 gradient component's sign is not trustworthy. Our input
+ * gradients agree with the float64 reference to ~1.6e-6 of their max at the clean input (wasm and cpu),
+ * but along a PGD trajectory single components as large as ~3e-5 of the max were seen to take the
+ * opposite sign on the cpu backend; 1e-4 leaves a margin. PGD's trajectory can fork on such components.
  */
-export const SIGN_TIE_TOLERANCE = 1e-5;
+export const SIGN_TIE_TOLERANCE = 1e-4;
 
 type SignFn = (g: tf.Tensor4D, delta: tf.Tensor4D) => tf.Tensor;
 
@@ -185,15 +186,25 @@ export function runConformance(path: string, tolerance = CONFORMANCE_TOLERANCE):
       compare('attack.fgsm.first', new FGSM().perturb(first, x, y, eps));
       const pgdRow = (name: string, v: Victim, labels: tf.Tensor1D, targeted: boolean) => {
         if (!T.has(name)) return;
-        const ref = need(name).data;
-        const found = searchSignTies(
-          (sign) => new PGD({ steps: iters, stepSize: step, randomStart: false, targeted, sign }).perturb(v, x, labels, eps, ctx),
-          (adv) => relativeError(nhwcToNchw({ shape: adv.shape, data: adv.dataSync() as Float32Array }).data, ref).rel <= tolerance,
-        );
-        compare(name, found.adv);
-        if (found.ties > 0) {
-          rows[rows.length - 1].note = `${found.ties} float32 sign tie(s) (|g| < ${SIGN_TIE_TOLERANCE} max|g|); ${found.runs} run(s) to match`;
-        }
+        const refAll = image(name);
+        const n = x.shape[0];
+        const per = refAll.size / n;
+        let ties = 0;
+        let runs = 0;
+        // examples are independent (every layer is per sample), so each one's tie choices are searched alone
+        const advs = Array.from({ length: n }, (_, i) => {
+          const xi = tf.slice(x, i, 1);
+          const ref = nhwcToNchw({ shape: [1, ...x.shape.slice(1)], data: refAll.dataSync().slice(i * per, (i + 1) * per) as Float32Array }).data;
+          const found = searchSignTies(
+            (sign) => new PGD({ steps: iters, stepSize: step, randomStart: false, targeted, sign }).perturb(v, xi, tf.slice(labels, i, 1), eps, ctx),
+            (adv) => relativeError(nhwcToNchw({ shape: adv.shape, data: adv.dataSync() as Float32Array }).data, ref).rel <= tolerance,
+          );
+          ties += found.ties;
+          runs += found.runs;
+          return found.adv;
+        });
+        compare(name, tf.concat(advs, 0));
+        if (ties > 0) rows[rows.length - 1].note = `${ties} float32 sign tie(s) (|g| < ${SIGN_TIE_TOLERANCE} max|g|); ${runs} run(s) for ${n} examples`;
       };
       pgdRow('attack.pgd.first', first, y, false);
       pgdRow('attack.pgd.e2e', e2e, y, false);
