@@ -2,11 +2,9 @@
  * Attack sanity on a trained model (the reference plain CNNs, Fashion-MNIST), `cnnf attack` on the
  * command line (bad input, dumps). Small strided subsets keep CI time modest.
  */
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,51 +15,11 @@ import { evaluate, parseSuite } from '../src/eval/index.js';
 import { loadCheckpoint, type LoadedCheckpoint } from '../src/io/checkpoint.js';
 import { rowSize } from '../src/io/images.js';
 import { validateResults } from '../src/report/index.js';
+import { cnnf as cli, inParallel, oneLine, referenceModel } from './helpers/cli.js';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const FASHION = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
 let tmp: string;
 
-/** The committed conversion models/reference-NAME.safetensors (made with `cnnf import`). */
-function referenceModel(name: string): string {
-  const committed = join(ROOT, 'models', `reference-${name}.safetensors`);
-  if (!existsSync(committed)) throw new Error(`missing ${committed}: the reference models are part of the repository`);
-  return committed;
-}
-
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(ROOT, 'bin', 'cnnf'), ...args], { cwd: ROOT, env: { ...process.env, CNNF_BACKEND: 'wasm' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
-
-/** Runs CLI invocations a few at a time (each pays the launcher's start-up cost). */
-async function inParallel<T>(jobs: Array<() => Promise<T>>, width = 3): Promise<T[]> {
-  const out: T[] = new Array<T>(jobs.length);
-  let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < jobs.length) {
-      const i = next++;
-      out[i] = await jobs[i]();
-    }
-  }));
-  return out;
-}
-
-/** The one stderr line of a usage error (besides the backend notice); fails on stack traces. */
-function oneLine(r: { code: number; stderr: string }): string {
-  expect(r.code, r.stderr).toBe(2);
-  expect(r.stderr).not.toMatch(/\n\s+at /);
-  const lines = r.stderr.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('cnnf: using backend'));
-  expect(lines, r.stderr).toHaveLength(1);
-  return lines[0];
-}
 
 let cnn: LoadedCheckpoint;
 let x: tf.Tensor4D;

@@ -3,7 +3,6 @@
  * numbers measured on the full split), suites, results the report/gate validator accepts, bad input.
  * Set CNNF_FULL_EVAL=1 to also check the full 10,000-image clean accuracies (several minutes on wasm).
  */
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -18,49 +17,11 @@ import { readSafetensors } from '../src/io/safetensors.js';
 import { paramSpecs } from '../src/models/arch.js';
 import { readResultsFile, validateResults } from '../src/report/index.js';
 import { UsageError } from '../src/errors.js';
+import { cnnf as cli, inParallel, oneLine, referenceModel } from './helpers/cli.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 let tmp: string;
 
-/** The committed conversion models/reference-NAME.safetensors (made with `cnnf import`). */
-function referenceModel(name: string): string {
-  const committed = join(ROOT, 'models', `reference-${name}.safetensors`);
-  if (!existsSync(committed)) throw new Error(`missing ${committed}: the reference models are part of the repository`);
-  return committed;
-}
-
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(ROOT, 'bin', 'cnnf'), ...args], { cwd: ROOT, env: { ...process.env, CNNF_BACKEND: 'wasm' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
-
-/** Runs CLI invocations a few at a time (each pays the launcher's start-up cost). */
-async function inParallel<T>(jobs: Array<() => Promise<T>>, width = 3): Promise<T[]> {
-  const out: T[] = new Array<T>(jobs.length);
-  let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < jobs.length) {
-      const i = next++;
-      out[i] = await jobs[i]();
-    }
-  }));
-  return out;
-}
-
-function oneLine(r: { code: number; stderr: string }): string {
-  expect(r.code, r.stderr).toBe(2);
-  expect(r.stderr).not.toMatch(/\n\s+at /);
-  const lines = r.stderr.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('cnnf: using backend'));
-  expect(lines, r.stderr).toHaveLength(1);
-  return lines[0];
-}
 
 function data(subset?: string): EvalData {
   const ds = loadDataset({ dataset: 'fashion-mnist', ...(subset ? { testSubset: subset } : {}) });

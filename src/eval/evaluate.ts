@@ -209,6 +209,8 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
               });
               const pa = (await pred.data()) as Int32Array;
               pred.dispose();
+              // a macrotask turn per attack point: signals, progress output and IPC are not starved
+              await new Promise<void>((r) => setImmediate(r));
               const wc = spec.method === 'gaussian' ? undefined : robust.get(eps);
               record(pa, acc[ji][ei], targetsArr, wc);
               if (wantDump) {

@@ -1,5 +1,7 @@
 /** Runs the real `cnnf` launcher in a child process. */
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { expect } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
@@ -34,4 +36,30 @@ export function oneLineError(r: CliResult): string {
   if (lines.length !== 1) throw new Error(`expected one stderr line, got ${lines.length}:\n${r.stderr}`);
   if (/\n\s+at /.test(r.stderr)) throw new Error(`stack trace in stderr:\n${r.stderr}`);
   return lines[0];
+}
+
+/** The committed conversion models/reference-NAME.safetensors (made with `cnnf import`). */
+export function referenceModel(name: string): string {
+  const committed = join(ROOT, 'models', `reference-${name}.safetensors`);
+  if (!existsSync(committed)) throw new Error(`missing ${committed}: the reference models are part of the repository`);
+  return committed;
+}
+
+/** Runs CLI invocations a few at a time (each pays the launcher's start-up cost). */
+export async function inParallel<T>(jobs: Array<() => Promise<T>>, width = 3): Promise<T[]> {
+  const out: T[] = new Array<T>(jobs.length);
+  let next = 0;
+  await Promise.all(Array.from({ length: width }, async () => {
+    while (next < jobs.length) {
+      const i = next++;
+      out[i] = await jobs[i]();
+    }
+  }));
+  return out;
+}
+
+/** Asserts exit code 2 and returns the single stderr line of the usage error. */
+export function oneLine(r: CliResult): string {
+  expect(r.code, r.stderr).toBe(2);
+  return oneLineError(r);
 }
