@@ -1,11 +1,10 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { cnnf } from './helpers/cli.js';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { fileURLToPath } from 'node:url';
 import { UsageError } from '../src/errors.js';
 import {
   applyTestSubset,
@@ -31,7 +30,6 @@ import {
   type Split,
 } from '../src/data/index.js';
 
-const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const px = (v: number): number => Math.fround((v / 255) * 2 - 1);
 
 function expectImageEqualsBytes(img: Float32Array, bytes: ArrayLike<number>): void {
@@ -534,41 +532,42 @@ describe('rng', () => {
 // ---------- CLI ----------
 
 describe('cnnf data info', () => {
-  const run = (...args: string[]) => spawnSync(process.execPath, [join(ROOT, 'bin', 'cnnf'), 'data', 'info', ...args], { encoding: 'utf8', cwd: ROOT });
+  // asynchronous: a blocking spawnSync starves vitest's worker RPC while the CLI loads data
+  const run = (...args: string[]) => cnnf(['data', 'info', ...args]);
 
-  it('bad flags exit 2 with a single-line message and no stack trace', () => {
+  it('bad flags exit 2 with a single-line message and no stack trace', async () => {
     for (const args of [['--test-subset', 'bogus'], ['--dataset', 'cifar'], ['--train-size', '0'], ['--dataset', 'idx']]) {
-      const r = run(...args);
-      expect(r.status, args.join(' ')).toBe(2);
+      const r = await run(...args);
+      expect(r.code, args.join(' ')).toBe(2);
       const lines = r.stderr.trimEnd().split('\n');
       expect(lines.length, r.stderr).toBe(1);
       expect(lines[0]).toMatch(/^cnnf: /);
       expect(r.stderr).not.toMatch(/\n\s+at /);
       expect(r.stdout).toBe('');
     }
-    expect(run('--test-subset', 'bogus').stderr).toContain('--test-subset');
+    expect((await run('--test-subset', 'bogus')).stderr).toContain('--test-subset');
   });
 
-  it('malformed IDX file exits 2 naming the file', () => {
+  it('malformed IDX file exits 2 naming the file', async () => {
     const dir = writeIdxDir(synthTrain, synthTest, { override: { testLabels: encodeIdxLabels([0, 1, 9]) } });
-    const r = run('--dataset', 'idx', '--data-dir', dir);
-    expect(r.status).toBe(2);
+    const r = await run('--dataset', 'idx', '--data-dir', dir);
+    expect(r.code).toBe(2);
     expect(r.stderr.trimEnd().split('\n').length).toBe(1);
     expect(r.stderr).toContain('t10k-images-idx3-ubyte');
   });
 
-  it('prints JSON counts and a table', () => {
+  it('prints JSON counts and a table', async () => {
     const dir = writeIdxDir(synthTrain, synthTest);
-    const r = run('--dataset', 'idx', '--data-dir', dir, '--json');
-    expect(r.status, r.stderr).toBe(0);
+    const r = await run('--dataset', 'idx', '--data-dir', dir, '--json');
+    expect(r.code, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout);
     expect(out.dataset).toBe('idx');
     expect(out.totals).toEqual({ train: 7, test: 4 });
     expect(out.classes.map((c: { train: number }) => c.train)).toEqual([2, 2, 3]);
     expect(out.classes.map((c: { test: number }) => c.test)).toEqual([1, 2, 1]);
     expect(typeof out.loadMs).toBe('number');
-    const t = run('--dataset', 'idx', '--data-dir', dir, '--test-subset', 'first:2');
-    expect(t.status, t.stderr).toBe(0);
+    const t = await run('--dataset', 'idx', '--data-dir', dir, '--test-subset', 'first:2');
+    expect(t.code, t.stderr).toBe(0);
     expect(t.stdout).toMatch(/total\s*│\s*7\s*│\s*2/);
     expect(t.stdout).toMatch(/loaded in \d+ ms/);
   });
