@@ -3,9 +3,9 @@
  * gradient paths. Parsing validates every field; a problem is a one-line UsageError naming the file
  * and the field.
  */
-import { readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { UsageError } from '../errors.js';
+import { readJsonFile } from '../io/json.js';
 import { FGSM, GaussianNoise, PGD, type Attack, type TargetPolicy } from '../attacks/index.js';
 import type { AttackMethod, AttackMode } from './results.js';
 
@@ -130,22 +130,7 @@ export function parseSuite(data: unknown, source: string): Suite {
 
 /** Reads and validates a suite file. */
 export function loadSuite(path: string): Suite {
-  let text: string;
-  try {
-    if (statSync(path).isDirectory()) throw new UsageError(`suite ${path} is a directory`);
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    if (e instanceof UsageError) throw e;
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new UsageError(code === 'ENOENT' ? `suite file not found: ${path}` : `cannot read suite ${path}: ${code ?? (e as Error).message}`);
-  }
-  let data: unknown;
-  try {
-    data = JSON.parse(text.replace(/^\uFEFF/, ''));
-  } catch (e) {
-    throw new UsageError(`${path} is not valid JSON: ${(e as Error).message.split('\n')[0]}`);
-  }
-  return parseSuite(data, path);
+  return parseSuite(readJsonFile(path, 'suite file'), path);
 }
 
 /** Builds the attack object a spec describes. */

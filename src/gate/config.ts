@@ -1,6 +1,6 @@
 /** `cnnf gate --config gate.json`: `{ "requirements": ["cnnf/pgd7@0.2:e2e >= 0.5", ...] }`. */
-import { readFileSync } from 'node:fs';
 import { UsageError } from '../errors.js';
+import { readJsonFile } from '../io/json.js';
 
 const ALLOWED_KEYS = new Set(['requirements', 'description', '$schema']);
 
@@ -22,18 +22,5 @@ export function validateGateConfig(data: unknown, source = 'gate config'): strin
 }
 
 export function readGateConfig(path: string): string[] {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new UsageError(code === 'ENOENT' ? `gate config not found: ${path}` : `cannot read gate config ${path}: ${code ?? (e as Error).message}`);
-  }
-  let data: unknown;
-  try {
-    data = JSON.parse(text.replace(/^\uFEFF/, ''));
-  } catch (e) {
-    throw new UsageError(`${path} is not valid JSON: ${(e as Error).message.split('\n')[0]}`);
-  }
-  return validateGateConfig(data, path);
+  return validateGateConfig(readJsonFile(path, 'gate config'), path);
 }

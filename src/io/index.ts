@@ -4,3 +4,4 @@ export * from './atomic.js';
 export * from './safetensors.js';
 export * from './checkpoint.js';
 export * from './pytorch.js';
+export * from './json.js';

@@ -2,8 +2,8 @@
  * Reading and validating a results file (`cnnf eval` output) for `cnnf report` and `cnnf gate`.
  * Every problem becomes a one-line UsageError naming the file and the offending field.
  */
-import { readFileSync, statSync } from 'node:fs';
 import { UsageError } from '../errors.js';
+import { readJsonFile } from '../io/json.js';
 import { RESULTS_FORMAT, type EvalResults } from '../eval/results.js';
 
 type Json = unknown;
@@ -136,20 +136,5 @@ export function validateResults(data: unknown, source = 'results'): EvalResults 
 
 /** Reads, parses and validates a results file; any problem is a one-line UsageError (exit 2). */
 export function readResultsFile(path: string): EvalResults {
-  let text: string;
-  try {
-    if (statSync(path).isDirectory()) throw new UsageError(`results file ${path} is a directory`);
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    if (e instanceof UsageError) throw e;
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new UsageError(code === 'ENOENT' ? `results file not found: ${path}` : `cannot read results file ${path}: ${code ?? (e as Error).message}`);
-  }
-  let data: unknown;
-  try {
-    data = JSON.parse(text.replace(/^\uFEFF/, ''));
-  } catch (e) {
-    throw new UsageError(`${path} is not valid JSON: ${(e as Error).message.split('\n')[0]}`);
-  }
-  return validateResults(data, path);
+  return validateResults(readJsonFile(path, 'results file'), path);
 }
