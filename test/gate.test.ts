@@ -1,10 +1,10 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { expectUsageError } from './helpers/cli.js';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { UsageError } from '../src/errors.js';
 import { evaluateGate, gateTable, gateToJUnit, parseRequirement, validateGateConfig, type GateReport } from '../src/gate/index.js';
 import { sampleResults } from './helpers/results-sample.js';
 
@@ -29,17 +29,7 @@ function expectOneLine(r: Run, code: number, pattern: RegExp): void {
   expect(r.stderr).not.toMatch(/\n\s+at |Error:/);
 }
 
-function usageError(fn: () => unknown): UsageError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(UsageError);
-    expect((e as UsageError).exitCode).toBe(2);
-    expect((e as Error).message).not.toContain('\n');
-    return e as UsageError;
-  }
-  throw new Error('expected a UsageError');
-}
+const usageError = expectUsageError;
 
 /**
  * Rough XML well-formedness check: balanced, properly nested tags, quoted attributes, no stray

@@ -1,11 +1,11 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { expectUsageError } from './helpers/cli.js';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import sharp from 'sharp';
-import { UsageError } from '../src/errors.js';
 import { renderReport, writeReport, readResultsFile, validateResults, parseTrainingLog, movingAverage, escapeHtml, escapeMarkdown } from '../src/report/index.js';
 import { sampleResults } from './helpers/results-sample.js';
 
@@ -181,17 +181,7 @@ describe('results validation', () => {
     writeFileSync(p, text);
     return p;
   };
-  const usage = (fn: () => unknown): UsageError => {
-    try {
-      fn();
-    } catch (e) {
-      expect(e).toBeInstanceOf(UsageError);
-      expect((e as UsageError).exitCode).toBe(2);
-      expect((e as Error).message).not.toContain('\n');
-      return e as UsageError;
-    }
-    throw new Error('expected a UsageError');
-  };
+  const usage = expectUsageError;
 
   it('rejects missing, non-JSON, wrong-format and incomplete files with one-line UsageErrors', () => {
     expect(usage(() => readResultsFile(join(dir, 'nope.json'))).message).toMatch(/results file not found/);

@@ -2,6 +2,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { expect } from 'vitest';
+import { UsageError } from '../../src/errors.js';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
@@ -62,4 +63,17 @@ export async function inParallel<T>(jobs: Array<() => Promise<T>>, width = 3): P
 export function oneLine(r: CliResult): string {
   expect(r.code, r.stderr).toBe(2);
   return oneLineError(r);
+}
+
+/** Runs fn and returns the one-line UsageError (exit code 2) it must throw. */
+export function expectUsageError(fn: () => unknown): UsageError {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(UsageError);
+    expect((e as UsageError).exitCode).toBe(2);
+    expect((e as Error).message).not.toContain('\n');
+    return e as UsageError;
+  }
+  throw new Error('expected a UsageError');
 }
