@@ -10,6 +10,7 @@ import { fromPyTorch, inferPyTorchWidths, nchwToNhwc, nhwcToNchw, toPyTorch } fr
 import { readSafetensors, type NamedTensor } from '../io/safetensors.js';
 import { getArch, makeConfig } from '../models/arch.js';
 import { CNNF, readoutOf } from '../models/cnnf.js';
+import type { MaskRule } from '../nn/state.js';
 import { crossEntropy, pairLoss } from '../models/loss.js';
 
 export const CONFORMANCE_TOLERANCE = 1e-5;
@@ -51,47 +52,98 @@ function metaNumber(meta: Record<string, string>, key: string, file: string, fal
  */
 export const SIGN_TIE_TOLERANCE = 1e-4;
 
+/**
+ * Relative size below which a resReLU pre-activation's sign is not trustworthy: forward activations
+ * agree with the reference to ~1e-7 of their max, and on cpu a conv pre-activation of -1.5e-7 (wasm,
+ * and the float64 reference) came out as +4e-8, about 3e-8 of the layer's max. 1e-6 leaves a margin
+ * while keeping ties rare (a few per PGD trajectory). A flipped mask forks the trajectory like a sign tie.
+ */
+export const RELU_TIE_TOLERANCE = 1e-6;
+
 type SignFn = (g: tf.Tensor4D, delta: tf.Tensor4D) => tf.Tensor;
 
+/** The tie-aware decisions one attack run makes: gradient signs (PGD) and resReLU masks (the model). */
+export interface TieRules {
+  sign: SignFn;
+  mask: MaskRule;
+}
+
+export interface TieSearchResult {
+  adv: tf.Tensor4D;
+  /** Ties met in the returned run: gradient signs and resReLU masks. */
+  ties: { sign: number; relu: number };
+  /** Ties decided against their float32 value in the returned run. */
+  flipped: number;
+  runs: number;
+  matched: boolean;
+}
+
+interface Choice {
+  kind: 'sign' | 'relu';
+  value: number;
+  /** How implausible it is to decide this tie the other way: |v| / (tolerance max|v|), in [0, 1). */
+  cost: number;
+  flip: number;
+}
+
 /**
- * Reproduces a float64 reference PGD output in float32. Runs the attack with the usual sign; where a
- * gradient component is a float32 tie (|g| < SIGN_TIE_TOLERANCE max|g|) it records the choice, and if
- * the result does not match, searches the alternatives of those tie choices only (depth first, at most
- * `maxRuns` runs). Every non-tie component always uses its own sign.
+ * Reproduces a float64 reference attack output in float32. A float32 tie is a value whose sign
+ * rounding can decide: a gradient component with |g| < SIGN_TIE_TOLERANCE max|g|, or a resReLU
+ * pre-activation with 0 < |v| < RELU_TIE_TOLERANCE max|v| (max per example). The attack first runs with
+ * every tie decided by its float32 value; if the output does not match, the tie decisions are searched
+ * best first: a candidate flips some ties of an earlier run, and costs the sum of their relative sizes,
+ * so flipping values nearest to zero is tried first. Every non-tie value always decides by its sign.
+ * At most `maxRuns` runs.
  */
-export function searchSignTies(run: (sign: SignFn) => tf.Tensor4D, matches: (adv: tf.Tensor4D) => boolean, maxRuns = 64): { adv: tf.Tensor4D; ties: number; runs: number; matched: boolean } {
-  const stack: number[][] = [[]];
+export function searchTies(run: (rules: TieRules) => tf.Tensor4D, matches: (adv: tf.Tensor4D) => boolean, maxRuns = 64): TieSearchResult {
+  const queue: Array<{ prefix: number[]; cost: number; flipped: number }> = [{ prefix: [], cost: 0, flipped: 0 }];
   let runs = 0;
-  let last: { adv: tf.Tensor4D; ties: number } | null = null;
-  while (stack.length > 0 && runs < maxRuns) {
-    const prefix = stack.pop()!;
-    const used: number[] = [];
-    const sign: SignFn = (g) => {
-      const gd = g.dataSync();
-      const per = gd.length / g.shape[0];
-      const out = new Float32Array(gd.length);
-      for (let e = 0; e < g.shape[0]; e++) {
+  let last: TieSearchResult | null = null;
+  while (queue.length > 0 && runs < maxRuns) {
+    let best = 0;
+    for (let i = 1; i < queue.length; i++) if (queue[i].cost < queue[best].cost) best = i;
+    const node = queue.splice(best, 1)[0];
+    const used: Choice[] = [];
+    const decide = (kind: Choice['kind'], v: number, max: number, own: number, other: number): number => {
+      const k = used.length;
+      const value = k < node.prefix.length ? node.prefix[k] : own;
+      const tolerance = kind === 'sign' ? SIGN_TIE_TOLERANCE : RELU_TIE_TOLERANCE;
+      used.push({ kind, value, cost: Math.abs(v) / (tolerance * max), flip: value === own ? other : own });
+      return value;
+    };
+    const perExample = (t: tf.Tensor, pick: (v: number, max: number) => number): tf.Tensor => {
+      const d = t.dataSync();
+      const per = d.length / t.shape[0];
+      const out = new Float32Array(d.length);
+      for (let e = 0; e < t.shape[0]; e++) {
         let mx = 0;
-        for (let i = e * per; i < (e + 1) * per; i++) mx = Math.max(mx, Math.abs(gd[i]));
-        for (let i = e * per; i < (e + 1) * per; i++) {
-          if (Math.abs(gd[i]) < SIGN_TIE_TOLERANCE * mx) {
-            const k = used.length;
-            const choice = k < prefix.length ? prefix[k] : Math.sign(gd[i]) || 1;
-            used.push(choice);
-            out[i] = choice;
-          } else out[i] = Math.sign(gd[i]);
-        }
+        for (let i = e * per; i < (e + 1) * per; i++) mx = Math.max(mx, Math.abs(d[i]));
+        for (let i = e * per; i < (e + 1) * per; i++) out[i] = pick(d[i], mx);
       }
-      return tf.tensor(out, g.shape);
+      return tf.tensor(out, t.shape);
+    };
+    const rules: TieRules = {
+      sign: (g) => perExample(g, (v, mx) => {
+        const own = Math.sign(v) || 1;
+        return Math.abs(v) < SIGN_TIE_TOLERANCE * mx ? decide('sign', v, mx, own, -own) : Math.sign(v);
+      }),
+      mask: (_layer, pre) => perExample(pre, (v, mx) => {
+        const own = v > 0 ? 1 : 0;
+        // an exact 0 is structural (a hidden value of 0 from unpooling), as 0 in float64: not a tie
+        return v !== 0 && Math.abs(v) < RELU_TIE_TOLERANCE * mx ? decide('relu', v, mx, own, 1 - own) : own;
+      }),
     };
     runs++;
-    const adv = run(sign);
+    const adv = run(rules);
     if (last) last.adv.dispose();
-    last = { adv, ties: used.length };
-    if (matches(adv)) return { ...last, runs, matched: true };
-    for (let j = used.length - 1; j >= prefix.length; j--) stack.push([...used.slice(0, j), -used[j]]);
+    const ties = { sign: used.filter((c) => c.kind === 'sign').length, relu: used.filter((c) => c.kind === 'relu').length };
+    last = { adv, ties, flipped: node.flipped, runs, matched: false };
+    if (matches(adv)) return { ...last, matched: true };
+    for (let j = node.prefix.length; j < used.length; j++) {
+      queue.push({ prefix: [...used.slice(0, j).map((c) => c.value), used[j].flip], cost: node.cost + used[j].cost, flipped: node.flipped + 1 });
+    }
   }
-  return { ...last!, runs, matched: false };
+  return { ...last!, runs };
 }
 
 export function relativeError(ours: Float32Array | number[], ref: Float32Array): { rel: number; abs: number } {
@@ -189,22 +241,27 @@ export function runConformance(path: string, tolerance = CONFORMANCE_TOLERANCE):
         const refAll = image(name);
         const n = x.shape[0];
         const per = refAll.size / n;
-        let ties = 0;
+        const ties = { sign: 0, relu: 0 };
+        let flipped = 0;
         let runs = 0;
-        // examples are independent (every layer is per sample), so each one's tie choices are searched alone
+        // examples are independent (every layer is per sample), so each one's tie decisions are searched alone
         const advs = Array.from({ length: n }, (_, i) => {
           const xi = tf.slice(x, i, 1);
           const ref = nhwcToNchw({ shape: [1, ...x.shape.slice(1)], data: refAll.dataSync().slice(i * per, (i + 1) * per) as Float32Array }).data;
-          const found = searchSignTies(
-            (sign) => new PGD({ steps: iters, stepSize: step, randomStart: false, targeted, sign }).perturb(v, xi, tf.slice(labels, i, 1), eps, ctx),
+          const found = searchTies(
+            ({ sign, mask }) => new PGD({ steps: iters, stepSize: step, randomStart: false, targeted, sign }).perturb({ ...v, model: v.model.withMaskRule(mask) }, xi, tf.slice(labels, i, 1), eps, ctx),
             (adv) => relativeError(nhwcToNchw({ shape: adv.shape, data: adv.dataSync() as Float32Array }).data, ref).rel <= tolerance,
           );
-          ties += found.ties;
+          ties.sign += found.ties.sign;
+          ties.relu += found.ties.relu;
+          flipped += found.flipped;
           runs += found.runs;
           return found.adv;
         });
         compare(name, tf.concat(advs, 0));
-        if (ties > 0) rows[rows.length - 1].note = `${ties} float32 sign tie(s) (|g| < ${SIGN_TIE_TOLERANCE} max|g|); ${runs} run(s) for ${n} examples`;
+        if (ties.sign + ties.relu > 0) {
+          rows[rows.length - 1].note = `float32 ties: ${ties.sign} gradient sign(s), ${ties.relu} ReLU mask(s), ${flipped} decided against float32; ${runs} run(s) for ${n} examples`;
+        }
       };
       pgdRow('attack.pgd.first', first, y, false);
       pgdRow('attack.pgd.e2e', e2e, y, false);

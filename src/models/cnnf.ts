@@ -4,7 +4,7 @@
  * The plain CNN is the same network with 0 cycles. Inputs are NHWC [N,H,W,C] in [-1,1].
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { Bias, Conv2d, Flatten, InsNorm, Linear, MaxPool2d, ResReLU, RunState, type LayerContext, type Params } from '../nn/index.js';
+import { Bias, Conv2d, Flatten, InsNorm, Linear, MaxPool2d, ResReLU, RunState, type LayerContext, type MaskRule, type Params } from '../nn/index.js';
 import { getArch, paramSpecs, makeConfig, type ArchSpec, type ConfigInput, type ModelConfig } from './arch.js';
 
 class ConvBlock {
@@ -110,7 +110,8 @@ export class CNNF {
   private readonly flatten = new Flatten('flatten');
   private readonly fcs: FcBlock[];
 
-  constructor(readonly config: ModelConfig, readonly params: Params) {
+  /** `maskRule` replaces the resReLU mask rule in every run (conformance tie search only). */
+  constructor(readonly config: ModelConfig, readonly params: Params, private readonly maskRule?: MaskRule) {
     this.spec = getArch(config.arch);
     this.blocks = this.spec.convs.map((b, i) => new ConvBlock(i, b.tap, b.pool));
     const nfc = config.fc.length + 1;
@@ -155,7 +156,12 @@ export class CNNF {
 
   /** Same weights, another inference configuration (cycles, resParam, ...). Shares the variables. */
   withConfig(change: Partial<Pick<ModelConfig, 'cycles' | 'resParam' | 'ind'>>): CNNF {
-    return new CNNF(makeConfig({ ...this.config, ...change }), this.params);
+    return new CNNF(makeConfig({ ...this.config, ...change }), this.params, this.maskRule);
+  }
+
+  /** Same weights and configuration, another resReLU mask rule (see LayerContext.mask). */
+  withMaskRule(rule: MaskRule | undefined): CNNF {
+    return new CNNF(this.config, this.params, rule);
   }
 
   variables(): tf.Variable[] {
@@ -177,7 +183,7 @@ export class CNNF {
   }
 
   context(training = false, uniform?: (shape: number[]) => tf.Tensor): LayerContext {
-    return { state: new RunState(), params: this.params, resParam: this.config.resParam, training, uniform };
+    return { state: new RunState(), params: this.params, resParam: this.config.resParam, training, uniform, mask: this.maskRule };
   }
 
   /** Forward pass; first=false starts at level `ind` (blocks below it are skipped). */

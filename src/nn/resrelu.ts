@@ -19,10 +19,10 @@ export class ResReLU implements FeedbackLayer {
     if (s.hidden) {
       const h = s.hidden;
       const xr = ctx.resParam === 0 ? x : tf.add(x, tf.mul(tf.sub(h, x), ctx.resParam));
-      s.mask = positive(tf.mul(xr, h));
+      s.mask = this.mask(ctx, tf.mul(xr, h));
       return tf.mul(xr, s.mask);
     }
-    s.mask = positive(x);
+    s.mask = this.mask(ctx, x);
     return tf.mul(x, s.mask);
   }
 
@@ -31,6 +31,10 @@ export class ResReLU implements FeedbackLayer {
     if (!s.mask) throw new Error(`${this.name}: feedback before forward`);
     s.hidden = y;
     return tf.mul(y, s.mask);
+  }
+
+  private mask(ctx: LayerContext, pre: tf.Tensor): tf.Tensor {
+    return ctx.mask ? ctx.mask(this.name, pre) : positive(pre);
   }
 
   reset(ctx: LayerContext): void {

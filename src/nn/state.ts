@@ -16,7 +16,15 @@ export interface LayerContext {
   training: boolean;
   /** Uniform [0,1) sampler for dropout masks (seeded). */
   uniform?: (shape: number[]) => tf.Tensor;
+  /**
+   * The ReLU mask rule (default: 1 where the pre-activation is > 0). Conformance checks pass a
+   * rule that can decide float32 ties (pre-activations within rounding of 0); nothing else should.
+   */
+  mask?: MaskRule;
 }
+
+/** Mask (1 = pass, 0 = block) of a resReLU layer given its pre-activation (x, or x' h with a hidden h). */
+export type MaskRule = (layer: string, pre: tf.Tensor) => tf.Tensor;
 
 export class RunState {
   private slots = new Map<string, Record<string, unknown>>();
