@@ -3,7 +3,7 @@
  * numbers measured on the full split), suites, results the report/gate validator accepts, bad input.
  * Set CNNF_FULL_EVAL=1 to also check the full 10,000-image clean accuracies (several minutes on wasm).
  */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -113,6 +113,20 @@ describe('evaluate()', () => {
     expect(alone.models[0].metrics['fgsm@0.1:first']).toBe(cnnf.metrics['fgsm@0.1:first']);
   });
 
+  it('gives the same results when worker threads run the batches (random starts, noise, targets, dumps)', async () => {
+    const suite = loadSuite(join(ROOT, 'attacks', 'quick.json'));
+    const models = [loadCheckpoint(referenceModel('cnnf-adv'))];
+    const d = data('stride:500');
+    const before = tf.memory().numTensors;
+    const opts = { seed: 5, batchSize: 8, command: 'test', dumpCount: 2 };
+    const one = await evaluate(models, d, suite, { ...opts, dumpDir: join(tmp, 'w1'), dumpBase: join(tmp, 'w1') });
+    const two = await evaluate(models, d, suite, { ...opts, dumpDir: join(tmp, 'w2'), dumpBase: join(tmp, 'w2'), workers: 2 });
+    expect(tf.memory().numTensors).toBe(before);
+    expect(two.models).toEqual(one.models);
+    expect(one.models[0].dumps!.length).toBe(2 * 6); // 2 examples x 6 attack rows
+    for (const f of one.models[0].dumps!) expect(readFileSync(join(tmp, 'w2', f))).toEqual(readFileSync(join(tmp, 'w1', f)));
+  });
+
   it('rejects a model whose class count differs from the dataset', async () => {
     const d = data('stride:1000');
     const m = loadCheckpoint(referenceModel('cnn-adv'));
@@ -211,6 +225,8 @@ describe('cnnf eval', () => {
       [['--model', model, '--suite', 'quick', '--readout', 'median'], 'median'],
       [['--model', model, '--suite', 'quick', '--cycles', '-1'], '--cycles'],
       [['--model', model, '--suite', 'quick', '--name', 'other=x'], '--name'],
+      [['--model', model, '--suite', 'quick', '--workers', '0'], '--workers'],
+      [['--model', model, '--suite', 'quick', '--workers', 'many'], '--workers'],
     ];
     const results = await inParallel(cases.map(([args]) => () => cli(['eval', ...args])));
     results.forEach((r, i) => expect(oneLine(r), cases[i][0].join(' ')).toContain(cases[i][1]));

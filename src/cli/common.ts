@@ -1,4 +1,4 @@
-/** Options every computing command shares: --backend (default $CNNF_BACKEND or auto) and --seed. */
+/** Options computing commands share: --backend (default $CNNF_BACKEND or auto), --workers and --seed. */
 import { Option, type Command } from 'commander';
 import { BACKEND_CHOICES, useBackend, type BackendInfo } from '../backend/index.js';
 import { parseInteger } from './options.js';
@@ -8,6 +8,14 @@ export function addBackendOption(cmd: Command): Command {
     new Option('--backend <name>', `compute backend: ${BACKEND_CHOICES.join('|')} (auto: tfjs-node-gpu, tfjs-node, wasm, cpu)`)
       .default(process.env.CNNF_BACKEND ?? 'auto')
       .env('CNNF_BACKEND'),
+  );
+}
+
+export function addWorkersOption(cmd: Command): Command {
+  return cmd.addOption(
+    new Option('--workers <n>', 'worker threads running batches in parallel: a number or auto (one per core on wasm/cpu, 1 on tfjs-node); results do not depend on it')
+      .default(process.env.CNNF_WORKERS ?? 'auto')
+      .env('CNNF_WORKERS'),
   );
 }
 

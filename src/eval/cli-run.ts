@@ -20,6 +20,7 @@ import type { Readout } from '../models/cnnf.js';
 import { defaultModelName, evaluate, type EvalData, type EvalProgress } from './evaluate.js';
 import type { AttackMode, EvalResults } from './results.js';
 import { ATTACK_METHODS, loadSuite, parseSuite, type Suite } from './suite.js';
+import { resolveWorkers, WorkerPool } from '../parallel/pool.js';
 
 const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -155,6 +156,20 @@ function suiteFromAttackFlags(flags: Flags): Suite {
   return parseSuite({ name: `adhoc:${list.join(',')}`, attacks }, 'command line');
 }
 
+/**
+ * Starts `workers` worker threads (when > 1) at once, so they boot while `body` loads the data;
+ * `started()` waits for them. They are stopped afterwards, whatever happens.
+ */
+async function withWorkers<T>(workers: number, backend: string, body: (started: () => Promise<WorkerPool | undefined>) => Promise<T>): Promise<T> {
+  const starting = workers > 1 ? WorkerPool.start(workers, backend) : Promise.resolve(undefined);
+  starting.catch(() => undefined); // a start failure surfaces through started()
+  try {
+    return await body(() => starting);
+  } finally {
+    await (await starting.catch(() => undefined))?.close();
+  }
+}
+
 export async function runEvalCommand(flags: Flags): Promise<void> {
   const modelPaths = (flags.model as string[] | undefined) ?? [];
   if (modelPaths.length === 0) throw new UsageError('give at least one --model CHECKPOINT');
@@ -184,27 +199,31 @@ export async function runEvalCommand(flags: Flags): Promise<void> {
   }
 
   datasetOptionsFromFlags(flags); // validate dataset flags before the slow work
-  await initBackend(flags as { backend?: string });
+  const backend = await initBackend(flags as { backend?: string });
+  const workers = resolveWorkers(str(flags, 'workers'), backend.name);
   const models = loadModels(modelPaths);
-  const data = loadData(flags, suite.testSubset);
-  const bar = progressBar();
-  let results: EvalResults;
-  try {
-    results = await evaluate(models, data, suite, {
-      seed: run.seed,
-      batchSize: run.batchSize,
-      cycles: run.cycles,
-      readout: run.readout,
-      names,
-      onProgress: bar.update,
-      dumpDir,
-      dumpCount: run.dumpCount,
-      dumpBase: jsonPath !== undefined ? dirname(resolve(jsonPath)) : process.cwd(),
-      command: commandLine(),
-    });
-  } finally {
-    bar.stop();
-  }
+  const results = await withWorkers(workers, backend.name, async (started) => {
+    const data = loadData(flags, suite.testSubset);
+    const pool = await started();
+    const bar = progressBar();
+    try {
+      return await evaluate(models, data, suite, {
+        seed: run.seed,
+        batchSize: run.batchSize,
+        cycles: run.cycles,
+        readout: run.readout,
+        names,
+        onProgress: bar.update,
+        dumpDir,
+        dumpCount: run.dumpCount,
+        dumpBase: jsonPath !== undefined ? dirname(resolve(jsonPath)) : process.cwd(),
+        command: commandLine(),
+        pool,
+      });
+    } finally {
+      bar.stop();
+    }
+  });
   validateResults(results, 'evaluation results');
   process.stdout.write(resultTables(results));
   if (jsonPath !== undefined) {
@@ -244,26 +263,30 @@ export async function runAttackCommand(flags: Flags): Promise<void> {
   if (dumpDir !== undefined && dumpDir.trim() === '') throw new UsageError('--dump must not be empty');
 
   datasetOptionsFromFlags(flags); // validate dataset flags before the slow work
-  await initBackend(flags as { backend?: string });
+  const backend = await initBackend(flags as { backend?: string });
+  const workers = resolveWorkers(str(flags, 'workers'), backend.name);
   const [model] = loadModels([modelPath]);
-  const data = loadData(flags);
-  const bar = progressBar();
-  let results: EvalResults;
-  try {
-    results = await evaluate([model], data, suite, {
-      seed: run.seed,
-      batchSize: run.batchSize,
-      cycles: run.cycles,
-      readout: run.readout,
-      onProgress: bar.update,
-      dumpDir,
-      dumpCount: run.dumpCount,
-      flatDump: true,
-      command: commandLine(),
-    });
-  } finally {
-    bar.stop();
-  }
+  const results = await withWorkers(workers, backend.name, async (started) => {
+    const data = loadData(flags);
+    const pool = await started();
+    const bar = progressBar();
+    try {
+      return await evaluate([model], data, suite, {
+        seed: run.seed,
+        batchSize: run.batchSize,
+        cycles: run.cycles,
+        readout: run.readout,
+        onProgress: bar.update,
+        dumpDir,
+        dumpCount: run.dumpCount,
+        flatDump: true,
+        command: commandLine(),
+        pool,
+      });
+    } finally {
+      bar.stop();
+    }
+  });
   if (flags.json) {
     process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
     return;

@@ -11,13 +11,14 @@ import { mkdirSync } from 'node:fs';
 import { UsageError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { activeBackend } from '../backend/index.js';
-import { chooseTargets, predictLogits, type Victim } from '../attacks/index.js';
-import { deriveSeed, mulberry32, IMAGE_PIXELS, type Split } from '../data/index.js';
+import { IMAGE_PIXELS, type Split } from '../data/index.js';
 import type { LoadedCheckpoint } from '../io/checkpoint.js';
 import type { Readout } from '../models/cnnf.js';
 import { writeDump, type DumpExample } from '../io/images.js';
 import { metricKey, RESULTS_FORMAT, type AttackMode, type AttackResult, type EvalResults, type ModelResult } from './results.js';
-import { attackSettings, buildAttack, type AttackSpec, type Suite } from './suite.js';
+import { attackSettings, type AttackSpec, type Suite } from './suite.js';
+import { evalBatch, type BatchOutcome, type BatchTask, type Job } from './batch.js';
+import { WorkerPool } from '../parallel/pool.js';
 
 export interface EvalData {
   /** Dataset name for provenance ("fashion-mnist"). */
@@ -58,12 +59,13 @@ export interface EvaluateOptions {
   flatDump?: boolean;
   /** Command line recorded in provenance. */
   command?: string;
-}
-
-/** One row of work for a model: an attack at one mode (null for noise) over its epsilons. */
-interface Job {
-  spec: AttackSpec;
-  mode: AttackMode | null;
+  /**
+   * Worker threads that run batches in parallel (default 1: everything in this thread). Needs the
+   * wasm or cpu backend; results are identical for any number of workers.
+   */
+  workers?: number;
+  /** A running pool to use instead of starting `workers` (the caller closes it). */
+  pool?: WorkerPool;
 }
 
 interface PointAcc {
@@ -105,11 +107,6 @@ export function worstCaseEps(suite: Suite): number[] {
   return [...s].sort((a, b) => a - b);
 }
 
-function seedSource(seed: number, stream: string): () => number {
-  const rng = mulberry32(deriveSeed(seed, stream));
-  return () => Math.floor(rng() * 2 ** 31);
-}
-
 /** Which epsilon of an attack gets dumped: confusionAt if the attack runs there, else its largest. */
 function dumpEps(spec: AttackSpec, confusionAt?: number): number {
   return confusionAt !== undefined && spec.eps.includes(confusionAt) ? confusionAt : Math.max(...spec.eps);
@@ -149,146 +146,148 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
   const dumpCount = opts.dumpDir ? Math.min(opts.dumpCount ?? 4, split.count) : 0;
   if (opts.flatDump && (models.length !== 1 || suite.attacks.length !== 1)) throw new Error('flatDump needs one model and one attack');
 
+  const workers = Math.min(opts.workers ?? 1, nb);
+  const ownPool = !opts.pool && workers > 1 ? await WorkerPool.start(workers, activeBackend()) : null;
+  const pool = opts.pool ?? ownPool;
   const results: ModelResult[] = [];
-  for (const [mi, ck] of models.entries()) {
-    const name = names[mi];
-    const cycles = effectiveCycles(ck, opts.cycles);
-    const readout: Readout = opts.readout ?? ck.info.readout;
-    const classNames = ck.info.classNames.length === k ? ck.info.classNames : data.classNames;
-    const jobs = jobsFor(suite, cycles);
-    const victims: Record<AttackMode, Victim> = {
-      first: { model: ck.model, mode: 'first', cycles, readout },
-      e2e: { model: ck.model, mode: 'e2e', cycles, readout },
-    };
-    const clean: PointAcc = { correct: 0, hits: 0, confusion: zeros(k) };
-    const acc: PointAcc[][] = jobs.map((j) =>
-      j.spec.eps.map((e) => ({ correct: 0, hits: 0, confusion: e === suite.confusionAt ? zeros(k) : undefined })));
-    const robust = new Map<number, Uint8Array>(wcEps.map((e) => [e, new Uint8Array(split.count).fill(1)]));
-    const dumps: string[] = [];
-    const dumpExamples = new Map<string, DumpExample[]>();
+  try {
+    for (const [mi, ck] of models.entries()) {
+      const name = names[mi];
+      const cycles = effectiveCycles(ck, opts.cycles);
+      const readout: Readout = opts.readout ?? ck.info.readout;
+      const classNames = ck.info.classNames.length === k ? ck.info.classNames : data.classNames;
+      const jobs = jobsFor(suite, cycles);
+      const clean: PointAcc = { correct: 0, hits: 0, confusion: zeros(k) };
+      const acc: PointAcc[][] = jobs.map((j) =>
+        j.spec.eps.map((e) => ({ correct: 0, hits: 0, confusion: e === suite.confusionAt ? zeros(k) : undefined })));
+      const robust = new Map<number, Uint8Array>(wcEps.map((e) => [e, new Uint8Array(split.count).fill(1)]));
+      const dumps: string[] = [];
+      const dumpExamples = new Map<string, DumpExample[]>();
 
-    for (let b = 0; b < nb; b++) {
-      const start = b * batchSize;
-      const n = Math.min(batchSize, split.count - start);
-      const yArr = split.labels.subarray(start, start + n);
-      const x = tf.tensor4d(split.images.subarray(start * IMAGE_PIXELS, (start + n) * IMAGE_PIXELS), [n, 28, 28, 1]);
-      const y = tf.tensor1d(yArr, 'int32');
-      const record = (pred: Int32Array | Float32Array | Uint8Array, p: PointAcc, targets?: Int32Array, wc?: Uint8Array): void => {
-        for (let i = 0; i < n; i++) {
-          const ok = pred[i] === yArr[i];
-          if (ok) p.correct++;
-          else if (wc) wc[start + i] = 0;
-          if (targets && pred[i] === targets[i]) p.hits++;
-          if (p.confusion) p.confusion[yArr[i]][pred[i]]++;
-        }
-      };
-      try {
-        const cleanPred = tf.tidy(() => tf.argMax(predictLogits(victims.first, x), 1));
-        const cp = (await cleanPred.data()) as Int32Array;
-        cleanPred.dispose();
-        record(cp, clean);
-        for (const wc of robust.values()) for (let i = 0; i < n; i++) if (cp[i] !== yArr[i]) wc[start + i] = 0;
+      const tasks: BatchTask[] = Array.from({ length: nb }, (_, b) => {
+        const start = b * batchSize;
+        const n = Math.min(batchSize, split.count - start);
+        return {
+          start,
+          images: split.images.slice(start * IMAGE_PIXELS, (start + n) * IMAGE_PIXELS),
+          labels: Int32Array.from(split.labels.subarray(start, start + n)),
+          cycles,
+          readout,
+          numClasses: k,
+          seed: opts.seed,
+          jobs,
+          keep: jobs.map((j) => j.spec.eps.map((eps) => (dumpCount > start && eps === dumpEps(j.spec, suite.confusionAt) ? Math.min(n, dumpCount - start) : 0))),
+        };
+      });
+      const onPoint = (stage: string): void => {
         done++;
-        opts.onProgress?.({ model: name, stage: 'clean', done, total });
-
+        opts.onProgress?.({ model: name, stage, done, total });
+      };
+      const absorb = async (task: BatchTask, o: BatchOutcome): Promise<void> => {
+        const { start, labels: yArr } = task;
+        const n = yArr.length;
+        const record = (pred: Int32Array, p: PointAcc, targets?: Int32Array | null, wc?: Uint8Array): void => {
+          for (let i = 0; i < n; i++) {
+            const ok = pred[i] === yArr[i];
+            if (ok) p.correct++;
+            else if (wc) wc[start + i] = 0;
+            if (targets && pred[i] === targets[i]) p.hits++;
+            if (p.confusion) p.confusion[yArr[i]][pred[i]]++;
+          }
+        };
+        record(o.clean, clean);
+        for (const wc of robust.values()) for (let i = 0; i < n; i++) if (o.clean[i] !== yArr[i]) wc[start + i] = 0;
         for (const [ji, job] of jobs.entries()) {
           const spec = job.spec;
-          const attack = buildAttack(spec);
-          const victim = victims[job.mode ?? 'first'];
-          const targetsArr = spec.targeted
-            ? chooseTargets(yArr, k, spec.target, mulberry32(deriveSeed(opts.seed, `targets|${spec.name}|${start}`)))
-            : undefined;
-          const labels = targetsArr ? tf.tensor1d(targetsArr, 'int32') : y;
-          try {
-            for (const [ei, eps] of spec.eps.entries()) {
-              const nextSeed = seedSource(opts.seed, `${spec.name}|${job.mode ?? 'noise'}|${eps}|${start}`);
-              const wantDump = dumpCount > start && eps === dumpEps(spec, suite.confusionAt);
-              const [xAdv, pred] = tf.tidy(() => {
-                const adv = attack.perturb(victim, x, labels, eps, { nextSeed });
-                return [adv, tf.argMax(predictLogits(victim, adv), 1)];
-              });
-              const pa = (await pred.data()) as Int32Array;
-              pred.dispose();
-              // a macrotask turn per attack point: signals, progress output and IPC are not starved
-              await new Promise<void>((r) => setImmediate(r));
-              const wc = spec.method === 'gaussian' ? undefined : robust.get(eps);
-              record(pa, acc[ji][ei], targetsArr, wc);
-              if (wantDump) {
-                const key = `${spec.name}${job.mode ? `-${job.mode}` : ''}-eps${eps}`;
-                const list = dumpExamples.get(key) ?? [];
-                const m = Math.min(n, dumpCount - start);
-                list.push(...(await dumpRows(ck, cycles, x, xAdv, yArr, pa, targetsArr, start, m, classNames)));
-                dumpExamples.set(key, list);
+          for (const [ei, eps] of spec.eps.entries()) {
+            const pa = o.preds[ji][ei];
+            record(pa, acc[ji][ei], o.targets[ji], spec.method === 'gaussian' ? undefined : robust.get(eps));
+            const adv = o.advs[ji][ei];
+            if (adv) {
+              const key = `${spec.name}${job.mode ? `-${job.mode}` : ''}-eps${eps}`;
+              const list = dumpExamples.get(key) ?? [];
+              const m = adv.length / IMAGE_PIXELS;
+              const xs = tf.tensor4d(task.images.subarray(0, m * IMAGE_PIXELS), [m, 28, 28, 1]);
+              const as = tf.tensor4d(adv, [m, 28, 28, 1]);
+              try {
+                list.push(...(await dumpRows(ck, cycles, xs, as, yArr, pa, o.targets[ji] ?? undefined, start, m, classNames)));
+              } finally {
+                xs.dispose();
+                as.dispose();
               }
-              xAdv.dispose();
-              done++;
-              opts.onProgress?.({ model: name, stage: `${spec.name}${job.mode ? `:${job.mode}` : ''}`, done, total });
+              dumpExamples.set(key, list);
             }
-          } finally {
-            if (labels !== y) labels.dispose();
           }
         }
-      } finally {
-        x.dispose();
-        y.dispose();
+      };
+      if (pool) {
+        // every batch goes to the pool at once (it hands them out as workers become idle); results are absorbed in batch order
+        const outcomes = await Promise.all(tasks.map((t) => pool.evalBatch(ck.model, t, onPoint)));
+        pool.dropModel(ck.model);
+        for (const [b, o] of outcomes.entries()) await absorb(tasks[b], o);
+      } else {
+        for (const t of tasks) await absorb(t, await evalBatch(ck.model, t, onPoint));
       }
+
+      if (opts.dumpDir) {
+        for (const [key, examples] of dumpExamples) {
+          const dir = opts.flatDump ? opts.dumpDir : join(opts.dumpDir, safe(name), safe(key));
+          mkdirSync(dir, { recursive: true });
+          const files = await writeDump(dir, examples, { model: name, attack: key });
+          for (const f of files) dumps.push(relative(opts.dumpBase ?? process.cwd(), f).split('\\').join('/'));
+        }
+      }
+
+      const count = split.count;
+      const attacks: AttackResult[] = jobs.map((job, ji) => ({
+        name: job.spec.name,
+        method: job.spec.method,
+        mode: job.mode,
+        targeted: job.spec.targeted,
+        settings: { ...attackSettings(job.spec), cycles, readout },
+        points: job.spec.eps.map((eps, ei) => {
+          const p = acc[ji][ei];
+          return {
+            eps,
+            accuracy: p.correct / count,
+            ...(job.spec.targeted ? { successRate: p.hits / count } : {}),
+            ...(p.confusion ? { confusion: p.confusion } : {}),
+          };
+        }),
+      }));
+      const worstCase = wcEps.map((eps) => {
+        const r = robust.get(eps)!;
+        let s = 0;
+        for (let i = 0; i < count; i++) s += r[i];
+        return { eps, accuracy: s / count };
+      });
+      const metrics: Record<string, number> = { clean: clean.correct / count };
+      for (const a of attacks) {
+        for (const p of a.points) {
+          metrics[metricKey(a.name, p.eps, a.mode)] = p.accuracy;
+          if (p.successRate !== undefined) metrics[metricKey(a.name, p.eps, a.mode, 'success')] = p.successRate;
+        }
+      }
+      for (const w of worstCase) metrics[`worst@${w.eps}`] = w.accuracy;
+      const cfg = ck.info.config;
+      results.push({
+        name,
+        path: ck.path,
+        sha256: ck.sha256,
+        arch: cfg.cycles > 0 ? `${cfg.arch}/cnnf-ind${cfg.ind}` : `${cfg.arch}/cnn`,
+        cycles,
+        readout,
+        classNames: [...classNames],
+        clean: { accuracy: clean.correct / count, confusion: clean.confusion! },
+        attacks,
+        worstCase,
+        metrics,
+        ...(opts.dumpDir ? { dumps } : {}),
+      });
     }
 
-    if (opts.dumpDir) {
-      for (const [key, examples] of dumpExamples) {
-        const dir = opts.flatDump ? opts.dumpDir : join(opts.dumpDir, safe(name), safe(key));
-        mkdirSync(dir, { recursive: true });
-        const files = await writeDump(dir, examples, { model: name, attack: key });
-        for (const f of files) dumps.push(relative(opts.dumpBase ?? process.cwd(), f).split('\\').join('/'));
-      }
-    }
-
-    const count = split.count;
-    const attacks: AttackResult[] = jobs.map((job, ji) => ({
-      name: job.spec.name,
-      method: job.spec.method,
-      mode: job.mode,
-      targeted: job.spec.targeted,
-      settings: { ...attackSettings(job.spec), cycles, readout },
-      points: job.spec.eps.map((eps, ei) => {
-        const p = acc[ji][ei];
-        return {
-          eps,
-          accuracy: p.correct / count,
-          ...(job.spec.targeted ? { successRate: p.hits / count } : {}),
-          ...(p.confusion ? { confusion: p.confusion } : {}),
-        };
-      }),
-    }));
-    const worstCase = wcEps.map((eps) => {
-      const r = robust.get(eps)!;
-      let s = 0;
-      for (let i = 0; i < count; i++) s += r[i];
-      return { eps, accuracy: s / count };
-    });
-    const metrics: Record<string, number> = { clean: clean.correct / count };
-    for (const a of attacks) {
-      for (const p of a.points) {
-        metrics[metricKey(a.name, p.eps, a.mode)] = p.accuracy;
-        if (p.successRate !== undefined) metrics[metricKey(a.name, p.eps, a.mode, 'success')] = p.successRate;
-      }
-    }
-    for (const w of worstCase) metrics[`worst@${w.eps}`] = w.accuracy;
-    const cfg = ck.info.config;
-    results.push({
-      name,
-      path: ck.path,
-      sha256: ck.sha256,
-      arch: cfg.cycles > 0 ? `${cfg.arch}/cnnf-ind${cfg.ind}` : `${cfg.arch}/cnn`,
-      cycles,
-      readout,
-      classNames: [...classNames],
-      clean: { accuracy: clean.correct / count, confusion: clean.confusion! },
-      attacks,
-      worstCase,
-      metrics,
-      ...(opts.dumpDir ? { dumps } : {}),
-    });
+  } finally {
+    await ownPool?.close();
   }
 
   return {

@@ -4,7 +4,7 @@
  *  [--dump DIR --dump-count K] [--json]`: one attack on one model, accuracy (and targeted success) per epsilon.
  */
 import { Option, type Command } from 'commander';
-import { addBackendOption, addSeedOption } from '../common.js';
+import { addBackendOption, addSeedOption, addWorkersOption } from '../common.js';
 import { addDatasetOptions } from './data.js';
 import { addEvalRunOptions } from './eval.js';
 
@@ -29,6 +29,7 @@ export function register(program: Command): void {
   addEvalRunOptions(cmd);
   addDatasetOptions(cmd);
   addSeedOption(cmd);
+  addWorkersOption(cmd);
   addBackendOption(cmd);
   cmd.action(async (flags: Record<string, unknown>) => {
     const { runAttackCommand } = await import('../../eval/cli-run.js');

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { UsageError } from '../../errors.js';
 import { runEvalCommand } from '../../eval/cli-run.js';
-import { addBackendOption, addSeedOption } from '../common.js';
+import { addBackendOption, addSeedOption, addWorkersOption } from '../common.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
@@ -29,7 +29,8 @@ export function register(program: Command): void {
     .option('--test-subset <spec>', "test images to use (default: the suite's)")
     .option('--out <dir>', 'report directory', 'cnnf-report');
   addSeedOption(cmd);
-  addBackendOption(cmd).action(async (flags: { model: string[]; suite: string; testSubset?: string; out: string; seed: string; backend: string }) => {
+  addWorkersOption(cmd);
+  addBackendOption(cmd).action(async (flags: { model: string[]; suite: string; testSubset?: string; out: string; seed: string; backend: string; workers: string }) => {
     const custom = flags.model.length > 0;
     const models = custom ? flags.model : DEMO_MODELS.map(([p]) => join(ROOT, p));
     for (const m of models) if (!existsSync(m)) throw new UsageError(`model not found: ${m}`);
@@ -46,6 +47,7 @@ export function register(program: Command): void {
       dumpCount: '3',
       seed: flags.seed,
       backend: flags.backend,
+      workers: flags.workers,
       dataset: 'fashion-mnist',
     });
     const { readResultsFile, writeReport } = await import('../../report/index.js');

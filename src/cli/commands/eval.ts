@@ -3,7 +3,7 @@
  *  [--test-subset stride:K] [--cycles N --readout last|average] [--dump DIR] --json results.json`.
  */
 import { Option, type Command } from 'commander';
-import { addBackendOption, addSeedOption } from '../common.js';
+import { addBackendOption, addSeedOption, addWorkersOption } from '../common.js';
 import { addDatasetOptions } from './data.js';
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -37,6 +37,7 @@ export function register(program: Command): void {
   addEvalRunOptions(cmd);
   addDatasetOptions(cmd);
   addSeedOption(cmd);
+  addWorkersOption(cmd);
   addBackendOption(cmd);
   cmd.action(async (flags: Record<string, unknown>) => {
     const { runEvalCommand } = await import('../../eval/cli-run.js');

@@ -1,0 +1,102 @@
+/**
+ * One batch of an evaluation: clean predictions, then every attack point of every job. Runs the
+ * same way in-process and in a worker thread (it takes and returns plain arrays), and every random
+ * draw depends only on the seed, the attack point and the batch's first example index, so results
+ * are the same whichever thread runs the batch, and in whichever order.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { chooseTargets, predictLogits, type Victim } from '../attacks/index.js';
+import { deriveSeed, mulberry32 } from '../data/index.js';
+import type { CNNF, Readout } from '../models/cnnf.js';
+import type { AttackMode } from './results.js';
+import { buildAttack, type AttackSpec } from './suite.js';
+
+/** A row of work: an attack at one mode (null for noise) over its epsilons. */
+export interface Job {
+  spec: AttackSpec;
+  mode: AttackMode | null;
+}
+
+export interface BatchTask {
+  /** Index of the batch's first example in the test split (seeds derive from it). */
+  start: number;
+  /** NHWC [n, 28, 28, 1] pixels in [-1, 1]. */
+  images: Float32Array;
+  labels: Int32Array;
+  cycles: number;
+  readout: Readout;
+  numClasses: number;
+  seed: number;
+  jobs: Job[];
+  /** keep[j][e]: how many leading examples' perturbed images to return for job j at its e-th epsilon. */
+  keep: number[][];
+}
+
+export interface BatchOutcome {
+  clean: Int32Array;
+  /** preds[j][e]: predictions on the perturbed batch of job j at its e-th epsilon. */
+  preds: Int32Array[][];
+  /** Target classes of targeted jobs (null for untargeted ones). */
+  targets: Array<Int32Array | null>;
+  /** Perturbed images asked for by `keep` (null elsewhere). */
+  advs: Array<Array<Float32Array | null>>;
+}
+
+function seedSource(seed: number, stream: string): () => number {
+  const rng = mulberry32(deriveSeed(seed, stream));
+  return () => Math.floor(rng() * 2 ** 31);
+}
+
+/** Runs a batch; `onPoint` is called after the clean pass ("clean") and after each attack point ("ATTACK[:MODE]"). */
+export async function evalBatch(model: CNNF, task: BatchTask, onPoint?: (stage: string) => void): Promise<BatchOutcome> {
+  const n = task.labels.length;
+  const { start, cycles, readout } = task;
+  const victims: Record<AttackMode, Victim> = {
+    first: { model, mode: 'first', cycles, readout },
+    e2e: { model, mode: 'e2e', cycles, readout },
+  };
+  const x = tf.tensor4d(task.images, [n, 28, 28, 1]);
+  const y = tf.tensor1d(task.labels, 'int32');
+  const out: BatchOutcome = { clean: new Int32Array(0), preds: [], targets: [], advs: [] };
+  try {
+    const cleanPred = tf.tidy(() => tf.argMax(predictLogits(victims.first, x), 1));
+    out.clean = (await cleanPred.data()) as Int32Array;
+    cleanPred.dispose();
+    onPoint?.('clean');
+    for (const [ji, job] of task.jobs.entries()) {
+      const spec = job.spec;
+      const attack = buildAttack(spec);
+      const victim = victims[job.mode ?? 'first'];
+      const targets = spec.targeted
+        ? chooseTargets(task.labels, task.numClasses, spec.target, mulberry32(deriveSeed(task.seed, `targets|${spec.name}|${start}`)))
+        : null;
+      out.targets.push(targets);
+      out.preds.push([]);
+      out.advs.push([]);
+      const labels = targets ? tf.tensor1d(targets, 'int32') : y;
+      try {
+        for (const [ei, eps] of spec.eps.entries()) {
+          const nextSeed = seedSource(task.seed, `${spec.name}|${job.mode ?? 'noise'}|${eps}|${start}`);
+          const [xAdv, pred] = tf.tidy(() => {
+            const adv = attack.perturb(victim, x, labels, eps, { nextSeed });
+            return [adv, tf.argMax(predictLogits(victim, adv), 1)];
+          });
+          out.preds[ji].push((await pred.data()) as Int32Array);
+          const keep = Math.min(n, task.keep[ji]?.[ei] ?? 0);
+          out.advs[ji].push(keep > 0 ? ((await xAdv.data()) as Float32Array).slice(0, keep * 28 * 28) : null);
+          pred.dispose();
+          xAdv.dispose();
+          onPoint?.(`${spec.name}${job.mode ? `:${job.mode}` : ''}`);
+          // a macrotask turn per attack point: signals, progress output and IPC are not starved
+          await new Promise<void>((r) => setImmediate(r));
+        }
+      } finally {
+        if (labels !== y) labels.dispose();
+      }
+    }
+  } finally {
+    x.dispose();
+    y.dispose();
+  }
+  return out;
+}

@@ -1,0 +1,174 @@
+/**
+ * Data parallelism over worker threads. tfjs-wasm runs single-threaded in Node, so cnnf uses more
+ * cores by running whole batches in worker threads, each with its own backend instance and its own
+ * copy of the model weights. Results do not depend on the number of workers: a batch's random draws
+ * depend only on the seed and the batch's position (see evaluate.ts).
+ */
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { UsageError } from '../errors.js';
+import type { BatchOutcome, BatchTask } from '../eval/batch.js';
+import type { CNNF } from '../models/cnnf.js';
+import type { FromWorker, ToWorker } from './protocol.js';
+
+const ENTRY = new URL('./worker-entry.mjs', import.meta.url);
+
+/** Backends whose kernels run on one thread, so that worker threads add cores. */
+export const PARALLEL_BACKENDS = ['wasm', 'cpu'];
+
+/**
+ * Parses a --workers value: a positive integer or "auto" (one per core on wasm and cpu; 1 on the
+ * native backends, which are multi-threaded already).
+ */
+export function resolveWorkers(raw: string | number | undefined, backend: string): number {
+  const s = String(raw ?? 'auto').trim();
+  if (s === 'auto') return PARALLEL_BACKENDS.includes(backend) ? Math.max(1, availableParallelism()) : 1;
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 1 || n > 256) throw new UsageError(`--workers must be "auto" or an integer 1..256, got ${JSON.stringify(raw)}`);
+  if (n > 1 && !PARALLEL_BACKENDS.includes(backend)) throw new UsageError(`--workers ${n} needs the wasm or cpu backend (${backend} is multi-threaded already); use --workers 1`);
+  return n;
+}
+
+interface Pending {
+  resolve: (o: BatchOutcome) => void;
+  reject: (e: Error) => void;
+  onProgress?: (stage: string) => void;
+  /** The worker running it (-1 while queued). */
+  worker: number;
+  message: ToWorker;
+}
+
+interface Slot {
+  worker: Worker;
+  busy: number;
+}
+
+export class WorkerPool {
+  private readonly slots: Slot[] = [];
+  private readonly pending = new Map<number, Pending>();
+  /** Jobs not yet sent: a worker gets the next one when it is idle, so uneven batches balance. */
+  private readonly queue: number[] = [];
+  private readonly models = new WeakMap<CNNF, number>();
+  private nextJob = 1;
+  private nextModel = 1;
+  private failed: Error | null = null;
+  private closed = false;
+
+  private constructor(readonly size: number) {}
+
+  /** Starts `size` workers on `backend` ("wasm" or "cpu") and waits until each is ready. */
+  static async start(size: number, backend: string): Promise<WorkerPool> {
+    if (!PARALLEL_BACKENDS.includes(backend)) throw new UsageError(`worker threads need the wasm or cpu backend, not ${backend}`);
+    const pool = new WorkerPool(size);
+    try {
+      await Promise.all(Array.from({ length: size }, (_, i) => pool.spawn(i, backend)));
+    } catch (e) {
+      await pool.close();
+      throw e;
+    }
+    return pool;
+  }
+
+  private spawn(index: number, backend: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      // stdout/stderr of workers are the process's; the backend notice is suppressed in workers
+      const worker = new Worker(ENTRY, { env: { ...process.env, CNNF_QUIET_BACKEND: '1' } });
+      this.slots[index] = { worker, busy: 0 };
+      let ready = false;
+      worker.on('message', (m: FromWorker) => {
+        if (m.type === 'ready') {
+          ready = true;
+          resolve();
+        } else if (m.type === 'progress') this.pending.get(m.job)?.onProgress?.(m.stage);
+        else if (m.type === 'done') this.settle(m.job, (p) => p.resolve(m.outcome));
+        else {
+          const err = m.usage ? new UsageError(m.message) : Object.assign(new Error(`worker ${index}: ${m.message}`), { stack: m.stack });
+          if (!ready) reject(err);
+          else if (m.job !== undefined) this.settle(m.job, (p) => p.reject(err));
+          else this.fail(err);
+        }
+      });
+      worker.on('error', (e) => (ready ? this.fail(e) : reject(e)));
+      worker.on('exit', (code) => {
+        if (!this.closed) {
+          const err = new Error(`worker ${index} exited with code ${code}${code === 1 ? ' (out of memory? try a smaller --batch-size)' : ''}`);
+          if (ready) this.fail(err);
+          else reject(err);
+        }
+      });
+      this.post(index, { type: 'init', backend });
+    });
+  }
+
+  private post(index: number, m: ToWorker): void {
+    this.slots[index].worker.postMessage(m);
+  }
+
+  private settle(job: number, f: (p: Pending) => void): void {
+    const p = this.pending.get(job);
+    if (!p) return;
+    this.pending.delete(job);
+    if (p.worker >= 0) this.slots[p.worker].busy--;
+    else this.queue.splice(this.queue.indexOf(job), 1);
+    f(p);
+    this.pump();
+  }
+
+  private pump(): void {
+    if (this.closed || this.failed) return;
+    for (let i = 0; i < this.size && this.queue.length > 0; i++) {
+      if (this.slots[i].busy > 0) continue;
+      const job = this.queue.shift()!;
+      const p = this.pending.get(job)!;
+      p.worker = i;
+      this.slots[i].busy++;
+      this.post(i, p.message);
+    }
+  }
+
+  private fail(e: Error): void {
+    this.failed ??= e;
+    for (const job of [...this.pending.keys()]) this.settle(job, (p) => p.reject(e));
+  }
+
+  /** Copies a model's weights into every worker (once per model object). */
+  async addModel(model: CNNF): Promise<number> {
+    const known = this.models.get(model);
+    if (known !== undefined) return known;
+    const id = this.nextModel++;
+    const arrays = [...(await model.toArrays()).entries()].map(([k, v]): [string, Float32Array] => [k, v.data]);
+    for (let i = 0; i < this.size; i++) this.post(i, { type: 'model', id, config: model.config, arrays });
+    this.models.set(model, id);
+    return id;
+  }
+
+  /** Frees a model's copies in the workers. */
+  dropModel(model: CNNF): void {
+    const id = this.models.get(model);
+    if (id === undefined) return;
+    for (let i = 0; i < this.size; i++) this.post(i, { type: 'drop', id });
+    this.models.delete(model);
+  }
+
+  /** Runs one batch on the next idle worker. `onProgress` fires once per attack point done. */
+  async evalBatch(model: CNNF, task: BatchTask, onProgress?: (stage: string) => void): Promise<BatchOutcome> {
+    if (this.failed) throw this.failed;
+    if (this.closed) throw new Error('the worker pool is closed');
+    const id = await this.addModel(model);
+    const job = this.nextJob++;
+    const done = new Promise<BatchOutcome>((resolve, reject) => {
+      this.pending.set(job, { resolve, reject, onProgress, worker: -1, message: { type: 'evalBatch', job, model: id, task } });
+    });
+    this.queue.push(job);
+    this.pump();
+    return done;
+  }
+
+  /** Stops every worker. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.fail(new Error('the worker pool was closed'));
+    await Promise.all(this.slots.filter(Boolean).map((s) => s.worker.terminate()));
+  }
+}
