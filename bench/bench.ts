@@ -14,7 +14,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import os from 'node:os';
+import os, { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
@@ -23,6 +23,10 @@ import { useBackend } from '../src/backend/index.js';
 import { getArch } from '../src/models/arch.js';
 import { CNNF } from '../src/models/cnnf.js';
 import { pairLoss } from '../src/models/loss.js';
+import { WorkerPool } from '../src/parallel/pool.js';
+import type { GradOutcome } from '../src/parallel/protocol.js';
+import type { BatchTask } from '../src/eval/batch.js';
+import { parseSuite } from '../src/eval/suite.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const TORCH_SCRIPT = join(HERE, 'torch_reference_bench.py');
@@ -37,6 +41,8 @@ interface Options {
   backend: string;
   torch: boolean;
   torchThreads: number;
+  /** Worker threads of the parallel measurements (1: none). */
+  workers: number;
   tasks: TaskName[];
 }
 
@@ -44,12 +50,12 @@ const TASKS = ['infer', 'train', 'pgd7_e2e'] as const;
 type TaskName = (typeof TASKS)[number];
 
 function usage(msg: string): never {
-  process.stderr.write(`bench: ${msg}\nusage: npm run bench -- [--json] [--batch N] [--cycles N] [--reps N] [--warmup N] [--backend wasm|cpu|...] [--no-torch] [--torch-threads N] [--tasks infer,train,pgd7_e2e]\n`);
+  process.stderr.write(`bench: ${msg}\nusage: npm run bench -- [--json] [--batch N] [--cycles N] [--reps N] [--warmup N] [--backend wasm|cpu|...] [--no-torch] [--torch-threads N] [--workers N] [--tasks infer,train,pgd7_e2e]\n`);
   process.exit(2);
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { json: false, batch: 64, cycles: 2, reps: 5, warmup: 1, backend: 'wasm', torch: true, torchThreads: 2, tasks: [...TASKS] };
+  const o: Options = { json: false, batch: 64, cycles: 2, reps: 5, warmup: 1, backend: 'wasm', torch: true, torchThreads: 2, workers: availableParallelism(), tasks: [...TASKS] };
   const int = (flag: string, v: string | undefined, min: number): number => {
     const n = Number(v);
     if (v === undefined || !Number.isInteger(n) || n < min) usage(`${flag} needs an integer >= ${min}, got ${JSON.stringify(v)}`);
@@ -64,6 +70,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--reps') o.reps = int(a, argv[++i], 1);
     else if (a === '--warmup') o.warmup = int(a, argv[++i], 0);
     else if (a === '--torch-threads') o.torchThreads = int(a, argv[++i], 1);
+    else if (a === '--workers') o.workers = int(a, argv[++i], 1);
     else if (a === '--backend') o.backend = argv[++i] ?? usage('--backend needs a value');
     else if (a === '--tasks') {
       const names = (argv[++i] ?? '').split(',').filter(Boolean);
@@ -248,6 +255,56 @@ async function main(): Promise<void> {
     if (!o.json) process.stderr.write(`bench: ${t} ${ms.toFixed(1)} ms\n`);
   }
   const tensorsAfter = tf.memory().numTensors;
+
+  // The same work spread over worker threads, as `cnnf eval/attack/train --workers N` run it:
+  // infer and pgd7_e2e are evaluation batches (throughput: N batches at once, one per worker; the
+  // pgd batch also predicts the clean and the attacked batch, 2 extra inferences), train is one
+  // data-parallel step (one micro-batch per worker, gradients added here, SGD, weights sent back).
+  const parallel: Partial<Record<TaskName, TaskResult>> = {};
+  if (o.workers > 1) {
+    if (!o.json) process.stderr.write(`bench: starting ${o.workers} worker threads ...\n`);
+    const pool = await WorkerPool.start(o.workers, info.name);
+    try {
+      const images = (await x.data()) as Float32Array;
+      const pert = (await xNoisy.data()) as Float32Array;
+      const labels = (await y.data()) as Int32Array;
+      const pgdSuite = parseSuite({ name: 'bench', attacks: [{ name: 'pgd7', method: 'pgd', eps: [0.2], steps: 7, stepSize: 0.071, randomStart: false, modes: ['e2e'] }] }, 'bench');
+      const batch = (jobs: BatchTask['jobs']): BatchTask => ({ start: 0, images, labels, cycles: o.cycles, readout: 'last', numClasses: 10, seed: 1, jobs, keep: jobs.map(() => [0]) });
+      const throughput = (task: BatchTask) => async () => {
+        await Promise.all(Array.from({ length: o.workers }, () => pool.evalBatch(model, task)));
+      };
+      const mb = Math.ceil(B / o.workers);
+      const ptasks: Record<TaskName, () => Promise<void>> = {
+        infer: throughput(batch([])),
+        pgd7_e2e: throughput(batch([{ spec: pgdSuite.attacks[0], mode: 'e2e' }])),
+        train: async () => {
+          const parts: Array<Promise<GradOutcome>> = [];
+          for (let c = 0; c < B; c += mb) {
+            const m = Math.min(mb, B - c);
+            const px = (a: Float32Array) => a.slice(c * 784, (c + m) * 784);
+            parts.push(pool.gradients(model, { images: px(images), perturbed: px(pert), labels: labels.slice(c, c + m), scale: m / B, cleanWeight: 0.1, reconWeight: 0.1 }));
+          }
+          const outs = await Promise.all(parts);
+          const grads: tf.NamedTensorMap = {};
+          tf.tidy(() => {
+            for (const v of vars) grads[v.name] = tf.keep(tf.addN(outs.map((r) => tf.tensor(r.grads.find(([k]) => model.params.get(k) === v)![1], v.shape))));
+          });
+          sgdStep(grads);
+          tf.dispose(Object.values(grads));
+          await pool.syncWeights(model);
+        },
+      };
+      for (const t of o.tasks) {
+        const per = t === 'train' ? 1 : o.workers; // batches per timed run
+        const all = (await time(ptasks[t], o.warmup, o.reps)).map((v) => v / per);
+        const ms = median(all);
+        parallel[t] = { ms, allMs: all.map((v) => +v.toFixed(1)), flops: flops.tasks[t], gflops: flops.tasks[t] / (ms / 1000) / 1e9 };
+        if (!o.json) process.stderr.write(`bench: ${t} with ${o.workers} workers ${ms.toFixed(1)} ms per batch\n`);
+      }
+    } finally {
+      await pool.close();
+    }
+  }
   const maxRssMB = process.resourceUsage().maxRSS / 1024;
 
   model.dispose();
@@ -268,6 +325,7 @@ async function main(): Promise<void> {
     node: process.version,
     cpu: os.cpus()[0]?.model ?? 'unknown',
     cores: os.cpus().length,
+    workers: o.workers,
     batch: B,
     cycles: o.cycles,
     reps: o.reps,
@@ -277,7 +335,11 @@ async function main(): Promise<void> {
       o.tasks.map((t) => {
         const r = results[t]!;
         const tm = torch.ms[t];
-        return [t, { cnnfMs: +r.ms.toFixed(1), allMs: r.allMs, torchMs: tm ?? null, speedup: tm ? +(tm / r.ms).toFixed(3) : null, gflop: +(r.flops / 1e9).toFixed(3), gflops: +r.gflops.toFixed(2) }];
+        const p = parallel[t];
+        return [t, {
+          cnnfMs: +r.ms.toFixed(1), allMs: r.allMs, torchMs: tm ?? null, speedup: tm ? +(tm / r.ms).toFixed(3) : null, gflop: +(r.flops / 1e9).toFixed(3), gflops: +r.gflops.toFixed(2),
+          workersMs: p ? +p.ms.toFixed(1) : null, workersAllMs: p?.allMs ?? null, workersSpeedup: p && tm ? +(tm / p.ms).toFixed(3) : null, workersGflops: p ? +p.gflops.toFixed(2) : null,
+        }];
       }),
     ),
     torch: { available: torch.available, version: torch.version ?? null, threads: torch.threads ?? null, reason: torch.reason ?? null },
@@ -296,16 +358,20 @@ async function main(): Promise<void> {
         ? `torch ${torch.version} (${torch.threads} threads, ${PYTHON} bench/torch_reference_bench.py)`
         : `torch: n/a - ${torch.reason}`,
     );
-    const head = ['task', 'cnnf ms', 'torch ms', 'speed-up (torch/cnnf)', 'GFLOP', 'GFLOP/s'];
+    const W = o.workers;
+    const head = ['task', 'torch ms', 'cnnf ms, 1 thread', 'speed-up', `cnnf ms, ${W} workers`, 'speed-up', 'GFLOP', 'GFLOP/s 1 / W'];
+    const na = (v: number | null, f: (v: number) => string) => (v === null ? 'n/a' : f(v));
     const rows = o.tasks.map((t) => {
-      const r = report.tasks[t] as { cnnfMs: number; torchMs: number | null; speedup: number | null; gflop: number; gflops: number };
-      return [t, r.cnnfMs.toFixed(1), r.torchMs === null ? 'n/a' : r.torchMs.toFixed(1), r.speedup === null ? 'n/a' : `${r.speedup.toFixed(2)}x`, r.gflop.toFixed(2), r.gflops.toFixed(2)];
+      const r = report.tasks[t] as { cnnfMs: number; torchMs: number | null; speedup: number | null; gflop: number; gflops: number; workersMs: number | null; workersSpeedup: number | null; workersGflops: number | null };
+      return [t, na(r.torchMs, (v) => v.toFixed(1)), r.cnnfMs.toFixed(1), na(r.speedup, (v) => `${v.toFixed(2)}x`), na(r.workersMs, (v) => v.toFixed(1)), na(r.workersSpeedup, (v) => `${v.toFixed(2)}x`), r.gflop.toFixed(2), `${r.gflops.toFixed(1)} / ${na(r.workersGflops, (v) => v.toFixed(1))}`];
     });
     const wid = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
     const fmt = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(wid[i]) : c.padStart(wid[i]))).join('  ');
     lines.push(fmt(head), wid.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmt));
     lines.push(`tensors before ${tensorsBefore}, after ${tensorsAfter}${leaked ? '  LEAK' : ''}; peak RSS ${maxRssMB.toFixed(0)} MB`);
-    lines.push('timings are wall-clock on a shared machine: expect noise of several percent');
+    lines.push('speed-up = torch ms / cnnf ms (torch uses its --torch-threads threads for one batch)');
+    if (W > 1) lines.push(`${W} workers: infer and pgd7_e2e are throughput (${W} batches at once, ms per batch; pgd batches also predict clean and attacked images), train is one data-parallel step`);
+    lines.push('timings are wall-clock: other load on the machine moves them (torch more than cnnf)');
     process.stdout.write(lines.join('\n') + '\n');
   }
   if (leaked) {

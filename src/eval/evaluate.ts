@@ -223,7 +223,7 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
       if (pool) {
         // every batch goes to the pool at once (it hands them out as workers become idle); results are absorbed in batch order
         const outcomes = await Promise.all(tasks.map((t) => pool.evalBatch(ck.model, t, onPoint)));
-        pool.dropModel(ck.model);
+        await pool.dropModel(ck.model);
         for (const [b, o] of outcomes.entries()) await absorb(tasks[b], o);
       } else {
         for (const t of tasks) await absorb(t, await evalBatch(ck.model, t, onPoint));

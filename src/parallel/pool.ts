@@ -9,7 +9,7 @@ import { Worker } from 'node:worker_threads';
 import { UsageError } from '../errors.js';
 import type { BatchOutcome, BatchTask } from '../eval/batch.js';
 import type { CNNF } from '../models/cnnf.js';
-import type { FromWorker, ToWorker } from './protocol.js';
+import type { FromWorker, GradOutcome, GradTask, ToWorker } from './protocol.js';
 
 const ENTRY = new URL('./worker-entry.mjs', import.meta.url);
 
@@ -30,7 +30,7 @@ export function resolveWorkers(raw: string | number | undefined, backend: string
 }
 
 interface Pending {
-  resolve: (o: BatchOutcome) => void;
+  resolve: (o: BatchOutcome | GradOutcome) => void;
   reject: (e: Error) => void;
   onProgress?: (stage: string) => void;
   /** The worker running it (-1 while queued). */
@@ -48,7 +48,7 @@ export class WorkerPool {
   private readonly pending = new Map<number, Pending>();
   /** Jobs not yet sent: a worker gets the next one when it is idle, so uneven batches balance. */
   private readonly queue: number[] = [];
-  private readonly models = new WeakMap<CNNF, number>();
+  private readonly models = new WeakMap<CNNF, Promise<number>>();
   private nextJob = 1;
   private nextModel = 1;
   private failed: Error | null = null;
@@ -132,32 +132,56 @@ export class WorkerPool {
   }
 
   /** Copies a model's weights into every worker (once per model object). */
-  async addModel(model: CNNF): Promise<number> {
-    const known = this.models.get(model);
-    if (known !== undefined) return known;
-    const id = this.nextModel++;
-    const arrays = [...(await model.toArrays()).entries()].map(([k, v]): [string, Float32Array] => [k, v.data]);
-    for (let i = 0; i < this.size; i++) this.post(i, { type: 'model', id, config: model.config, arrays });
-    this.models.set(model, id);
+  addModel(model: CNNF): Promise<number> {
+    let id = this.models.get(model);
+    if (!id) {
+      const n = this.nextModel++;
+      id = model.toArrays().then((a) => {
+        const arrays = [...a.entries()].map(([k, v]): [string, Float32Array] => [k, v.data]);
+        for (let i = 0; i < this.size; i++) this.post(i, { type: 'model', id: n, config: model.config, arrays });
+        return n;
+      });
+      this.models.set(model, id);
+    }
     return id;
   }
 
-  /** Frees a model's copies in the workers. */
-  dropModel(model: CNNF): void {
-    const id = this.models.get(model);
-    if (id === undefined) return;
-    for (let i = 0; i < this.size; i++) this.post(i, { type: 'drop', id });
-    this.models.delete(model);
+  /** Copies a model's current weights into every worker (after an optimiser step). */
+  async syncWeights(model: CNNF): Promise<void> {
+    const known = this.models.get(model);
+    if (known === undefined) return;
+    const id = await known;
+    const arrays = [...(await model.toArrays()).entries()].map(([k, v]): [string, Float32Array] => [k, v.data]);
+    for (let i = 0; i < this.size; i++) this.post(i, { type: 'weights', id, arrays });
   }
 
-  /** Runs one batch on the next idle worker. `onProgress` fires once per attack point done. */
+  /** Frees a model's copies in the workers. */
+  async dropModel(model: CNNF): Promise<void> {
+    const known = this.models.get(model);
+    if (known === undefined) return;
+    this.models.delete(model);
+    const id = await known;
+    for (let i = 0; i < this.size; i++) this.post(i, { type: 'drop', id });
+  }
+
+  /** Runs one evaluation batch on the next idle worker. `onProgress` fires once per attack point done. */
   async evalBatch(model: CNNF, task: BatchTask, onProgress?: (stage: string) => void): Promise<BatchOutcome> {
-    if (this.failed) throw this.failed;
-    if (this.closed) throw new Error('the worker pool is closed');
     const id = await this.addModel(model);
+    return (await this.submit((job) => ({ type: 'evalBatch', job, model: id, task }), onProgress)) as BatchOutcome;
+  }
+
+  /** Computes one micro-batch's training gradients on the next idle worker (weights as last synced). */
+  async gradients(model: CNNF, task: GradTask): Promise<GradOutcome> {
+    const id = await this.addModel(model);
+    return (await this.submit((job) => ({ type: 'grads', job, model: id, task }))) as GradOutcome;
+  }
+
+  private submit(message: (job: number) => ToWorker, onProgress?: (stage: string) => void): Promise<BatchOutcome | GradOutcome> {
+    if (this.failed) return Promise.reject(this.failed);
+    if (this.closed) return Promise.reject(new Error('the worker pool is closed'));
     const job = this.nextJob++;
-    const done = new Promise<BatchOutcome>((resolve, reject) => {
-      this.pending.set(job, { resolve, reject, onProgress, worker: -1, message: { type: 'evalBatch', job, model: id, task } });
+    const done = new Promise<BatchOutcome | GradOutcome>((resolve, reject) => {
+      this.pending.set(job, { resolve, reject, onProgress, worker: -1, message: message(job) });
     });
     this.queue.push(job);
     this.pump();

@@ -6,7 +6,9 @@ import { parentPort } from 'node:worker_threads';
 import { useBackend } from '../backend/index.js';
 import { UsageError } from '../errors.js';
 import { evalBatch } from '../eval/batch.js';
+import * as tf from '@tensorflow/tfjs-core';
 import { CNNF } from '../models/cnnf.js';
+import { microBatchGradients } from '../train/step.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 
 const port = parentPort;
@@ -21,9 +23,35 @@ async function handle(m: ToWorker): Promise<void> {
   } else if (m.type === 'model') {
     models.get(m.id)?.dispose();
     models.set(m.id, CNNF.fromArrays(m.config, new Map(m.arrays)));
+  } else if (m.type === 'weights') {
+    const model = models.get(m.id);
+    if (!model) throw new Error(`worker has no model ${m.id}`);
+    for (const [name, data] of m.arrays) {
+      const v = model.params.get(name) as tf.Variable;
+      tf.tidy(() => v.assign(tf.tensor(data, v.shape, 'float32')));
+    }
   } else if (m.type === 'drop') {
     models.get(m.id)?.dispose();
     models.delete(m.id);
+  } else if (m.type === 'grads') {
+    const model = models.get(m.model);
+    if (!model) throw new Error(`worker has no model ${m.model}`);
+    const t = m.task;
+    const n = t.labels.length;
+    const x = tf.tensor4d(t.images, [n, 28, 28, 1]);
+    const xp = t.perturbed ? tf.tensor4d(t.perturbed, [n, 28, 28, 1]) : null;
+    const y = tf.tensor1d(t.labels, 'int32');
+    try {
+      const r = microBatchGradients(model, x, xp, y, t.scale, t);
+      const grads: Array<[string, Float32Array]> = [];
+      for (const [name, g] of r.grads) grads.push([name, (await g.data()) as Float32Array]);
+      const value = (await r.value.data())[0];
+      const hits = (await r.hits.data())[0];
+      tf.dispose([r.value, r.hits, ...r.grads.values()]);
+      send({ type: 'done', job: m.job, outcome: { value, hits, grads } });
+    } finally {
+      tf.dispose([x, y, ...(xp ? [xp] : [])]);
+    }
   } else {
     const model = models.get(m.model);
     if (!model) throw new Error(`worker has no model ${m.model}`);

@@ -23,7 +23,9 @@ import { saveCheckpoint } from '../io/checkpoint.js';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { getArch, makeConfig, paramSpecs, type ArchName, type ModelConfig } from '../models/arch.js';
 import { CNNF } from '../models/cnnf.js';
-import { cleanLoss, pairLoss } from '../models/loss.js';
+import { microBatchGradients } from './step.js';
+import { WorkerPool } from '../parallel/pool.js';
+import type { GradOutcome } from '../parallel/protocol.js';
 import { lossChartSpec, renderVegaLite, svgToPng } from '../report/charts.js';
 import { defaultWindow, movingAverage, parseTrainingLog, TRAINLOG_COLUMNS, type TrainLogRow } from '../report/trainlog.js';
 import { learningRate, SGD, type Schedule, type ScheduleName } from './optimizer.js';
@@ -96,6 +98,12 @@ export interface RunControl {
   command?: string;
   /** Skip the loss-curve PNG (tests). */
   noPlot?: boolean;
+  /**
+   * Worker threads computing micro-batch gradients in parallel (wasm/cpu; default 1). Without
+   * --micro-batch, a batch is split into one micro-batch per worker; the update then equals the
+   * in-process one with that micro-batch size (float rounding of the sum aside: identical).
+   */
+  workers?: number;
 }
 
 export interface EpochMetrics {
@@ -441,6 +449,7 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
       format: 'cnnf-train-summary/1',
       command: ctl.command ?? null,
       options: opts,
+      workers: ctl.workers ?? 1,
       config,
       perturb: formatPerturbation(perturb),
       perturbDefaulted: defaulted,
@@ -460,6 +469,7 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
     };
   };
 
+  const pool = (ctl.workers ?? 1) > 1 ? await WorkerPool.start(ctl.workers!, backend) : null;
   try {
     for (let epoch = startEpoch; epoch <= lastEpoch; epoch++) {
       const order = permutation(ds.train.count, mulberry32(deriveSeed(opts.seed, `shuffle:${epoch}`)));
@@ -480,47 +490,71 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
           y[k] = ds.train.labels[i];
         }
         lr = learningRate(schedule, step);
+        // micro-batches: chunks whose gradients add up to the batch's (one per worker by default)
+        const mb = Math.min(n, opts.microBatch ?? (pool ? Math.ceil(n / pool.size) : n));
+        const lossW = { cleanWeight: opts.cleanWeight, reconWeight: opts.reconWeight };
         let lossT: tf.Tensor;
         try {
-          lossT = tf.tidy(() => {
-            const xT = tf.tensor4d(x, [n, 28, 28, 1]);
-            const yT = tf.tensor1d(y, 'int32');
-            const xPert = perturber ? perturber.perturb(model, xT, yT, b + 1) : null;
-            // gradient accumulation over micro-batches: every loss term is a per-sample mean, so the
-            // batch loss is the size-weighted sum of the micro-batch losses
-            const mb = Math.min(n, opts.microBatch ?? n);
-            let lossSumT: tf.Tensor | null = null;
-            let hitsT: tf.Tensor | null = null;
-            const acc = new Map<string, tf.Tensor>();
+          if (pool) {
+            // the perturbation runs here, the micro-batch gradients in the workers; they are added up in
+            // micro-batch order, so the update equals the in-process one with the same --micro-batch
+            const xPert = perturber
+              ? await dataOf(tf.tidy(() => perturber.perturb(model, tf.tensor4d(x, [n, 28, 28, 1]), tf.tensor1d(y, 'int32'), b + 1)))
+              : null;
+            const parts: Array<Promise<GradOutcome>> = [];
             for (let c = 0; c < n; c += mb) {
               const m = Math.min(mb, n - c);
-              const whole = m === n;
-              const xc = whole ? xT : tf.slice(xT, c, m);
-              const yc = whole ? yT : tf.slice(yT, c, m);
-              const xpc = !xPert ? null : whole ? xPert : tf.slice(xPert, c, m);
-              const sink: { logits?: tf.Tensor } = {};
-              const spy = spyFirstLogits(model, m, sink);
-              const { value, grads } = tf.variableGrads(() => {
-                const l = xpc ? pairLoss(spy, xc, xpc, yc, { cleanWeight: opts.cleanWeight, reconWeight: opts.reconWeight }) : cleanLoss(spy, xc, yc);
-                return whole ? l : tf.mul(l, m / n);
-              }, [...params.values()]);
-              const h = tf.sum(tf.cast(tf.equal(tf.argMax(sink.logits!, 1), yc), 'float32'));
-              sink.logits!.dispose();
-              lossSumT = lossSumT ? tf.add(lossSumT, value) : value;
-              hitsT = hitsT ? tf.add(hitsT, h) : h;
-              for (const [name, v] of params) {
-                const g = grads[v.name];
-                const old = acc.get(name);
-                acc.set(name, old ? tf.add(old, g) : g);
-                if (old) {
-                  old.dispose();
-                  g.dispose();
+              const px = (a: Float32Array) => a.slice(c * IMAGE_PIXELS, (c + m) * IMAGE_PIXELS);
+              parts.push(pool.gradients(model, { images: px(x), perturbed: xPert ? px(xPert) : null, labels: y.slice(c, c + m), scale: m / n, ...lossW }));
+            }
+            const outs = await Promise.all(parts);
+            lossT = tf.tidy(() => {
+              const acc = new Map<string, tf.Tensor>();
+              let lossSumT: tf.Tensor | null = null;
+              let hitsT: tf.Tensor | null = null;
+              for (const o of outs) {
+                lossSumT = lossSumT ? tf.add(lossSumT, o.value) : tf.scalar(o.value);
+                hitsT = hitsT ? tf.add(hitsT, o.hits) : tf.scalar(o.hits);
+                for (const [name, g] of o.grads) {
+                  const gt = tf.tensor(g, params.get(name)!.shape, 'float32');
+                  const old = acc.get(name);
+                  acc.set(name, old ? tf.add(old, gt) : gt);
                 }
               }
-            }
-            sgd.step(acc, lr).gradNorm.dispose();
-            return tf.stack([lossSumT!, hitsT!]);
-          });
+              sgd.step(acc, lr).gradNorm.dispose();
+              return tf.stack([lossSumT!, hitsT!]);
+            });
+            await pool.syncWeights(model);
+          } else {
+            lossT = tf.tidy(() => {
+              const xT = tf.tensor4d(x, [n, 28, 28, 1]);
+              const yT = tf.tensor1d(y, 'int32');
+              const xPert = perturber ? perturber.perturb(model, xT, yT, b + 1) : null;
+              let lossSumT: tf.Tensor | null = null;
+              let hitsT: tf.Tensor | null = null;
+              const acc = new Map<string, tf.Tensor>();
+              for (let c = 0; c < n; c += mb) {
+                const m = Math.min(mb, n - c);
+                const whole = m === n;
+                const xc = whole ? xT : tf.slice(xT, c, m);
+                const yc = whole ? yT : tf.slice(yT, c, m);
+                const xpc = !xPert ? null : whole ? xPert : tf.slice(xPert, c, m);
+                const r = microBatchGradients(model, xc, xpc, yc, m / n, lossW);
+                lossSumT = lossSumT ? tf.add(lossSumT, r.value) : r.value;
+                hitsT = hitsT ? tf.add(hitsT, r.hits) : r.hits;
+                for (const [name, g] of r.grads) {
+                  const old = acc.get(name);
+                  acc.set(name, old ? tf.add(old, g) : g);
+                  if (old) {
+                    old.dispose();
+                    g.dispose();
+                  }
+                }
+              }
+              sgd.step(acc, lr).gradNorm.dispose();
+              return tf.stack([lossSumT!, hitsT!]);
+            });
+          }
         } catch (e) {
           const msg = (e as Error).message ?? '';
           if (/out of bounds|out of memory|Cannot allocate|Array buffer allocation/i.test(msg)) {
@@ -585,6 +619,8 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
     sgd.dispose();
     model.dispose();
     throw e;
+  } finally {
+    await pool?.close();
   }
   sgd.dispose();
   const summary = summaryOf();
@@ -594,13 +630,10 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
   };
 }
 
-/** A view of `model` whose first forward pass keeps (tf.keep) the clean half's logits in `sink`. */
-function spyFirstLogits(model: CNNF, n: number, sink: { logits?: tf.Tensor }): CNNF {
-  const spy = Object.create(model) as CNNF;
-  spy.forward = (ctx, x, first) => {
-    const r = model.forward(ctx, x, first);
-    if (first && !sink.logits) sink.logits = tf.keep(r.logits.shape[0] === n ? tf.clone(r.logits) : tf.slice(r.logits, 0, n));
-    return r;
-  };
-  return spy;
+async function dataOf(t: tf.Tensor): Promise<Float32Array> {
+  try {
+    return (await t.data()) as Float32Array;
+  } finally {
+    t.dispose();
+  }
 }

@@ -5,6 +5,7 @@ import { UsageError } from '../../errors.js';
 import { loadDataset } from '../../data/index.js';
 import { checkGrid, runGrid, type GridResult } from '../../train/index.js';
 import { initBackend } from '../common.js';
+import { resolveWorkers } from '../../parallel/pool.js';
 import { parseNumberList } from '../options.js';
 import { addTrainingOptions, progressHooks, trainOptionsFromFlags } from './train.js';
 
@@ -39,10 +40,11 @@ export function register(program: Command): void {
     const resParams = parseNumberList('--res-param', String(flags.resParam), { min: 0, max: 1 });
     if (flags.out === undefined) throw new UsageError('--out DIR is required');
     const base = trainOptionsFromFlags(flags, 'cnnf');
-    const ctl = { out: String(flags.out), force: Boolean(flags.force), command: ['cnnf', ...process.argv.slice(2)].join(' ') };
+    const ctl = { out: String(flags.out), force: Boolean(flags.force), command: ['cnnf', ...process.argv.slice(2)].join(' '), workers: 1 };
     checkGrid(base, { cycles, resParams }, ctl);
     const ds = loadDataset(base.dataset);
-    await initBackend(flags as { backend?: string });
+    const backend = await initBackend(flags as { backend?: string });
+    ctl.workers = resolveWorkers(flags.workers as string | undefined, backend.name);
     let prefix = '';
     const inner = progressHooks(Boolean(flags.json));
     const hooks = {

@@ -19,7 +19,8 @@ import {
   type TrainHooks,
   type TrainOptions,
 } from '../../train/index.js';
-import { addBackendOption, addSeedOption, initBackend, seedFrom } from '../common.js';
+import { addBackendOption, addSeedOption, addWorkersOption, initBackend, seedFrom } from '../common.js';
+import { resolveWorkers } from '../../parallel/pool.js';
 import { parseChoice, parseInteger, parseNumber, parseNumberList } from '../options.js';
 import { addDatasetOptions, datasetOptionsFromFlags } from './data.js';
 
@@ -46,6 +47,7 @@ export function addTrainingOptions(cmd: Command): Command {
     .option('--out <dir>', 'output directory (checkpoints, state, log, loss.png, summary.json)')
     .option('--force', 'allow a non-empty --out (replaces earlier outputs)')
     .option('--json', 'print one JSON line per epoch on stdout');
+  addWorkersOption(cmd);
   addBackendOption(cmd);
   addSeedOption(cmd, TRAIN_DEFAULTS.seed);
   return cmd;
@@ -206,10 +208,11 @@ export function register(program: Command): void {
       };
       // every input check (and the dataset load) before the backend starts
       const { ds } = preflightTraining(opts, ctl);
-      await initBackend(flags as { backend?: string });
+      const backend = await initBackend(flags as { backend?: string });
+      const workers = resolveWorkers(flags.workers as string | undefined, backend.name);
       const hooks = { ...progressHooks(Boolean(flags.json)), dataset: ds };
       try {
-        const res = await trainModel(opts, ctl, hooks);
+        const res = await trainModel(opts, { ...ctl, workers }, hooks);
         res.model.dispose();
         const last = res.history[res.history.length - 1];
         process.stderr.write(

@@ -1,0 +1,51 @@
+/**
+ * The gradient of one micro-batch of a training step, shared by the in-process loop and worker
+ * threads: the loss (pair loss with a perturbed copy, else clean cross-entropy) scaled by the
+ * micro-batch's share of the batch, its gradient for every parameter, and the first-pass hits.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { CNNF } from '../models/cnnf.js';
+import { cleanLoss, pairLoss } from '../models/loss.js';
+
+export interface LossWeights {
+  cleanWeight: number;
+  reconWeight: number;
+}
+
+export interface MicroBatchGradients {
+  /** Loss times `scale`. */
+  value: tf.Scalar;
+  /** Correct first-pass predictions on the clean images. */
+  hits: tf.Scalar;
+  /** Gradient of value for every parameter, by parameter name. */
+  grads: Map<string, tf.Tensor>;
+}
+
+/**
+ * Gradients of `scale` times the loss of (x, xPert, y). Every loss term is a per-sample mean, so a
+ * batch's gradient is the sum over its micro-batches with scale = size / batch size.
+ */
+export function microBatchGradients(model: CNNF, x: tf.Tensor4D, xPert: tf.Tensor4D | null, y: tf.Tensor1D, scale: number, w: LossWeights): MicroBatchGradients {
+  const names = [...model.params.keys()];
+  const vars = names.map((k) => model.params.get(k) as tf.Variable);
+  const sink: { logits?: tf.Tensor } = {};
+  const spy = spyFirstLogits(model, x.shape[0], sink);
+  const { value, grads } = tf.variableGrads(() => {
+    const l = xPert ? pairLoss(spy, x, xPert, y, w) : cleanLoss(spy, x, y);
+    return scale === 1 ? l : tf.mul(l, scale);
+  }, vars);
+  const hits = tf.tidy(() => tf.sum(tf.cast(tf.equal(tf.argMax(sink.logits!, 1), y), 'float32')) as tf.Scalar);
+  sink.logits!.dispose();
+  return { value, hits, grads: new Map(names.map((k, i) => [k, grads[vars[i].name]])) };
+}
+
+/** A view of `model` whose first forward pass keeps (tf.keep) the clean half's logits in `sink`. */
+function spyFirstLogits(model: CNNF, n: number, sink: { logits?: tf.Tensor }): CNNF {
+  const spy = Object.create(model) as CNNF;
+  spy.forward = (ctx, x, first) => {
+    const r = model.forward(ctx, x, first);
+    if (first && !sink.logits) sink.logits = tf.keep(r.logits.shape[0] === n ? tf.clone(r.logits) : tf.slice(r.logits, 0, n));
+    return r;
+  };
+  return spy;
+}
