@@ -210,6 +210,23 @@ describe('trainModel', () => {
     micro.model.dispose();
   });
 
+  it('worker threads give bit-identical weights to the in-process run with the same micro-batches', async () => {
+    const small = loadDataset({ dataset: 'fashion-mnist', trainSize: 64, testSize: 20 });
+    const o = opts({ model: 'cnnf', microBatch: 12, dataset: { dataset: 'fashion-mnist', trainSize: 64, testSize: 20 } });
+    const here = await trainModel(o, { out: tmp('here'), force: true, noPlot: true }, { dataset: small });
+    const before = tf.memory().numTensors;
+    const par = await trainModel(o, { out: tmp('workers'), force: true, noPlot: true, workers: 2 }, { dataset: small });
+    expect(tf.memory().numTensors - before).toBe(here.model.variables().length); // only the returned model's weights
+    const a = await here.model.toArrays();
+    const b = await par.model.toArrays();
+    for (const [k, t] of a) expect(Buffer.from(b.get(k)!.data.buffer).equals(Buffer.from(t.data.buffer)), k).toBe(true);
+    expect(par.history[0].trainLoss).toBe(here.history[0].trainLoss);
+    expect(par.history[0].testAccuracy).toBe(here.history[0].testAccuracy);
+    expect(par.summary.workers).toBe(2);
+    here.model.dispose();
+    par.model.dispose();
+  });
+
   it('refuses to resume on a dataset with another class count, and a non-empty OUT without --force', async () => {
     const small = loadDataset({ dataset: 'fashion-mnist', trainSize: 32, testSize: 20 });
     const o = opts({ epochs: 2, dataset: { dataset: 'fashion-mnist', trainSize: 32, testSize: 20 } });

@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { chooseTargets, predictLogits, type Victim } from '../attacks/index.js';
 import { deriveSeed, mulberry32 } from '../data/index.js';
-import type { CNNF, Readout } from '../models/cnnf.js';
+import { readoutOf, type CNNF, type Readout } from '../models/cnnf.js';
 import type { AttackMode } from './results.js';
 import { buildAttack, type AttackSpec } from './suite.js';
 
@@ -33,7 +33,10 @@ export interface BatchTask {
 }
 
 export interface BatchOutcome {
+  /** Predictions on the clean batch (cycles + readout). */
   clean: Int32Array;
+  /** First-pass predictions on the clean batch (the same run's logits before any feedback). */
+  cleanFirst: Int32Array;
   /** preds[j][e]: predictions on the perturbed batch of job j at its e-th epsilon. */
   preds: Int32Array[][];
   /** Target classes of targeted jobs (null for untargeted ones). */
@@ -57,11 +60,15 @@ export async function evalBatch(model: CNNF, task: BatchTask, onPoint?: (stage: 
   };
   const x = tf.tensor4d(task.images, [n, 28, 28, 1]);
   const y = tf.tensor1d(task.labels, 'int32');
-  const out: BatchOutcome = { clean: new Int32Array(0), preds: [], targets: [], advs: [] };
+  const out: BatchOutcome = { clean: new Int32Array(0), cleanFirst: new Int32Array(0), preds: [], targets: [], advs: [] };
   try {
-    const cleanPred = tf.tidy(() => tf.argMax(predictLogits(victims.first, x), 1));
+    const [cleanPred, firstPred] = tf.tidy(() => {
+      const res = model.run(x, { cycles });
+      return [tf.argMax(readoutOf(res, readout), 1), tf.argMax(res.logits[0], 1)];
+    });
     out.clean = (await cleanPred.data()) as Int32Array;
-    cleanPred.dispose();
+    out.cleanFirst = (await firstPred.data()) as Int32Array;
+    tf.dispose([cleanPred, firstPred]);
     onPoint?.('clean');
     for (const [ji, job] of task.jobs.entries()) {
       const spec = job.spec;

@@ -26,6 +26,7 @@ import { CNNF } from '../models/cnnf.js';
 import { microBatchGradients } from './step.js';
 import { WorkerPool } from '../parallel/pool.js';
 import type { GradOutcome } from '../parallel/protocol.js';
+import type { BatchOutcome } from '../eval/batch.js';
 import { lossChartSpec, renderVegaLite, svgToPng } from '../report/charts.js';
 import { defaultWindow, movingAverage, parseTrainingLog, TRAINLOG_COLUMNS, type TrainLogRow } from '../report/trainlog.js';
 import { learningRate, SGD, type Schedule, type ScheduleName } from './optimizer.js';
@@ -263,6 +264,29 @@ export function evaluateAccuracy(model: CNNF, images: Float32Array, labels: Int3
     counts.dispose();
     first += c[0];
     last += c[1];
+  }
+  return { first: n ? first / n : 0, last: n ? last / n : 0 };
+}
+
+/** evaluateAccuracy with the batches spread over worker threads (the same numbers). */
+export async function evaluateAccuracyParallel(pool: WorkerPool, model: CNNF, images: Float32Array, labels: Int32Array, batchSize = 500): Promise<{ first: number; last: number }> {
+  const n = labels.length;
+  const parts: Array<Promise<BatchOutcome>> = [];
+  for (let s = 0; s < n; s += batchSize) {
+    const m = Math.min(batchSize, n - s);
+    parts.push(pool.evalBatch(model, {
+      start: s, images: images.slice(s * IMAGE_PIXELS, (s + m) * IMAGE_PIXELS), labels: labels.slice(s, s + m),
+      cycles: model.config.cycles, readout: 'last', numClasses: model.config.numClasses, seed: 0, jobs: [], keep: [],
+    }));
+  }
+  let first = 0;
+  let last = 0;
+  for (const [b, o] of (await Promise.all(parts)).entries()) {
+    for (let i = 0; i < o.clean.length; i++) {
+      const yv = labels[b * batchSize + i];
+      if (o.cleanFirst[i] === yv) first++;
+      if (o.clean[i] === yv) last++;
+    }
   }
   return { first: n ? first / n : 0, last: n ? last / n : 0 };
 }
@@ -582,8 +606,10 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
       }
       const trainSeconds = (performance.now() - te) / 1000;
       const ee = performance.now();
-      const clean = evaluateAccuracy(model, ds.test.images, ds.test.labels);
-      const noisy = evaluateAccuracy(model, noisyTest, ds.test.labels);
+      const accuracy = (images: Float32Array) =>
+        pool ? evaluateAccuracyParallel(pool, model, images, ds.test.labels) : Promise.resolve(evaluateAccuracy(model, images, ds.test.labels));
+      const clean = await accuracy(ds.test.images);
+      const noisy = await accuracy(noisyTest);
       const isBest = best === null || clean.last > best.accuracy;
       if (isBest) best = { epoch, accuracy: clean.last };
       const m: EpochMetrics = {
