@@ -1,6 +1,6 @@
 /**
  * cnnf as a library: feedback layers, CNN / CNN-F models, datasets, attacks, training, evaluation,
- * reports and CI gates. Call `useBackend()` once before computing.
+ * reports and CI gates, worker-thread parallelism. Call `useBackend()` once before computing.
  */
 export { useBackend, activeBackend, BACKEND_CHOICES, type BackendChoice, type BackendInfo } from './backend/index.js';
 export * from './nn/index.js';
@@ -12,5 +12,6 @@ export * from './train/index.js';
 export * from './eval/index.js';
 export * from './report/index.js';
 export * from './gate/index.js';
+export { WorkerPool, resolveWorkers, PARALLEL_BACKENDS } from './parallel/pool.js';
 export { UsageError } from './errors.js';
 export { VERSION } from './version.js';

@@ -280,6 +280,7 @@ describe('cnnf train CLI', () => {
       ['--model', 'cnnf', '--out', out, '--fc', '10,abc'],
       ['--model', 'cnn', '--out', out, '--train-size', '-5'],
       ['--model', 'cnn', '--out', out, '--seed', 'x'],
+      ['--model', 'cnn', '--out', out, '--workers', '0'],
       ['--resume', join(out, 'nothing')],
     ];
     for (const args of cases) {

@@ -3,4 +3,5 @@
 export * from './results.js';
 export * from './suite.js';
 export * from './evaluate.js';
+export * from './batch.js';
 export * from './conformance.js';

@@ -4,3 +4,4 @@ export * from './optimizer.js';
 export * from './perturb.js';
 export * from './train.js';
 export * from './grid.js';
+export * from './step.js';
