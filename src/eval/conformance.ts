@@ -68,8 +68,9 @@ export interface TieRules {
   mask: MaskRule;
 }
 
-export interface TieSearchResult {
-  adv: tf.Tensor4D;
+export interface TieSearchResult<T = tf.Tensor4D> {
+  /** The output of the returned run (the matching one, else the last). */
+  adv: T;
   /** Ties met in the returned run: gradient signs and resReLU masks. */
   ties: { sign: number; relu: number };
   /** Ties decided against their float32 value in the returned run. */
@@ -89,16 +90,22 @@ interface Choice {
 /**
  * Reproduces a float64 reference attack output in float32. A float32 tie is a value whose sign
  * rounding can decide: a gradient component with |g| < SIGN_TIE_TOLERANCE max|g|, or a resReLU
- * pre-activation with 0 < |v| < RELU_TIE_TOLERANCE max|v| (max per example). The attack first runs with
+ * pre-activation with |v| < RELU_TIE_TOLERANCE max|v| (max per example; not where a hidden value is
+ * exactly 0, which makes x' h exactly 0 in any precision). The attack first runs with
  * every tie decided by its float32 value; if the output does not match, the tie decisions are searched
  * best first: a candidate flips some ties of an earlier run, and costs the sum of their relative sizes,
  * so flipping values nearest to zero is tried first. Every non-tie value always decides by its sign.
  * At most `maxRuns` runs.
  */
-export function searchTies(run: (rules: TieRules) => tf.Tensor4D, matches: (adv: tf.Tensor4D) => boolean, maxRuns = 64): TieSearchResult {
+export function searchTies<T = tf.Tensor4D>(
+  run: (rules: TieRules) => T,
+  matches: (out: T) => boolean,
+  maxRuns = 64,
+  dispose: (out: T) => void = (out) => tf.dispose(out as unknown as tf.Tensor),
+): TieSearchResult<T> {
   const queue: Array<{ prefix: number[]; cost: number; flipped: number }> = [{ prefix: [], cost: 0, flipped: 0 }];
   let runs = 0;
-  let last: TieSearchResult | null = null;
+  let last: TieSearchResult<T> | null = null;
   while (queue.length > 0 && runs < maxRuns) {
     let best = 0;
     for (let i = 1; i < queue.length; i++) if (queue[i].cost < queue[best].cost) best = i;
@@ -127,15 +134,21 @@ export function searchTies(run: (rules: TieRules) => tf.Tensor4D, matches: (adv:
         const own = Math.sign(v) || 1;
         return Math.abs(v) < SIGN_TIE_TOLERANCE * mx ? decide('sign', v, mx, own, -own) : Math.sign(v);
       }),
-      mask: (_layer, pre) => perExample(pre, (v, mx) => {
-        const own = v > 0 ? 1 : 0;
-        // an exact 0 is structural (a hidden value of 0 from unpooling), as 0 in float64: not a tie
-        return v !== 0 && Math.abs(v) < RELU_TIE_TOLERANCE * mx ? decide('relu', v, mx, own, 1 - own) : own;
-      }),
+      mask: (_layer, pre, hidden) => {
+        // x' h is exactly 0 where the hidden h is exactly 0 (unpooled positions): structural, as in
+        // float64, so not a tie; x' itself can round to exactly 0, which is one
+        const h = hidden?.dataSync();
+        let i = 0;
+        return perExample(pre, (v, mx) => {
+          const own = v > 0 ? 1 : 0;
+          const structural = h !== undefined && h[i++] === 0;
+          return !structural && Math.abs(v) < RELU_TIE_TOLERANCE * mx ? decide('relu', v, mx, own, 1 - own) : own;
+        });
+      },
     };
     runs++;
     const adv = run(rules);
-    if (last) last.adv.dispose();
+    if (last) dispose(last.adv);
     const ties = { sign: used.filter((c) => c.kind === 'sign').length, relu: used.filter((c) => c.kind === 'relu').length };
     last = { adv, ties, flipped: node.flipped, runs, matched: false };
     if (matches(adv)) return { ...last, matched: true };
@@ -181,16 +194,21 @@ export function runConformance(path: string, tolerance = CONFORMANCE_TOLERANCE):
   const model = CNNF.fromArrays(cfg, fromPyTorch(T, cfg, path, 'param.'));
   const rows: ConformanceRow[] = [];
   const done = new Set<string>();
+  /** Our tensor in the reference layout (NCHW for 4-d activations unless nhwc is false). */
+  const asRef = (t: tf.Tensor, nhwc: boolean): { data: Float32Array; shape: number[] } => {
+    const data = t.dataSync() as Float32Array;
+    return nhwc && t.shape.length === 4 ? nhwcToNchw({ shape: t.shape, data }) : { data, shape: t.shape };
+  };
+  /** Relative error against the reference tensor `name` (Infinity on a size mismatch). */
+  const errorOf = (name: string, t: tf.Tensor, nhwc = true): number => {
+    const ref = need(name);
+    const ours = asRef(t, nhwc);
+    return ours.data.length === ref.data.length ? relativeError(ours.data, ref.data).rel : Infinity;
+  };
   const compare = (name: string, t: tf.Tensor, nhwc = true) => {
     const ref = T.get(name);
     if (!ref) return;
-    let data = t.dataSync() as Float32Array;
-    let shape = t.shape;
-    if (nhwc && shape.length === 4) {
-      const a = nhwcToNchw({ shape, data });
-      data = a.data;
-      shape = a.shape;
-    }
+    const { data, shape } = asRef(t, nhwc);
     if (ref.shape.join(',') !== shape.join(',') && ref.data.length !== data.length) {
       rows.push({ name, shape: ref.shape, relError: Infinity, maxAbsError: Infinity, pass: false, note: `shape [${shape}] != reference [${ref.shape}]` });
     } else {
@@ -198,6 +216,12 @@ export function runConformance(path: string, tolerance = CONFORMANCE_TOLERANCE):
       rows.push({ name, shape: ref.shape, relError: rel, maxAbsError: abs, pass: rel <= tolerance });
     }
     done.add(name);
+  };
+  /** Notes the tie decisions a searched row needed, when any went against float32. */
+  const noteTies = (name: string, found: { flipped: number; ties: { relu: number; sign: number }; runs: number }, scope = '') => {
+    const row = rows.find((r) => r.name === name);
+    if (found.flipped === 0 || !row) return;
+    row.note = `float32 ties${scope}: ${found.ties.relu} ReLU mask(s), ${found.flipped} decided against float32; ${found.runs} run(s)`;
   };
   const image = (k: string): tf.Tensor4D => {
     const t = need(k);
@@ -228,9 +252,22 @@ export function runConformance(path: string, tolerance = CONFORMANCE_TOLERANCE):
       }
       const first: Victim = { model, mode: 'first', cycles: cfg.cycles, readout: 'last' };
       const e2e: Victim = { ...first, mode: 'e2e' };
-      const gradOf = (v: Victim) => tf.grad((xx: tf.Tensor) => crossEntropy(v.mode === 'first' ? model.run(xx, { cycles: 0 }).logits[0] : model.logits(xx, 'last'), y, 'sum'))(x);
-      compare('grad.input.first', gradOf(first));
-      compare('grad.input.e2e', gradOf(e2e));
+      // gradients go through ReLU masks: a pre-activation within float32 rounding of 0 can be decided
+      // either way (its value barely moves, but the gradient through it does), so these rows search ties too
+      const gradRow = (name: string, mode: 'first' | 'e2e') => {
+        if (!T.has(name)) return;
+        const found = searchTies(
+          ({ mask }) => {
+            const m = model.withMaskRule(mask);
+            return tf.grad((xx: tf.Tensor) => crossEntropy(mode === 'first' ? m.run(xx, { cycles: 0 }).logits[0] : m.logits(xx, 'last'), y, 'sum'))(x) as tf.Tensor4D;
+          },
+          (g) => errorOf(name, g) <= tolerance,
+        );
+        compare(name, found.adv);
+        noteTies(name, found);
+      };
+      gradRow('grad.input.first', 'first');
+      gradRow('grad.input.e2e', 'e2e');
       const eps = metaNumber(meta, 'eps', path, 0.2);
       const step = metaNumber(meta, 'eps_iter', path, 0.071);
       const iters = metaNumber(meta, 'nb_iter', path, 7);
@@ -271,17 +308,29 @@ export function runConformance(path: string, tolerance = CONFORMANCE_TOLERANCE):
       }
       if (T.has('train.loss')) {
         const xn = image('input.x_noisy');
-        const { value, grads } = tf.variableGrads(() =>
-          pairLoss(model, x, xn, y, { cleanWeight: metaNumber(meta, 'clean_parameter', path, 0.1), reconWeight: metaNumber(meta, 'mse_parameter', path, 0.1) }),
+        const weights = { cleanWeight: metaNumber(meta, 'clean_parameter', path, 0.1), reconWeight: metaNumber(meta, 'mse_parameter', path, 0.1) };
+        // the loss and every parameter gradient, in the reference's names and layout
+        const trainRun = (mask?: MaskRule): Map<string, tf.Tensor> => {
+          const m = model.withMaskRule(mask);
+          const { value, grads } = tf.variableGrads(() => pairLoss(m, x, xn, y, weights));
+          const byVar = new Map<string, Float32Array>();
+          for (const [name, p] of model.params) {
+            const g = grads[(p as tf.Variable).name];
+            if (g) byVar.set(name, g.dataSync() as Float32Array);
+          }
+          tf.dispose(Object.values(grads));
+          const out = new Map<string, tf.Tensor>([['train.loss', tf.reshape(value, [1])]]);
+          for (const [name, a] of toPyTorch(byVar, cfg)) out.set(`train.grad.${name}`, tf.tensor(a.data, a.shape));
+          return out;
+        };
+        const found = searchTies(
+          ({ mask }) => trainRun(mask),
+          (out) => [...out].every(([name, t]) => !T.has(name) || errorOf(name, t, false) <= tolerance),
+          64,
+          (out) => tf.dispose([...out.values()]),
         );
-        compare('train.loss', tf.reshape(value, [1]));
-        const byVar = new Map<string, Float32Array>();
-        for (const [name, p] of model.params) {
-          const g = grads[(p as tf.Variable).name];
-          if (g) byVar.set(name, g.dataSync() as Float32Array);
-        }
-        const pt = toPyTorch(byVar, cfg);
-        for (const [name, a] of pt) compare(`train.grad.${name}`, tf.tensor(a.data, a.shape), false);
+        for (const [name, t] of found.adv) compare(name, t, false);
+        noteTies('train.loss', found, ' (one search for every train.* row)');
       }
     });
   } finally {

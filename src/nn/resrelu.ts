@@ -19,7 +19,7 @@ export class ResReLU implements FeedbackLayer {
     if (s.hidden) {
       const h = s.hidden;
       const xr = ctx.resParam === 0 ? x : tf.add(x, tf.mul(tf.sub(h, x), ctx.resParam));
-      s.mask = this.mask(ctx, tf.mul(xr, h));
+      s.mask = this.mask(ctx, tf.mul(xr, h), h);
       return tf.mul(xr, s.mask);
     }
     s.mask = this.mask(ctx, x);
@@ -33,8 +33,8 @@ export class ResReLU implements FeedbackLayer {
     return tf.mul(y, s.mask);
   }
 
-  private mask(ctx: LayerContext, pre: tf.Tensor): tf.Tensor {
-    return ctx.mask ? ctx.mask(this.name, pre) : positive(pre);
+  private mask(ctx: LayerContext, pre: tf.Tensor, hidden?: tf.Tensor): tf.Tensor {
+    return ctx.mask ? ctx.mask(this.name, pre, hidden) : positive(pre);
   }
 
   reset(ctx: LayerContext): void {

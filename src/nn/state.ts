@@ -23,8 +23,11 @@ export interface LayerContext {
   mask?: MaskRule;
 }
 
-/** Mask (1 = pass, 0 = block) of a resReLU layer given its pre-activation (x, or x' h with a hidden h). */
-export type MaskRule = (layer: string, pre: tf.Tensor) => tf.Tensor;
+/**
+ * Mask (1 = pass, 0 = block) of a resReLU layer given its pre-activation: x, or x' h when the layer
+ * holds a hidden h from an earlier feedback (then `hidden` is h).
+ */
+export type MaskRule = (layer: string, pre: tf.Tensor, hidden?: tf.Tensor) => tf.Tensor;
 
 export class RunState {
   private slots = new Map<string, Record<string, unknown>>();
