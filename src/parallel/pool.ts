@@ -4,7 +4,7 @@
  * copy of the model weights. Results do not depend on the number of workers: a batch's random draws
  * depend only on the seed and the batch's position (see evaluate.ts).
  */
-import { availableParallelism } from 'node:os';
+import { availableParallelism, totalmem } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { UsageError } from '../errors.js';
 import type { BatchOutcome, BatchTask } from '../eval/batch.js';
@@ -16,13 +16,19 @@ const ENTRY = new URL('./worker-entry.mjs', import.meta.url);
 /** Backends whose kernels run on one thread, so that worker threads add cores. */
 export const PARALLEL_BACKENDS = ['wasm', 'cpu'];
 
+/** Most workers "auto" starts: each holds a wasm heap (up to ~2.5 GB for full-width training batches). */
+export const AUTO_MAX_WORKERS = 8;
+
 /**
- * Parses a --workers value: a positive integer or "auto" (one per core on wasm and cpu; 1 on the
- * native backends, which are multi-threaded already).
+ * Parses a --workers value: a positive integer or "auto" (one per core on wasm and cpu, at most
+ * AUTO_MAX_WORKERS and one per 2 GB of memory; 1 on the native backends, which are multi-threaded already).
  */
 export function resolveWorkers(raw: string | number | undefined, backend: string): number {
   const s = String(raw ?? 'auto').trim();
-  if (s === 'auto') return PARALLEL_BACKENDS.includes(backend) ? Math.max(1, availableParallelism()) : 1;
+  if (s === 'auto') {
+    if (!PARALLEL_BACKENDS.includes(backend)) return 1;
+    return Math.max(1, Math.min(availableParallelism(), AUTO_MAX_WORKERS, Math.floor(totalmem() / 2 ** 31)));
+  }
   const n = Number(s);
   if (!Number.isInteger(n) || n < 1 || n > 256) throw new UsageError(`--workers must be "auto" or an integer 1..256, got ${JSON.stringify(raw)}`);
   if (n > 1 && !PARALLEL_BACKENDS.includes(backend)) throw new UsageError(`--workers ${n} needs the wasm or cpu backend (${backend} is multi-threaded already); use --workers 1`);
