@@ -30,10 +30,12 @@ export interface BatchTask {
   jobs: Job[];
   /** keep[j][e]: how many leading examples' perturbed images to return for job j at its e-th epsilon. */
   keep: number[][];
+  /** Also predict the clean batch (default true). */
+  clean?: boolean;
 }
 
 export interface BatchOutcome {
-  /** Predictions on the clean batch (cycles + readout). */
+  /** Predictions on the clean batch (cycles + readout); empty when the task says clean: false. */
   clean: Int32Array;
   /** First-pass predictions on the clean batch (the same run's logits before any feedback). */
   cleanFirst: Int32Array;
@@ -62,14 +64,16 @@ export async function evalBatch(model: CNNF, task: BatchTask, onPoint?: (stage: 
   const y = tf.tensor1d(task.labels, 'int32');
   const out: BatchOutcome = { clean: new Int32Array(0), cleanFirst: new Int32Array(0), preds: [], targets: [], advs: [] };
   try {
-    const [cleanPred, firstPred] = tf.tidy(() => {
-      const res = model.run(x, { cycles });
-      return [tf.argMax(readoutOf(res, readout), 1), tf.argMax(res.logits[0], 1)];
-    });
-    out.clean = (await cleanPred.data()) as Int32Array;
-    out.cleanFirst = (await firstPred.data()) as Int32Array;
-    tf.dispose([cleanPred, firstPred]);
-    onPoint?.('clean');
+    if (task.clean !== false) {
+      const [cleanPred, firstPred] = tf.tidy(() => {
+        const res = model.run(x, { cycles });
+        return [tf.argMax(readoutOf(res, readout), 1), tf.argMax(res.logits[0], 1)];
+      });
+      out.clean = (await cleanPred.data()) as Int32Array;
+      out.cleanFirst = (await firstPred.data()) as Int32Array;
+      tf.dispose([cleanPred, firstPred]);
+      onPoint?.('clean');
+    }
     for (const [ji, job] of task.jobs.entries()) {
       const spec = job.spec;
       const attack = buildAttack(spec);

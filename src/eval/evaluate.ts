@@ -164,10 +164,14 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
       const dumps: string[] = [];
       const dumpExamples = new Map<string, DumpExample[]>();
 
-      const tasks: BatchTask[] = Array.from({ length: nb }, (_, b) => {
+      // units of work: each batch's clean pass, and each batch x job (attack and mode, all its epsilons);
+      // every random draw depends on the attack point and the batch start only, so units are independent
+      interface Unit { task: BatchTask; job: number | null }
+      const units: Unit[] = [];
+      for (let b = 0; b < nb; b++) {
         const start = b * batchSize;
         const n = Math.min(batchSize, split.count - start);
-        return {
+        const base = {
           start,
           images: split.images.slice(start * IMAGE_PIXELS, (start + n) * IMAGE_PIXELS),
           labels: Int32Array.from(split.labels.subarray(start, start + n)),
@@ -175,15 +179,18 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
           readout,
           numClasses: k,
           seed: opts.seed,
-          jobs,
-          keep: jobs.map((j) => j.spec.eps.map((eps) => (dumpCount > start && eps === dumpEps(j.spec, suite.confusionAt) ? Math.min(n, dumpCount - start) : 0))),
         };
-      });
+        units.push({ task: { ...base, jobs: [], keep: [], clean: true }, job: null });
+        for (const [ji, j] of jobs.entries()) {
+          const keep = j.spec.eps.map((eps) => (dumpCount > start && eps === dumpEps(j.spec, suite.confusionAt) ? Math.min(n, dumpCount - start) : 0));
+          units.push({ task: { ...base, jobs: [j], keep: [keep], clean: false }, job: ji });
+        }
+      }
       const onPoint = (stage: string): void => {
         done++;
         opts.onProgress?.({ model: name, stage, done, total });
       };
-      const absorb = async (task: BatchTask, o: BatchOutcome): Promise<void> => {
+      const absorb = async ({ task, job: ji }: Unit, o: BatchOutcome): Promise<void> => {
         const { start, labels: yArr } = task;
         const n = yArr.length;
         const record = (pred: Int32Array, p: PointAcc, targets?: Int32Array | null, wc?: Uint8Array): void => {
@@ -195,38 +202,40 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
             if (p.confusion) p.confusion[yArr[i]][pred[i]]++;
           }
         };
-        record(o.clean, clean);
-        for (const wc of robust.values()) for (let i = 0; i < n; i++) if (o.clean[i] !== yArr[i]) wc[start + i] = 0;
-        for (const [ji, job] of jobs.entries()) {
-          const spec = job.spec;
-          for (const [ei, eps] of spec.eps.entries()) {
-            const pa = o.preds[ji][ei];
-            record(pa, acc[ji][ei], o.targets[ji], spec.method === 'gaussian' ? undefined : robust.get(eps));
-            const adv = o.advs[ji][ei];
-            if (adv) {
-              const key = `${spec.name}${job.mode ? `-${job.mode}` : ''}-eps${eps}`;
-              const list = dumpExamples.get(key) ?? [];
-              const m = adv.length / IMAGE_PIXELS;
-              const xs = tf.tensor4d(task.images.subarray(0, m * IMAGE_PIXELS), [m, 28, 28, 1]);
-              const as = tf.tensor4d(adv, [m, 28, 28, 1]);
-              try {
-                list.push(...(await dumpRows(ck, cycles, xs, as, yArr, pa, o.targets[ji] ?? undefined, start, m, classNames)));
-              } finally {
-                xs.dispose();
-                as.dispose();
-              }
-              dumpExamples.set(key, list);
+        if (ji === null) {
+          record(o.clean, clean);
+          for (const wc of robust.values()) for (let i = 0; i < n; i++) if (o.clean[i] !== yArr[i]) wc[start + i] = 0;
+          return;
+        }
+        const job = jobs[ji];
+        const spec = job.spec;
+        for (const [ei, eps] of spec.eps.entries()) {
+          const pa = o.preds[0][ei];
+          record(pa, acc[ji][ei], o.targets[0], spec.method === 'gaussian' ? undefined : robust.get(eps));
+          const adv = o.advs[0][ei];
+          if (adv) {
+            const key = `${spec.name}${job.mode ? `-${job.mode}` : ''}-eps${eps}`;
+            const list = dumpExamples.get(key) ?? [];
+            const m = adv.length / IMAGE_PIXELS;
+            const xs = tf.tensor4d(task.images.subarray(0, m * IMAGE_PIXELS), [m, 28, 28, 1]);
+            const as = tf.tensor4d(adv, [m, 28, 28, 1]);
+            try {
+              list.push(...(await dumpRows(ck, cycles, xs, as, yArr, pa, o.targets[0] ?? undefined, start, m, classNames)));
+            } finally {
+              xs.dispose();
+              as.dispose();
             }
+            dumpExamples.set(key, list);
           }
         }
       };
       if (pool) {
-        // every batch goes to the pool at once (it hands them out as workers become idle); results are absorbed in batch order
-        const outcomes = await Promise.all(tasks.map((t) => pool.evalBatch(ck.model, t, onPoint)));
+        // every unit goes to the pool at once (it hands them out as workers become idle); results are absorbed in order
+        const outcomes = await Promise.all(units.map((u) => pool.evalBatch(ck.model, u.task, onPoint)));
         await pool.dropModel(ck.model);
-        for (const [b, o] of outcomes.entries()) await absorb(tasks[b], o);
+        for (const [i, o] of outcomes.entries()) await absorb(units[i], o);
       } else {
-        for (const t of tasks) await absorb(t, await evalBatch(ck.model, t, onPoint));
+        for (const u of units) await absorb(u, await evalBatch(ck.model, u.task, onPoint));
       }
 
       if (opts.dumpDir) {
