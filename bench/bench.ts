@@ -257,8 +257,8 @@ async function main(): Promise<void> {
   const tensorsAfter = tf.memory().numTensors;
 
   // The same work spread over worker threads, as `cnnf eval/attack/train --workers N` run it:
-  // infer and pgd7_e2e are evaluation batches (throughput: N batches at once, one per worker; the
-  // pgd batch also predicts the clean and the attacked batch, 2 extra inferences), train is one
+  // infer and pgd7_e2e are evaluation units (throughput: N batches at once, one per worker; the
+  // pgd unit also predicts the attacked batch, 1 extra inference), train is one
   // data-parallel step (one micro-batch per worker, gradients added here, SGD, weights sent back).
   const parallel: Partial<Record<TaskName, TaskResult>> = {};
   if (o.workers > 1) {
@@ -269,7 +269,7 @@ async function main(): Promise<void> {
       const pert = (await xNoisy.data()) as Float32Array;
       const labels = (await y.data()) as Int32Array;
       const pgdSuite = parseSuite({ name: 'bench', attacks: [{ name: 'pgd7', method: 'pgd', eps: [0.2], steps: 7, stepSize: 0.071, randomStart: false, modes: ['e2e'] }] }, 'bench');
-      const batch = (jobs: BatchTask['jobs']): BatchTask => ({ start: 0, images, labels, cycles: o.cycles, readout: 'last', numClasses: 10, seed: 1, jobs, keep: jobs.map(() => [0]) });
+      const batch = (jobs: BatchTask['jobs']): BatchTask => ({ start: 0, images, labels, cycles: o.cycles, readout: 'last', numClasses: 10, seed: 1, jobs, keep: jobs.map(() => [0]), clean: jobs.length === 0 });
       const throughput = (task: BatchTask) => async () => {
         await Promise.all(Array.from({ length: o.workers }, () => pool.evalBatch(model, task)));
       };
@@ -370,7 +370,7 @@ async function main(): Promise<void> {
     lines.push(fmt(head), wid.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmt));
     lines.push(`tensors before ${tensorsBefore}, after ${tensorsAfter}${leaked ? '  LEAK' : ''}; peak RSS ${maxRssMB.toFixed(0)} MB`);
     lines.push('speed-up = torch ms / cnnf ms (torch uses its --torch-threads threads for one batch)');
-    if (W > 1) lines.push(`${W} workers: infer and pgd7_e2e are throughput (${W} batches at once, ms per batch; pgd batches also predict clean and attacked images), train is one data-parallel step`);
+    if (W > 1) lines.push(`${W} workers: infer and pgd7_e2e are throughput (${W} batches at once, ms per batch; the pgd unit also predicts the attacked batch), train is one data-parallel step`);
     lines.push('timings are wall-clock: other load on the machine moves them (torch more than cnnf)');
     process.stdout.write(lines.join('\n') + '\n');
   }

@@ -1,8 +1,9 @@
 /**
  * Data parallelism over worker threads. tfjs-wasm runs single-threaded in Node, so cnnf uses more
- * cores by running whole batches in worker threads, each with its own backend instance and its own
- * copy of the model weights. Results do not depend on the number of workers: a batch's random draws
- * depend only on the seed and the batch's position (see evaluate.ts).
+ * cores by running units of work in worker threads, each with its own backend instance and its own
+ * copy of the model weights: evaluation units (a batch's clean pass, or one attack on a batch) and
+ * training micro-batch gradients. Evaluation results do not depend on the number of workers: a unit's
+ * random draws depend only on the seed, the attack point and the batch's position (see evaluate.ts).
  */
 import { availableParallelism, totalmem } from 'node:os';
 import { Worker } from 'node:worker_threads';
