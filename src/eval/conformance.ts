@@ -56,13 +56,14 @@ export const SIGN_TIE_TOLERANCE = 1e-4;
  * Relative size below which a resReLU pre-activation's sign is not trustworthy: forward activations
  * agree with the reference to ~1e-7 of their max, and on cpu a conv pre-activation of -1.5e-7 (wasm,
  * and the float64 reference) came out as +4e-8, about 3e-8 of the layer's max. 1e-6 leaves a margin
- * while keeping ties rare (a few per PGD trajectory). A flipped mask forks the trajectory like a sign tie.
+ * while keeping ties rare (a few per PGD trajectory). A flipped mask forks a PGD trajectory like a sign
+ * tie, and changes the gradients through that ReLU (while its output stays ~0).
  */
 export const RELU_TIE_TOLERANCE = 1e-6;
 
 type SignFn = (g: tf.Tensor4D, delta: tf.Tensor4D) => tf.Tensor;
 
-/** The tie-aware decisions one attack run makes: gradient signs (PGD) and resReLU masks (the model). */
+/** The tie-aware decisions one run makes: gradient signs (PGD) and resReLU masks (the model). */
 export interface TieRules {
   sign: SignFn;
   mask: MaskRule;
@@ -88,7 +89,7 @@ interface Choice {
 }
 
 /**
- * Reproduces a float64 reference attack output in float32. A float32 tie is a value whose sign
+ * Reproduces a float64 reference output (an attack, a gradient) in float32. A float32 tie is a value whose sign
  * rounding can decide: a gradient component with |g| < SIGN_TIE_TOLERANCE max|g|, or a resReLU
  * pre-activation with |v| < RELU_TIE_TOLERANCE max|v| (max per example; not where a hidden value is
  * exactly 0, which makes x' h exactly 0 in any precision). The attack first runs with

@@ -101,8 +101,8 @@ export interface RunControl {
   noPlot?: boolean;
   /**
    * Worker threads computing micro-batch gradients in parallel (wasm/cpu; default 1). Without
-   * --micro-batch, a batch is split into one micro-batch per worker; the update then equals the
-   * in-process one with that micro-batch size (float rounding of the sum aside: identical).
+   * --micro-batch, a batch is split into one micro-batch per worker. The update is bit-identical to
+   * the in-process one with the same micro-batch size.
    */
   workers?: number;
 }
@@ -493,8 +493,9 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
     };
   };
 
-  const pool = (ctl.workers ?? 1) > 1 ? await WorkerPool.start(ctl.workers!, backend) : null;
+  let pool: WorkerPool | null = null;
   try {
+    if ((ctl.workers ?? 1) > 1) pool = await WorkerPool.start(ctl.workers!, backend);
     for (let epoch = startEpoch; epoch <= lastEpoch; epoch++) {
       const order = permutation(ds.train.count, mulberry32(deriveSeed(opts.seed, `shuffle:${epoch}`)));
       const perturber = perturb ? new Perturber(perturb, opts.seed, epoch) : null;
