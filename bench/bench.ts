@@ -24,7 +24,7 @@ import { getArch } from '../src/models/arch.js';
 import { CNNF } from '../src/models/cnnf.js';
 import { pairLoss } from '../src/models/loss.js';
 import { WorkerPool } from '../src/parallel/pool.js';
-import type { GradOutcome } from '../src/parallel/protocol.js';
+import { pooledGradients } from '../src/train/step.js';
 import type { BatchTask } from '../src/eval/batch.js';
 import { parseSuite } from '../src/eval/suite.js';
 
@@ -278,17 +278,10 @@ async function main(): Promise<void> {
         infer: throughput(batch([])),
         pgd7_e2e: throughput(batch([{ spec: pgdSuite.attacks[0], mode: 'e2e' }])),
         train: async () => {
-          const parts: Array<Promise<GradOutcome>> = [];
-          for (let c = 0; c < B; c += mb) {
-            const m = Math.min(mb, B - c);
-            const px = (a: Float32Array) => a.slice(c * 784, (c + m) * 784);
-            parts.push(pool.gradients(model, { images: px(images), perturbed: px(pert), labels: labels.slice(c, c + m), scale: m / B, cleanWeight: 0.1, reconWeight: 0.1 }));
-          }
-          const outs = await Promise.all(parts);
+          const g = await pooledGradients(pool, model, { images, perturbed: pert, labels }, mb, { cleanWeight: 0.1, reconWeight: 0.1 });
           const grads: tf.NamedTensorMap = {};
-          tf.tidy(() => {
-            for (const v of vars) grads[v.name] = tf.keep(tf.addN(outs.map((r) => tf.tensor(r.grads.find(([k]) => model.params.get(k) === v)![1], v.shape))));
-          });
+          for (const [name, t] of g.grads) grads[(model.params.get(name) as tf.Variable).name] = t;
+          tf.dispose([g.value, g.hits]);
           sgdStep(grads);
           tf.dispose(Object.values(grads));
           await pool.syncWeights(model);

@@ -36,6 +36,11 @@ export function resolveWorkers(raw: string | number | undefined, backend: string
   return n;
 }
 
+/** A model's weights as [name, data] pairs, the form the workers receive them in. */
+async function weightArrays(model: CNNF): Promise<Array<[string, Float32Array]>> {
+  return [...(await model.toArrays()).entries()].map(([k, v]) => [k, v.data]);
+}
+
 interface Pending {
   resolve: (o: BatchOutcome | GradOutcome) => void;
   reject: (e: Error) => void;
@@ -143,8 +148,7 @@ export class WorkerPool {
     let id = this.models.get(model);
     if (!id) {
       const n = this.nextModel++;
-      id = model.toArrays().then((a) => {
-        const arrays = [...a.entries()].map(([k, v]): [string, Float32Array] => [k, v.data]);
+      id = weightArrays(model).then((arrays) => {
         for (let i = 0; i < this.size; i++) this.post(i, { type: 'model', id: n, config: model.config, arrays });
         return n;
       });
@@ -158,7 +162,7 @@ export class WorkerPool {
     const known = this.models.get(model);
     if (known === undefined) return;
     const id = await known;
-    const arrays = [...(await model.toArrays()).entries()].map(([k, v]): [string, Float32Array] => [k, v.data]);
+    const arrays = await weightArrays(model);
     for (let i = 0; i < this.size; i++) this.post(i, { type: 'weights', id, arrays });
   }
 

@@ -23,9 +23,8 @@ import { saveCheckpoint } from '../io/checkpoint.js';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { getArch, makeConfig, paramSpecs, type ArchName, type ModelConfig } from '../models/arch.js';
 import { CNNF } from '../models/cnnf.js';
-import { microBatchGradients } from './step.js';
+import { microBatchGradients, pooledGradients } from './step.js';
 import { WorkerPool } from '../parallel/pool.js';
-import type { GradOutcome } from '../parallel/protocol.js';
 import type { BatchOutcome } from '../eval/batch.js';
 import { lossChartSpec, renderVegaLite, svgToPng } from '../report/charts.js';
 import { defaultWindow, movingAverage, parseTrainingLog, TRAINLOG_COLUMNS, type TrainLogRow } from '../report/trainlog.js';
@@ -526,29 +525,12 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
             const xPert = perturber
               ? await dataOf(tf.tidy(() => perturber.perturb(model, tf.tensor4d(x, [n, 28, 28, 1]), tf.tensor1d(y, 'int32'), b + 1)))
               : null;
-            const parts: Array<Promise<GradOutcome>> = [];
-            for (let c = 0; c < n; c += mb) {
-              const m = Math.min(mb, n - c);
-              const px = (a: Float32Array) => a.slice(c * IMAGE_PIXELS, (c + m) * IMAGE_PIXELS);
-              parts.push(pool.gradients(model, { images: px(x), perturbed: xPert ? px(xPert) : null, labels: y.slice(c, c + m), scale: m / n, ...lossW }));
-            }
-            const outs = await Promise.all(parts);
+            const g = await pooledGradients(pool, model, { images: x, perturbed: xPert, labels: y }, mb, lossW);
             lossT = tf.tidy(() => {
-              const acc = new Map<string, tf.Tensor>();
-              let lossSumT: tf.Tensor | null = null;
-              let hitsT: tf.Tensor | null = null;
-              for (const o of outs) {
-                lossSumT = lossSumT ? tf.add(lossSumT, o.value) : tf.scalar(o.value);
-                hitsT = hitsT ? tf.add(hitsT, o.hits) : tf.scalar(o.hits);
-                for (const [name, g] of o.grads) {
-                  const gt = tf.tensor(g, params.get(name)!.shape, 'float32');
-                  const old = acc.get(name);
-                  acc.set(name, old ? tf.add(old, gt) : gt);
-                }
-              }
-              sgd.step(acc, lr).gradNorm.dispose();
-              return tf.stack([lossSumT!, hitsT!]);
+              sgd.step(g.grads, lr).gradNorm.dispose();
+              return tf.stack([g.value, g.hits]);
             });
+            tf.dispose([g.value, g.hits, ...g.grads.values()]);
             await pool.syncWeights(model);
           } else {
             lossT = tf.tidy(() => {
