@@ -4,3 +4,4 @@ export * from './base.js';
 export { GaussianNoise } from './gaussian.js';
 export { FGSM } from './fgsm.js';
 export { PGD, type PGDOptions } from './pgd.js';
+export * from './losses.js';
