@@ -1,24 +1,17 @@
-/** FGSM: x + eps * sign(grad CE_sum), clipped to [-1, 1] (targeted: minus the gradient to the target). */
-import * as tf from '@tensorflow/tfjs-core';
-import { ascentGradient, checkEps, clipToBox, type Attack, type Victim } from './base.js';
+/**
+ * FGSM: PGD's one-step case: x + eps * direction(grad loss) from the clean input, clipped to
+ * [-1, 1] (Linf: sign; L2: the unit gradient; targeted: descend the loss to the target).
+ */
+import { PGD, type PGDOptions } from './pgd.js';
 
-export class FGSM implements Attack {
-  readonly name: string;
-  readonly method = 'fgsm' as const;
-  readonly targeted: boolean;
+export class FGSM extends PGD {
+  override readonly method: string = 'fgsm';
 
-  constructor(opts: { name?: string; targeted?: boolean } = {}) {
-    this.name = opts.name ?? 'fgsm';
-    this.targeted = opts.targeted ?? false;
+  constructor(opts: Omit<PGDOptions, 'steps' | 'stepSize' | 'relStepSize' | 'randomStart' | 'restarts'> = {}) {
+    super({ ...opts, name: opts.name ?? 'fgsm', steps: 1, relStepSize: 1, randomStart: false, restarts: 1 });
   }
 
-  settings(): Record<string, unknown> {
-    return { targeted: this.targeted };
-  }
-
-  perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number): tf.Tensor4D {
-    checkEps(eps);
-    if (eps === 0) return tf.clone(x);
-    return tf.tidy(() => clipToBox(tf.add(x, tf.mul(tf.sign(ascentGradient(v, x, labels, this.targeted)), eps))));
+  override settings(): Record<string, unknown> {
+    return { loss: this.lossName, norm: this.norm, targeted: this.targeted };
   }
 }

@@ -6,6 +6,7 @@ export class GaussianNoise implements Attack {
   readonly name: string;
   readonly method = 'gaussian' as const;
   readonly targeted = false;
+  readonly norm = null;
 
   constructor(opts: { name?: string } = {}) {
     this.name = opts.name ?? 'gaussian';
@@ -16,7 +17,7 @@ export class GaussianNoise implements Attack {
   }
 
   perturb(_v: Victim, x: tf.Tensor4D, _labels: tf.Tensor1D, sigma: number, ctx: AttackContext): tf.Tensor4D {
-    checkEps(sigma);
+    checkEps(sigma, null);
     if (sigma === 0) return tf.clone(x);
     return tf.tidy(() => clipToBox(tf.add(x, tf.randomNormal(x.shape, 0, sigma, 'float32', ctx.nextSeed()))));
   }
