@@ -6,8 +6,10 @@
  * that fools the model (targeted: hits its target), else the last one.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { predictLogits, type AttackContext, type Victim } from './base.js';
-import { GradientAttack, type GradientAttackOptions } from './gradient.js';
+import { predictLogits, type AttackContext, type Norm, type Victim } from './base.js';
+import { UsageError } from '../errors.js';
+import { BASE_LOSSES, GradientAttack, type BaseLoss, type GradientAttackOptions } from './gradient.js';
+import type { AttackDescriptor } from './registry.js';
 
 export interface PGDOptions extends GradientAttackOptions {
   steps?: number;
@@ -97,3 +99,36 @@ export class PGD extends GradientAttack {
     return best;
   }
 }
+
+export const pgdAttack: AttackDescriptor = {
+  method: 'pgd',
+  label: 'PGD',
+  summary: 'projected gradient descent (Madry et al.): fixed steps along the loss gradient, projected to the eps-ball',
+  kind: 'gradient',
+  norms: ['linf', 'l2'],
+  targetable: true,
+  params: {
+  loss: { type: 'enum', values: BASE_LOSSES, default: 'ce', description: 'loss to maximise: ce (cross-entropy), dlr (difference of logits ratio, scale-invariant) or cw (margin)' },
+    steps: { type: 'int', min: 1, max: 10_000, default: 7, description: 'gradient steps' },
+    stepSize: { type: 'number', positive: true, max: 100, description: 'absolute step size (default 2.5 * eps / steps)' },
+    relStepSize: { type: 'number', positive: true, max: 100, description: 'step size relative to eps (default 2.5 / steps)' },
+    randomStart: { type: 'boolean', default: true, description: 'start from a uniform point of the eps-ball' },
+    restarts: { type: 'int', min: 1, max: 1000, default: 1, description: 'restarts; each example keeps the first that fools the model' },
+  },
+  defaultName: (p) => `pgd${String(p.steps)}${p.loss !== 'ce' ? `-${String(p.loss)}` : ''}`,
+  validate: (spec, at) => {
+    if (spec.params.stepSize !== undefined && spec.params.relStepSize !== undefined) throw new UsageError(`${at}.stepSize and relStepSize are exclusive`);
+  },
+  build: (spec) =>
+    new PGD({
+      name: spec.name,
+      targeted: spec.targeted,
+      loss: spec.params.loss as BaseLoss,
+      norm: (spec.norm ?? 'linf') as Norm,
+      steps: spec.params.steps as number,
+      stepSize: spec.params.stepSize as number | undefined,
+      relStepSize: spec.params.relStepSize as number | undefined,
+      randomStart: spec.params.randomStart as boolean,
+      restarts: spec.params.restarts as number,
+    }),
+};

@@ -5,7 +5,7 @@
  * are the same whichever thread runs the batch, and in whichever order.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { chooseTargets, predictLogits, type Victim } from '../attacks/index.js';
+import { chooseTargets, predictLogits, verifyAdversarial, type Victim } from '../attacks/index.js';
 import { deriveSeed, mulberry32 } from '../data/index.js';
 import { readoutOf, type CNNF, type Readout } from '../models/cnnf.js';
 import type { AttackMode } from './results.js';
@@ -89,7 +89,8 @@ export async function evalBatch(model: CNNF, task: BatchTask, onPoint?: (stage: 
         for (const [ei, eps] of spec.eps.entries()) {
           const nextSeed = seedSource(task.seed, `${spec.name}|${job.mode ?? 'noise'}|${eps}|${start}`);
           const [xAdv, pred] = tf.tidy(() => {
-            const adv = attack.perturb(victim, x, labels, eps, { nextSeed });
+            const adv = attack.perturb(victim, x, labels, eps, { nextSeed, trueLabels: y });
+            verifyAdversarial(spec.name, x, adv, eps, attack.norm);
             return [adv, tf.argMax(predictLogits(victim, adv), 1)];
           });
           out.preds[ji].push((await pred.data()) as Int32Array);

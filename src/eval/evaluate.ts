@@ -91,7 +91,7 @@ export function defaultModelName(path: string): string {
 export function jobsFor(suite: Suite, cycles: number): Job[] {
   const jobs: Job[] = [];
   for (const spec of suite.attacks) {
-    if (spec.method === 'gaussian') jobs.push({ spec, mode: null });
+    if (spec.modes.length === 0) jobs.push({ spec, mode: null });
     else {
       const modes: AttackMode[] = cycles === 0 ? ['first'] : spec.modes;
       for (const mode of modes) jobs.push({ spec, mode });
@@ -103,7 +103,7 @@ export function jobsFor(suite: Suite, cycles: number): Job[] {
 /** Epsilons of the per-example worst case: every epsilon a gradient attack runs at. */
 export function worstCaseEps(suite: Suite): number[] {
   const s = new Set<number>();
-  for (const a of suite.attacks) if (a.method !== 'gaussian') for (const e of a.eps) s.add(e);
+  for (const a of suite.attacks) if (a.norm !== null) for (const e of a.eps) s.add(e);
   return [...s].sort((a, b) => a - b);
 }
 
@@ -211,7 +211,7 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
         const spec = job.spec;
         for (const [ei, eps] of spec.eps.entries()) {
           const pa = o.preds[0][ei];
-          record(pa, acc[ji][ei], o.targets[0], spec.method === 'gaussian' ? undefined : robust.get(eps));
+          record(pa, acc[ji][ei], o.targets[0], spec.norm === null ? undefined : robust.get(eps));
           const adv = o.advs[0][ei];
           if (adv) {
             const key = `${spec.name}${job.mode ? `-${job.mode}` : ''}-eps${eps}`;

@@ -5,7 +5,8 @@
  */
 export const RESULTS_FORMAT = 'cnnf-results/1';
 
-export type AttackMethod = 'gaussian' | 'fgsm' | 'pgd';
+/** A method of the attack registry ("gaussian", "fgsm", "pgd", "apgd", ...). */
+export type AttackMethod = string;
 export type AttackMode = 'first' | 'e2e';
 
 export interface AttackPoint {

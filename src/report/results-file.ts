@@ -3,6 +3,7 @@
  * Every problem becomes a one-line UsageError naming the file and the offending field.
  */
 import { UsageError } from '../errors.js';
+import { attackMethods, hasAttack } from '../attacks/index.js';
 import { readJsonFile } from '../io/json.js';
 import { RESULTS_FORMAT, type EvalResults } from '../eval/results.js';
 
@@ -104,7 +105,7 @@ export function validateResults(data: unknown, source = 'results'): EvalResults 
       const aat = `${at}.attacks[${ai}]`;
       const a = c.obj(av, aat);
       c.str(a.name, `${aat}.name`);
-      if (a.method !== 'gaussian' && a.method !== 'fgsm' && a.method !== 'pgd') c.fail(`${aat}.method`, 'must be "gaussian", "fgsm" or "pgd"');
+      if (typeof a.method !== 'string' || !hasAttack(a.method)) c.fail(`${aat}.method`, `must be one of ${attackMethods().join(', ')}`);
       if (a.mode !== null && a.mode !== 'first' && a.mode !== 'e2e') c.fail(`${aat}.mode`, 'must be "first", "e2e" or null');
       c.bool(a.targeted, `${aat}.targeted`);
       c.obj(a.settings, `${aat}.settings`);
