@@ -126,6 +126,13 @@ export function resultTables(results: EvalResults): string {
     }
     out.push('', `${name} (${first.method}${first.targeted ? ', targeted' : ''}${first.method === 'gaussian' ? ', eps = sigma' : ''})`, t.toString());
   }
+  if (results.checks) {
+    if (results.checks.length === 0) out.push('', `checks: none raised (${results.models.length === 1 ? 'the model passed' : 'all models passed'} the 8 trust checks)`);
+    else {
+      out.push('', `checks: ${results.checks.length} raised (see src/eval/checks.ts; gate on them with --require "warnings==0")`);
+      for (const c of results.checks) out.push(`  [${c.severity} ${c.number} ${c.id}] ${c.model}: ${c.message}`);
+    }
+  }
   return `${out.join('\n')}\n`;
 }
 

@@ -19,6 +19,8 @@ import { metricKey, RESULTS_FORMAT, type AttackMode, type AttackResult, type Eva
 import { attackSettings, type AttackSpec, type Suite } from './suite.js';
 import { evalBatch, type BatchOutcome, type BatchTask, type Job } from './batch.js';
 import { WorkerPool } from '../parallel/pool.js';
+import { getAttack } from '../attacks/index.js';
+import { probeChecks, resultChecks, type EvalCheck } from './checks.js';
 
 export interface EvalData {
   /** Dataset name for provenance ("fashion-mnist"). */
@@ -66,6 +68,9 @@ export interface EvaluateOptions {
   workers?: number;
   /** A running pool to use instead of starting `workers` (the caller closes it). */
   pool?: WorkerPool;
+  /** Run the trust checks (default true); probe checks use the first `probeSize` examples (default 64). */
+  checks?: boolean;
+  probeSize?: number;
 }
 
 interface PointAcc {
@@ -150,6 +155,7 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
   const ownPool = !opts.pool && workers > 1 ? await WorkerPool.start(workers, activeBackend()) : null;
   const pool = opts.pool ?? ownPool;
   const results: ModelResult[] = [];
+  const allChecks: EvalCheck[] = [];
   try {
     for (const [mi, ck] of models.entries()) {
       const name = names[mi];
@@ -270,6 +276,18 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
         for (let i = 0; i < count; i++) s += r[i];
         return { eps, accuracy: s / count };
       });
+      const modelChecks: EvalCheck[] = [];
+      if (opts.checks !== false) {
+        const kinds = Object.fromEntries(jobs.map((j) => [j.spec.name, getAttack(j.spec.method).kind]));
+        modelChecks.push(...resultChecks({ model: name, clean: clean.correct / count, numClasses: k, examples: count, attacks, kinds }));
+        const pn = Math.min(opts.probeSize ?? 64, count);
+        modelChecks.push(...(await probeChecks({
+          model: ck.model, name, cycles, readout, numClasses: k, seed: opts.seed, shape: [28, 28, 1],
+          images: split.images.subarray(0, pn * IMAGE_PIXELS), labels: split.labels.subarray(0, pn),
+        })));
+        modelChecks.sort((a, b) => a.number - b.number);
+      }
+      allChecks.push(...modelChecks);
       const metrics: Record<string, number> = { clean: clean.correct / count };
       for (const a of attacks) {
         for (const p of a.points) {
@@ -278,6 +296,7 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
         }
       }
       for (const w of worstCase) metrics[`worst@${w.eps}`] = w.accuracy;
+      if (opts.checks !== false) metrics.warnings = modelChecks.filter((c) => c.severity === 'warning').length;
       const cfg = ck.info.config;
       results.push({
         name,
@@ -316,6 +335,7 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
       durationSeconds: Math.round((performance.now() - t0) / 10) / 100,
     },
     models: results,
+    ...(opts.checks !== false ? { checks: allChecks } : {}),
   };
 }
 

@@ -71,6 +71,11 @@ export interface EvalResults {
     durationSeconds: number;
   };
   models: ModelResult[];
+  /**
+   * Trust checks (masked gradients, broken attacks, ...), see src/eval/checks.ts; each model's
+   * `metrics.warnings` counts its warnings. Absent in files written before checks existed.
+   */
+  checks?: Array<{ id: string; number: number; severity: 'warning' | 'info'; model: string; message: string; evidence: Record<string, unknown> }>;
 }
 
 /** Metric key helpers, shared by eval (writer) and gate (reader). */
