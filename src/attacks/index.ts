@@ -8,6 +8,7 @@ export * from './base.js';
 export * from './losses.js';
 export * from './gradient.js';
 export * from './registry.js';
+export * from './spec.js';
 export { GaussianNoise, gaussianAttack } from './gaussian.js';
 export { FGSM, fgsmAttack } from './fgsm.js';
 export { PGD, pgdAttack, type PGDOptions } from './pgd.js';

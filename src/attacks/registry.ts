@@ -9,11 +9,13 @@ import type { Attack, AttackKind, Norm, TargetPolicy } from './base.js';
 import { fgsmAttack } from './fgsm.js';
 import { gaussianAttack } from './gaussian.js';
 import { pgdAttack } from './pgd.js';
+import { transferAttack } from './transfer.js';
 
-export type ParamValue = number | boolean | string;
+export type ParamValue = number | boolean | string | Record<string, unknown>;
 
 export interface AttackParamSpec {
-  type: 'int' | 'number' | 'boolean' | 'enum' | 'string';
+  /** 'object': a JSON object the descriptor's validate() checks; 'attack': a method name or an attack entry object (transfer's inner attack). */
+  type: 'int' | 'number' | 'boolean' | 'enum' | 'string' | 'object' | 'attack';
   description: string;
   default?: ParamValue;
   /** Inclusive bounds for numbers. */
@@ -60,6 +62,11 @@ export interface AttackDescriptor {
   build(spec: AttackSpec): Attack;
   /** Optional cross-field validation; throw UsageError(`${at} ...`). */
   validate?(spec: AttackSpec, at: string): void;
+  /**
+   * Optional check against the evaluation's data before any work starts (a transfer surrogate's
+   * class count and input shape); throw a UsageError.
+   */
+  prepare?(spec: AttackSpec, data: { numClasses: number; shape: number[] }): void;
 }
 
 /** The registry: one line per attack. */
@@ -67,6 +74,7 @@ const ATTACKS: AttackDescriptor[] = [
   gaussianAttack,
   fgsmAttack,
   pgdAttack,
+  transferAttack,
 ];
 
 const registry = new Map<string, AttackDescriptor>(ATTACKS.map((d) => [d.method, d]));
@@ -105,6 +113,11 @@ export function checkParam(p: AttackParamSpec, value: unknown, field: string): P
     case 'enum':
       if (typeof value !== 'string' || !p.values!.includes(value)) fail(`must be one of ${p.values!.join(', ')}, got ${JSON.stringify(value)}`);
       return value as string;
+    case 'attack':
+    case 'object':
+      if (p.type === 'attack' && typeof value === 'string' && value.trim() !== '') return value;
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(`must be an object, got ${JSON.stringify(value)}`);
+      return value as Record<string, unknown>;
     case 'string':
       if (typeof value !== 'string' || value.trim() === '') fail(`must be a non-empty string, got ${JSON.stringify(value)}`);
       if ((value as string).length > 4096) fail('is longer than 4096 characters');
@@ -132,7 +145,17 @@ export function parseParamFlag(p: AttackParamSpec, raw: string, flag: string): P
       throw new UsageError(`${flag} must be true or false, got ${JSON.stringify(raw)}`);
     case 'enum':
     case 'string':
+    case 'attack':
       return checkParam(p, s, flag);
+    case 'object': {
+      let v: unknown;
+      try {
+        v = JSON.parse(s);
+      } catch {
+        throw new UsageError(`${flag} must be a JSON object, got ${JSON.stringify(raw)}`);
+      }
+      return checkParam(p, v, flag);
+    }
     default: {
       const v = s === '' ? NaN : Number(s);
       if (!Number.isFinite(v)) throw new UsageError(`${flag} must be a number, got ${JSON.stringify(raw)}`);

@@ -5,7 +5,7 @@
  */
 import { Option, type Command } from 'commander';
 import { UsageError } from '../errors.js';
-import { allAttacks, flagName, NORMS, paramIndex, parseParamFlag } from '../attacks/index.js';
+import { allAttacks, flagName, getAttack, hasAttack, NORMS, paramIndex, parseParamFlag } from '../attacks/index.js';
 
 /** Adds --norm, --loss, --steps, ... (every registry parameter) to a command. */
 export function addAttackParamOptions(cmd: Command): Command {
@@ -38,6 +38,7 @@ export function attackHelp(): string {
  * to the methods that take it and must be taken by at least one.
  */
 export function attackFieldsFromFlags(methods: string[], flags: Record<string, unknown>): Array<Record<string, unknown>> {
+  if (methods.length === 1 && methods[0] === 'transfer') return [transferFieldsFromFlags(flags)];
   const idx = paramIndex();
   const given = [...idx.keys()].filter((k) => flags[k] !== undefined);
   for (const k of given) {
@@ -57,4 +58,19 @@ export function attackFieldsFromFlags(methods: string[], flags: Record<string, u
     }
     return fields;
   });
+}
+
+/** `--method transfer --surrogate CK [--via METHOD] [--surrogate-mode M]`: every other attack flag goes to the inner attack. */
+function transferFieldsFromFlags(flags: Record<string, unknown>): Record<string, unknown> {
+  const own = Object.keys(getAttack('transfer').params);
+  const via = flags.via === undefined ? 'pgd' : String(flags.via);
+  if (!hasAttack(via)) throw new UsageError(`--via must be one of ${allAttacks().filter((d) => d.kind === 'gradient').map((d) => d.method).join(', ')}, got ${JSON.stringify(via)}`);
+  const rest = Object.fromEntries(Object.entries(flags).filter(([k]) => !own.includes(k)));
+  const inner = attackFieldsFromFlags([via], rest)[0];
+  delete inner.norm;
+  const out: Record<string, unknown> = { via: { method: via, ...inner } };
+  if (flags.norm !== undefined) out.norm = flags.norm;
+  if (flags.surrogate !== undefined) out.surrogate = String(flags.surrogate);
+  if (flags.surrogateMode !== undefined) out.surrogateMode = String(flags.surrogateMode);
+  return out;
 }

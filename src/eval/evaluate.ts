@@ -143,6 +143,7 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
       }
     }
   }
+  for (const spec of suite.attacks) getAttack(spec.method).prepare?.(spec, { numClasses: k, shape: [28, 28, 1] });
   const wcEps = worstCaseEps(suite);
   const nb = Math.ceil(split.count / batchSize);
   const unitsPer = models.map((m) => 1 + jobsFor(suite, effectiveCycles(m, opts.cycles)).reduce((s, j) => s + j.spec.eps.length, 0));
