@@ -60,7 +60,8 @@ export function parseAttackSpec(av: unknown, at: string, pixels = 784): AttackSp
   if (new Set(eps).size !== eps.length) fail('eps', 'must not repeat a value');
   // modes
   let modes: GradientMode[] = [...ATTACK_MODES];
-  const whiteBox = d.kind === 'gradient' || d.kind === 'ensemble';
+  // gradient attacks run once per path; an ensemble covers the paths itself (its `paths` parameter)
+  const whiteBox = d.kind === 'gradient';
   if (av.modes !== undefined) {
     if (!whiteBox) fail('modes', `does not apply to ${d.method} (it uses no gradients of the attacked model)`);
     if (!Array.isArray(av.modes) || av.modes.length === 0) fail('modes', 'must be a non-empty array of "first" / "e2e"');

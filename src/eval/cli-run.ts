@@ -156,7 +156,7 @@ function suiteFromAttackFlags(flags: Flags): Suite {
   for (const m of modes) if (m !== 'first' && m !== 'e2e') throw new UsageError(`--modes must list first and/or e2e, got ${JSON.stringify(m)}`);
   const fields = attackFieldsFromFlags(list, flags);
   const attacks = list.map((method, i) => {
-    const whiteBox = ['gradient', 'ensemble'].includes(getAttack(method).kind);
+    const whiteBox = getAttack(method).kind === 'gradient';
     return { method, eps, ...(whiteBox ? { modes } : {}), ...fields[i] };
   });
   return parseSuite({ name: `adhoc:${list.join(',')}`, attacks }, 'command line');
@@ -252,7 +252,7 @@ export async function runAttackCommand(flags: Flags): Promise<void> {
     target = targetRaw === 'next' || targetRaw === 'random' ? targetRaw : parseInteger('--target', targetRaw, 0, 10_000);
   }
   const spec: Record<string, unknown> = { method, eps, ...attackFieldsFromFlags([method], flags)[0] };
-  if (['gradient', 'ensemble'].includes(d.kind)) spec.modes = [mode];
+  if (d.kind === 'gradient') spec.modes = [mode];
   if (target !== undefined) Object.assign(spec, { targeted: true, target });
   const suite = parseSuite({ name: `attack:${method}`, attacks: [spec] }, 'command line');
   const run = runOptions(flags);

@@ -16,10 +16,10 @@ import type { LoadedCheckpoint } from '../io/checkpoint.js';
 import type { Readout } from '../models/cnnf.js';
 import { writeDump, type DumpExample } from '../io/images.js';
 import { metricKey, RESULTS_FORMAT, type AttackMode, type AttackResult, type EvalResults, type ModelResult } from './results.js';
-import { attackSettings, type AttackSpec, type Suite } from './suite.js';
+import { attackSettings, buildAttack, type AttackSpec, type Suite } from './suite.js';
 import { evalBatch, type BatchOutcome, type BatchTask, type Job } from './batch.js';
 import { WorkerPool } from '../parallel/pool.js';
-import { getAttack } from '../attacks/index.js';
+import { getAttack, isStaged } from '../attacks/index.js';
 import { probeChecks, resultChecks, type EvalCheck } from './checks.js';
 
 export interface EvalData {
@@ -77,6 +77,9 @@ interface PointAcc {
   correct: number;
   hits: number;
   confusion?: number[][];
+  /** Staged attacks: stage labels and, per stage, how many examples it broke. */
+  stageLabels?: string[];
+  brokenAt?: number[];
 }
 
 const zeros = (k: number): number[][] => Array.from({ length: k }, () => new Array<number>(k).fill(0));
@@ -219,6 +222,16 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
         for (const [ei, eps] of spec.eps.entries()) {
           const pa = o.preds[0][ei];
           record(pa, acc[ji][ei], o.targets[0], spec.norm === null ? undefined : robust.get(eps));
+          const broken = o.stages[0]?.[ei];
+          if (broken) {
+            const p = acc[ji][ei];
+            const attack = buildAttack(spec);
+            if (isStaged(attack)) {
+              p.stageLabels ??= attack.stageLabels(cycles);
+              p.brokenAt ??= new Array<number>(p.stageLabels.length).fill(0);
+              for (let i = 0; i < n; i++) if (broken[i] >= 0) p.brokenAt[broken[i]]++;
+            }
+          }
           const adv = o.advs[0][ei];
           if (adv) {
             const key = `${spec.name}${job.mode ? `-${job.mode}` : ''}-eps${eps}`;
@@ -255,6 +268,14 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
       }
 
       const count = split.count;
+      // staged attacks: cumulative robust accuracy after each stage, from the clean-correct count down
+      const stageAccuracies = (p: PointAcc, start: number): Array<{ stage: string; accuracy: number }> => {
+        let left = start;
+        return p.stageLabels!.map((stage, si) => {
+          left -= p.brokenAt![si];
+          return { stage, accuracy: left / count };
+        });
+      };
       const attacks: AttackResult[] = jobs.map((job, ji) => ({
         name: job.spec.name,
         method: job.spec.method,
@@ -268,6 +289,7 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
             accuracy: p.correct / count,
             ...(job.spec.targeted ? { successRate: p.hits / count } : {}),
             ...(p.confusion ? { confusion: p.confusion } : {}),
+            ...(p.stageLabels ? { stages: stageAccuracies(p, clean.correct) } : {}),
           };
         }),
       }));

@@ -17,6 +17,11 @@ export interface AttackPoint {
   successRate?: number;
   /** Rows = true class, columns = predicted class (counts). */
   confusion?: number[][];
+  /**
+   * Staged attacks (AutoAttack): robust accuracy after each stage, cumulative (an example counts
+   * only if it survived every stage so far), in the order run.
+   */
+  stages?: Array<{ stage: string; accuracy: number }>;
 }
 
 export interface AttackResult {
