@@ -5,3 +5,5 @@ export { GaussianNoise } from './gaussian.js';
 export { FGSM } from './fgsm.js';
 export { PGD, type PGDOptions } from './pgd.js';
 export * from './losses.js';
+export { SquareAttack, type SquareOptions, type SquareResult, type SquareNorm } from './square.js';
+export { SPSA, type SPSAOptions, type SPSAResult } from './spsa.js';
