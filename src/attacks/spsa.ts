@@ -164,7 +164,7 @@ export class SPSA implements Attack {
       const grad = new Float64Array(n * d);
       let act = active;
       for (let t = 1; t <= this.steps && act.length > 0; t++) {
-        this.estimateGradients(v, xs, ys, pert, grad, act, shape, rng);
+        spsaGradient(v, xs, ys, pert, grad, act, shape, rng, this);
         const bc1 = 1 - BETA1 ** t;
         const bc2 = 1 - BETA2 ** t;
         for (const e of act) {
@@ -204,51 +204,64 @@ export class SPSA implements Attack {
     }
     return { loss: lossAll, margin: marginAll };
   }
+}
 
-  /** SPSA gradient estimate at x + pert for each active example, into grad (zeroed here). */
-  private estimateGradients(v: Victim, xs: Float32Array, ys: Int32Array, pert: Float64Array, grad: Float64Array, act: number[], shape: [number, number, number], rng: Rng): void {
-    const d = shape[0] * shape[1] * shape[2];
-    const pairsPerChunk = Math.max(1, Math.floor(this.maxBatch / 2));
-    const total = act.length * this.samples;
-    const buf = new Float32Array(2 * Math.min(pairsPerChunk, total) * d);
-    const dirs = new Int8Array(Math.min(pairsPerChunk, total) * d);
-    const owner = new Int32Array(Math.min(pairsPerChunk, total));
-    for (const e of act) grad.fill(0, e * d, (e + 1) * d);
-    let bits = 0;
-    let left = 0;
-    const sign = (): number => {
-      if (left === 0) {
-        bits = Math.floor(rng() * 4294967296) >>> 0;
-        left = 32;
+export interface SPSAGradientOptions {
+  delta: number;
+  samples: number;
+  maxBatch: number;
+  loss: 'margin' | 'ce';
+}
+
+/**
+ * SPSA gradient estimate of the loss at x + pert for each example index in `act` (NHWC, D = H*W*C values
+ * each), written to grad (zeroed first): mean over `samples` random +/-1 directions v of
+ * (L(x + pert + delta v) - L(x + pert - delta v)) / (2 delta) * v. Directions are drawn example by example,
+ * sample by sample, 32 signs per draw of `rng`, so the estimate does not depend on `maxBatch`.
+ */
+export function spsaGradient(v: Victim, xs: Float32Array, ys: Int32Array, pert: Float64Array, grad: Float64Array, act: number[],
+  shape: [number, number, number], rng: Rng, o: SPSAGradientOptions): void {
+  const d = shape[0] * shape[1] * shape[2];
+  const pairsPerChunk = Math.max(1, Math.floor(o.maxBatch / 2));
+  const total = act.length * o.samples;
+  const buf = new Float32Array(2 * Math.min(pairsPerChunk, total) * d);
+  const dirs = new Int8Array(Math.min(pairsPerChunk, total) * d);
+  const owner = new Int32Array(Math.min(pairsPerChunk, total));
+  for (const e of act) grad.fill(0, e * d, (e + 1) * d);
+  let bits = 0;
+  let left = 0;
+  const sign = (): number => {
+    if (left === 0) {
+      bits = Math.floor(rng() * 4294967296) >>> 0;
+      left = 32;
+    }
+    const s = bits & 1;
+    bits >>>= 1;
+    left--;
+    return s ? 1 : -1;
+  };
+  for (let start = 0; start < total; start += pairsPerChunk) {
+    const b = Math.min(pairsPerChunk, total - start);
+    const labs = new Int32Array(2 * b);
+    for (let k = 0; k < b; k++) {
+      const e = act[Math.floor((start + k) / o.samples)];
+      owner[k] = e;
+      labs[k] = ys[e];
+      labs[b + k] = ys[e];
+      for (let i = 0; i < d; i++) {
+        const s = sign();
+        dirs[k * d + i] = s;
+        const base = xs[e * d + i] + pert[e * d + i];
+        buf[k * d + i] = base + o.delta * s;
+        buf[(b + k) * d + i] = base - o.delta * s;
       }
-      const s = bits & 1;
-      bits >>>= 1;
-      left--;
-      return s ? 1 : -1;
-    };
-    for (let start = 0; start < total; start += pairsPerChunk) {
-      const b = Math.min(pairsPerChunk, total - start);
-      const labs = new Int32Array(2 * b);
-      for (let k = 0; k < b; k++) {
-        const e = act[Math.floor((start + k) / this.samples)];
-        owner[k] = e;
-        labs[k] = ys[e];
-        labs[b + k] = ys[e];
-        for (let i = 0; i < d; i++) {
-          const s = sign();
-          dirs[k * d + i] = s;
-          const base = xs[e * d + i] + pert[e * d + i];
-          buf[k * d + i] = base + this.delta * s;
-          buf[(b + k) * d + i] = base - this.delta * s;
-        }
-      }
-      const logits = tf.tidy(() => predictLogits(v, tf.tensor4d(buf.subarray(0, 2 * b * d), [2 * b, ...shape])).dataSync());
-      const { loss } = spsaLoss(logits, 2 * b, labs, this.loss);
-      for (let k = 0; k < b; k++) {
-        const e = owner[k];
-        const f = (loss[k] - loss[b + k]) / (2 * this.delta * this.samples);
-        for (let i = 0; i < d; i++) grad[e * d + i] += f * dirs[k * d + i];
-      }
+    }
+    const logits = tf.tidy(() => predictLogits(v, tf.tensor4d(buf.subarray(0, 2 * b * d), [2 * b, ...shape])).dataSync());
+    const { loss } = spsaLoss(logits, 2 * b, labs, o.loss);
+    for (let k = 0; k < b; k++) {
+      const e = owner[k];
+      const f = (loss[k] - loss[b + k]) / (2 * o.delta * o.samples);
+      for (let i = 0; i < d; i++) grad[e * d + i] += f * dirs[k * d + i];
     }
   }
 }
