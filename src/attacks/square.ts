@@ -389,57 +389,71 @@ export class SquareAttack implements Attack {
     const e2 = eta(s, rng);
     const signs = new Float64Array(act.length * c);
     for (let i = 0; i < signs.length; i++) signs[i] = randomSign(rng);
-    const delta = new Float64Array(d);
-    const in1 = (i: number, j: number): boolean => i >= vh && i < vh + s && j >= vw && j < vw + s;
-    const in2 = (i: number, j: number): boolean => i >= vh2 && i < vh2 + s && j >= vw2 && j < vw2 + s;
-    const nw1 = new Float64Array(c);
-    const nws = new Float64Array(c);
-    const nd = new Float64Array(s * s * c);
-    const ndNorm = new Float64Array(c);
     act.forEach((e, k) => {
       const src = e * d;
-      for (let i = 0; i < d; i++) delta[i] = xBest[src + i] - xs[src + i];
-      const normImage = l2Norm(delta, 0, d);
-      nw1.fill(0);
-      nws.fill(0);
-      for (let i = 0; i < h; i++) {
-        for (let j = 0; j < w; j++) {
-          const a = in1(i, j);
-          if (!a && !in2(i, j)) continue;
-          for (let ch = 0; ch < c; ch++) {
-            const q = delta[(i * w + j) * c + ch] ** 2;
-            nws[ch] += q;
-            if (a) nw1[ch] += q;
-          }
-        }
-      }
-      for (let ch = 0; ch < c; ch++) {
-        nw1[ch] = Math.sqrt(nw1[ch]);
-        nws[ch] = Math.sqrt(nws[ch]);
-      }
-      ndNorm.fill(0);
-      for (let i = 0; i < s; i++) {
-        for (let j = 0; j < s; j++) {
-          for (let ch = 0; ch < c; ch++) {
-            const val = e2[i * s + j] * signs[k * c + ch] + delta[((vh + i) * w + vw + j) * c + ch] / (1e-12 + nw1[ch]);
-            nd[(i * s + j) * c + ch] = val;
-            ndNorm[ch] += val * val;
-          }
-        }
-      }
-      const room = Math.max(eps * eps - normImage * normImage, 0) / c;
-      for (let ch = 0; ch < c; ch++) ndNorm[ch] = Math.sqrt(room + nws[ch] * nws[ch]) / (1e-12 + Math.sqrt(ndNorm[ch]));
-      for (let i = vh2; i < vh2 + s; i++) for (let j = vw2; j < vw2 + s; j++) for (let ch = 0; ch < c; ch++) delta[(i * w + j) * c + ch] = 0;
-      for (let i = 0; i < s; i++) {
-        for (let j = 0; j < s; j++) {
-          for (let ch = 0; ch < c; ch++) delta[((vh + i) * w + vw + j) * c + ch] = nd[(i * s + j) * c + ch] * ndNorm[ch];
-        }
-      }
-      const f = eps / (l2Norm(delta, 0, d) + 1e-12);
+      const delta = l2Candidate(xs.subarray(src, src + d), xBest.subarray(src, src + d), shape, s, [vh, vw, vh2, vw2], e2, signs.subarray(k * c, (k + 1) * c), eps);
       const dst = k * d;
-      for (let i = 0; i < d; i++) xNew[dst + i] = clampBox(xs[src + i] + delta[i] * f);
+      for (let i = 0; i < d; i++) xNew[dst + i] = clampBox(xs[src + i] + delta[i]);
     });
   }
+}
+
+/**
+ * AutoAttack's L2 update for one example (NHWC image x0, current best x0 + delta): moves the content of
+ * window 2 into window 1, where it adds the `eta` pattern times a sign per channel to the old window-1
+ * content, and rescales so that the whole perturbation has L2 norm eps. Returns the new perturbation,
+ * before clipping to the box. `win` = [vh, vw, vh2, vw2], `e` = eta(s) (s*s), `signs` one per channel.
+ */
+export function l2Candidate(x0: ArrayLike<number>, best: ArrayLike<number>, shape: [number, number, number], s: number,
+  win: [number, number, number, number], e: Float64Array, signs: ArrayLike<number>, eps: number): Float64Array {
+  const [h, w, c] = shape;
+  const [vh, vw, vh2, vw2] = win;
+  const d = h * w * c;
+  const delta = new Float64Array(d);
+  for (let i = 0; i < d; i++) delta[i] = best[i] - x0[i];
+  const in1 = (i: number, j: number): boolean => i >= vh && i < vh + s && j >= vw && j < vw + s;
+  const in2 = (i: number, j: number): boolean => i >= vh2 && i < vh2 + s && j >= vw2 && j < vw2 + s;
+  const normImage = l2Norm(delta, 0, d);
+  // per channel: norm of window 1, norm of the union of both windows
+  const nw1 = new Float64Array(c);
+  const nws = new Float64Array(c);
+  for (let i = 0; i < h; i++) {
+    for (let j = 0; j < w; j++) {
+      const a = in1(i, j);
+      if (!a && !in2(i, j)) continue;
+      for (let ch = 0; ch < c; ch++) {
+        const q = delta[(i * w + j) * c + ch] ** 2;
+        nws[ch] += q;
+        if (a) nw1[ch] += q;
+      }
+    }
+  }
+  for (let ch = 0; ch < c; ch++) {
+    nw1[ch] = Math.sqrt(nw1[ch]);
+    nws[ch] = Math.sqrt(nws[ch]);
+  }
+  const nd = new Float64Array(s * s * c);
+  const ndScale = new Float64Array(c);
+  for (let i = 0; i < s; i++) {
+    for (let j = 0; j < s; j++) {
+      for (let ch = 0; ch < c; ch++) {
+        const val = e[i * s + j] * signs[ch] + delta[((vh + i) * w + vw + j) * c + ch] / (1e-12 + nw1[ch]);
+        nd[(i * s + j) * c + ch] = val;
+        ndScale[ch] += val * val;
+      }
+    }
+  }
+  const room = Math.max(eps * eps - normImage * normImage, 0) / c;
+  for (let ch = 0; ch < c; ch++) ndScale[ch] = Math.sqrt(room + nws[ch] * nws[ch]) / (1e-12 + Math.sqrt(ndScale[ch]));
+  for (let i = vh2; i < vh2 + s; i++) for (let j = vw2; j < vw2 + s; j++) for (let ch = 0; ch < c; ch++) delta[(i * w + j) * c + ch] = 0;
+  for (let i = 0; i < s; i++) {
+    for (let j = 0; j < s; j++) {
+      for (let ch = 0; ch < c; ch++) delta[((vh + i) * w + vw + j) * c + ch] = nd[(i * s + j) * c + ch] * ndScale[ch];
+    }
+  }
+  const f = eps / (l2Norm(delta, 0, d) + 1e-12);
+  for (let i = 0; i < d; i++) delta[i] *= f;
+  return delta;
 }
 
 function l2Norm(a: ArrayLike<number>, off: number, len: number): number {
