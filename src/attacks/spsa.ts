@@ -64,7 +64,7 @@ const BETA2 = 0.999;
 const ADAM_EPS = 1e-8;
 const MAX_STEPS = 1_000_000;
 const MAX_SAMPLES = 1_000_000;
-const MAX_BATCH = 65_536;
+const MAX_BATCH = 4096;
 
 /** Per-example loss (to minimise) from the logits of `count` images with labels `ys`. */
 export function spsaLoss(logits: ArrayLike<number>, count: number, ys: ArrayLike<number>, kind: 'margin' | 'ce'): { loss: Float64Array; margin: Float64Array } {
