@@ -56,6 +56,8 @@ function misclassified(v: Victim, x: tf.Tensor4D, labels: Int32Array): Uint8Arra
   return Uint8Array.from(p, (c, i) => (c !== labels[i] ? 1 : 0));
 }
 
+interface PlanStep { label: string; stage: AutoAttackStage; mode: GradientMode }
+
 export class AutoAttack implements StagedAttack {
   readonly kind: AttackKind = 'ensemble';
   readonly method = 'autoattack';
@@ -103,9 +105,9 @@ export class AutoAttack implements StagedAttack {
     }
   }
 
-  private plan(cycles: number): Array<{ label: string; stage: AutoAttackStage; mode: GradientMode }> {
+  private plan(cycles: number): PlanStep[] {
     const paths = cycles === 0 ? (['first'] as GradientMode[]) : this.paths;
-    return this.stages.flatMap((s) => (s === 'square' ? [{ label: s, stage: s, mode: 'first' as GradientMode }] : paths.map((m) => ({ label: `${s}:${m}`, stage: s, mode: m }))));
+    return this.stages.flatMap((s): PlanStep[] => (s === 'square' ? [{ label: s, stage: s, mode: 'first' }] : paths.map((m) => ({ label: `${s}:${m}`, stage: s, mode: m }))));
   }
 
   stageLabels(cycles: number): string[] {

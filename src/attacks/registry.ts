@@ -9,6 +9,8 @@ import type { Attack, AttackKind, Norm, TargetPolicy } from './base.js';
 import { fgsmAttack } from './fgsm.js';
 import { gaussianAttack } from './gaussian.js';
 import { pgdAttack } from './pgd.js';
+import { spsaAttack } from './spsa.js';
+import { squareAttack } from './square.js';
 import { transferAttack } from './transfer.js';
 
 export type ParamValue = number | boolean | string | Record<string, unknown>;
@@ -74,6 +76,8 @@ const ATTACKS: AttackDescriptor[] = [
   gaussianAttack,
   fgsmAttack,
   pgdAttack,
+  squareAttack,
+  spsaAttack,
   transferAttack,
 ];
 
@@ -185,8 +189,12 @@ export function paramIndex(): Map<string, { spec: AttackParamSpec; methods: stri
   for (const d of registry.values()) {
     for (const [k, p] of Object.entries(d.params)) {
       const e = idx.get(k);
-      if (e) e.methods.push(d.method);
-      else idx.set(k, { spec: p, methods: [d.method] });
+      if (!e) idx.set(k, { spec: p, methods: [d.method] });
+      else {
+        e.methods.push(d.method);
+        // one flag for every attack that takes the key: enum choices are the union (each attack checks its own)
+        if (e.spec.type === 'enum' && p.type === 'enum') e.spec = { ...e.spec, values: [...new Set([...e.spec.values!, ...p.values!])] };
+      }
     }
   }
   return idx;
