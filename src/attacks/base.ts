@@ -78,7 +78,7 @@ export interface AttackContext {
 /** One shared interface: perturb a batch at one epsilon. `labels` are the targets for targeted attacks. */
 export interface Attack {
   readonly name: string;
-  readonly method: 'gaussian' | 'fgsm' | 'pgd';
+  readonly method: 'gaussian' | 'fgsm' | 'pgd' | 'apgd';
   readonly targeted: boolean;
   /** Settings as run, for provenance. */
   settings(): Record<string, unknown>;

@@ -5,3 +5,4 @@ export { GaussianNoise } from './gaussian.js';
 export { FGSM } from './fgsm.js';
 export { PGD, type PGDOptions } from './pgd.js';
 export * from './losses.js';
+export { APGD, apgdSingleRun, apgdCheckpoints, apgdScheduleParams, APGD_LOSSES, APGD_MAX_ITERATIONS, type APGDOptions, type APGDLoss, type APGDNorm, type APGDSingleRunOptions, type APGDSingleRunResult } from './apgd.js';
