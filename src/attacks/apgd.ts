@@ -31,7 +31,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { UsageError } from '../errors.js';
 import { attackLogits, checkEps, INPUT_MAX, INPUT_MIN, predictLogits, type Attack, type AttackContext, type Victim } from './base.js';
-import { attackLoss, isTargetedLoss, type LossName } from './losses.js';
+import { isTargetedLoss, lossAndLogitGrad64 } from './losses.js';
 
 export type APGDNorm = 'linf' | 'l2';
 export type APGDLoss = 'ce' | 'dlr' | 'ce-targeted' | 'dlr-targeted';
@@ -100,51 +100,51 @@ interface Evaluation {
 }
 
 /**
- * The per-example loss of one row of logits, in float64 (AutoAttack's formulas; the same values as
- * losses.ts up to rounding). The attack's bookkeeping (best loss, improvement, oscillation) uses these:
- * AutoAttack's float64 reference run tells apart losses that round to the same float32 value, e.g.
- * DLR's d / (d + 1e-12) when the true class is third, which only its 1e-12 makes depend on d.
+ * Logits, loss and input gradient at x. The loss head (loss and its gradient w.r.t. the logits) is
+ * computed in float64 from the float32 logits (lossAndLogitGrad64) and back-propagated through the
+ * model in float32: AutoAttack's float64 reference tells apart losses (and follows gradients) that
+ * float32 rounds away, e.g. DLR's d / (d + 1e-12) when the true class ranks third. The attack's
+ * bookkeeping (best loss, improvement, oscillation) uses the float64 losses.
  */
-export function lossValue64(loss: APGDLoss, z: ArrayLike<number>, y: number, target: number): number {
-  const k = z.length;
-  const sorted = Array.from(z).sort((a, b) => b - a);
-  if (loss === 'ce' || loss === 'ce-targeted') {
-    let s = 0;
-    for (let i = 0; i < k; i++) s += Math.exp(z[i] - sorted[0]);
-    const lse = sorted[0] + Math.log(s);
-    return loss === 'ce' ? lse - z[y] : z[target] - lse;
-  }
-  if (loss === 'dlr') {
-    let other = -Infinity;
-    for (let i = 0; i < k; i++) if (i !== y) other = Math.max(other, z[i]);
-    return -(z[y] - other) / (sorted[0] - sorted[2] + 1e-12);
-  }
-  return -(z[y] - z[target]) / (sorted[0] - 0.5 * (sorted[2] + sorted[3]) + 1e-12);
-}
-
 function evaluateAt(v: Victim, x: tf.Tensor4D, y: tf.Tensor1D, loss: APGDLoss, targets: tf.Tensor1D | undefined): Evaluation {
-  let logits: tf.Tensor2D | undefined;
-  const grad = tf.grad((xx: tf.Tensor) => {
-    const z = attackLogits(v, xx);
-    logits = tf.keep(z);
-    return tf.sum(attackLoss(loss as LossName, z, y, targets));
-  })(x) as tf.Tensor4D;
-  const same = v.mode === 'e2e' || v.cycles === 0;
-  const predicted = tf.tidy(() => tf.argMax(same ? logits! : predictLogits(v, x), 1));
-  const pred = predicted.dataSync();
   const labels = y.dataSync();
   const tg = targets?.dataSync();
-  const z = logits!.dataSync();
-  const k = logits!.shape[1];
-  const n = pred.length;
-  const correct = new Uint8Array(n);
+  const n = x.shape[0];
   const lossData = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    correct[i] = pred[i] === labels[i] ? 1 : 0;
-    lossData[i] = lossValue64(loss, z.subarray(i * k, (i + 1) * k), labels[i], tg ? tg[i] : -1);
+  const correct = new Uint8Array(n);
+  const same = v.mode === 'e2e' || v.cycles === 0;
+  const head = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const z = args[0] as tf.Tensor;
+    const zz = z.dataSync();
+    const k = z.shape[1]!;
+    const dz = new Float32Array(n * k);
+    for (let i = 0; i < n; i++) {
+      const row = zz.subarray(i * k, (i + 1) * k);
+      const r = lossAndLogitGrad64(loss, row, labels[i], tg ? tg[i] : -1);
+      lossData[i] = r.loss;
+      dz.set(r.grad, i * k);
+      if (same) correct[i] = argMaxOf(row) === labels[i] ? 1 : 0;
+    }
+    return {
+      value: tf.tensor1d(Float32Array.from(lossData)),
+      gradFunc: (dy: tf.Tensor) => tf.mul(tf.tensor2d(dz, [n, k]), tf.expandDims(dy, 1)),
+    };
+  });
+  const grad = tf.grad((xx: tf.Tensor) => tf.sum(head(attackLogits(v, xx))))(x) as tf.Tensor4D;
+  if (!same) {
+    const pred = tf.tidy(() => tf.argMax(predictLogits(v, x), 1));
+    const p = pred.dataSync();
+    pred.dispose();
+    for (let i = 0; i < n; i++) correct[i] = p[i] === labels[i] ? 1 : 0;
   }
-  tf.dispose([logits!, predicted]);
   return { loss: lossData, grad, correct };
+}
+
+/** Index of the first largest value (tf.argMax's choice). */
+function argMaxOf(row: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 1; i < row.length; i++) if (row[i] > row[m]) m = i;
+  return m;
 }
 
 /** Per-example mask [n, 1, 1, 1] (bool) from 0/1 flags. */
