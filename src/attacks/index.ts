@@ -16,5 +16,5 @@ export { PGD, pgdAttack, type PGDOptions } from './pgd.js';
 export { SquareAttack, squareAttack, type SquareOptions, type SquareResult, type SquareNorm } from './square.js';
 export { SPSA, spsaAttack, type SPSAOptions, type SPSAResult } from './spsa.js';
 export { Transfer, transferAttack, surrogateCheckpoint, clearSurrogates } from './transfer.js';
-export { APGD, type APGDOptions } from './apgd.js';
+export * from './apgd.js';
 export { AutoAttack, autoAttack, isStaged, AUTOATTACK_STAGES, type StagedAttack, type StagedResult } from './autoattack.js';

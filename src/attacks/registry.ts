@@ -6,6 +6,8 @@
  */
 import { UsageError } from '../errors.js';
 import type { Attack, AttackKind, Norm, TargetPolicy } from './base.js';
+import { apgdAttack } from './apgd.js';
+import { autoAttack } from './autoattack.js';
 import { fgsmAttack } from './fgsm.js';
 import { gaussianAttack } from './gaussian.js';
 import { pgdAttack } from './pgd.js';
@@ -76,9 +78,11 @@ const ATTACKS: AttackDescriptor[] = [
   gaussianAttack,
   fgsmAttack,
   pgdAttack,
+  apgdAttack,
   squareAttack,
   spsaAttack,
   transferAttack,
+  autoAttack,
 ];
 
 const registry = new Map<string, AttackDescriptor>(ATTACKS.map((d) => [d.method, d]));
