@@ -18,6 +18,7 @@ import { writeDump, type DumpExample } from '../io/images.js';
 import { metricKey, RESULTS_FORMAT, type AttackMode, type AttackResult, type EvalResults, type ModelResult } from './results.js';
 import { attackSettings, type AttackSpec, type Suite } from './suite.js';
 import { evalBatch, type BatchOutcome, type BatchTask, type Job } from './batch.js';
+import { ALPHA, ciPair, INTERVAL_METHOD, measure, PAIRED_TEST } from './stats.js';
 import { WorkerPool } from '../parallel/pool.js';
 
 export interface EvalData {
@@ -71,6 +72,8 @@ export interface EvaluateOptions {
 interface PointAcc {
   correct: number;
   hits: number;
+  /** Per-example correctness (1 = correct), for intervals and paired tests. */
+  ok: Uint8Array;
   confusion?: number[][];
 }
 
@@ -157,9 +160,9 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
       const readout: Readout = opts.readout ?? ck.info.readout;
       const classNames = ck.info.classNames.length === k ? ck.info.classNames : data.classNames;
       const jobs = jobsFor(suite, cycles);
-      const clean: PointAcc = { correct: 0, hits: 0, confusion: zeros(k) };
+      const clean: PointAcc = { correct: 0, hits: 0, ok: new Uint8Array(split.count), confusion: zeros(k) };
       const acc: PointAcc[][] = jobs.map((j) =>
-        j.spec.eps.map((e) => ({ correct: 0, hits: 0, confusion: e === suite.confusionAt ? zeros(k) : undefined })));
+        j.spec.eps.map((e) => ({ correct: 0, hits: 0, ok: new Uint8Array(split.count), confusion: e === suite.confusionAt ? zeros(k) : undefined })));
       const robust = new Map<number, Uint8Array>(wcEps.map((e) => [e, new Uint8Array(split.count).fill(1)]));
       const dumps: string[] = [];
       const dumpExamples = new Map<string, DumpExample[]>();
@@ -196,8 +199,10 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
         const record = (pred: Int32Array, p: PointAcc, targets?: Int32Array | null, wc?: Uint8Array): void => {
           for (let i = 0; i < n; i++) {
             const ok = pred[i] === yArr[i];
-            if (ok) p.correct++;
-            else if (wc) wc[start + i] = 0;
+            if (ok) {
+              p.correct++;
+              p.ok[start + i] = 1;
+            } else if (wc) wc[start + i] = 0;
             if (targets && pred[i] === targets[i]) p.hits++;
             if (p.confusion) p.confusion[yArr[i]][pred[i]]++;
           }
@@ -258,18 +263,13 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
           const p = acc[ji][ei];
           return {
             eps,
-            accuracy: p.correct / count,
-            ...(job.spec.targeted ? { successRate: p.hits / count } : {}),
+            ...measure(p.ok),
+            ...(job.spec.targeted ? { successRate: p.hits / count, successCi: ciPair(p.hits, count) } : {}),
             ...(p.confusion ? { confusion: p.confusion } : {}),
           };
         }),
       }));
-      const worstCase = wcEps.map((eps) => {
-        const r = robust.get(eps)!;
-        let s = 0;
-        for (let i = 0; i < count; i++) s += r[i];
-        return { eps, accuracy: s / count };
-      });
+      const worstCase = wcEps.map((eps) => ({ eps, ...measure(robust.get(eps)!) }));
       const metrics: Record<string, number> = { clean: clean.correct / count };
       for (const a of attacks) {
         for (const p of a.points) {
@@ -287,7 +287,7 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
         cycles,
         readout,
         classNames: [...classNames],
-        clean: { accuracy: clean.correct / count, confusion: clean.confusion! },
+        clean: { ...measure(clean.ok), confusion: clean.confusion! },
         attacks,
         worstCase,
         metrics,
@@ -316,6 +316,7 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
       durationSeconds: Math.round((performance.now() - t0) / 10) / 100,
     },
     models: results,
+    statistics: { interval: INTERVAL_METHOD, pairedTest: PAIRED_TEST, alpha: ALPHA },
   };
 }
 
