@@ -5,7 +5,7 @@
  * when it is significantly better than every other model (an intersection-union test, so no
  * multiplicity correction is needed); otherwise the verdict says there is no significant difference.
  */
-import type { Counted } from './results.js';
+import type { AttackPoint, Counted, EvalResults, ModelResult } from './results.js';
 import { ALPHA, countsOf, decodeOutcomes, formatP, pairedTest, wilson, type Interval } from './stats.js';
 
 export interface Scored {
@@ -86,4 +86,50 @@ export function intervalOf(c: (Counted & { accuracy: number }) | undefined, n: n
   if (c.ci) return { lower: c.ci[0], upper: c.ci[1] };
   const counts = c.correct !== undefined && c.n !== undefined ? { correct: c.correct, n: c.n } : countsOf(c.accuracy, n);
   return counts && counts.n >= 1 ? wilson(counts.correct, counts.n) : null;
+}
+
+const epsEq = (a: number, b: number): boolean => Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(a), Math.abs(b));
+
+/**
+ * A model's entry for a comparison under attack `name` at `eps`: when it was attacked through
+ * several gradient paths, the path with the lowest accuracy (the conservative number) counts.
+ */
+export function conservativeScore(model: ModelResult, name: string, eps: number, n: number): Scored {
+  let best: AttackPoint | undefined;
+  for (const a of model.attacks) {
+    if (a.name !== name) continue;
+    const p = a.points.find((x) => epsEq(x.eps, eps));
+    if (p && (best === undefined || p.accuracy < best.accuracy)) best = p;
+  }
+  return { name: model.name, accuracy: best?.accuracy, outcomes: outcomesOf(best, n) };
+}
+
+export interface ComparisonRow {
+  /** "clean", "worst@0.2", "pgd7@0.2". */
+  metric: string;
+  verdict: Verdict;
+}
+
+/** Paired verdicts for clean accuracy, every worst-case epsilon and every attack point the models share. */
+export function compareResults(results: EvalResults, alpha = ALPHA): ComparisonRow[] {
+  const n = results.provenance.examples;
+  const models = results.models;
+  const rows: ComparisonRow[] = [];
+  rows.push({ metric: 'clean', verdict: compareModels(models.map((m) => ({ name: m.name, accuracy: m.clean.accuracy, outcomes: outcomesOf(m.clean, n) })), alpha) });
+  const wcEps = [...new Set(models.flatMap((m) => m.worstCase.map((w) => w.eps)))].sort((a, b) => a - b);
+  for (const e of wcEps) {
+    rows.push({
+      metric: `worst@${e}`,
+      verdict: compareModels(models.map((m) => {
+        const w = m.worstCase.find((x) => epsEq(x.eps, e));
+        return { name: m.name, accuracy: w?.accuracy, outcomes: outcomesOf(w, n) };
+      }), alpha),
+    });
+  }
+  const names = [...new Set(models.flatMap((m) => m.attacks.map((a) => a.name)))];
+  for (const name of names) {
+    const eps = [...new Set(models.flatMap((m) => m.attacks.filter((a) => a.name === name).flatMap((a) => a.points.map((p) => p.eps))))].sort((a, b) => a - b);
+    for (const e of eps) rows.push({ metric: `${name}@${e}`, verdict: compareModels(models.map((m) => conservativeScore(m, name, e, n)), alpha) });
+  }
+  return rows;
 }
