@@ -135,7 +135,7 @@ export function resultTables(results: EvalResults): string {
     out.push('', `${name} (${first.method}${first.targeted ? ', targeted' : ''}${first.method === 'gaussian' ? ', eps = sigma' : ''})`, t.toString());
   }
   if (results.models.length > 1) {
-    out.push('', `most robust (${PAIRED_TEST}, alpha 0.05; several gradient paths: the weakest counts)`);
+    out.push('', `most robust, by a paired test on the per-example outcomes (${PAIRED_TEST.replace(/ \(.*\)$/, '')}, alpha 0.05; several gradient paths: the weakest counts):`);
     for (const row of compareResults(results)) out.push(`  ${row.metric}: ${row.verdict.text}`);
   }
   return `${out.join('\n')}\n`;
