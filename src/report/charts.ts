@@ -22,8 +22,8 @@ const BASE_CONFIG = {
   view: { stroke: '#ddd' },
   axis: { labelFontSize: 11, titleFontSize: 12, gridColor: '#eee' },
   // labelLimit 0 = never truncate a legend label (the chart grows to fit instead)
-  legend: { labelFontSize: 11, titleFontSize: 12, labelLimit: 0, symbolLimit: 0 },
-  title: { fontSize: 14, anchor: 'start', limit: 600 },
+  legend: { labelFontSize: 11, titleFontSize: 12, labelLimit: 0, titleLimit: 0, symbolLimit: 0 },
+  title: { fontSize: 14, anchor: 'start', limit: 0, subtitleFontSize: 11, subtitleColor: '#57606a' },
 };
 
 /** Compiles a vega-lite spec and renders it to a standalone SVG string. */
@@ -104,18 +104,18 @@ export function lineChartSpec(opts: {
         x,
         y: { field: 'lower', type: 'quantitative', title: opts.yTitle, scale: { domain: [0, 1] }, axis: { format: '%' } },
         y2: { field: 'upper' },
-        color: { ...color, legend: null },
+        // fill, not color: same series -> same colour (same domain and order), and the colour legend keeps line symbols
+        fill: { field: 'series', type: 'nominal', sort: opts.seriesOrder, legend: null },
       },
     });
   }
   layers.push({ mark: { type: 'line', point: { size: 45, filled: true }, strokeWidth: 2, opacity: 0.9 }, encoding: line });
   return {
-    title: opts.title,
+    title: bands ? { text: opts.title, subtitle: 'shaded: 95% confidence interval (Wilson)' } : opts.title,
     width: 420,
     height: 260,
     data: { values: opts.points },
     layer: layers,
-    ...(bands ? { description: 'shaded bands: 95% Wilson score intervals' } : {}),
   };
 }
 
@@ -138,8 +138,8 @@ export function barChartSpec(opts: { title: string; yTitle: string; points: BarP
   const xOffset = { field: 'series', type: 'nominal', sort: opts.seriesOrder };
   const errors = opts.points.some((p) => p.lower !== undefined && p.upper !== undefined);
   return {
-    title: opts.title,
-    width: Math.min(520, Math.max(220, bars * 38)),
+    title: errors ? { text: opts.title, subtitle: 'error bars: 95% confidence interval (Wilson)' } : opts.title,
+    width: Math.min(520, Math.max(260, bars * 38)),
     height: 260,
     data: { values: opts.points },
     encoding: { x, xOffset },

@@ -248,7 +248,7 @@ function attackSection(b: Builder, g: AttackGroup, r: EvalResults): void {
         { group: attacked, series: s.label, value: pt.accuracy, ...band(pt) },
       ];
     });
-    const title = `Accuracy at ${attacked}: ${g.name} (error bars: 95% CI)`;
+    const title = `Accuracy at ${attacked}: ${g.name}`;
     b.charts([b.chart(`accuracy-${g.name}`, title, barChartSpec({ title, yTitle: 'accuracy', points, groupOrder: ['clean', attacked], seriesOrder }))]);
     return;
   }
@@ -257,7 +257,7 @@ function attackSection(b: Builder, g: AttackGroup, r: EvalResults): void {
     ...(pointAt(s.attack.points, 0) ? [] : [{ series: s.label, mode: s.mode, eps: 0, value: s.model.clean.accuracy, ...band(s.model.clean) }]),
     ...s.attack.points.map((p) => ({ series: s.label, mode: s.mode, eps: p.eps, value: p.accuracy, ...band(p) })),
   ]);
-  const title = `Accuracy vs ${sym}: ${g.name} (bands: 95% CI)`;
+  const title = `Accuracy vs ${sym}: ${g.name}`;
   b.charts([b.chart(`accuracy-${g.name}`, title, lineChartSpec({ title, xTitle, yTitle: 'accuracy', points, seriesOrder }))]);
 }
 
@@ -285,7 +285,7 @@ function successSection(b: Builder, groups: AttackGroup[], n: number): void {
         return { series: s.label, mode: s.mode, eps: p.eps, value: p.successRate!, ...(iv ? { lower: iv.lower, upper: iv.upper } : {}) };
       }),
     );
-    const title = `Targeted success rate vs ${epsSymbol(g.method)}: ${g.name} (bands: 95% CI)`;
+    const title = `Targeted success rate vs ${epsSymbol(g.method)}: ${g.name}`;
     b.charts([b.chart(`success-${g.name}`, title, lineChartSpec({
       title, xTitle: g.method === 'gaussian' ? 'σ (noise std)' : 'ε (L∞)', yTitle: 'success rate', points, seriesOrder: series.map((s) => s.label),
     }))]);
@@ -312,7 +312,7 @@ function worstCaseSection(b: Builder, r: EvalResults): void {
     ...(m.worstCase.some((w) => sameZero(w.eps)) ? [] : [{ series: m.name, mode: 'none', eps: 0, value: m.clean.accuracy, ...band(m.clean) }]),
     ...m.worstCase.map((w) => ({ series: m.name, mode: 'none', eps: w.eps, value: w.accuracy, ...band(w) })),
   ]);
-  const title = 'Worst-case accuracy vs ε (bands: 95% CI)';
+  const title = 'Worst-case accuracy vs ε';
   b.charts([b.chart('worst-case', title, lineChartSpec({ title, xTitle: 'ε (L∞)', yTitle: 'accuracy', points, seriesOrder: r.models.map((m) => m.name) }))]);
 }
 
