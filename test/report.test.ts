@@ -372,6 +372,13 @@ describe('report in headless Chromium', () => {
       expect([meta.width, meta.height]).toEqual([1280, 900]);
       expect(readFileSync(shot).length).toBeGreaterThan(20_000);
 
+      // CNNF_REPORT_SCREENSHOT_DIR=DIR keeps a full-page screenshot and the first accuracy chart for a human to look at
+      const keep = process.env.CNNF_REPORT_SCREENSHOT_DIR;
+      if (keep) {
+        mkdirSync(keep, { recursive: true });
+        await page.screenshot({ path: join(keep, 'report-full.png'), fullPage: true });
+        await page.locator('figure.chart').nth(2).screenshot({ path: join(keep, 'report-pgd7-chart.png') });
+      }
       const chartShot = await page.locator('figure.chart').first().screenshot();
       const stats = await sharp(chartShot).stats();
       expect(stats.channels[0]!.stdev).toBeGreaterThan(5);

@@ -7,7 +7,7 @@
 import { describe, it, expect } from 'vitest';
 import {
   ciPair, compareModels, countsOf, decodeOutcomes, encodeOutcomes, formatInterval, formatP, intervalOf, mcnemarExact, measure,
-  MAX_OUTCOMES, pairedTest, wilson, Z95,
+  MAX_OUTCOMES, pairedTest, wilson, Z95, dumpCandidates, pickDumpExamples,
 } from '../src/eval/index.js';
 
 describe('wilson', () => {
@@ -149,5 +149,25 @@ describe('compareModels', () => {
     expect(intervalOf({ accuracy: 0.86, correct: 172, n: 200 }, 999)).toEqual(wilson(172, 200));
     expect(intervalOf({ accuracy: 0.86 }, 200)).toEqual(wilson(172, 200));
     expect(intervalOf({ accuracy: 0.8612 }, 200)).toBeNull();
+  });
+});
+
+describe('dump selection (evaluate.ts)', () => {
+  it('candidates: the first 3 examples of every class, and at least the first dumpCount', () => {
+    const labels = [0, 0, 0, 0, 1, 0, 1, 2, 1, 1, 2, 2, 2];
+    expect(dumpCandidates(labels, labels.length, 3, 2)).toEqual([0, 1, 2, 4, 6, 7, 8, 10, 11]);
+    expect(dumpCandidates(labels, labels.length, 3, 5)).toEqual([0, 1, 2, 3, 4, 6, 7, 8, 10, 11]);
+  });
+
+  it('picks one example per class, preferring ones the attack flips, flipped classes first', () => {
+    const cands = [
+      { index: 0, label: 0, flipped: false }, { index: 1, label: 0, flipped: true },
+      { index: 2, label: 1, flipped: false }, { index: 3, label: 2, flipped: false }, { index: 4, label: 2, flipped: true },
+      { index: 5, label: 3, flipped: false },
+    ];
+    expect(pickDumpExamples(cands, 2)).toEqual([1, 4]); // classes 0 and 2 have flipped examples
+    expect(pickDumpExamples(cands, 4)).toEqual([1, 2, 4, 5]); // one per class
+    expect(pickDumpExamples(cands, 5)).toEqual([0, 1, 2, 4, 5]); // more than classes: fill with further candidates
+    expect(pickDumpExamples(cands.map((c) => ({ ...c, flipped: false })), 2)).toEqual([0, 2]);
   });
 });

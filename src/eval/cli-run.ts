@@ -245,6 +245,13 @@ export async function runEvalCommand(flags: Flags): Promise<void> {
   }
 }
 
+/** What `attack --dump` wrote: every epsilon gets its own set (DIR/epsE/ when there are several). */
+function dumpNote(files: number, eps: number[], dir: string): string {
+  const how = 'one example per class where possible, preferring examples the attack flips';
+  if (eps.length === 1) return `dumped ${files} examples at eps ${eps[0]} to ${dir} (${how})\n`;
+  return `dumped ${files} examples, one set per eps, to ${eps.map((e) => join(dir, `eps${e}`)).join(', ')} (${how})\n`;
+}
+
 export async function runAttackCommand(flags: Flags): Promise<void> {
   const modelPath = str(flags, 'model')!;
   if (modelPath.trim() === '') throw new UsageError('--model must not be empty');
@@ -318,6 +325,6 @@ export async function runAttackCommand(flags: Flags): Promise<void> {
     `${m.name}: ${a.name} (${a.method}${a.targeted ? `, targeted ${String(target)}` : ''}${modeNote}, ${m.cycles} cycles, readout ${m.readout}) ` +
       `on ${results.provenance.examples} ${results.provenance.dataset} test images (${results.provenance.testSubset}), clean accuracy ${pctCi(m.clean.accuracy, intervalOf(m.clean, n))}\n` +
       `${t.toString()}\n(95% intervals: ${INTERVAL_METHOD.replace(/, 95%$/, '')})\n` +
-      (m.dumps && m.dumps.length ? `dumped ${m.dumps.length} examples to ${dumpDir}\n` : ''),
+      (m.dumps && m.dumps.length ? dumpNote(m.dumps.length, a.points.map((p) => p.eps), dumpDir!) : ''),
   );
 }
