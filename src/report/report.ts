@@ -360,18 +360,28 @@ async function dumpsSection(b: Builder, r: EvalResults, resultsPath: string | un
   const withDumps = r.models.filter((m) => (m.dumps ?? []).length > 0);
   if (withDumps.length === 0) return;
   b.h2('Image dumps');
+  b.p('Each row: clean image | perturbed image | perturbation (amplified) | the CNN-F\'s reconstruction after each feedback cycle; below it the true and predicted class (red: misclassified). One set per attack point, one example per class where possible, preferring examples the attack flips.');
   const base = resultsPath ? dirname(resolve(resultsPath)) : process.cwd();
   for (const m of withDumps) {
     const mi = r.models.indexOf(m);
     b.h3(`Image dumps: ${m.name}`);
-    const images: ImageAsset[] = [];
+    // one block per attack point (the dump's directory)
+    const groups = new Map<string, Array<[number, string]>>();
     for (const [j, rel] of (m.dumps ?? []).entries()) {
-      const file = `dump-${mi + 1}-${slugify(m.name, 'model')}-${j + 1}.png`;
-      const img = await loadDump(resolve(base, rel), rel);
-      images.push({ title: rel, png: img.png, pngFile: file, note: img.note });
-      if (img.png) pngs.set(file, img.png);
+      const dir = rel.includes('/') ? rel.slice(0, rel.lastIndexOf('/')) : '';
+      groups.set(dir, [...(groups.get(dir) ?? []), [j, rel]]);
     }
-    b.blocks.push({ kind: 'images', images });
+    for (const [dir, list] of groups) {
+      if (groups.size > 1 && dir !== '') b.p([{ strong: dir.slice(dir.lastIndexOf('/') + 1) }]);
+      const images: ImageAsset[] = [];
+      for (const [j, rel] of list) {
+        const file = `dump-${mi + 1}-${slugify(m.name, 'model')}-${j + 1}.png`;
+        const img = await loadDump(resolve(base, rel), rel);
+        images.push({ title: rel, png: img.png, pngFile: file, note: img.note });
+        if (img.png) pngs.set(file, img.png);
+      }
+      b.blocks.push({ kind: 'images', images });
+    }
   }
 }
 
