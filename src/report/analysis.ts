@@ -62,20 +62,6 @@ export function groupAttacks(results: EvalResults): AttackGroup[] {
 }
 
 /**
- * A model's accuracy under an attack group at one epsilon, taking the strongest gradient mode it
- * was attacked with (the minimum over modes): the conservative number for "most robust" claims.
- */
-export function conservativeAccuracy(group: AttackGroup, model: ModelResult, eps: number): number | undefined {
-  let best: number | undefined;
-  for (const s of group.series) {
-    if (s.model !== model) continue;
-    const p = pointAt(s.attack.points, eps);
-    if (p && (best === undefined || p.accuracy < best)) best = p.accuracy;
-  }
-  return best;
-}
-
-/**
  * "Most robust" at one attack point: each model's conservative point (its weakest gradient path) is
  * compared with an exact McNemar test on the per-example outcomes (eval/compare.ts); a model is
  * named only when it is significantly better than every other one.
@@ -119,17 +105,6 @@ export function successInterval(p: AttackPoint | undefined, n: number): Interval
 /** "42.10% [39.1–45.2]": an accuracy with its 95% interval (percent, one decimal). */
 export const pctCi = (v: number | undefined, iv: Interval | null): string =>
   v === undefined ? '—' : iv ? `${pct(v)} [${(iv.lower * 100).toFixed(1)}–${(iv.upper * 100).toFixed(1)}]` : pct(v);
-
-/**
- * Names of the models with the highest value (ties kept); empty when nobody has a value. This is
- * only the largest number: "most robust" claims go through groupVerdict / compareModels.
- */
-export function leaders(values: Array<{ name: string; value: number | undefined }>): string[] {
-  const present = values.filter((v): v is { name: string; value: number } => v.value !== undefined);
-  if (present.length === 0) return [];
-  const max = Math.max(...present.map((v) => v.value));
-  return present.filter((v) => Math.abs(v.value - max) <= 1e-12).map((v) => v.name);
-}
 
 export const METHOD_LABEL: Record<AttackMethod, string> = { gaussian: 'Gaussian noise', fgsm: 'FGSM', pgd: 'PGD' };
 
