@@ -18,10 +18,10 @@ import { validateResults } from '../report/results-file.js';
 import type { TargetPolicy } from '../attacks/index.js';
 import type { Readout } from '../models/cnnf.js';
 import { defaultModelName, evaluate, type EvalData, type EvalProgress } from './evaluate.js';
-import type { AttackMode, EvalResults } from './results.js';
+import type { AttackMode, AttackPoint, EvalResults } from './results.js';
 import { ATTACK_METHODS, loadSuite, parseSuite, type Suite } from './suite.js';
 import { compareResults, intervalOf } from './compare.js';
-import { INTERVAL_METHOD, PAIRED_TEST, type Interval } from './stats.js';
+import { countsOf, INTERVAL_METHOD, PAIRED_TEST, wilson, type Interval } from './stats.js';
 import { resolveWorkers, WorkerPool } from '../parallel/pool.js';
 
 const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -98,6 +98,13 @@ function progressBar(): { update: (p: EvalProgress) => void; stop: () => void } 
 }
 
 const pct = (v: number): string => `${(v * 100).toFixed(1)}%`;
+/** 95% Wilson interval of a targeted success rate (stored, or from rate x n). */
+function successIv(p: AttackPoint, n: number): Interval | null {
+  if (p.successRate === undefined) return null;
+  if (p.successCi) return { lower: p.successCi[0], upper: p.successCi[1] };
+  const c = countsOf(p.successRate, n);
+  return c ? wilson(c.correct, c.n) : null;
+}
 /** "86.0% [80.5-90.1]": an accuracy with its 95% Wilson interval (percent). */
 const pctCi = (v: number, iv: Interval | null): string => (iv ? `${pct(v)} [${(iv.lower * 100).toFixed(1)}-${(iv.upper * 100).toFixed(1)}]` : pct(v));
 
@@ -129,7 +136,7 @@ export function resultTables(results: EvalResults): string {
         const p = a.points.find((x) => x.eps === e);
         if (!p) return '-';
         const acc = pctCi(p.accuracy, intervalOf(p, n));
-        return p.successRate !== undefined ? `${acc} (${pct(p.successRate)})` : acc;
+        return p.successRate !== undefined ? `${acc} (${pctCi(p.successRate, successIv(p, n))})` : acc;
       })]);
     }
     out.push('', `${name} (${first.method}${first.targeted ? ', targeted' : ''}${first.method === 'gaussian' ? ', eps = sigma' : ''})`, t.toString());
@@ -314,12 +321,12 @@ export async function runAttackCommand(flags: Flags): Promise<void> {
   const m = results.models[0];
   const a = m.attacks[0];
   const t = new Table({
-    head: ['eps', 'accuracy [95% CI]', ...(a.targeted ? ['success rate'] : [])],
+    head: ['eps', 'accuracy [95% CI]', ...(a.targeted ? ['success rate [95% CI]'] : [])],
     colAligns: ['right', 'right', 'right'],
     style: { head: [], border: [], compact: true },
   });
   const n = results.provenance.examples;
-  for (const p of a.points) t.push([p.eps, pctCi(p.accuracy, intervalOf(p, n)), ...(p.successRate !== undefined ? [pct(p.successRate)] : [])]);
+  for (const p of a.points) t.push([p.eps, pctCi(p.accuracy, intervalOf(p, n)), ...(p.successRate !== undefined ? [pctCi(p.successRate, successIv(p, n))] : [])]);
   const modeNote = a.mode ? `, mode ${a.mode}${m.cycles === 0 && mode === 'e2e' ? ' (plain CNN: e2e = first)' : ''}` : '';
   process.stdout.write(
     `${m.name}: ${a.name} (${a.method}${a.targeted ? `, targeted ${String(target)}` : ''}${modeNote}, ${m.cycles} cycles, readout ${m.readout}) ` +
