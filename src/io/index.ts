@@ -8,3 +8,4 @@ export * from './pytorch.js';
 export * from './json.js';
 export * from './torch.js';
 export * from './export.js';
+export * from './tfjs.js';
