@@ -117,6 +117,8 @@ describe('reading torch.save checkpoints', () => {
     expect(await refused(readZipEntries(ref, 'small.pt', { maxEntryBytes: 100 }))).toMatch(/declares \d+ bytes \(at most 100 accepted\)/);
     expect(await refused(parseTorchCheckpoint(ref, 'tiny.pt', { maxTensorElements: 5 }))).toMatch(/tensor of shape \[2, 3\] has more than 5 elements/);
     expect(await refused(parseTorchCheckpoint(Buffer.from('hello world'), 'x.pt'))).toMatch(/x.pt: not a PyTorch checkpoint/);
+    // torch.jit.save of nn.Linear(2, 2) (Debian's PyTorch 1.13, fixtures/make_pt_fixture.py --torch)
+    expect(await refused(readTorchCheckpoint(join(PT, 'torchscript.pt')))).toMatch(/a TorchScript archive \(torch.jit.save\).*torch.save\(model.state_dict\(\), path\)/);
   });
 
   it('refuses views beyond their storage, hooks and stride-0 blow-ups (hand-made pickles)', async () => {

@@ -164,3 +164,15 @@ describe('the input adapter on a generated 32x32x3 model', () => {
     expect(() => m.logits(tf.zeros([1, 32, 32, 3]) as tf.Tensor4D)).toThrow(/--mean has 2 values for a model with 3 input channels/);
   }, 60_000);
 });
+
+describe('adapter flags', () => {
+  it('parse into an adapter, one-line errors for bad values', async () => {
+    const { adapterFromFlags } = await import('../src/cli/adapter-flags.js');
+    expect(adapterFromFlags({ inputRange: '0,255', mean: '125.3, 123, 113.9', std: '63,62.1,66.7', layout: 'nchw', probabilities: true }))
+      .toEqual({ range: '0,255', mean: [125.3, 123, 113.9], std: [63, 62.1, 66.7], layout: 'NCHW', output: 'probabilities' });
+    expect(adapterFromFlags({})).toEqual({});
+    expect(() => adapterFromFlags({ inputRange: '0,2' })).toThrow(/--input-range must be one of 0,1, -1,1, 0,255/);
+    expect(() => adapterFromFlags({ std: '1,0' })).toThrow(/--std must be >= /);
+    expect(() => adapterFromFlags({ logits: true, probabilities: true })).toThrow(/either --logits or --probabilities/);
+  });
+});

@@ -105,10 +105,16 @@ export async function parseTorchCheckpoint(buf: Buffer, name: string, limits: Pa
   const kind = sniffTorchFormat(buf.subarray(0, 512));
   if (kind === 'legacy-pickle' || kind === 'legacy-tar') throw new UsageError(`${name}: legacy (pre-1.6) torch.save format, which cnnf does not read; ${RESAVE}`);
   if (kind !== 'zip') throw new UsageError(`${name}: not a PyTorch checkpoint (no zip signature; torch.save writes a zip since PyTorch 1.6)`);
-  const entries = await readZipEntries(buf, name, lim, (fn) => /^[^/]+\/(data\.pkl|data\/[^/]+|byteorder)$/.test(fn));
+  let torchScript = false;
+  const entries = await readZipEntries(buf, name, lim, (fn) => {
+    if (/^[^/]+\/(constants\.pkl|code\/)/.test(fn)) torchScript = true;
+    return /^[^/]+\/(data\.pkl|data\/[^/]+|byteorder)$/.test(fn);
+  });
+  if (torchScript) throw new UsageError(`${name}: a TorchScript archive (torch.jit.save), which holds code; save the weights instead: torch.save(model.state_dict(), path)`);
   const names = [...entries.keys()];
   const pkl = names.find((n) => /^[^/]+\/data\.pkl$/.test(n));
   if (!pkl) throw new UsageError(`${name}: zip archive without ARCHIVE/data.pkl: not a torch.save checkpoint`);
+  if (names.some((n) => n.slice(0, n.indexOf('/')) !== pkl.slice(0, pkl.indexOf('/')))) throw new UsageError(`${name}: zip entries under more than one top-level folder: not a torch.save checkpoint`);
   const archive = pkl.slice(0, pkl.indexOf('/'));
   const byteorder = entries.get(`${archive}/byteorder`);
   if (byteorder && byteorder.toString('latin1') !== 'little') throw new UsageError(`${name}: big-endian checkpoint (byteorder ${JSON.stringify(byteorder.toString('latin1').slice(0, 16))}); re-save it on a little-endian machine`);
