@@ -94,6 +94,7 @@ export async function renderReport(results: EvalResults, opts: Omit<ReportOption
   const pngs = new Map<string, Buffer>();
 
   summarySection(b, results, groups);
+  checksSection(b, results);
   cleanSection(b, results);
   for (const g of groups) attackSection(b, g, results);
   successSection(b, groups, results.provenance.examples);
@@ -290,6 +291,20 @@ function successSection(b: Builder, groups: AttackGroup[], n: number): void {
       title, xTitle: g.method === 'gaussian' ? 'σ (noise std)' : 'ε (L∞)', yTitle: 'success rate', points, seriesOrder: series.map((s) => s.label),
     }))]);
   }
+}
+
+function checksSection(b: Builder, r: EvalResults): void {
+  b.h2('Trust checks');
+  if (!r.checks) {
+    b.note('These results were written without the trust checks (an older cnnf, or checks turned off).');
+    return;
+  }
+  b.p('Every evaluation runs eight checks for results that cannot be trusted: zero gradients at the start point, a gradient-free or transfer attack beating the white-box attacks, a margin loss beating cross-entropy, accuracy rising with ε or iterations, first-pass and end-to-end gradients disagreeing, a non-deterministic model, an unbounded attack that fails, clean accuracy near chance (AutoAttack; Carlini et al. 2019; Tramèr et al. 2020).');
+  if (r.checks.length === 0) {
+    b.p([{ strong: 'No check raised a warning' }, ' for any model.']);
+    return;
+  }
+  b.table(['Model', 'Check', 'Severity', 'Finding'], r.checks.map((c) => [c.model, `${c.number} ${c.id}`, c.severity, c.message]), [false, false, false, false]);
 }
 
 function worstCaseSection(b: Builder, r: EvalResults): void {

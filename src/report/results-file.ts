@@ -150,6 +150,16 @@ export function validateResults(data: unknown, source = 'results'): EvalResults 
         if (pt.successRate !== undefined && pt.successRate !== null) c.num(pt.successRate, `${pat}.successRate`, UNIT);
         if (pt.successCi !== undefined && pt.successCi !== null) c.interval(pt.successCi, `${pat}.successCi`, pt.successRate as number);
         if (pt.confusion !== undefined && pt.confusion !== null) c.confusion(pt.confusion, `${pat}.confusion`, k);
+        if (pt.stages !== undefined) {
+          let prev = 1;
+          c.arr(pt.stages, `${pat}.stages`).forEach((sv, si) => {
+            const st = c.obj(sv, `${pat}.stages[${si}]`);
+            c.str(st.stage, `${pat}.stages[${si}].stage`);
+            const acc = c.num(st.accuracy, `${pat}.stages[${si}].accuracy`, UNIT);
+            if (acc > prev + 1e-12) c.fail(`${pat}.stages[${si}].accuracy`, 'rises after an earlier stage (stages are cumulative)');
+            prev = acc;
+          });
+        }
       });
     });
 
