@@ -399,7 +399,7 @@ export class APGD implements Attack {
   }
 
   perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, ctx: AttackContext): tf.Tensor4D {
-    checkEps(eps);
+    checkEps(eps, this.norm, x.size / x.shape[0]);
     if (eps === 0) return tf.clone(x);
     const n = x.shape[0];
     const per = x.size / n;

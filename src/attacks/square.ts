@@ -265,7 +265,7 @@ export class SquareAttack implements Attack {
 
   /** The attack with its bookkeeping (queries per example, who was fooled). */
   run(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, ctx: AttackContext): SquareResult {
-    checkEps(eps);
+    checkEps(eps, this.norm, x.size / Math.max(1, x.shape[0]));
     if (x.rank !== 4) throw new UsageError(`square: expected NHWC images, got shape [${x.shape.join(', ')}]`);
     const [n, h, w, c] = x.shape;
     if (labels.size !== n) throw new UsageError(`square: ${n} images but ${labels.size} labels`);
