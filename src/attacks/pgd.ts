@@ -5,7 +5,7 @@
  * (targeted: hits its target), else the last one.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ascentGradient, checkEps, predictLogits, projectLinf, type Attack, type AttackContext, type Victim } from './base.js';
+import { ascentGradient, attackContext, checkEps, predictLogits, projectLinf, type Attack, type AttackContext, type AttackSeed, type Victim } from './base.js';
 
 export interface PGDOptions {
   name?: string;
@@ -78,9 +78,10 @@ export class PGD implements Attack {
     return adv;
   }
 
-  perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, ctx: AttackContext): tf.Tensor4D {
+  perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): tf.Tensor4D {
     checkEps(eps);
     if (eps === 0) return tf.clone(x);
+    const ctx = attackContext(seed);
     let best = this.once(v, x, labels, eps, ctx);
     for (let r = 1; r < this.restarts; r++) {
       const cand = this.once(v, x, labels, eps, ctx);
