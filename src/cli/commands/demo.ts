@@ -7,7 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { UsageError } from '../../errors.js';
-import { runEvalCommand } from '../../eval/cli-run.js';
+import { runEvalCommand } from '../run.js';
 import { addBackendOption, addSeedOption, addWorkersOption } from '../common.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
