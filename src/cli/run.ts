@@ -5,10 +5,10 @@
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import cliProgress from 'cli-progress';
 import Table from 'cli-table3';
 import { UsageError } from '../errors.js';
 import { initBackend, seedFrom } from './common.js';
+import { createProgress } from './progress.js';
 import { parseInteger, parseNumber, parseNumberList } from './options.js';
 import { datasetOptionsFromFlags } from './commands/data.js';
 import { formatTestSubset, loadDataset } from '../data/index.js';
@@ -73,26 +73,10 @@ function commandLine(): string {
   return ['cnnf', ...process.argv.slice(2)].map(q).join(' ');
 }
 
-/** A cli-progress bar on stderr when it is a TTY; nothing otherwise. */
-function progressBar(): { update: (p: EvalProgress) => void; stop: () => void } {
-  if (!process.stderr.isTTY) return { update: () => undefined, stop: () => undefined };
-  const bar = new cliProgress.SingleBar(
-    { stream: process.stderr, format: ' {bar} {percentage}% | ETA {eta_formatted} | {model} {stage}', hideCursor: true, clearOnComplete: true },
-    cliProgress.Presets.shades_classic,
-  );
-  let started = false;
-  return {
-    update: (p) => {
-      if (!started) {
-        bar.start(p.total, 0, { model: p.model, stage: p.stage });
-        started = true;
-      }
-      bar.update(p.done, { model: p.model, stage: p.stage });
-    },
-    stop: () => {
-      if (started) bar.stop();
-    },
-  };
+/** Evaluation progress on stderr: a bar on a TTY, else a line per model and at most one per interval (see progress.ts). */
+export function evalProgress(label = 'eval'): { update: (p: EvalProgress) => void; stop: () => void } {
+  const progress = createProgress({ label });
+  return { update: (p) => progress.update(p.model, p.done, p.total, p.stage), stop: () => progress.stop() };
 }
 
 const pct = (v: number): string => `${(v * 100).toFixed(1)}%`;
@@ -205,7 +189,7 @@ export async function runEvalCommand(flags: Flags): Promise<void> {
   const results = await withWorkers(workers, backend.name, async (started) => {
     const data = loadData(flags, suite.testSubset);
     const pool = await started();
-    const bar = progressBar();
+    const bar = evalProgress();
     try {
       return await evaluate(models, data, suite, {
         seed: run.seed,
@@ -269,7 +253,7 @@ export async function runAttackCommand(flags: Flags): Promise<void> {
   const results = await withWorkers(workers, backend.name, async (started) => {
     const data = loadData(flags);
     const pool = await started();
-    const bar = progressBar();
+    const bar = evalProgress('attack');
     try {
       return await evaluate([model], data, suite, {
         seed: run.seed,

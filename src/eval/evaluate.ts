@@ -33,7 +33,7 @@ export interface EvalData {
 
 export interface EvalProgress {
   model: string;
-  /** "clean" or "<attack>[:<mode>]". */
+  /** "start" (once per model, before its first unit), "clean" or "<attack>[:<mode>]". */
   stage: string;
   /** Work units done / total over the whole evaluation (one unit = one batch at one attack point). */
   done: number;
@@ -153,6 +153,7 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
   try {
     for (const [mi, ck] of models.entries()) {
       const name = names[mi];
+      opts.onProgress?.({ model: name, stage: 'start', done, total });
       const cycles = effectiveCycles(ck, opts.cycles);
       const readout: Readout = opts.readout ?? ck.info.readout;
       const classNames = ck.info.classNames.length === k ? ck.info.classNames : data.classNames;
