@@ -94,6 +94,8 @@ export function resultTables(results: EvalResults): string {
     })]);
   }
   out.push(`clean and worst-case accuracy (${results.provenance.examples} examples, ${results.provenance.dataset} ${results.provenance.testSubset})`, summary.toString());
+  const recipes = results.models.filter((m) => m.recipe !== undefined).map((m) => `  ${m.name}: ${m.recipe}`);
+  if (recipes.length > 0) out.push('training:', ...recipes);
   const attackNames = [...new Set(results.models.flatMap((m) => m.attacks.map((a) => a.name)))];
   for (const name of attackNames) {
     const rows = results.models.flatMap((m) => m.attacks.filter((a) => a.name === name).map((a) => ({ m, a })));
@@ -290,4 +292,58 @@ export async function runAttackCommand(flags: Flags): Promise<void> {
       `${t.toString()}\n` +
       (m.dumps && m.dumps.length ? `dumped ${m.dumps.length} examples to ${dumpDir}\n` : ''),
   );
+}
+
+export interface DemoRun {
+  models: string[];
+  /** Display names, one per model (default: file names). */
+  names?: string[];
+  suite: string;
+  testSubset?: string;
+  /** Report directory (results.json, dumps/, index.html, report.md). */
+  out: string;
+  seed: string;
+  backend: string;
+  workers: string;
+}
+
+/** `cnnf demo`: evaluate() the models on the suite, print the tables, write results.json and the report; returns index.html's path. */
+export async function runDemo(d: DemoRun): Promise<string> {
+  const suite = loadSuite(resolveSuitePath(d.suite));
+  const seed = seedFrom(d.seed);
+  const flags: Flags = { dataset: 'fashion-mnist', testSubset: d.testSubset };
+  datasetOptionsFromFlags({ ...flags, testSubset: d.testSubset ?? suite.testSubset }); // validate before the slow work
+  const backend = await initBackend({ backend: d.backend });
+  const workers = resolveWorkers(d.workers, backend.name);
+  const models = loadModels(d.models);
+  const json = join(d.out, 'results.json');
+  const results = await withWorkers(workers, backend.name, async (started) => {
+    const data = loadData(flags, suite.testSubset);
+    const pool = await started();
+    const progress = evalProgress('demo');
+    try {
+      return await evaluate(models, data, suite, {
+        seed,
+        names: d.names,
+        onProgress: progress.update,
+        dumpDir: join(d.out, 'dumps'),
+        dumpCount: 3,
+        dumpBase: d.out,
+        command: commandLine(),
+        pool,
+      });
+    } finally {
+      progress.stop();
+    }
+  });
+  validateResults(results, 'evaluation results');
+  process.stdout.write(resultTables(results));
+  writeFileAtomic(json, `${JSON.stringify(results, null, 2)}\n`);
+  const { writeReport } = await import('../report/index.js');
+  const report = await writeReport(results, {
+    outDir: d.out,
+    resultsPath: json,
+    title: d.names ? 'cnnf: CNN vs CNN-F, both adversarially trained, on Fashion-MNIST' : 'cnnf: robustness on Fashion-MNIST',
+  });
+  return report.indexHtml;
 }

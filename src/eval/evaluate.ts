@@ -12,7 +12,7 @@ import { UsageError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { activeBackend } from '../backend/index.js';
 import { IMAGE_PIXELS, type Split } from '../data/index.js';
-import type { LoadedCheckpoint } from '../io/checkpoint.js';
+import { trainingRecipe, type LoadedCheckpoint } from '../io/checkpoint.js';
 import type { Readout } from '../models/cnnf.js';
 import { writeDump, type DumpExample } from '../io/images.js';
 import { metricKey, RESULTS_FORMAT, type AttackMode, type AttackResult, type EvalResults, type ModelResult } from './results.js';
@@ -280,6 +280,7 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
       }
       for (const w of worstCase) metrics[`worst@${w.eps}`] = w.accuracy;
       const cfg = ck.info.config;
+      const recipe = trainingRecipe(ck);
       results.push({
         name,
         path: ck.path,
@@ -292,6 +293,7 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
         attacks,
         worstCase,
         metrics,
+        ...(recipe !== undefined ? { recipe } : {}),
         ...(opts.dumpDir ? { dumps } : {}),
       });
     }

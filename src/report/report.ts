@@ -170,13 +170,13 @@ function summarySection(b: Builder, r: EvalResults, groups: AttackGroup[]): void
 function cleanSection(b: Builder, r: EvalResults): void {
   b.h2('Clean accuracy');
   b.table(
-    ['Model', 'Architecture', 'Feedback cycles', 'Readout', 'Examples', 'Clean accuracy'],
+    ['Model', 'Training', 'Architecture', 'Feedback cycles', 'Readout', 'Examples', 'Clean accuracy'],
     r.models.map((m) => [
-      { strong: m.name }, m.arch, String(m.cycles), m.readout,
+      { strong: m.name }, m.recipe ?? '—', m.arch, String(m.cycles), m.readout,
       String(m.clean.confusion.reduce((a, row) => a + row.reduce((x, y) => x + y, 0), 0)),
       pct(m.clean.accuracy),
     ]),
-    [false, false, true, false, true, true],
+    [false, false, false, true, false, true, true],
   );
 }
 

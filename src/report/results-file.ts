@@ -127,6 +127,7 @@ export function validateResults(data: unknown, source = 'results'): EvalResults 
     const metrics = c.obj(m.metrics, `${at}.metrics`);
     for (const [key, v] of Object.entries(metrics)) c.num(v, `${at}.metrics[${JSON.stringify(key)}]`);
 
+    if (m.recipe !== undefined && m.recipe !== null) c.str(m.recipe, `${at}.recipe`);
     if (m.dumps !== undefined && m.dumps !== null) {
       c.arr(m.dumps, `${at}.dumps`).forEach((d, di) => c.str(d, `${at}.dumps[${di}]`));
     }

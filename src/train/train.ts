@@ -474,7 +474,7 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
   const lastEpoch = ctl.stopAfterEpochs !== undefined ? Math.min(opts.epochs, startEpoch - 1 + ctl.stopAfterEpochs) : opts.epochs;
   const trainingMeta = () => ({
     model: opts.model, epochs: history.length, step, perturb: formatPerturbation(perturb), perturbDefaulted: defaulted,
-    lr: opts.lr, batchSize: bs, seed: opts.seed, command: ctl.command ?? null, lastEpoch: history[history.length - 1] ?? null,
+    lr: opts.lr, batchSize: bs, trainImages: ds.train.count, seed: opts.seed, command: ctl.command ?? null, lastEpoch: history[history.length - 1] ?? null,
   });
   const summaryOf = (): Record<string, unknown> => {
     const wall = priorWall + (performance.now() - t0) / 1000;

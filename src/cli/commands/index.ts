@@ -58,7 +58,8 @@ export const COMMANDS: CommandEntry[] = [
   },
   {
     name: 'demo',
-    description: 'the main job: evaluate the shipped CNN and CNN-F with attacks/main.json and write an HTML report',
+    description:
+      'the main job: evaluate a CNN and a CNN-F trained the same way (adversarially) with attacks/main.json and write an HTML report',
     load: () => import('./demo.js'),
   },
 ];
