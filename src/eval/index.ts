@@ -5,3 +5,4 @@ export * from './suite.js';
 export * from './evaluate.js';
 export * from './batch.js';
 export * from './conformance.js';
+export * from './robust.js';
