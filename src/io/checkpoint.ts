@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
 import { UsageError } from '../errors.js';
+import { humanNumber } from '../format.js';
 import { makeConfig, paramSpecs, type ModelConfig } from '../models/arch.js';
 import { CNNF, type Readout } from '../models/cnnf.js';
 import { parseSafetensors, writeSafetensors, type TensorToWrite } from './safetensors.js';
@@ -115,13 +116,6 @@ export function loadCheckpoint(path: string): LoadedCheckpoint {
     dtype,
   };
   return { model: CNNF.fromArrays(config, arrays), info, path, sha256: createHash('sha256').update(buf).digest('hex') };
-}
-
-/** 1.97e-4, 0.05, 128: a number as people write it (3 significant digits, exponent below 1e-3). */
-export function humanNumber(v: number): string {
-  if (!Number.isFinite(v) || v === 0) return String(v);
-  if (Math.abs(v) < 1e-3) return v.toExponential(2).replace(/\.?0+e/, 'e');
-  return String(Number(v.toPrecision(3)));
 }
 
 /**

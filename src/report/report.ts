@@ -7,6 +7,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import sharp from 'sharp';
 import type { EvalResults, ModelResult } from '../eval/results.js';
+import { humanNumber } from '../format.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { VERSION } from '../version.js';
 import {
@@ -271,7 +272,7 @@ function trainingSection(b: Builder, logs: TrainingLog[]): void {
     const last = log.rows[log.rows.length - 1]!;
     rows.push([
       log.name, String(log.rows.length), String(new Set(log.rows.map((r) => r.epoch)).size), String(last.step),
-      avg[avg.length - 1]!.toFixed(4), pct(accAvg[accAvg.length - 1]), String(last.lr),
+      avg[avg.length - 1]!.toFixed(4), pct(accAvg[accAvg.length - 1]), humanNumber(last.lr),
     ]);
     const title = `Training loss: ${log.name}`;
     charts.push(b.chart(`loss-${log.name}`, title, lossChartSpec(title, log.rows.map((r) => r.step), loss, avg, window)));
