@@ -7,6 +7,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import sharp from 'sharp';
 import type { EvalResults, ModelResult } from '../eval/results.js';
+import { humanNumber } from '../format.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { VERSION } from '../version.js';
 import {
@@ -203,13 +204,13 @@ function verdictInline(v: Verdict): Inline[] {
 function cleanSection(b: Builder, r: EvalResults): void {
   b.h2('Clean accuracy');
   b.table(
-    ['Model', 'Architecture', 'Feedback cycles', 'Readout', 'Examples', 'Clean accuracy [95% CI]'],
+    ['Model', 'Training', 'Architecture', 'Feedback cycles', 'Readout', 'Examples', 'Clean accuracy [95% CI]'],
     r.models.map((m) => [
-      { strong: m.name }, m.arch, String(m.cycles), m.readout,
+      { strong: m.name }, m.recipe ?? '—', m.arch, String(m.cycles), m.readout,
       String(m.clean.confusion.reduce((a, row) => a + row.reduce((x, y) => x + y, 0), 0)),
       pctCi(m.clean.accuracy, accInterval(m.clean, r.provenance.examples)),
     ]),
-    [false, false, true, false, true, true],
+    [false, false, false, true, false, true, true],
   );
 }
 
@@ -362,7 +363,7 @@ function trainingSection(b: Builder, logs: TrainingLog[]): void {
     const last = log.rows[log.rows.length - 1]!;
     rows.push([
       log.name, String(log.rows.length), String(new Set(log.rows.map((r) => r.epoch)).size), String(last.step),
-      avg[avg.length - 1]!.toFixed(4), pct(accAvg[accAvg.length - 1]), String(last.lr),
+      avg[avg.length - 1]!.toFixed(4), pct(accAvg[accAvg.length - 1]), humanNumber(last.lr),
     ]);
     const title = `Training loss: ${log.name}`;
     charts.push(b.chart(`loss-${log.name}`, title, lossChartSpec(title, log.rows.map((r) => r.step), loss, avg, window)));

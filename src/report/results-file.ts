@@ -176,6 +176,7 @@ export function validateResults(data: unknown, source = 'results'): EvalResults 
       else c.num(v, `${at}.metrics[${JSON.stringify(key)}]`);
     }
 
+    if (m.recipe !== undefined && m.recipe !== null) c.str(m.recipe, `${at}.recipe`);
     if (m.dumps !== undefined && m.dumps !== null) {
       c.arr(m.dumps, `${at}.dumps`).forEach((d, di) => c.str(d, `${at}.dumps[${di}]`));
     }
