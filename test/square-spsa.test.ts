@@ -165,6 +165,42 @@ describe('Square: AutoAttack formulas', () => {
     }
   });
 
+  it('any H, W, C: a random linear classifier on 32x32x3 and 12x20x2 images is fooled inside the ball (Square Linf/L2, SPSA)', async () => {
+    await useBackend('wasm', { quiet: true });
+    for (const [h, w, c] of [[32, 32, 3], [12, 20, 2]]) {
+      const d = h * w * c;
+      const rng = mulberry32(h * w);
+      const wts = tf.tensor2d(Float32Array.from({ length: d * 10 }, () => (rng() * 2 - 1) / Math.sqrt(d)), [d, 10]);
+      // stands in for a CNNF: predictLogits only calls run(x, { cycles }).logits
+      const model = { run: (x: tf.Tensor) => ({ logits: [tf.matMul(tf.reshape(x, [-1, d]), wts)] }) } as unknown as LoadedCheckpoint['model'];
+      const v: Victim = { model, mode: 'first', cycles: 0, readout: 'last' };
+      const n = 6;
+      const x = tf.tensor4d(Float32Array.from({ length: n * d }, () => rng() * 1.6 - 0.8), [n, h, w, c]);
+      const y = tf.tensor1d(predictions(v, x), 'int32'); // all correct by construction
+      const runs: Array<[string, number, () => { adv: tf.Tensor4D; queries: Int32Array }]> = [
+        ['linf', 0.02, () => new SquareAttack({ queries: 200 }).run(v, x, y, 0.02, seeds(1))],
+        ['spsa', 0.02, () => new SPSA({ steps: 10, samples: 32, lr: 0.004 }).run(v, x, y, 0.02, seeds(1))],
+      ];
+      if (Math.min(h, w) >= 10) runs.push(['l2', 0.6, () => new SquareAttack({ queries: 200, norm: 'l2' }).run(v, x, y, 0.6, seeds(1))]);
+      for (const [kind, eps, go] of runs) {
+        const r = go();
+        const dist = distances(x, r.adv);
+        if (kind === 'l2') for (const l of dist.l2) expect(l).toBeLessThanOrEqual(eps * (1 + 1e-5));
+        else expect(dist.linf).toBeLessThanOrEqual(eps + 1e-6);
+        const acc = accuracy(v, r.adv, y);
+        expect(acc, `${kind} ${h}x${w}x${c}`).toBeLessThanOrEqual(0.5);
+        if (kind !== 'spsa') {
+          // the search, not the random start, does the work: with the initial query only far fewer are fooled
+          const init = new SquareAttack({ queries: 1, norm: kind as 'linf' | 'l2' }).run(v, x, y, eps, seeds(1));
+          expect(accuracy(v, init.adv, y), `${kind} ${h}x${w}x${c} start`).toBeGreaterThanOrEqual(acc + 0.49);
+          init.adv.dispose();
+        }
+        r.adv.dispose();
+      }
+      for (const t of [wts, x, y]) t.dispose();
+    }
+  });
+
   it('bad options are usage errors', () => {
     for (const q of [0, -5, 1.5, Number.NaN]) expect(() => new SquareAttack({ queries: q })).toThrow(UsageError);
     expect(() => new SquareAttack({ restarts: 0 })).toThrow(UsageError);
