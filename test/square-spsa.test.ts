@@ -96,7 +96,7 @@ describe('Square: AutoAttack formulas', () => {
   });
 
   it('eta and eta_rectangles equal the values of a numpy port of AutoAttack', () => {
-    // printed by /tmp eta_ref.py: numpy transcription of square.py eta_rectangles / eta (no transposition)
+    // printed by a line-by-line numpy transcription of square.py eta_rectangles / eta (no transposition; script not kept)
     const eta3 = [0.13608276348795434, 0.6804138174397716, 0.13608276348795434, -0.12909944487358055, -0.12909944487358055, -0.12909944487358055,
       -0.12909944487358055, -0.6454972243679028, -0.12909944487358055];
     const eta5 = [0.04916216460859937, 0.15977703497794796, 0.15977703497794796, 0.15977703497794796, 0.04916216460859937, 0.04916216460859937,
