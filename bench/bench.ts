@@ -19,7 +19,10 @@ import os, { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
+import { APGD, predictLogits, SquareAttack, type Victim } from '../src/attacks/index.js';
 import { PGD } from '../src/attacks/pgd.js';
+import { loadDataset } from '../src/data/index.js';
+import { loadCheckpoint } from '../src/io/checkpoint.js';
 import { useBackend } from '../src/backend/index.js';
 import { getArch } from '../src/models/arch.js';
 import { CNNF } from '../src/models/cnnf.js';
@@ -30,6 +33,7 @@ import type { BatchTask } from '../src/eval/batch.js';
 import { parseSuite } from '../src/eval/suite.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
+const ROOT = join(HERE, '..');
 const TORCH_SCRIPT = join(HERE, 'torch_reference_bench.py');
 const PYTHON = '/usr/bin/python3';
 
@@ -47,18 +51,19 @@ interface Options {
   tasks: TaskName[];
   /** Measure only the CLI start-up (`node bin/cnnf --help`, compiled dist/) and exit. */
   startupOnly: boolean;
+  attackRows: boolean;
 }
 
 const TASKS = ['infer', 'train', 'pgd7_e2e'] as const;
 type TaskName = (typeof TASKS)[number];
 
 function usage(msg: string): never {
-  process.stderr.write(`bench: ${msg}\nusage: npm run bench -- [--json] [--batch N] [--cycles N] [--reps N] [--warmup N] [--backend wasm|cpu|...] [--no-torch] [--torch-threads N] [--workers N] [--tasks infer,train,pgd7_e2e] [--startup-only]\n`);
+  process.stderr.write(`bench: ${msg}\nusage: npm run bench -- [--json] [--batch N] [--cycles N] [--reps N] [--warmup N] [--backend wasm|cpu|...] [--no-torch] [--torch-threads N] [--workers N] [--tasks infer,train,pgd7_e2e] [--startup-only] [--no-attack-rows]\n`);
   process.exit(2);
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { json: false, batch: 64, cycles: 2, reps: 5, warmup: 1, backend: 'wasm', torch: true, torchThreads: 2, workers: availableParallelism(), tasks: [...TASKS], startupOnly: false };
+  const o: Options = { json: false, batch: 64, cycles: 2, reps: 5, warmup: 1, backend: 'wasm', torch: true, torchThreads: 2, workers: availableParallelism(), tasks: [...TASKS], startupOnly: false, attackRows: true };
   const int = (flag: string, v: string | undefined, min: number): number => {
     const n = Number(v);
     if (v === undefined || !Number.isInteger(n) || n < min) usage(`${flag} needs an integer >= ${min}, got ${JSON.stringify(v)}`);
@@ -68,6 +73,7 @@ function parseArgs(argv: string[]): Options {
     const a = argv[i];
     if (a === '--json') o.json = true;
     else if (a === '--startup-only') o.startupOnly = true;
+    else if (a === '--no-attack-rows') o.attackRows = false;
     else if (a === '--no-torch') o.torch = false;
     else if (a === '--batch') o.batch = int(a, argv[++i], 1);
     else if (a === '--cycles') o.cycles = int(a, argv[++i], 0);
@@ -292,6 +298,30 @@ async function main(): Promise<void> {
   }
   const tensorsAfter = tf.memory().numTensors;
 
+  // Attack rows (issue 9): APGD-CE (100 iterations, end to end) and Square (1000 queries) on the
+  // shipped reference-cnnf-adv and the first B test images, one run each, one thread. No PyTorch
+  // baseline exists for them here (bench/torch_reference_bench.py has none).
+  const attackRows: Record<string, { ms: number; msPerImage: number; robustAccuracy: number; clean: number }> = {};
+  if (o.attackRows) {
+    const ck = loadCheckpoint(join(ROOT, 'models', 'reference-cnnf-adv.safetensors'));
+    const test = loadDataset({ dataset: 'fashion-mnist', testSubset: `first:${B}` }).test;
+    const xs = tf.tensor4d(test.images, [test.count, 28, 28, 1]);
+    const ys = tf.tensor1d(test.labels, 'int32');
+    const v: Victim = { model: ck.model, mode: 'e2e', cycles: ck.model.config.cycles, readout: ck.info.readout };
+    const acc = (t: tf.Tensor4D): number => tf.tidy(() => tf.mean(tf.cast(tf.equal(tf.argMax(predictLogits(v, t), 1), ys), 'float32')).dataSync()[0]);
+    const clean = acc(xs);
+    for (const [name, attack] of [['apgd-ce100_e2e', new APGD({ loss: 'ce', iterations: 100 })], ['square1000', new SquareAttack({ queries: 1000 })]] as const) {
+      const t0 = performance.now();
+      const adv = attack.perturb(v, xs, ys, 0.2, 1);
+      const ms = performance.now() - t0;
+      attackRows[name] = { ms: +ms.toFixed(0), msPerImage: +(ms / test.count).toFixed(1), robustAccuracy: acc(adv), clean };
+      adv.dispose();
+      if (!o.json) process.stderr.write(`bench: ${name} ${ms.toFixed(0)} ms\n`);
+    }
+    tf.dispose([xs, ys]);
+    ck.model.dispose();
+  }
+
   // The same work spread over worker threads, as `cnnf eval/attack/train --workers N` run it:
   // infer and pgd7_e2e are evaluation units (throughput: N batches at once, one per worker; the
   // pgd unit also predicts the attacked batch, 1 extra inference), train is one
@@ -375,6 +405,7 @@ async function main(): Promise<void> {
     flopModel: { convMacsPerSample: flops.convMacs, fcMacsPerSample: flops.fcMacs, fullForward: flops.fullForward, partialForward: flops.partialForward, feedback: flops.feedback },
     memory: { tensorsBefore, tensorsAfter, leaked, peakRssMB: +maxRssMB.toFixed(1) },
     startup: cliStartup(o.reps),
+    attacks: attackRows,
   };
 
   if (o.json) {
@@ -398,6 +429,9 @@ async function main(): Promise<void> {
     const wid = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
     const fmt = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(wid[i]) : c.padStart(wid[i]))).join('  ');
     lines.push(fmt(head), wid.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmt));
+    for (const [name, r] of Object.entries(attackRows)) {
+      lines.push(`${name}: ${r.ms} ms for ${B} images (${r.msPerImage} ms/image, 1 thread, reference-cnnf-adv, eps 0.2 Linf): accuracy ${(r.clean * 100).toFixed(1)}% -> ${(r.robustAccuracy * 100).toFixed(1)}%; no PyTorch baseline`);
+    }
     lines.push(`tensors before ${tensorsBefore}, after ${tensorsAfter}${leaked ? '  LEAK' : ''}; peak RSS ${maxRssMB.toFixed(0)} MB`);
     lines.push('speed-up = torch ms / cnnf ms (torch uses its --torch-threads threads for one batch)');
     if (W > 1) lines.push(`${W} workers: infer and pgd7_e2e are throughput (${W} batches at once, ms per batch; the pgd unit also predicts the attacked batch), train is one data-parallel step`);
