@@ -28,6 +28,7 @@
  * point that only fools the first pass is not an adversarial example. That costs one extra forward
  * pass per iteration in that mode.
  */
+import type { AttackDescriptor } from './registry.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { UsageError } from '../errors.js';
 import { attackLogits, checkEps, INPUT_MAX, INPUT_MIN, predictLogits, type Attack, type AttackContext, type Victim } from './base.js';
@@ -447,3 +448,31 @@ export class APGD implements Attack {
     return tf.tensor4d(adv, x.shape);
   }
 }
+
+export const apgdAttack: AttackDescriptor = {
+  method: 'apgd',
+  label: 'APGD',
+  summary: 'AutoAttack\'s APGD (Croce & Hein 2020): step-size-free PGD with momentum; loss ce, dlr, or targeted (APGD-T over the top-k wrong classes)',
+  kind: 'gradient',
+  norms: ['linf', 'l2'],
+  targetable: false,
+  params: {
+    loss: { type: 'enum', values: APGD_LOSSES, default: 'ce', description: 'APGD loss: ce, dlr; ce-targeted / dlr-targeted make it APGD-T' },
+    iterations: { type: 'int', min: 1, max: 10_000, default: 100, description: 'iterations per run' },
+    restarts: { type: 'int', min: 1, max: 1000, default: 1, description: 'restarts, each on examples still robust' },
+    rho: { type: 'number', min: 0, max: 1, default: 0.75, description: 'APGD oscillation threshold' },
+    nTargetClasses: { type: 'int', min: 1, max: 1000, default: 9, description: 'APGD-T: target classes (the most likely wrong ones)' },
+    randomStart: { type: 'boolean', default: true, description: 'start from a random point of the eps-ball' },
+  },
+  defaultName: (p) => {
+    const loss = String(p.loss);
+    if (loss === 'dlr-targeted') return 'apgd-t';
+    if (loss === 'ce-targeted') return 'apgd-t-ce';
+    return `apgd-${loss}`;
+  },
+  build: (spec) => new APGD({
+    name: spec.name, loss: spec.params.loss as APGDLoss, norm: (spec.norm ?? 'linf') as APGDNorm, iterations: spec.params.iterations as number,
+    restarts: spec.params.restarts as number, rho: spec.params.rho as number, nTargetClasses: spec.params.nTargetClasses as number,
+    randomStart: spec.params.randomStart as boolean,
+  }),
+};

@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { UsageError } from '../errors.js';
 
-export const LOSS_NAMES = ['ce', 'dlr', 'cw', 'ce-targeted', 'dlr-targeted'] as const;
+export const LOSS_NAMES = ['ce', 'dlr', 'cw', 'ce-targeted', 'dlr-targeted', 'cw-targeted'] as const;
 export type LossName = (typeof LOSS_NAMES)[number];
 
 export function isTargetedLoss(loss: LossName): boolean {
@@ -88,6 +88,15 @@ export function cwLoss(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Tensor1D {
 }
 
 /**
+/** CW margin (targeted): z_t - max_{i != t} z_i. */
+export function cwTargetedLoss(logits: tf.Tensor2D, targets: tf.Tensor1D): tf.Tensor1D {
+  return tf.tidy(() => {
+    const [zt, other] = trueAndOther(logits, targets);
+    return tf.sub(zt, other) as tf.Tensor1D;
+  });
+}
+
+/**
  * The per-example loss `name` (maximised by the attacker). Targeted losses need `targets`; for them
  * `labels` are still the true classes (DLR's numerator uses both).
  */
@@ -105,6 +114,9 @@ export function attackLoss(name: LossName, logits: tf.Tensor2D, labels: tf.Tenso
     case 'dlr-targeted':
       if (!targets) throw new Error('dlr-targeted needs targets');
       return dlrTargetedLoss(logits, labels, targets);
+    case 'cw-targeted':
+      if (!targets) throw new Error('cw-targeted needs targets');
+      return cwTargetedLoss(logits, targets);
   }
 }
 

@@ -274,7 +274,7 @@ export function runConformance(path: string, tolerance = CONFORMANCE_TOLERANCE):
       const step = metaNumber(meta, 'eps_iter', path, 0.071);
       const iters = metaNumber(meta, 'nb_iter', path, 7);
       const ctx = { nextSeed: () => 0 };
-      compare('attack.fgsm.first', new FGSM().perturb(first, x, y, eps));
+      compare('attack.fgsm.first', new FGSM().perturb(first, x, y, eps, ctx));
       const pgdRow = (name: string, v: Victim, labels: tf.Tensor1D, targeted: boolean) => {
         if (!T.has(name)) return;
         const refAll = image(name);

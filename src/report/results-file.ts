@@ -3,6 +3,7 @@
  * Every problem becomes a one-line UsageError naming the file and the offending field.
  */
 import { UsageError } from '../errors.js';
+import { attackMethods, hasAttack } from '../attacks/index.js';
 import { readJsonFile } from '../io/json.js';
 import { RESULTS_FORMAT, type EvalResults } from '../eval/results.js';
 
@@ -104,7 +105,7 @@ export function validateResults(data: unknown, source = 'results'): EvalResults 
       const aat = `${at}.attacks[${ai}]`;
       const a = c.obj(av, aat);
       c.str(a.name, `${aat}.name`);
-      if (a.method !== 'gaussian' && a.method !== 'fgsm' && a.method !== 'pgd') c.fail(`${aat}.method`, 'must be "gaussian", "fgsm" or "pgd"');
+      if (typeof a.method !== 'string' || !hasAttack(a.method)) c.fail(`${aat}.method`, `must be one of ${attackMethods().join(', ')}`);
       if (a.mode !== null && a.mode !== 'first' && a.mode !== 'e2e') c.fail(`${aat}.mode`, 'must be "first", "e2e" or null');
       c.bool(a.targeted, `${aat}.targeted`);
       c.obj(a.settings, `${aat}.settings`);
@@ -125,12 +126,28 @@ export function validateResults(data: unknown, source = 'results'): EvalResults 
     });
 
     const metrics = c.obj(m.metrics, `${at}.metrics`);
-    for (const [key, v] of Object.entries(metrics)) c.num(v, `${at}.metrics[${JSON.stringify(key)}]`);
+    for (const [key, v] of Object.entries(metrics)) {
+      if (key === 'warnings') c.num(v, `${at}.metrics.warnings`, [0, 1e6]);
+      else c.num(v, `${at}.metrics[${JSON.stringify(key)}]`);
+    }
 
     if (m.dumps !== undefined && m.dumps !== null) {
       c.arr(m.dumps, `${at}.dumps`).forEach((d, di) => c.str(d, `${at}.dumps[${di}]`));
     }
   });
+  if (root.checks !== undefined) {
+    const names = new Set(models.map((mv) => (mv as Record<string, Json>).name));
+    c.arr(root.checks, 'checks').forEach((cv, ci) => {
+      const at = `checks[${ci}]`;
+      const ch = c.obj(cv, at);
+      c.str(ch.id, `${at}.id`);
+      c.num(ch.number, `${at}.number`, [1, 1000]);
+      if (ch.severity !== 'warning' && ch.severity !== 'info') c.fail(`${at}.severity`, 'must be "warning" or "info"');
+      if (!names.has(c.str(ch.model, `${at}.model`))) c.fail(`${at}.model`, `names no model of this file: ${JSON.stringify(ch.model)}`);
+      c.str(ch.message, `${at}.message`);
+      c.obj(ch.evidence, `${at}.evidence`);
+    });
+  }
   return data as EvalResults;
 }
 
