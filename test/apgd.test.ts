@@ -86,7 +86,7 @@ describe('APGD unit behaviour', () => {
     const z = tf.tensor2d([[0.3, -1.2, 2.5, 0.1, 1.9], [4, 1, -2, 3.5, 0.2], [-0.5, 0.7, 0.6, -0.1, 2.2]]);
     const y = tf.tensor1d([2, 4, 1], 'int32');
     const t = tf.tensor1d([4, 0, 2], 'int32');
-    for (const name of ['ce', 'dlr', 'ce-targeted', 'dlr-targeted'] as const) {
+    for (const name of ['ce', 'dlr', 'cw', 'ce-targeted', 'dlr-targeted', 'cw-targeted'] as const) {
       const [value, grad] = tf.tidy(() => {
         const g = tf.grad((zz: tf.Tensor) => tf.sum(attackLoss(name, zz as tf.Tensor2D, y, t)))(z);
         return [attackLoss(name, z, y, t).arraySync(), g.arraySync() as number[][]];
