@@ -5,11 +5,14 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { UsageError } from '../errors.js';
 import { readoutOf, type CNNF, type Readout } from '../models/cnnf.js';
+import { isForeign, type ForeignClassifier } from '../models/foreign.js';
+import { deriveSeed, mulberry32 } from '../data/rng.js';
 
 export type GradientMode = 'first' | 'e2e';
 
-export interface Victim {
-  model: CNNF;
+export interface Victim<M extends CNNF | ForeignClassifier = CNNF | ForeignClassifier> {
+  /** A CNN-F (cnnf's own), or a foreign classifier (models/foreign.ts: mode, cycles and readout do not apply). */
+  model: M;
   /** "first": gradients through the first forward pass only; "e2e": through every feedback cycle. */
   mode: GradientMode;
   /** Cycles used for prediction (and for e2e gradients). */
@@ -22,12 +25,14 @@ export const INPUT_MAX = 1;
 
 /** Logits the attack differentiates. */
 export function attackLogits(v: Victim, x: tf.Tensor): tf.Tensor2D {
+  if (isForeign(v.model)) return v.model.logits(x as tf.Tensor4D);
   if (v.mode === 'first' || v.cycles === 0) return v.model.run(x, { cycles: 0 }).logits[0];
   return readoutOf(v.model.run(x, { cycles: v.cycles }), v.readout);
 }
 
 /** Logits used for prediction (cycles + readout). */
 export function predictLogits(v: Victim, x: tf.Tensor): tf.Tensor2D {
+  if (isForeign(v.model)) return v.model.logits(x as tf.Tensor4D);
   return readoutOf(v.model.run(x, { cycles: v.cycles }), v.readout);
 }
 
@@ -130,6 +135,20 @@ export interface AttackContext {
 /** What an attack needs from its inputs: gradients (white-box), only scores, or nothing (noise). */
 export type AttackKind = 'noise' | 'gradient' | 'score' | 'transfer' | 'ensemble';
 
+/** What `perturb` takes for its random draws: a plain seed number (as Foolbox users expect) or a context. */
+export type AttackSeed = AttackContext | number;
+
+/**
+ * The context behind an AttackSeed: a number n gives the integer stream of mulberry32(deriveSeed(n, 'attack')),
+ * so equal seeds give equal perturbations; a context is used as it is.
+ */
+export function attackContext(seed: AttackSeed = 0): AttackContext {
+  if (typeof seed !== 'number') return seed;
+  if (!Number.isFinite(seed)) throw new UsageError(`attack seed must be a finite number, got ${seed}`);
+  const rng = mulberry32(deriveSeed(seed, 'attack'));
+  return { nextSeed: () => Math.floor(rng() * 2 ** 31) };
+}
+
 /** One shared interface: perturb a batch at one epsilon. `labels` are the targets for targeted attacks. */
 export interface Attack {
   readonly name: string;
@@ -140,7 +159,8 @@ export interface Attack {
   readonly norm: Norm | null;
   /** Settings as run, for provenance. */
   settings(): Record<string, unknown>;
-  perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, ctx: AttackContext): tf.Tensor4D;
+  /** `seed`: a seed number or a context (default seed 0); attacks without random draws ignore it. */
+  perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): tf.Tensor4D;
 }
 
 /** Largest useful radius: the whole [-1, 1] box (Linf 2; L2 2 * sqrt(pixels)). */

@@ -6,6 +6,7 @@ import { UsageError } from '../errors.js';
 import { attackMethods, hasAttack } from '../attacks/index.js';
 import { readJsonFile } from '../io/json.js';
 import { RESULTS_FORMAT, type EvalResults } from '../eval/results.js';
+import { decodeOutcomes, MAX_OUTCOMES } from '../eval/stats.js';
 
 type Json = unknown;
 
@@ -43,6 +44,36 @@ class Checker {
     return v;
   }
 
+  /** A [lower, upper] interval inside [0, 1] that contains `value`. */
+  interval(v: Json, path: string, value: number): void {
+    const iv = this.arr(v, path);
+    if (iv.length !== 2) this.fail(path, 'must be [lower, upper]');
+    const lo = this.num(iv[0], `${path}[0]`, UNIT);
+    const hi = this.num(iv[1], `${path}[1]`, UNIT);
+    if (!(lo <= value + 1e-9 && value <= hi + 1e-9)) this.fail(path, `[${lo}, ${hi}] does not contain ${value}`);
+  }
+
+  /** The optional counts, interval and outcome bitset next to an accuracy (eval/results.ts Counted). */
+  counted(o: Record<string, Json>, path: string, examples: number): void {
+    const acc = o.accuracy as number;
+    const has = (k: string): boolean => o[k] !== undefined && o[k] !== null;
+    if (has('n') || has('correct')) {
+      const n = this.num(o.n, `${path}.n`, [1, Number.MAX_SAFE_INTEGER]);
+      const k = this.num(o.correct, `${path}.correct`, [0, n]);
+      if (!Number.isInteger(n) || !Number.isInteger(k)) this.fail(`${path}.correct`, 'and n must be integers');
+      if (n !== examples) this.fail(`${path}.n`, `must equal provenance.examples (${examples}), got ${n}`);
+      if (Math.abs(k / n - acc) > 1e-9) this.fail(`${path}.accuracy`, `must equal correct / n = ${k}/${n}, got ${acc}`);
+    }
+    if (has('ci')) this.interval(o.ci, `${path}.ci`, acc);
+    if (has('outcomes')) {
+      const bits = decodeOutcomes(this.str(o.outcomes, `${path}.outcomes`), examples);
+      if (!bits) this.fail(`${path}.outcomes`, `must be a base64 bitset of ${examples} outcomes (at most ${MAX_OUTCOMES})`);
+      let ones = 0;
+      for (const b of bits) ones += b;
+      if (Math.abs(ones / examples - acc) > 1e-9) this.fail(`${path}.outcomes`, `has ${ones} correct of ${examples}, which disagrees with accuracy ${acc}`);
+    }
+  }
+
   /** Square matrix of non-negative counts, `n` x `n`. */
   confusion(v: Json, path: string, n: number): void {
     const rows = this.arr(v, path);
@@ -76,7 +107,7 @@ export function validateResults(data: unknown, source = 'results'): EvalResults 
   const p = c.obj(root.provenance, 'provenance');
   for (const k of ['command', 'backend', 'dataset', 'testSubset', 'node', 'platform'] as const) c.str(p[k], `provenance.${k}`);
   c.num(p.seed, 'provenance.seed');
-  c.num(p.examples, 'provenance.examples', [0, Number.MAX_SAFE_INTEGER]);
+  const examples = c.num(p.examples, 'provenance.examples', [0, Number.MAX_SAFE_INTEGER]);
   c.num(p.durationSeconds, 'provenance.durationSeconds', [0, Number.MAX_VALUE]);
   if (p.suite !== undefined && p.suite !== null) c.str(p.suite, 'provenance.suite');
 
@@ -99,6 +130,7 @@ export function validateResults(data: unknown, source = 'results'): EvalResults 
     const k = classNames.length;
     const clean = c.obj(m.clean, `${at}.clean`);
     c.num(clean.accuracy, `${at}.clean.accuracy`, UNIT);
+    c.counted(clean, `${at}.clean`, examples);
     c.confusion(clean.confusion, `${at}.clean.confusion`, k);
 
     c.arr(m.attacks, `${at}.attacks`).forEach((av, ai) => {
@@ -114,8 +146,20 @@ export function validateResults(data: unknown, source = 'results'): EvalResults 
         const pt = c.obj(pv, pat);
         c.num(pt.eps, `${pat}.eps`, [0, Number.MAX_VALUE]);
         c.num(pt.accuracy, `${pat}.accuracy`, UNIT);
+        c.counted(pt, pat, examples);
         if (pt.successRate !== undefined && pt.successRate !== null) c.num(pt.successRate, `${pat}.successRate`, UNIT);
+        if (pt.successCi !== undefined && pt.successCi !== null) c.interval(pt.successCi, `${pat}.successCi`, pt.successRate as number);
         if (pt.confusion !== undefined && pt.confusion !== null) c.confusion(pt.confusion, `${pat}.confusion`, k);
+        if (pt.stages !== undefined) {
+          let prev = 1;
+          c.arr(pt.stages, `${pat}.stages`).forEach((sv, si) => {
+            const st = c.obj(sv, `${pat}.stages[${si}]`);
+            c.str(st.stage, `${pat}.stages[${si}].stage`);
+            const acc = c.num(st.accuracy, `${pat}.stages[${si}].accuracy`, UNIT);
+            if (acc > prev + 1e-12) c.fail(`${pat}.stages[${si}].accuracy`, 'rises after an earlier stage (stages are cumulative)');
+            prev = acc;
+          });
+        }
       });
     });
 
@@ -123,6 +167,7 @@ export function validateResults(data: unknown, source = 'results'): EvalResults 
       const w = c.obj(wv, `${at}.worstCase[${wi}]`);
       c.num(w.eps, `${at}.worstCase[${wi}].eps`, [0, Number.MAX_VALUE]);
       c.num(w.accuracy, `${at}.worstCase[${wi}].accuracy`, UNIT);
+      c.counted(w, `${at}.worstCase[${wi}]`, examples);
     });
 
     const metrics = c.obj(m.metrics, `${at}.metrics`);
@@ -131,6 +176,7 @@ export function validateResults(data: unknown, source = 'results'): EvalResults 
       else c.num(v, `${at}.metrics[${JSON.stringify(key)}]`);
     }
 
+    if (m.recipe !== undefined && m.recipe !== null) c.str(m.recipe, `${at}.recipe`);
     if (m.dumps !== undefined && m.dumps !== null) {
       c.arr(m.dumps, `${at}.dumps`).forEach((d, di) => c.str(d, `${at}.dumps[${di}]`));
     }

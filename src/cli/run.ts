@@ -5,22 +5,24 @@
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import cliProgress from 'cli-progress';
 import Table from 'cli-table3';
 import { UsageError } from '../errors.js';
-import { initBackend, seedFrom } from '../cli/common.js';
-import { parseInteger, parseNumberList } from '../cli/options.js';
-import { datasetOptionsFromFlags } from '../cli/commands/data.js';
+import { initBackend, seedFrom } from './common.js';
+import { createProgress } from './progress.js';
+import { parseInteger, parseNumberList } from './options.js';
+import { datasetOptionsFromFlags } from './commands/data.js';
 import { formatTestSubset, loadDataset } from '../data/index.js';
 import { loadCheckpoint, type LoadedCheckpoint } from '../io/checkpoint.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { validateResults } from '../report/results-file.js';
 import { attackMethods, flagName, getAttack, hasAttack, paramIndex, type TargetPolicy } from '../attacks/index.js';
 import type { Readout } from '../models/cnnf.js';
-import { defaultModelName, evaluate, type EvalData, type EvalProgress } from './evaluate.js';
-import type { AttackMode, EvalResults } from './results.js';
-import { loadSuite, parseSuite, type Suite } from './suite.js';
-import { attackFieldsFromFlags } from '../cli/attack-flags.js';
+import { defaultModelName, evaluate, type EvalData, type EvalProgress } from '../eval/evaluate.js';
+import type { AttackMode, AttackPoint, EvalResults } from '../eval/results.js';
+import { loadSuite, parseSuite, type Suite } from '../eval/suite.js';
+import { attackFieldsFromFlags } from './attack-flags.js';
+import { compareResults, intervalOf } from '../eval/compare.js';
+import { countsOf, INTERVAL_METHOD, PAIRED_TEST, wilson, type Interval } from '../eval/stats.js';
 import { resolveWorkers, WorkerPool } from '../parallel/pool.js';
 
 const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -74,43 +76,42 @@ function commandLine(): string {
   return ['cnnf', ...process.argv.slice(2)].map(q).join(' ');
 }
 
-/** A cli-progress bar on stderr when it is a TTY; nothing otherwise. */
-function progressBar(): { update: (p: EvalProgress) => void; stop: () => void } {
-  if (!process.stderr.isTTY) return { update: () => undefined, stop: () => undefined };
-  const bar = new cliProgress.SingleBar(
-    { stream: process.stderr, format: ' {bar} {percentage}% | ETA {eta_formatted} | {model} {stage}', hideCursor: true, clearOnComplete: true },
-    cliProgress.Presets.shades_classic,
-  );
-  let started = false;
-  return {
-    update: (p) => {
-      if (!started) {
-        bar.start(p.total, 0, { model: p.model, stage: p.stage });
-        started = true;
-      }
-      bar.update(p.done, { model: p.model, stage: p.stage });
-    },
-    stop: () => {
-      if (started) bar.stop();
-    },
-  };
+/** Evaluation progress on stderr: a bar on a TTY, else a line per model and at most one per interval (see progress.ts). */
+export function evalProgress(label = 'eval'): { update: (p: EvalProgress) => void; stop: () => void } {
+  const progress = createProgress({ label });
+  return { update: (p) => progress.update(p.model, p.done, p.total, p.stage), stop: () => progress.stop() };
 }
 
 const pct = (v: number): string => `${(v * 100).toFixed(1)}%`;
+/** 95% Wilson interval of a targeted success rate (stored, or from rate x n). */
+function successIv(p: AttackPoint, n: number): Interval | null {
+  if (p.successRate === undefined) return null;
+  if (p.successCi) return { lower: p.successCi[0], upper: p.successCi[1] };
+  const c = countsOf(p.successRate, n);
+  return c ? wilson(c.correct, c.n) : null;
+}
+/** "86.0% [80.5-90.1]": an accuracy with its 95% Wilson interval (percent). */
+const pctCi = (v: number, iv: Interval | null): string => (iv ? `${pct(v)} [${(iv.lower * 100).toFixed(1)}-${(iv.upper * 100).toFixed(1)}]` : pct(v));
 
 /** Accuracy-vs-epsilon tables: a summary (clean + worst case) and one table per attack. */
 export function resultTables(results: EvalResults): string {
   const out: string[] = [];
   const style = { head: [], border: [], compact: true };
+  const n = results.provenance.examples;
   const wcEps = [...new Set(results.models.flatMap((m) => m.worstCase.map((w) => w.eps)))].sort((a, b) => a - b);
   const summary = new Table({ head: ['model', 'cycles', 'readout', 'clean', ...wcEps.map((e) => `worst@${e}`)], style });
   for (const m of results.models) {
-    summary.push([m.name, m.cycles, m.readout, pct(m.clean.accuracy), ...wcEps.map((e) => {
+    summary.push([m.name, m.cycles, m.readout, pctCi(m.clean.accuracy, intervalOf(m.clean, n)), ...wcEps.map((e) => {
       const w = m.worstCase.find((x) => x.eps === e);
-      return w ? pct(w.accuracy) : '-';
+      return w ? pctCi(w.accuracy, intervalOf(w, n)) : '-';
     })]);
   }
-  out.push(`clean and worst-case accuracy (${results.provenance.examples} examples, ${results.provenance.dataset} ${results.provenance.testSubset})`, summary.toString());
+  out.push(
+    `clean and worst-case accuracy (${n} examples, ${results.provenance.dataset} ${results.provenance.testSubset}; [95% interval, ${INTERVAL_METHOD.replace(/, 95%$/, '')}])`,
+    summary.toString(),
+  );
+  const recipes = results.models.filter((m) => m.recipe !== undefined).map((m) => `  ${m.name}: ${m.recipe}`);
+  if (recipes.length > 0) out.push('training:', ...recipes);
   const attackNames = [...new Set(results.models.flatMap((m) => m.attacks.map((a) => a.name)))];
   for (const name of attackNames) {
     const rows = results.models.flatMap((m) => m.attacks.filter((a) => a.name === name).map((a) => ({ m, a })));
@@ -118,13 +119,21 @@ export function resultTables(results: EvalResults): string {
     const first = rows[0].a;
     const t = new Table({ head: [first.targeted ? 'model[/mode] acc (success)' : 'model[/mode]', 'clean', ...eps.map((e) => `eps ${e}`)], style });
     for (const { m, a } of rows) {
-      t.push([`${m.name}${a.mode ? `/${a.mode}` : ''}`, pct(m.clean.accuracy), ...eps.map((e) => {
+      t.push([`${m.name}${a.mode ? `/${a.mode}` : ''}`, pctCi(m.clean.accuracy, intervalOf(m.clean, n)), ...eps.map((e) => {
         const p = a.points.find((x) => x.eps === e);
         if (!p) return '-';
-        return p.successRate !== undefined ? `${pct(p.accuracy)} (${pct(p.successRate)})` : pct(p.accuracy);
+        const acc = pctCi(p.accuracy, intervalOf(p, n));
+        return p.successRate !== undefined ? `${acc} (${pctCi(p.successRate, successIv(p, n))})` : acc;
       })]);
     }
     out.push('', `${name} (${first.method}${first.targeted ? ', targeted' : ''}${first.method === 'gaussian' ? ', eps = sigma' : ''})`, t.toString());
+    // staged attacks (AutoAttack): robust accuracy after each stage, as AutoAttack prints it
+    for (const { m, a } of rows) {
+      for (const p of a.points) {
+        if (!p.stages?.length) continue;
+        out.push(`  ${m.name} at eps ${p.eps}, robust after each stage: ${p.stages.map((s) => `${s.stage} ${pct(s.accuracy)}`).join(' -> ')}`);
+      }
+    }
   }
   if (results.checks) {
     if (results.checks.length === 0) out.push('', `checks: none raised (${results.models.length === 1 ? 'the model passed' : 'all models passed'} the 8 trust checks)`);
@@ -132,6 +141,10 @@ export function resultTables(results: EvalResults): string {
       out.push('', `checks: ${results.checks.length} raised (see src/eval/checks.ts; gate on them with --require "warnings==0")`);
       for (const c of results.checks) out.push(`  [${c.severity} ${c.number} ${c.id}] ${c.model}: ${c.message}`);
     }
+  }
+  if (results.models.length > 1) {
+    out.push('', `most robust, by a paired test on the per-example outcomes (${PAIRED_TEST.replace(/ \(.*\)$/, '')}, alpha 0.05; several gradient paths: the weakest counts):`);
+    for (const row of compareResults(results)) out.push(`  ${row.metric}: ${row.verdict.text}`);
   }
   return `${out.join('\n')}\n`;
 }
@@ -211,7 +224,7 @@ export async function runEvalCommand(flags: Flags): Promise<void> {
   const results = await withWorkers(workers, backend.name, async (started) => {
     const data = loadData(flags, suite.testSubset);
     const pool = await started();
-    const bar = progressBar();
+    const bar = evalProgress();
     try {
       return await evaluate(models, data, suite, {
         seed: run.seed,
@@ -236,6 +249,13 @@ export async function runEvalCommand(flags: Flags): Promise<void> {
     writeFileAtomic(jsonPath, `${JSON.stringify(results, null, 2)}\n`);
     process.stderr.write(`cnnf: wrote ${jsonPath} (${results.provenance.durationSeconds} s)\n`);
   }
+}
+
+/** What `attack --dump` wrote: every epsilon gets its own set (DIR/epsE/ when there are several). */
+function dumpNote(files: number, eps: number[], dir: string): string {
+  const how = 'one example per class where possible, preferring examples the attack flips';
+  if (eps.length === 1) return `dumped ${files} examples at eps ${eps[0]} to ${dir} (${how})\n`;
+  return `dumped ${files} examples, one set per eps, to ${eps.map((e) => join(dir, `eps${e}`)).join(', ')} (${how})\n`;
 }
 
 export async function runAttackCommand(flags: Flags): Promise<void> {
@@ -266,7 +286,7 @@ export async function runAttackCommand(flags: Flags): Promise<void> {
   const results = await withWorkers(workers, backend.name, async (started) => {
     const data = loadData(flags);
     const pool = await started();
-    const bar = progressBar();
+    const bar = evalProgress('attack');
     try {
       return await evaluate([model], data, suite, {
         seed: run.seed,
@@ -291,16 +311,71 @@ export async function runAttackCommand(flags: Flags): Promise<void> {
   const m = results.models[0];
   const a = m.attacks[0];
   const t = new Table({
-    head: ['eps', 'accuracy', ...(a.targeted ? ['success rate'] : [])],
+    head: ['eps', 'accuracy [95% CI]', ...(a.targeted ? ['success rate [95% CI]'] : [])],
     colAligns: ['right', 'right', 'right'],
     style: { head: [], border: [], compact: true },
   });
-  for (const p of a.points) t.push([p.eps, pct(p.accuracy), ...(p.successRate !== undefined ? [pct(p.successRate)] : [])]);
+  const n = results.provenance.examples;
+  for (const p of a.points) t.push([p.eps, pctCi(p.accuracy, intervalOf(p, n)), ...(p.successRate !== undefined ? [pctCi(p.successRate, successIv(p, n))] : [])]);
   const modeNote = a.mode ? `, mode ${a.mode}${m.cycles === 0 && mode === 'e2e' ? ' (plain CNN: e2e = first)' : ''}` : '';
   process.stdout.write(
     `${m.name}: ${a.name} (${a.method}${a.targeted ? `, targeted ${String(target)}` : ''}${modeNote}, ${m.cycles} cycles, readout ${m.readout}) ` +
-      `on ${results.provenance.examples} ${results.provenance.dataset} test images (${results.provenance.testSubset}), clean accuracy ${pct(m.clean.accuracy)}\n` +
-      `${t.toString()}\n` +
-      (m.dumps && m.dumps.length ? `dumped ${m.dumps.length} examples to ${dumpDir}\n` : ''),
+      `on ${results.provenance.examples} ${results.provenance.dataset} test images (${results.provenance.testSubset}), clean accuracy ${pctCi(m.clean.accuracy, intervalOf(m.clean, n))}\n` +
+      `${t.toString()}\n(95% intervals: ${INTERVAL_METHOD.replace(/, 95%$/, '')})\n` +
+      (m.dumps && m.dumps.length ? dumpNote(m.dumps.length, a.points.map((p) => p.eps), dumpDir!) : ''),
   );
+}
+
+export interface DemoRun {
+  models: string[];
+  /** Display names, one per model (default: file names). */
+  names?: string[];
+  suite: string;
+  testSubset?: string;
+  /** Report directory (results.json, dumps/, index.html, report.md). */
+  out: string;
+  seed: string;
+  backend: string;
+  workers: string;
+}
+
+/** `cnnf demo`: evaluate() the models on the suite, print the tables, write results.json and the report; returns index.html's path. */
+export async function runDemo(d: DemoRun): Promise<string> {
+  const suite = loadSuite(resolveSuitePath(d.suite));
+  const seed = seedFrom(d.seed);
+  const flags: Flags = { dataset: 'fashion-mnist', testSubset: d.testSubset };
+  datasetOptionsFromFlags({ ...flags, testSubset: d.testSubset ?? suite.testSubset }); // validate before the slow work
+  const backend = await initBackend({ backend: d.backend });
+  const workers = resolveWorkers(d.workers, backend.name);
+  const models = loadModels(d.models);
+  const json = join(d.out, 'results.json');
+  const results = await withWorkers(workers, backend.name, async (started) => {
+    const data = loadData(flags, suite.testSubset);
+    const pool = await started();
+    const progress = evalProgress('demo');
+    try {
+      return await evaluate(models, data, suite, {
+        seed,
+        names: d.names,
+        onProgress: progress.update,
+        dumpDir: join(d.out, 'dumps'),
+        dumpCount: 3,
+        dumpBase: d.out,
+        command: commandLine(),
+        pool,
+      });
+    } finally {
+      progress.stop();
+    }
+  });
+  validateResults(results, 'evaluation results');
+  process.stdout.write(resultTables(results));
+  writeFileAtomic(json, `${JSON.stringify(results, null, 2)}\n`);
+  const { writeReport } = await import('../report/index.js');
+  const report = await writeReport(results, {
+    outDir: d.out,
+    resultsPath: json,
+    title: d.names ? 'cnnf: CNN vs CNN-F, both adversarially trained, on Fashion-MNIST' : 'cnnf: robustness on Fashion-MNIST',
+  });
+  return report.indexHtml;
 }
