@@ -39,7 +39,7 @@ export type APGDLoss = 'ce' | 'dlr' | 'ce-targeted' | 'dlr-targeted';
 export const APGD_LOSSES: readonly APGDLoss[] = ['ce', 'dlr', 'ce-targeted', 'dlr-targeted'];
 
 /** Largest iteration count accepted (bounds the per-iteration loss history). */
-export const APGD_MAX_ITERATIONS = 100_000;
+export const APGD_MAX_ITERATIONS = 10_000;
 
 /** AutoAttack's checkpoint parameters for `iterations` steps: first interval, minimum and decrement. */
 export function apgdScheduleParams(iterations: number): { first: number; min: number; decrement: number } {

@@ -146,11 +146,12 @@ export function lossAndLogitGrad64(name: LossName, z: ArrayLike<number>, y: numb
     for (let i = 0; i < k; i++) grad[i] = sign * (Math.exp(z[i] - lse) - (i === c ? 1 : 0));
     return { loss: sign * (lse - z[c]), grad };
   }
-  if (name === 'cw') {
-    const o = otherThan(y);
-    grad[o] += 1;
-    grad[y] -= 1;
-    return { loss: z[o] - z[y], grad };
+  if (name === 'cw' || name === 'cw-targeted') {
+    // untargeted: max_{i != y} z_i - z_y; targeted: z_t - max_{i != t} z_i
+    const [up, down] = name === 'cw' ? [otherThan(y), y] : [target, otherThan(target)];
+    grad[up] += 1;
+    grad[down] -= 1;
+    return { loss: z[up] - z[down], grad };
   }
   if (k < (name === 'dlr' ? 3 : 4)) throw new UsageError(`loss ${name} needs at least ${name === 'dlr' ? 3 : 4} classes, the model has ${k}`);
   const o = name === 'dlr' ? otherThan(y) : target;
