@@ -87,7 +87,6 @@ export function cwLoss(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Tensor1D {
   });
 }
 
-/**
 /** CW margin (targeted): z_t - max_{i != t} z_i. */
 export function cwTargetedLoss(logits: tf.Tensor2D, targets: tf.Tensor1D): tf.Tensor1D {
   return tf.tidy(() => {
