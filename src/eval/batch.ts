@@ -50,6 +50,8 @@ export interface BatchOutcome {
    * -1 robust, -2 misclassified clean (null for other attacks).
    */
   stages: Array<Array<Int32Array | null>>;
+  /** Milliseconds each job took on this batch (all its epsilons; a timing, not a result). */
+  ms: number[];
 }
 
 function seedSource(seed: number, stream: string): () => number {
@@ -67,7 +69,7 @@ export async function evalBatch(model: CNNF, task: BatchTask, onPoint?: (stage: 
   };
   const x = tf.tensor4d(task.images, [n, 28, 28, 1]);
   const y = tf.tensor1d(task.labels, 'int32');
-  const out: BatchOutcome = { clean: new Int32Array(0), cleanFirst: new Int32Array(0), preds: [], targets: [], advs: [], stages: [] };
+  const out: BatchOutcome = { clean: new Int32Array(0), cleanFirst: new Int32Array(0), preds: [], targets: [], advs: [], stages: [], ms: [] };
   try {
     if (task.clean !== false) {
       const [cleanPred, firstPred] = tf.tidy(() => {
@@ -91,6 +93,7 @@ export async function evalBatch(model: CNNF, task: BatchTask, onPoint?: (stage: 
       out.advs.push([]);
       out.stages.push([]);
       const labels = targets ? tf.tensor1d(targets, 'int32') : y;
+      const jobStart = performance.now();
       try {
         for (const [ei, eps] of spec.eps.entries()) {
           const nextSeed = seedSource(task.seed, `${spec.name}|${job.mode ?? 'noise'}|${eps}|${start}`);
@@ -118,6 +121,7 @@ export async function evalBatch(model: CNNF, task: BatchTask, onPoint?: (stage: 
         }
       } finally {
         if (labels !== y) labels.dispose();
+        out.ms.push(performance.now() - jobStart);
       }
     }
   } finally {

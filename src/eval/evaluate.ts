@@ -197,6 +197,8 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
   const pool = opts.pool ?? ownPool;
   const results: ModelResult[] = [];
   const allChecks: EvalCheck[] = [];
+  // compute time per model x attack x mode, summed over batches (in whichever thread ran them)
+  const jobMs = new Map<string, number>();
   try {
     for (const [mi, ck] of models.entries()) {
       const name = names[mi];
@@ -255,6 +257,10 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
             if (p.confusion) p.confusion[yArr[i]][pred[i]]++;
           }
         };
+        if (ji !== null) {
+          const key = `${name}|${jobs[ji].spec.name}|${jobs[ji].mode ?? ''}`;
+          jobMs.set(key, (jobMs.get(key) ?? 0) + (o.ms[0] ?? 0));
+        }
         if (ji === null) {
           record(o.clean, clean);
           for (const wc of robust.values()) for (let i = 0; i < n; i++) if (o.clean[i] !== yArr[i]) wc[start + i] = 0;
@@ -416,6 +422,10 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
       node: process.version,
       platform: `${process.platform}-${process.arch}`,
       durationSeconds: Math.round((performance.now() - t0) / 10) / 100,
+      attackSeconds: [...jobMs].map(([key, ms]) => {
+        const [model, attack, mode] = key.split('|');
+        return { model, attack, mode: mode === '' ? null : mode, seconds: Math.round(ms / 10) / 100 };
+      }),
     },
     models: results,
     ...(opts.checks !== false ? { checks: allChecks } : {}),

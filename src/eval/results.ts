@@ -94,6 +94,8 @@ export interface EvalResults {
     node: string;
     platform: string;
     durationSeconds: number;
+    /** Compute time per model x attack x mode, summed over batches (timing only; absent in older files). */
+    attackSeconds?: Array<{ model: string; attack: string; mode: string | null; seconds: number }>;
   };
   models: ModelResult[];
   /**

@@ -109,6 +109,14 @@ export function validateResults(data: unknown, source = 'results'): EvalResults 
   c.num(p.seed, 'provenance.seed');
   const examples = c.num(p.examples, 'provenance.examples', [0, Number.MAX_SAFE_INTEGER]);
   c.num(p.durationSeconds, 'provenance.durationSeconds', [0, Number.MAX_VALUE]);
+  if (p.attackSeconds !== undefined) {
+    c.arr(p.attackSeconds, 'provenance.attackSeconds').forEach((tv, ti) => {
+      const t = c.obj(tv, `provenance.attackSeconds[${ti}]`);
+      c.str(t.model, `provenance.attackSeconds[${ti}].model`);
+      c.str(t.attack, `provenance.attackSeconds[${ti}].attack`);
+      c.num(t.seconds, `provenance.attackSeconds[${ti}].seconds`, [0, Number.MAX_VALUE]);
+    });
+  }
   if (p.suite !== undefined && p.suite !== null) c.str(p.suite, 'provenance.suite');
 
   const models = c.arr(root.models, 'models', { nonEmpty: true });
