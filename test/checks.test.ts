@@ -94,6 +94,8 @@ describe('the masked-gradient model', () => {
     const suite = parseSuite({ name: 'mask', attacks: [
       { name: 'pgd7', method: 'pgd', eps: [0.2], steps: 7, stepSize: 0.071 },
       { name: 'pgd7-dlr', method: 'pgd', loss: 'dlr', eps: [0.2], steps: 7, stepSize: 0.071 },
+      { name: 'apgd-ce', method: 'apgd', loss: 'ce', eps: [0.2], iterations: 20 },
+      { name: 'autoattack', method: 'autoattack', eps: [0.2], iterations: 20, queries: 200 },
     ] }, 'mask');
     const res = await evaluate([loadCheckpoint(masked), loadCheckpoint(referenceModel('cnn-adv'))], data, suite, { seed: 1, names: ['masked', 'plain'], probeSize: 32 });
     validateResults(res, 'results');
@@ -103,6 +105,16 @@ describe('the masked-gradient model', () => {
     // cross-entropy PGD overstates the masked model (measured: 0.85 vs 0.75 on these 100 images), DLR does not
     expect(m.metrics['pgd7@0.2:first']).toBeGreaterThan(p.metrics['pgd7@0.2:first'] + 0.05);
     expect(Math.abs(m.metrics['pgd7-dlr@0.2:first'] - p.metrics['pgd7-dlr@0.2:first'])).toBeLessThanOrEqual(0.03);
+    // AutoAttack (APGD-CE, APGD-T, Square over still-robust examples) sees through the masking: within 3% of the
+    // unmasked model's APGD-CE, while APGD-CE on the masked model itself is fooled by the zero gradients
+    const aaMasked = m.metrics['autoattack@0.2'];
+    expect(Math.abs(aaMasked - p.metrics['apgd-ce@0.2:first'])).toBeLessThanOrEqual(0.03 + 1e-9);
+    expect(Math.abs(aaMasked - p.metrics['autoattack@0.2'])).toBeLessThanOrEqual(0.03 + 1e-9);
+    expect(m.metrics['apgd-ce@0.2:first']).toBeGreaterThan(aaMasked + 0.05);
+    const stages = m.attacks.find((a) => a.name === 'autoattack')!.points[0].stages!;
+    expect(stages.map((st) => st.stage)).toEqual(['apgd-ce:first', 'apgd-t:first', 'square']);
+    for (let i = 1; i < stages.length; i++) expect(stages[i].accuracy).toBeLessThanOrEqual(stages[i - 1].accuracy);
+    expect(stages[stages.length - 1].accuracy).toBe(aaMasked);
     // the worst case takes the DLR number
     expect(m.metrics['worst@0.2']).toBeLessThanOrEqual(m.metrics['pgd7-dlr@0.2:first']);
     const ids = (name: string) => (res.checks ?? []).filter((c) => c.model === name).map((c) => c.id);
