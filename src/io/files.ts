@@ -151,7 +151,7 @@ function probeWritable(dir: string, flag: string, target: string): void {
     const why = code === 'EACCES' || code === 'EPERM' ? 'permission denied'
       : code === 'EROFS' ? 'read-only filesystem'
         : code === 'ENOSPC' ? 'no space left on device'
-          : code === 'ENOENT' ? 'files cannot be created there (a virtual filesystem such as /proc?)'
+          : code === 'ENOENT' ? 'not a writable filesystem (ENOENT)'
             : (code ?? (e as Error).message);
     throw new UsageError(`${flag} ${target}: cannot create files in ${dir}: ${why}`);
   }

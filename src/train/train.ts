@@ -4,7 +4,7 @@
  * the loss curve and a summary. Resuming from the state reproduces an uninterrupted run bit for bit.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { activeBackend } from '../backend/index.js';
 import {
@@ -19,6 +19,7 @@ import {
 } from '../data/index.js';
 import { UsageError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { checkOutputDir, INPUT_LIMITS, readInputFile } from '../io/files.js';
 import { saveCheckpoint } from '../io/checkpoint.js';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { getArch, makeConfig, paramSpecs, type ArchName, type ModelConfig } from '../models/arch.js';
@@ -344,6 +345,8 @@ const RESUME_KEYS: (keyof TrainOptions)[] = [
 
 /** OUT must be empty or absent (unless force), and exist when resuming. */
 export function checkOut(out: string, ctl: Pick<RunControl, 'resume' | 'force'>): void {
+  // exists as a directory (or can be created) and files can be created in it: checked before any work
+  if (!ctl.resume || existsSync(out)) checkOutputDir(out, '--out');
   if (existsSync(out)) {
     if (!statSync(out).isDirectory()) throw new UsageError(`--out ${out} exists and is not a directory`);
     if (ctl.resume) return;
@@ -444,7 +447,7 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
     const logPath = join(out, 'train-log.csv');
     if (existsSync(logPath)) {
       try {
-        rows = parseTrainingLog(readFileSync(logPath, 'utf8'), logPath).rows.filter((r) => r.epoch <= st.completedEpochs);
+        rows = parseTrainingLog(readInputFile(logPath, 'training log', { maxBytes: INPUT_LIMITS.csv }).toString('utf8'), logPath).rows.filter((r) => r.epoch <= st.completedEpochs);
       } catch {
         rows = [];
       }

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { UsageError } from '../../errors.js';
 import { runEvalCommand } from '../../eval/cli-run.js';
+import { checkOutputDir } from '../../io/files.js';
 import { addBackendOption, addSeedOption, addWorkersOption } from '../common.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -34,7 +35,7 @@ export function register(program: Command): void {
     const custom = flags.model.length > 0;
     const models = custom ? flags.model : DEMO_MODELS.map(([p]) => join(ROOT, p));
     for (const m of models) if (!existsSync(m)) throw new UsageError(`model not found: ${m}`);
-    const out = resolve(flags.out);
+    const out = checkOutputDir(flags.out, '--out');
     const json = join(out, 'results.json');
     const names = custom ? [] : DEMO_MODELS.map(([p, name]) => `${join(ROOT, p)}=${name}`);
     await runEvalCommand({
