@@ -109,7 +109,11 @@ const GZIP_HEAD_PREFIX = 1024;
  * bomb fails after a bounded amount of memory instead of inflating gigabytes.
  */
 export function readMaybeGzip(path: string): Uint8Array {
-  const raw = readInputFile(path, 'IDX file', { maxBytes: MAX_IDX_BYTES, missing: (p) => `cannot read ${p}: ENOENT` });
+  return decodeMaybeGzip(readInputFile(path, 'IDX file', { maxBytes: MAX_IDX_BYTES, missing: (p) => `cannot read ${p}: ENOENT` }), path);
+}
+
+/** The bytes of an IDX file as read (see readMaybeGzip); `path` names them in messages. */
+export function decodeMaybeGzip(raw: Buffer, path: string): Uint8Array {
   if (raw.length >= 2 && raw[0] === 0x1f && raw[1] === 0x8b) {
     let head: Buffer;
     try {

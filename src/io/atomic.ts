@@ -92,6 +92,13 @@ export function writeFileAtomic(path: string, data: string | Uint8Array | Uint8A
  * (out of space, ...) nothing of this call is left behind and files already in `dir` are untouched.
  */
 export function writeFilesAtomic(dir: string, files: ReadonlyArray<[name: string, data: string | Uint8Array | Uint8Array[]]>): string[] {
+  const existed = (() => {
+    try {
+      return statSync(dir).isDirectory();
+    } catch {
+      return false;
+    }
+  })();
   makeDirs(dir);
   for (const [name] of files) {
     if (name === '' || name.includes('/') || name.includes('\\') || name.startsWith('.')) throw new Error(`writeFilesAtomic: bad file name ${name}`);
@@ -103,10 +110,12 @@ export function writeFilesAtomic(dir: string, files: ReadonlyArray<[name: string
   } catch (e) {
     throw new UsageError(`cannot write into ${dir}: ${errText(e)}`);
   }
-  const cleanup = () => {
+  const cleanup = (failed = false) => {
     try {
       for (const f of readdirSync(stage)) rmSync(join(stage, f), { force: true });
       rmdirSync(stage);
+      // a directory this call created is removed again when nothing could be written into it
+      if (failed && !existed) rmdirSync(dir);
     } catch {
       /* best effort */
     }
@@ -116,7 +125,7 @@ export function writeFilesAtomic(dir: string, files: ReadonlyArray<[name: string
     for (const t of targets) renameTarget(t);
     staged.forEach((tmp, i) => renameSync(tmp, targets[i]!));
   } catch (e) {
-    cleanup();
+    cleanup(true);
     if (e instanceof UsageError) throw e;
     throw new UsageError(`cannot write into ${dir}: ${errText(e)}`);
   }

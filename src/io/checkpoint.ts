@@ -65,7 +65,11 @@ export interface CheckpointFile {
 
 /** Reads and validates a checkpoint file (format, metadata, every tensor's shape and values) without a backend. */
 export function readCheckpointFile(path: string): CheckpointFile {
-  const buf = readBytes(path);
+  return parseCheckpoint(readBytes(path), path);
+}
+
+/** Validates checkpoint bytes (see readCheckpointFile); `path` names them in messages. */
+export function parseCheckpoint(buf: Buffer, path: string): CheckpointFile {
   const file = parseSafetensors(buf, path);
   const meta = file.metadata;
   if (meta.format !== CHECKPOINT_FORMAT) {
