@@ -22,7 +22,6 @@ import { parseSafetensors, encodeSafetensors } from '../src/io/safetensors.js';
 import { checkpointMetadata, loadCheckpoint, parseCheckpoint, readCheckpointFile, saveArrays } from '../src/io/checkpoint.js';
 import { parseJsonText } from '../src/io/json.js';
 import { decodeMaybeGzip, encodeIdxImages, encodeIdxLabels } from '../src/data/idx.js';
-import { validateResults } from '../src/report/results-file.js';
 import { evaluateGate } from '../src/gate/gate.js';
 import { validateTrainState } from '../src/train/train.js';
 import { paramSpecs } from '../src/models/arch.js';
@@ -180,7 +179,7 @@ describe('2. readers refuse FIFOs and devices before reading (no hang, no unboun
       [['gate', fifo, '--require', 'clean >= 0'], /results file .*fifo is not a regular file/],
       [['gate', results, '--config', fifo], /gate config .*fifo is not a regular file/],
       [['report', results, fifo, '--out', join(dir, 'rep-fifo')], /training log .*fifo is not a regular file/],
-      [['conformance', fifo], /fifo is not a regular file/],
+      [['conformance', fifo], /fixture .*fifo is not a regular file \(it is a FIFO\)/],
       [['import', '--from', 'pytorch', zero, '-o', join(dir, 'imp.safetensors')], /zero.safetensors is not a regular file/],
     ]);
     expect(existsSync(join(dir, 'rep-fifo'))).toBe(false);
@@ -242,7 +241,7 @@ describe('5. bombs are rejected from their headers, before memory is spent', () 
     huge.writeUInt32BE(0xffffffff, 4); // 2^32-1 images of 28x28
     expect(usage(() => decodeMaybeGzip(gzipSync(huge), 'huge.gz'))).toMatch(/header declares 3367254359296 bytes of data, more than the 1073741824 byte limit/);
     // a gzip of exactly what the header declares still reads
-    expect(decodeMaybeGzip(gzipSync(Buffer.from(labels)), 'ok.gz')).toEqual(labels);
+    expect(Buffer.from(decodeMaybeGzip(gzipSync(Buffer.from(labels)), 'ok.gz'))).toEqual(Buffer.from(labels));
   });
   it('150 tensors aliasing one 4 MiB range: "overlap" before any tensor is decoded', () => {
     const header: Record<string, unknown> = {};

@@ -60,6 +60,8 @@ export interface ReadInputOptions {
   maxBytes: number;
   /** Message for a missing file (default "`what` not found: PATH"). */
   missing?: (path: string) => string;
+  /** Check only; read nothing (returns an empty buffer). */
+  peek?: boolean;
 }
 
 /**
@@ -87,6 +89,7 @@ export function readInputFile(path: string, what: string, opts: ReadInputOptions
     if (st.size > opts.maxBytes) {
       throw new UsageError(`${what} ${path} is ${fmtBytes(st.size)}, more than the ${fmtBytes(opts.maxBytes)} limit`);
     }
+    if (opts.peek) return Buffer.alloc(0);
     const buf = Buffer.allocUnsafe(st.size);
     let off = 0;
     while (off < st.size) {
@@ -101,6 +104,14 @@ export function readInputFile(path: string, what: string, opts: ReadInputOptions
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * The checks of readInputFile without reading: for commands that must refuse a bad input before
+ * they start a backend or other slow work, and read it later.
+ */
+export function checkInputFile(path: string, what: string, opts: ReadInputOptions): void {
+  readInputFile(path, what, { ...opts, peek: true });
 }
 
 /** Stats of `p` without following a final symlink, or null when nothing is there. */

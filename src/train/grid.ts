@@ -2,7 +2,7 @@
  * runGrid: one CNN-F per (res_param, cycles) pair, each trained by trainModel into OUT/r<R>_c<C>,
  * collected into grid.json and grid.csv (clean and Gaussian-noisy test accuracy of the last epoch).
  */
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { existsSync, readdirSync } from 'node:fs';
 import { loadDataset, type Dataset } from '../data/index.js';
 import { UsageError } from '../errors.js';
