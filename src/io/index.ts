@@ -1,6 +1,7 @@
 /** Files: safetensors reading/writing with validation, cnnf checkpoints, the PyTorch layout
  *  conversion, and atomic writes (temp file + rename) that every output goes through. */
 export * from './atomic.js';
+export * from './files.js';
 export * from './safetensors.js';
 export * from './checkpoint.js';
 export * from './pytorch.js';
