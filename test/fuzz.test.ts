@@ -42,6 +42,7 @@ const INTERESTING_BYTES = [0x00, 0xff, 0x7f, 0x80, 0x01, 0x30, 0x39, 0x2d, 0x22,
 
 function bitFlips(rng: Rng, b: Buffer): Buffer {
   const out = Buffer.from(b);
+  if (out.length === 0) return out;
   for (let k = 1 + int(rng, 8); k > 0; k--) {
     const i = int(rng, out.length);
     out[i] = out[i]! ^ (1 << int(rng, 8));
@@ -51,6 +52,7 @@ function bitFlips(rng: Rng, b: Buffer): Buffer {
 
 function byteRewrites(rng: Rng, b: Buffer): Buffer {
   const out = Buffer.from(b);
+  if (out.length === 0) return out;
   for (let k = 1 + int(rng, 4); k > 0; k--) out[int(rng, out.length)] = pick(rng, INTERESTING_BYTES);
   return out;
 }
@@ -62,6 +64,7 @@ function truncation(rng: Rng, b: Buffer): Buffer {
 }
 
 function splice(rng: Rng, b: Buffer): Buffer {
+  if (b.length === 0) return Buffer.from(b);
   const len = 1 + int(rng, Math.min(512, b.length));
   const from = int(rng, b.length - len + 1);
   const to = int(rng, b.length);
@@ -120,6 +123,7 @@ function checkpointTarget(rng: Rng): Target {
     name: 'checkpoint',
     seeds: [f32, f16],
     rewrite(r, b) {
+      if (b.length < 8) return bitFlips(r, Buffer.concat([b, Buffer.alloc(8 - b.length)])); // after a truncation
       const n = Number(b.readBigUInt64LE(0));
       if (r() < 0.2) {
         const out = Buffer.from(b);
