@@ -5,7 +5,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { UsageError } from '../errors.js';
 import { readoutOf, type CNNF, type Readout } from '../models/cnnf.js';
-import { crossEntropy } from '../models/loss.js';
 
 export type GradientMode = 'first' | 'e2e';
 
@@ -32,19 +31,70 @@ export function predictLogits(v: Victim, x: tf.Tensor): tf.Tensor2D {
   return readoutOf(v.model.run(x, { cycles: v.cycles }), v.readout);
 }
 
-/**
- * Gradient of the summed cross-entropy w.r.t. the input, oriented so that ADDING it increases the
- * attacker's objective: + grad CE(y) untargeted, - grad CE(target) targeted.
- */
-export function ascentGradient(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, targeted: boolean): tf.Tensor4D {
+export function clipToBox(x: tf.Tensor): tf.Tensor4D {
+  return tf.clipByValue(x, INPUT_MIN, INPUT_MAX) as tf.Tensor4D;
+}
+
+export type Norm = 'linf' | 'l2';
+export const NORMS: readonly Norm[] = ['linf', 'l2'];
+
+/** Per-example L2 norm of a [N, ...] tensor, shaped [N, 1, 1, 1] for broadcasting. */
+export function l2Norms(t: tf.Tensor): tf.Tensor4D {
+  return tf.tidy(() => tf.sqrt(tf.sum(tf.square(t), [1, 2, 3], true)) as tf.Tensor4D);
+}
+
+/** Projects delta to the L2 ball of radius eps (then x + delta to the box); returns the new delta. */
+export function projectL2(x: tf.Tensor4D, delta: tf.Tensor, eps: number): tf.Tensor4D {
   return tf.tidy(() => {
-    const g = tf.grad((xx: tf.Tensor) => crossEntropy(attackLogits(v, xx), labels, 'sum'))(x) as tf.Tensor4D;
-    return targeted ? tf.neg(g) : g;
+    const factor = tf.minimum(1, tf.div(eps, tf.maximum(l2Norms(delta), 1e-12)));
+    return tf.sub(clipToBox(tf.add(x, tf.mul(delta, factor))), x) as tf.Tensor4D;
   });
 }
 
-export function clipToBox(x: tf.Tensor): tf.Tensor4D {
-  return tf.clipByValue(x, INPUT_MIN, INPUT_MAX) as tf.Tensor4D;
+/** Projection for a norm: returns the delta of the projected point. */
+export function project(norm: Norm, x: tf.Tensor4D, delta: tf.Tensor, eps: number): tf.Tensor4D {
+  return norm === 'linf' ? projectLinf(x, delta, eps) : projectL2(x, delta, eps);
+}
+
+/**
+ * A random start inside the eps-ball: uniform in the Linf cube, or uniform in the L2 ball (a
+ * Gaussian direction scaled by eps * u^(1/D)); then clipped to the box. Returns the delta.
+ */
+export function randomStartDelta(norm: Norm, x: tf.Tensor4D, eps: number, seed: number): tf.Tensor4D {
+  return tf.tidy(() => {
+    if (norm === 'linf') return projectLinf(x, tf.randomUniform(x.shape, -eps, eps, 'float32', seed), eps);
+    const n = x.shape[0];
+    const d = x.size / n;
+    const dir = tf.randomNormal(x.shape, 0, 1, 'float32', seed);
+    const u = tf.randomUniform([n, 1, 1, 1], 0, 1, 'float32', seed + 1);
+    const radius = tf.mul(tf.pow(u, 1 / d), eps);
+    return projectL2(x, tf.mul(tf.div(dir, tf.maximum(l2Norms(dir), 1e-12)), radius), eps);
+  });
+}
+
+/** The steepest-ascent direction of a gradient under a norm: sign(g) for Linf, g / ||g||_2 for L2. */
+export function steepestDirection(norm: Norm, g: tf.Tensor4D): tf.Tensor4D {
+  return tf.tidy(() => (norm === 'linf' ? tf.sign(g) : tf.div(g, tf.maximum(l2Norms(g), 1e-12))) as tf.Tensor4D);
+}
+
+/**
+ * Checks an attack's output: finite, inside the [-1, 1] box and (for norm-bounded attacks) inside
+ * the eps-ball around x (float32 slack). Anything else is a bug in the attack: it throws a plain
+ * Error (not a UsageError), so it fails loudly.
+ */
+export function verifyAdversarial(name: string, x: tf.Tensor4D, adv: tf.Tensor4D, eps: number, norm: Norm | null): void {
+  if (adv.shape.join(',') !== x.shape.join(',')) throw new Error(`attack ${name} returned shape [${adv.shape}] for input [${x.shape}]`);
+  const [finite, lo, hi, dist] = tf.tidy(() => {
+    const d = tf.sub(adv, x);
+    const dist = norm === 'l2' ? tf.max(l2Norms(d)) : tf.max(tf.abs(d));
+    return [tf.all(tf.isFinite(adv)), tf.min(adv), tf.max(adv), dist];
+  });
+  const vals = [finite, lo, hi, dist].map((t) => t.dataSync()[0]);
+  tf.dispose([finite, lo, hi, dist]);
+  const [ok, mn, mx, dd] = vals;
+  if (!ok) throw new Error(`attack ${name} produced non-finite pixels (bug)`);
+  if (mn < INPUT_MIN - 1e-6 || mx > INPUT_MAX + 1e-6) throw new Error(`attack ${name} left the [-1, 1] box: [${mn}, ${mx}] (bug)`);
+  if (norm !== null && dd > eps * (1 + 1e-5) + 1e-6) throw new Error(`attack ${name} left the ${norm} ball: distance ${dd} > eps ${eps} (bug)`);
 }
 
 /** Projects x + delta back into the Linf ball of radius eps around x and the input box; returns the new delta. */
@@ -73,18 +123,36 @@ export function chooseTargets(labels: Int32Array, numClasses: number, policy: Ta
 export interface AttackContext {
   /** Seeded integer source for tfjs random ops (every call gives a new seed). */
   nextSeed: () => number;
+  /** The true labels, for targeted attacks whose loss needs them (targeted DLR); `labels` are then the targets. */
+  trueLabels?: tf.Tensor1D;
 }
+
+/** What an attack needs from its inputs: gradients (white-box), only scores, or nothing (noise). */
+export type AttackKind = 'noise' | 'gradient' | 'score' | 'transfer' | 'ensemble';
 
 /** One shared interface: perturb a batch at one epsilon. `labels` are the targets for targeted attacks. */
 export interface Attack {
   readonly name: string;
-  readonly method: 'gaussian' | 'fgsm' | 'pgd';
+  /** Registry method name ("pgd", "apgd", ...). */
+  readonly method: string;
   readonly targeted: boolean;
+  /** Norm of the eps-ball the output is verified against (null: noise, not norm-bounded). */
+  readonly norm: Norm | null;
   /** Settings as run, for provenance. */
   settings(): Record<string, unknown>;
   perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, ctx: AttackContext): tf.Tensor4D;
 }
 
-export function checkEps(eps: number): void {
+/** Largest useful radius: the whole [-1, 1] box (Linf 2; L2 2 * sqrt(pixels)). */
+export function maxEps(norm: Norm | null, pixels: number): number {
+  if (norm === 'l2') return 2 * Math.sqrt(pixels);
+  return norm === 'linf' ? INPUT_MAX - INPUT_MIN : 10;
+}
+
+export function checkEps(eps: number, norm: Norm | null = 'linf', pixels = 784): void {
   if (!Number.isFinite(eps) || eps < 0) throw new UsageError(`epsilon must be a number >= 0, got ${eps}`);
+  const max = maxEps(norm, pixels);
+  if (eps > max) {
+    throw new UsageError(`epsilon ${eps} is beyond the [-1, 1] input box (at most ${max} for ${norm === null ? 'a noise sigma' : norm === 'l2' ? `L2 on ${pixels} pixels` : 'Linf'})`);
+  }
 }

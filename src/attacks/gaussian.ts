@@ -1,11 +1,14 @@
 /** Gaussian noise: x + N(0, sigma^2), clipped to [-1, 1]. `eps` is sigma. */
 import * as tf from '@tensorflow/tfjs-core';
 import { checkEps, clipToBox, type Attack, type AttackContext, type Victim } from './base.js';
+import type { AttackDescriptor } from './registry.js';
 
 export class GaussianNoise implements Attack {
   readonly name: string;
-  readonly method = 'gaussian' as const;
+  readonly method = 'gaussian';
+  readonly kind = 'noise';
   readonly targeted = false;
+  readonly norm = null;
 
   constructor(opts: { name?: string } = {}) {
     this.name = opts.name ?? 'gaussian';
@@ -16,8 +19,20 @@ export class GaussianNoise implements Attack {
   }
 
   perturb(_v: Victim, x: tf.Tensor4D, _labels: tf.Tensor1D, sigma: number, ctx: AttackContext): tf.Tensor4D {
-    checkEps(sigma);
+    checkEps(sigma, null);
     if (sigma === 0) return tf.clone(x);
     return tf.tidy(() => clipToBox(tf.add(x, tf.randomNormal(x.shape, 0, sigma, 'float32', ctx.nextSeed()))));
   }
 }
+
+export const gaussianAttack: AttackDescriptor = {
+  method: 'gaussian',
+  label: 'Gaussian noise',
+  summary: 'x + N(0, sigma^2) noise, clipped to the box (eps is sigma; no gradients)',
+  kind: 'noise',
+  norms: [],
+  targetable: false,
+  params: {},
+  defaultName: () => 'gaussian',
+  build: (spec) => new GaussianNoise({ name: spec.name }),
+};

@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { UsageError } from '../errors.js';
 
-export const LOSS_NAMES = ['ce', 'dlr', 'cw', 'ce-targeted', 'dlr-targeted'] as const;
+export const LOSS_NAMES = ['ce', 'dlr', 'cw', 'ce-targeted', 'dlr-targeted', 'cw-targeted'] as const;
 export type LossName = (typeof LOSS_NAMES)[number];
 
 export function isTargetedLoss(loss: LossName): boolean {
@@ -88,6 +88,15 @@ export function cwLoss(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Tensor1D {
 }
 
 /**
+/** CW margin (targeted): z_t - max_{i != t} z_i. */
+export function cwTargetedLoss(logits: tf.Tensor2D, targets: tf.Tensor1D): tf.Tensor1D {
+  return tf.tidy(() => {
+    const [zt, other] = trueAndOther(logits, targets);
+    return tf.sub(zt, other) as tf.Tensor1D;
+  });
+}
+
+/**
  * The per-example loss `name` (maximised by the attacker). Targeted losses need `targets`; for them
  * `labels` are still the true classes (DLR's numerator uses both).
  */
@@ -105,5 +114,57 @@ export function attackLoss(name: LossName, logits: tf.Tensor2D, labels: tf.Tenso
     case 'dlr-targeted':
       if (!targets) throw new Error('dlr-targeted needs targets');
       return dlrTargetedLoss(logits, labels, targets);
+    case 'cw-targeted':
+      if (!targets) throw new Error('cw-targeted needs targets');
+      return cwTargetedLoss(logits, targets);
   }
+}
+
+/**
+ * One example's loss `name` and its gradient with respect to the logits, both in float64, by the
+ * formulas above and the steps PyTorch's autograd takes through AutoAttack's code (sort picks the
+ * ranked logits; DLR's quotient rule as -1/D for the numerator and -(-N)/(D D) for the denominator).
+ * AutoAttack's float64 reference depends on this precision: with DLR, when the true class ranks
+ * third the loss is d / (d + 1e-12) and its gradient ~1e-12 of its usual size, which float32 autodiff
+ * turns into rounding noise. `z` is one row of logits; `target` is used by the targeted losses.
+ */
+export function lossAndLogitGrad64(name: LossName, z: ArrayLike<number>, y: number, target = -1): { loss: number; grad: Float64Array } {
+  const k = z.length;
+  const grad = new Float64Array(k);
+  const order = Array.from({ length: k }, (_, i) => i).sort((a, b) => z[b] - z[a] || a - b);
+  const otherThan = (c: number): number => {
+    let o = -1;
+    for (let i = 0; i < k; i++) if (i !== c && (o < 0 || z[i] > z[o])) o = i;
+    return o;
+  };
+  if (name === 'ce' || name === 'ce-targeted') {
+    const c = name === 'ce' ? y : target;
+    let s = 0;
+    for (let i = 0; i < k; i++) s += Math.exp(z[i] - z[order[0]]);
+    const lse = z[order[0]] + Math.log(s);
+    const sign = name === 'ce' ? 1 : -1;
+    for (let i = 0; i < k; i++) grad[i] = sign * (Math.exp(z[i] - lse) - (i === c ? 1 : 0));
+    return { loss: sign * (lse - z[c]), grad };
+  }
+  if (name === 'cw') {
+    const o = otherThan(y);
+    grad[o] += 1;
+    grad[y] -= 1;
+    return { loss: z[o] - z[y], grad };
+  }
+  if (k < (name === 'dlr' ? 3 : 4)) throw new UsageError(`loss ${name} needs at least ${name === 'dlr' ? 3 : 4} classes, the model has ${k}`);
+  const o = name === 'dlr' ? otherThan(y) : target;
+  const negNum = -(z[y] - z[o]);
+  const den = name === 'dlr' ? z[order[0]] - z[order[2]] + 1e-12 : z[order[0]] - 0.5 * (z[order[2]] + z[order[3]]) + 1e-12;
+  const gNum = -(1 / den);
+  const gDen = -negNum / (den * den);
+  grad[y] += gNum;
+  grad[o] -= gNum;
+  grad[order[0]] += gDen;
+  if (name === 'dlr') grad[order[2]] -= gDen;
+  else {
+    grad[order[2]] -= 0.5 * gDen;
+    grad[order[3]] -= 0.5 * gDen;
+  }
+  return { loss: negNum / den, grad };
 }

@@ -5,7 +5,7 @@
  * are the same whichever thread runs the batch, and in whichever order.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { chooseTargets, predictLogits, type Victim } from '../attacks/index.js';
+import { chooseTargets, isStaged, predictLogits, verifyAdversarial, type Victim } from '../attacks/index.js';
 import { deriveSeed, mulberry32 } from '../data/index.js';
 import { readoutOf, type CNNF, type Readout } from '../models/cnnf.js';
 import type { AttackMode } from './results.js';
@@ -45,6 +45,11 @@ export interface BatchOutcome {
   targets: Array<Int32Array | null>;
   /** Perturbed images asked for by `keep` (null elsewhere). */
   advs: Array<Array<Float32Array | null>>;
+  /**
+   * Staged attacks (AutoAttack): stages[j][e] = per example the index of the stage that broke it,
+   * -1 robust, -2 misclassified clean (null for other attacks).
+   */
+  stages: Array<Array<Int32Array | null>>;
 }
 
 function seedSource(seed: number, stream: string): () => number {
@@ -62,7 +67,7 @@ export async function evalBatch(model: CNNF, task: BatchTask, onPoint?: (stage: 
   };
   const x = tf.tensor4d(task.images, [n, 28, 28, 1]);
   const y = tf.tensor1d(task.labels, 'int32');
-  const out: BatchOutcome = { clean: new Int32Array(0), cleanFirst: new Int32Array(0), preds: [], targets: [], advs: [] };
+  const out: BatchOutcome = { clean: new Int32Array(0), cleanFirst: new Int32Array(0), preds: [], targets: [], advs: [], stages: [] };
   try {
     if (task.clean !== false) {
       const [cleanPred, firstPred] = tf.tidy(() => {
@@ -84,14 +89,24 @@ export async function evalBatch(model: CNNF, task: BatchTask, onPoint?: (stage: 
       out.targets.push(targets);
       out.preds.push([]);
       out.advs.push([]);
+      out.stages.push([]);
       const labels = targets ? tf.tensor1d(targets, 'int32') : y;
       try {
         for (const [ei, eps] of spec.eps.entries()) {
           const nextSeed = seedSource(task.seed, `${spec.name}|${job.mode ?? 'noise'}|${eps}|${start}`);
+          let brokenBy: Int32Array | null = null;
           const [xAdv, pred] = tf.tidy(() => {
-            const adv = attack.perturb(victim, x, labels, eps, { nextSeed });
+            const ctx = { nextSeed, trueLabels: y };
+            let adv: tf.Tensor4D;
+            if (isStaged(attack)) {
+              const r = attack.runStaged(victim, x, labels, eps, ctx);
+              adv = r.adv;
+              brokenBy = r.brokenBy;
+            } else adv = attack.perturb(victim, x, labels, eps, ctx);
+            verifyAdversarial(spec.name, x, adv, eps, attack.norm);
             return [adv, tf.argMax(predictLogits(victim, adv), 1)];
           });
+          out.stages[ji].push(brokenBy);
           out.preds[ji].push((await pred.data()) as Int32Array);
           const keep = Math.min(n, task.keep[ji]?.[ei] ?? 0);
           out.advs[ji].push(keep > 0 ? ((await xAdv.data()) as Float32Array).slice(0, keep * 28 * 28) : null);

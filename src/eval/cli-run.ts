@@ -9,18 +9,19 @@ import cliProgress from 'cli-progress';
 import Table from 'cli-table3';
 import { UsageError } from '../errors.js';
 import { backendNotice, initBackend, seedFrom } from '../cli/common.js';
-import { parseInteger, parseNumber, parseNumberList } from '../cli/options.js';
+import { parseInteger, parseNumberList } from '../cli/options.js';
 import { datasetOptionsFromFlags } from '../cli/commands/data.js';
 import { formatTestSubset, loadDataset } from '../data/index.js';
 import { buildCheckpoint, readCheckpointFile, type CheckpointFile, type LoadedCheckpoint } from '../io/checkpoint.js';
 import { checkOutputDir, checkOutputFile } from '../io/files.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { validateResults } from '../report/results-file.js';
-import type { TargetPolicy } from '../attacks/index.js';
+import { attackMethods, flagName, getAttack, hasAttack, paramIndex, type TargetPolicy } from '../attacks/index.js';
 import type { Readout } from '../models/cnnf.js';
 import { defaultModelName, evaluate, type EvalData, type EvalProgress } from './evaluate.js';
 import type { AttackMode, EvalResults } from './results.js';
-import { ATTACK_METHODS, loadSuite, parseSuite, type Suite } from './suite.js';
+import { loadSuite, parseSuite, type Suite } from './suite.js';
+import { attackFieldsFromFlags } from '../cli/attack-flags.js';
 import { resolveWorkers, WorkerPool } from '../parallel/pool.js';
 
 const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -126,6 +127,13 @@ export function resultTables(results: EvalResults): string {
     }
     out.push('', `${name} (${first.method}${first.targeted ? ', targeted' : ''}${first.method === 'gaussian' ? ', eps = sigma' : ''})`, t.toString());
   }
+  if (results.checks) {
+    if (results.checks.length === 0) out.push('', `checks: none raised (${results.models.length === 1 ? 'the model passed' : 'all models passed'} the 8 trust checks)`);
+    else {
+      out.push('', `checks: ${results.checks.length} raised (see src/eval/checks.ts; gate on them with --require "warnings==0")`);
+      for (const c of results.checks) out.push(`  [${c.severity} ${c.number} ${c.id}] ${c.model}: ${c.message}`);
+    }
+  }
   return `${out.join('\n')}\n`;
 }
 
@@ -150,22 +158,20 @@ function buildModels(files: CheckpointFile[]): LoadedCheckpoint[] {
 }
 
 function suiteFromAttackFlags(flags: Flags): Suite {
-  const list = str(flags, 'attacks')!.split(',').map((s) => s.trim()).filter((s) => s !== '');
-  if (list.length === 0) throw new UsageError('--attacks needs at least one of gaussian, fgsm, pgd');
+  const list = [...new Set(str(flags, 'attacks')!.split(',').map((s) => s.trim()).filter((s) => s !== ''))];
+  if (list.length === 0) throw new UsageError(`--attacks needs at least one of ${attackMethods().join(', ')}`);
   for (const a of list) {
-    if (!(ATTACK_METHODS as readonly string[]).includes(a)) throw new UsageError(`--attacks: unknown attack ${JSON.stringify(a)} (known: ${ATTACK_METHODS.join(', ')})`);
+    if (!hasAttack(a)) throw new UsageError(`--attacks: unknown attack ${JSON.stringify(a)} (known: ${attackMethods().join(', ')})`);
   }
   const rawEps = str(flags, 'eps');
   if (rawEps === undefined) throw new UsageError('--attacks needs --eps E1,E2,...');
   const eps = epsList('--eps', rawEps);
   const modes = (str(flags, 'modes') ?? 'first,e2e').split(',').map((s) => s.trim());
   for (const m of modes) if (m !== 'first' && m !== 'e2e') throw new UsageError(`--modes must list first and/or e2e, got ${JSON.stringify(m)}`);
-  const steps = parseInteger('--steps', str(flags, 'steps') ?? '7', 1, 10_000);
-  const stepSize = str(flags, 'stepSize');
-  const attacks = [...new Set(list)].map((method) => {
-    if (method === 'gaussian') return { name: 'gaussian', method, eps };
-    if (method === 'fgsm') return { name: 'fgsm', method, eps, modes };
-    return { name: `pgd${steps}`, method, eps, modes, steps, ...(stepSize !== undefined ? { stepSize: parseNumber('--step-size', stepSize, { min: Number.MIN_VALUE }) } : {}) };
+  const fields = attackFieldsFromFlags(list, flags);
+  const attacks = list.map((method, i) => {
+    const whiteBox = getAttack(method).kind === 'gradient';
+    return { method, eps, ...(whiteBox ? { modes } : {}), ...fields[i] };
   });
   return parseSuite({ name: `adhoc:${list.join(',')}`, attacks }, 'command line');
 }
@@ -191,7 +197,7 @@ export async function runEvalCommand(flags: Flags): Promise<void> {
   if (suiteFlag !== undefined && flags.attacks !== undefined) throw new UsageError('give either --suite or --attacks, not both');
   if (suiteFlag === undefined && flags.attacks === undefined) throw new UsageError('give --suite attacks/NAME.json or --attacks gaussian,fgsm,pgd --eps LIST');
   if (suiteFlag !== undefined) {
-    for (const k of ['eps', 'stepSize'] as const) if (flags[k] !== undefined) throw new UsageError(`--${k === 'eps' ? 'eps' : 'step-size'} only applies with --attacks (the suite sets it)`);
+    for (const k of ['eps', 'norm', ...paramIndex().keys()]) if (flags[k] !== undefined) throw new UsageError(`${flagName(k)} only applies with --attacks (the suite sets it)`);
   }
   const suite = suiteFlag !== undefined ? loadSuite(resolveSuitePath(suiteFlag)) : suiteFromAttackFlags(flags);
   const run = runOptions(flags);
@@ -254,28 +260,19 @@ export async function runEvalCommand(flags: Flags): Promise<void> {
 export async function runAttackCommand(flags: Flags): Promise<void> {
   const modelPath = str(flags, 'model')!;
   if (modelPath.trim() === '') throw new UsageError('--model must not be empty');
-  const method = flags.method as 'gaussian' | 'fgsm' | 'pgd';
+  const method = str(flags, 'method')!;
+  const d = getAttack(method);
   const eps = epsList('--eps', str(flags, 'eps')!);
   const mode = (flags.mode as AttackMode | undefined) ?? 'first';
   const targetRaw = str(flags, 'target');
   let target: TargetPolicy | undefined;
   if (targetRaw !== undefined) {
-    if (method === 'gaussian') throw new UsageError('--target applies to fgsm and pgd, not gaussian noise');
+    if (!d.targetable) throw new UsageError(`--target does not apply to ${method}`);
     target = targetRaw === 'next' || targetRaw === 'random' ? targetRaw : parseInteger('--target', targetRaw, 0, 10_000);
   }
-  const spec: Record<string, unknown> = { name: method === 'pgd' ? `pgd${str(flags, 'steps') ?? '7'}` : method, method, eps };
-  if (method !== 'gaussian') spec.modes = [mode];
+  const spec: Record<string, unknown> = { method, eps, ...attackFieldsFromFlags([method], flags)[0] };
+  if (d.kind === 'gradient') spec.modes = [mode];
   if (target !== undefined) Object.assign(spec, { targeted: true, target });
-  if (method === 'pgd') {
-    spec.steps = parseInteger('--steps', str(flags, 'steps') ?? '7', 1, 10_000);
-    const ss = str(flags, 'stepSize');
-    if (ss !== undefined) spec.stepSize = parseNumber('--step-size', ss, { min: Number.MIN_VALUE });
-    spec.randomStart = flags.randomStart !== false;
-    spec.restarts = parseInteger('--restarts', str(flags, 'restarts') ?? '1', 1, 1000);
-  } else {
-    if (str(flags, 'stepSize') !== undefined) throw new UsageError('--step-size applies to pgd only');
-    if (str(flags, 'restarts') !== undefined && str(flags, 'restarts') !== '1') throw new UsageError('--restarts applies to pgd only');
-  }
   const suite = parseSuite({ name: `attack:${method}`, attacks: [spec] }, 'command line');
   const run = runOptions(flags);
   const dumpDir = str(flags, 'dump');

@@ -4,7 +4,8 @@
  * recomputes every other tensor (eval.*, grad.*, attack.*, train.*).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { FGSM, PGD, type Victim } from '../attacks/index.js';
+import { apgdSingleRun, FGSM, PGD, type APGDLoss, type APGDNorm, type APGDSingleRunResult, type GradientMode, type Victim } from '../attacks/index.js';
+import type { Readout } from '../models/cnnf.js';
 import { UsageError } from '../errors.js';
 import { fromPyTorch, inferPyTorchWidths, nchwToNhwc, nhwcToNchw, toPyTorch } from '../io/pytorch.js';
 import { readSafetensors, type NamedTensor } from '../io/safetensors.js';
@@ -273,7 +274,7 @@ export function runConformance(path: string, tolerance = CONFORMANCE_TOLERANCE):
       const step = metaNumber(meta, 'eps_iter', path, 0.071);
       const iters = metaNumber(meta, 'nb_iter', path, 7);
       const ctx = { nextSeed: () => 0 };
-      compare('attack.fgsm.first', new FGSM().perturb(first, x, y, eps));
+      compare('attack.fgsm.first', new FGSM().perturb(first, x, y, eps, ctx));
       const pgdRow = (name: string, v: Victim, labels: tf.Tensor1D, targeted: boolean) => {
         if (!T.has(name)) return;
         const refAll = image(name);
@@ -307,6 +308,7 @@ export function runConformance(path: string, tolerance = CONFORMANCE_TOLERANCE):
         pgdRow('attack.pgd_targeted.first', first, tf.tensor1d(Array.from(need('attack.pgd_targeted.first.target').data), 'int32'), true);
         done.add('attack.pgd_targeted.first.target');
       }
+      apgdRows(T, meta, path, model, cfg.cycles, x, y, image, tolerance, rows, done);
       if (T.has('train.loss')) {
         const xn = image('input.x_noisy');
         const weights = { cleanWeight: metaNumber(meta, 'clean_parameter', path, 0.1), reconWeight: metaNumber(meta, 'mse_parameter', path, 0.1) };
@@ -342,4 +344,107 @@ export function runConformance(path: string, tolerance = CONFORMANCE_TOLERANCE):
     rows.push({ name: k, shape: T.get(k)!.shape, relError: NaN, maxAbsError: NaN, pass: false, note: 'not recomputed: unknown tensor name' });
   }
   return { fixture: path, config: meta, rows, pass: rows.length > 0 && rows.every((r) => r.pass), tolerance };
+}
+
+const APGD_CASES: Array<{ loss: APGDLoss; norm: APGDNorm; key: 'Linf' | 'L2' }> = [];
+for (const loss of ['ce', 'dlr', 'dlr-targeted'] as const) for (const key of ['Linf', 'L2'] as const) APGD_CASES.push({ loss, norm: key === 'Linf' ? 'linf' : 'l2', key });
+const APGD_OUTPUTS = ['x_best', 'x_best_adv', 'loss_best', 'robust'] as const;
+/** Tie-search runs per APGD example (a 20-iteration end-to-end run takes ~1.5 s on wasm). */
+const APGD_MAX_RUNS = 4;
+
+/**
+ * AutoAttack APGD fixture rows (`attack.apgd.{loss}.{Linf,L2}.{x_best,x_best_adv,loss_best,robust}`):
+ * one `apgdSingleRun` per example from the fixture's start point, with the Linf step signs and the
+ * resReLU masks searched for float32 ties as for PGD (examples are independent, so each is searched alone).
+ */
+function apgdRows(
+  T: Map<string, NamedTensor>,
+  meta: Record<string, string>,
+  path: string,
+  model: CNNF,
+  cycles: number,
+  x: tf.Tensor4D,
+  y: tf.Tensor1D,
+  image: (k: string) => tf.Tensor4D,
+  tolerance: number,
+  rows: ConformanceRow[],
+  done: Set<string>,
+): void {
+  const cases = APGD_CASES.filter((c) => T.has(`attack.apgd.${c.loss}.${c.key}.x_best`));
+  if (cases.length === 0) return;
+  const mode = meta.apgd_gradients ?? 'e2e';
+  if (mode !== 'e2e' && mode !== 'first') throw new UsageError(`${path}: __metadata__.apgd_gradients must be e2e or first, got ${JSON.stringify(mode)}`);
+  const readout = meta.apgd_readout ?? 'last';
+  if (readout !== 'last' && readout !== 'average') throw new UsageError(`${path}: __metadata__.apgd_readout must be last or average, got ${JSON.stringify(readout)}`);
+  const victim: Victim = { model, mode: mode as GradientMode, cycles, readout: readout as Readout };
+  const iterations = metaNumber(meta, 'apgd_iters', path);
+  const rho = metaNumber(meta, 'apgd_rho', path, 0.75);
+  const n = x.shape[0];
+  const need = (k: string): NamedTensor => {
+    const t = T.get(k);
+    if (!t) throw new UsageError(`${path}: missing tensor ${k}`);
+    return t;
+  };
+  for (const c of cases) {
+    const eps = metaNumber(meta, `apgd_eps_${c.key.toLowerCase()}`, path);
+    const initKey = `input.apgd.${c.key}.init`;
+    const init = image(initKey);
+    const targeted = c.loss.endsWith('-targeted');
+    const targetKey = `input.apgd.${c.key}.target`;
+    const targets = targeted ? tf.tensor1d(Array.from(need(targetKey).data), 'int32') : undefined;
+    const prefix = `attack.apgd.${c.loss}.${c.key}`;
+    const refs = APGD_OUTPUTS.map((o) => {
+      const t = need(`${prefix}.${o}`);
+      return o.startsWith('x_') ? nchwToNhwc(t).data : t.data;
+    });
+    const lossScale = Math.max(...Array.from(refs[2], Math.abs));
+    const per = x.size / n;
+    const ties = { sign: 0, relu: 0 };
+    let flipped = 0;
+    let runs = 0;
+    const outs = Array.from({ length: n }, (_, i) => {
+      const found = searchTies<APGDSingleRunResult>(
+        ({ sign, mask }) =>
+          apgdSingleRun({ ...victim, model: model.withMaskRule(mask) }, tf.slice(x, i, 1), tf.slice(y, i, 1), {
+            eps,
+            norm: c.norm,
+            loss: c.loss,
+            iterations,
+            rho,
+            init: tf.slice(init, i, 1),
+            targets: targets ? tf.slice(targets, i, 1) : undefined,
+            sign: (g) => sign(g, g),
+          }),
+        (r) => {
+          const images = [r.xBest, r.xBestAdv].every((t, j) => relativeError(t.dataSync() as Float32Array, refs[j].slice(i * per, (i + 1) * per)).rel <= tolerance);
+          const lossOk = Math.abs(r.lossBest.dataSync()[0] - refs[2][i]) <= tolerance * Math.max(lossScale, Number.MIN_VALUE);
+          return images && lossOk && r.robust.dataSync()[0] === refs[3][i];
+        },
+        APGD_MAX_RUNS,
+        (r) => tf.dispose([r.xBest, r.xBestAdv, r.lossBest, r.robust]),
+      );
+      ties.sign += found.ties.sign;
+      ties.relu += found.ties.relu;
+      flipped += found.flipped;
+      runs += found.runs;
+      return found.adv;
+    });
+    const pick = (f: (r: APGDSingleRunResult) => tf.Tensor) => tf.concat(outs.map(f), 0);
+    const values: tf.Tensor[] = [pick((r) => r.xBest), pick((r) => r.xBestAdv), pick((r) => r.lossBest), pick((r) => r.robust)];
+    APGD_OUTPUTS.forEach((o, j) => {
+      const name = `${prefix}.${o}`;
+      const ref = need(name);
+      const ours = values[j].dataSync() as Float32Array;
+      const data = ref.shape.length === 4 ? nhwcToNchw({ shape: values[j].shape, data: ours }).data : ours;
+      const { rel, abs } = data.length === ref.data.length ? relativeError(data, ref.data) : { rel: Infinity, abs: Infinity };
+      rows.push({ name, shape: ref.shape, relError: rel, maxAbsError: abs, pass: rel <= tolerance });
+      done.add(name);
+    });
+    if (ties.sign + ties.relu > 0) {
+      rows[rows.length - 4].note = `float32 ties: ${ties.sign} gradient sign(s), ${ties.relu} ReLU mask(s), ${flipped} decided against float32; ${runs} run(s) for ${n} examples`;
+    }
+    for (const r of outs) tf.dispose([r.xBest, r.xBestAdv, r.lossBest, r.robust]);
+    tf.dispose(values);
+    done.add(targetKey);
+  }
 }

@@ -16,9 +16,11 @@ import type { LoadedCheckpoint } from '../io/checkpoint.js';
 import type { Readout } from '../models/cnnf.js';
 import { writeDump, type DumpExample } from '../io/images.js';
 import { metricKey, RESULTS_FORMAT, type AttackMode, type AttackResult, type EvalResults, type ModelResult } from './results.js';
-import { attackSettings, type AttackSpec, type Suite } from './suite.js';
+import { attackSettings, buildAttack, type AttackSpec, type Suite } from './suite.js';
 import { evalBatch, type BatchOutcome, type BatchTask, type Job } from './batch.js';
 import { WorkerPool } from '../parallel/pool.js';
+import { getAttack, isStaged } from '../attacks/index.js';
+import { probeChecks, resultChecks, type EvalCheck } from './checks.js';
 
 export interface EvalData {
   /** Dataset name for provenance ("fashion-mnist"). */
@@ -66,12 +68,18 @@ export interface EvaluateOptions {
   workers?: number;
   /** A running pool to use instead of starting `workers` (the caller closes it). */
   pool?: WorkerPool;
+  /** Run the trust checks (default true); probe checks use the first `probeSize` examples (default 64). */
+  checks?: boolean;
+  probeSize?: number;
 }
 
 interface PointAcc {
   correct: number;
   hits: number;
   confusion?: number[][];
+  /** Staged attacks: stage labels and, per stage, how many examples it broke. */
+  stageLabels?: string[];
+  brokenAt?: number[];
 }
 
 const zeros = (k: number): number[][] => Array.from({ length: k }, () => new Array<number>(k).fill(0));
@@ -91,7 +99,7 @@ export function defaultModelName(path: string): string {
 export function jobsFor(suite: Suite, cycles: number): Job[] {
   const jobs: Job[] = [];
   for (const spec of suite.attacks) {
-    if (spec.method === 'gaussian') jobs.push({ spec, mode: null });
+    if (spec.modes.length === 0) jobs.push({ spec, mode: null });
     else {
       const modes: AttackMode[] = cycles === 0 ? ['first'] : spec.modes;
       for (const mode of modes) jobs.push({ spec, mode });
@@ -103,7 +111,7 @@ export function jobsFor(suite: Suite, cycles: number): Job[] {
 /** Epsilons of the per-example worst case: every epsilon a gradient attack runs at. */
 export function worstCaseEps(suite: Suite): number[] {
   const s = new Set<number>();
-  for (const a of suite.attacks) if (a.method !== 'gaussian') for (const e of a.eps) s.add(e);
+  for (const a of suite.attacks) if (a.norm !== null) for (const e of a.eps) s.add(e);
   return [...s].sort((a, b) => a - b);
 }
 
@@ -138,6 +146,7 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
       }
     }
   }
+  for (const spec of suite.attacks) getAttack(spec.method).prepare?.(spec, { numClasses: k, shape: [28, 28, 1] });
   const wcEps = worstCaseEps(suite);
   const nb = Math.ceil(split.count / batchSize);
   const unitsPer = models.map((m) => 1 + jobsFor(suite, effectiveCycles(m, opts.cycles)).reduce((s, j) => s + j.spec.eps.length, 0));
@@ -150,6 +159,7 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
   const ownPool = !opts.pool && workers > 1 ? await WorkerPool.start(workers, activeBackend()) : null;
   const pool = opts.pool ?? ownPool;
   const results: ModelResult[] = [];
+  const allChecks: EvalCheck[] = [];
   try {
     for (const [mi, ck] of models.entries()) {
       const name = names[mi];
@@ -211,7 +221,17 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
         const spec = job.spec;
         for (const [ei, eps] of spec.eps.entries()) {
           const pa = o.preds[0][ei];
-          record(pa, acc[ji][ei], o.targets[0], spec.method === 'gaussian' ? undefined : robust.get(eps));
+          record(pa, acc[ji][ei], o.targets[0], spec.norm === null ? undefined : robust.get(eps));
+          const broken = o.stages[0]?.[ei];
+          if (broken) {
+            const p = acc[ji][ei];
+            const attack = buildAttack(spec);
+            if (isStaged(attack)) {
+              p.stageLabels ??= attack.stageLabels(cycles);
+              p.brokenAt ??= new Array<number>(p.stageLabels.length).fill(0);
+              for (let i = 0; i < n; i++) if (broken[i] >= 0) p.brokenAt[broken[i]]++;
+            }
+          }
           const adv = o.advs[0][ei];
           if (adv) {
             const key = `${spec.name}${job.mode ? `-${job.mode}` : ''}-eps${eps}`;
@@ -248,6 +268,14 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
       }
 
       const count = split.count;
+      // staged attacks: cumulative robust accuracy after each stage, from the clean-correct count down
+      const stageAccuracies = (p: PointAcc, start: number): Array<{ stage: string; accuracy: number }> => {
+        let left = start;
+        return p.stageLabels!.map((stage, si) => {
+          left -= p.brokenAt![si];
+          return { stage, accuracy: left / count };
+        });
+      };
       const attacks: AttackResult[] = jobs.map((job, ji) => ({
         name: job.spec.name,
         method: job.spec.method,
@@ -261,6 +289,7 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
             accuracy: p.correct / count,
             ...(job.spec.targeted ? { successRate: p.hits / count } : {}),
             ...(p.confusion ? { confusion: p.confusion } : {}),
+            ...(p.stageLabels ? { stages: stageAccuracies(p, clean.correct) } : {}),
           };
         }),
       }));
@@ -270,6 +299,18 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
         for (let i = 0; i < count; i++) s += r[i];
         return { eps, accuracy: s / count };
       });
+      const modelChecks: EvalCheck[] = [];
+      if (opts.checks !== false) {
+        const kinds = Object.fromEntries(jobs.map((j) => [j.spec.name, getAttack(j.spec.method).kind]));
+        modelChecks.push(...resultChecks({ model: name, clean: clean.correct / count, numClasses: k, examples: count, attacks, kinds }));
+        const pn = Math.min(opts.probeSize ?? 64, count);
+        modelChecks.push(...(await probeChecks({
+          model: ck.model, name, cycles, readout, numClasses: k, seed: opts.seed, shape: [28, 28, 1],
+          images: split.images.subarray(0, pn * IMAGE_PIXELS), labels: split.labels.subarray(0, pn),
+        })));
+        modelChecks.sort((a, b) => a.number - b.number);
+      }
+      allChecks.push(...modelChecks);
       const metrics: Record<string, number> = { clean: clean.correct / count };
       for (const a of attacks) {
         for (const p of a.points) {
@@ -278,6 +319,7 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
         }
       }
       for (const w of worstCase) metrics[`worst@${w.eps}`] = w.accuracy;
+      if (opts.checks !== false) metrics.warnings = modelChecks.filter((c) => c.severity === 'warning').length;
       const cfg = ck.info.config;
       results.push({
         name,
@@ -316,6 +358,7 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
       durationSeconds: Math.round((performance.now() - t0) / 10) / 100,
     },
     models: results,
+    ...(opts.checks !== false ? { checks: allChecks } : {}),
   };
 }
 

@@ -5,7 +5,8 @@
  */
 export const RESULTS_FORMAT = 'cnnf-results/1';
 
-export type AttackMethod = 'gaussian' | 'fgsm' | 'pgd';
+/** A method of the attack registry ("gaussian", "fgsm", "pgd", "apgd", ...). */
+export type AttackMethod = string;
 export type AttackMode = 'first' | 'e2e';
 
 export interface AttackPoint {
@@ -16,6 +17,11 @@ export interface AttackPoint {
   successRate?: number;
   /** Rows = true class, columns = predicted class (counts). */
   confusion?: number[][];
+  /**
+   * Staged attacks (AutoAttack): robust accuracy after each stage, cumulative (an example counts
+   * only if it survived every stage so far), in the order run.
+   */
+  stages?: Array<{ stage: string; accuracy: number }>;
 }
 
 export interface AttackResult {
@@ -70,6 +76,11 @@ export interface EvalResults {
     durationSeconds: number;
   };
   models: ModelResult[];
+  /**
+   * Trust checks (masked gradients, broken attacks, ...), see src/eval/checks.ts; each model's
+   * `metrics.warnings` counts its warnings. Absent in files written before checks existed.
+   */
+  checks?: Array<{ id: string; number: number; severity: 'warning' | 'info'; model: string; message: string; evidence: Record<string, unknown> }>;
 }
 
 /** Metric key helpers, shared by eval (writer) and gate (reader). */

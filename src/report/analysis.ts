@@ -1,4 +1,5 @@
 /** Reshaping results for presentation: attacks grouped by name with one series per model × gradient mode. */
+import { attackLabel } from '../attacks/index.js';
 import type { AttackMethod, AttackPoint, AttackResult, EvalResults, ModelResult } from '../eval/results.js';
 
 export type SeriesMode = 'first' | 'e2e' | 'none';
@@ -81,7 +82,8 @@ export function leaders(values: Array<{ name: string; value: number | undefined 
   return present.filter((v) => Math.abs(v.value - max) <= 1e-12).map((v) => v.name);
 }
 
-export const METHOD_LABEL: Record<AttackMethod, string> = { gaussian: 'Gaussian noise', fgsm: 'FGSM', pgd: 'PGD' };
+/** Human label of an attack method (from the attack registry). */
+export const methodLabel = (method: AttackMethod): string => attackLabel(method);
 
 /** Column header for the perturbation size: σ for Gaussian noise, ε (L∞) for gradient attacks. */
 export const epsSymbol = (method: AttackMethod): string => (method === 'gaussian' ? 'σ' : 'ε');

@@ -11,7 +11,7 @@ import { readInputFile } from '../io/files.js';
 import { UsageError } from '../errors.js';
 import { VERSION } from '../version.js';
 import {
-  conservativeAccuracy, epsSymbol, fmtEps, groupAttacks, leaders, METHOD_LABEL, pct, pointAt, unionEps,
+  conservativeAccuracy, epsSymbol, fmtEps, groupAttacks, leaders, methodLabel, pct, pointAt, unionEps,
   type AttackGroup,
 } from './analysis.js';
 import { confusionSpec, lineChartSpec, lossChartSpec, renderVegaLite, svgToPng, uniquifySvgIds, type SeriesPoint } from './charts.js';
@@ -180,7 +180,7 @@ function attackSection(b: Builder, g: AttackGroup): void {
   b.h2(`Accuracy under ${g.name}`);
   const modes = [...new Set(g.series.map((s) => s.mode).filter((m) => m !== 'none'))];
   b.p([
-    `${METHOD_LABEL[g.method]}, ${g.targeted ? 'targeted' : 'untargeted'}`,
+    `${methodLabel(g.method)}, ${g.targeted ? 'targeted' : 'untargeted'}`,
     modes.length > 0 ? `; gradient path: ${modes.join(', ')}` : '',
     modes.includes('e2e') ? ' (first = gradient of the first feedforward pass only, e2e = end-to-end through every feedback cycle)' : '',
     '. Settings are listed under Provenance.',
@@ -340,7 +340,7 @@ function provenanceSection(b: Builder, r: EvalResults, resultsPath: string | und
   b.h3('Attack settings');
   b.table(['Model', 'Attack', 'Method', 'Mode', 'Targeted', 'ε / σ', 'Settings'],
     r.models.flatMap((m) => m.attacks.map((a): Text[] => [
-      m.name, a.name, METHOD_LABEL[a.method], a.mode ?? '—', a.targeted ? 'yes' : 'no',
+      m.name, a.name, methodLabel(a.method), a.mode ?? '—', a.targeted ? 'yes' : 'no',
       a.points.map((pt) => fmtEps(pt.eps)).join(', '),
       { code: JSON.stringify(a.settings) },
     ])));

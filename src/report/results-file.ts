@@ -3,6 +3,7 @@
  * Every problem becomes a one-line UsageError naming the file and the offending field.
  */
 import { UsageError } from '../errors.js';
+import { attackMethods, hasAttack } from '../attacks/index.js';
 import { readJsonFile } from '../io/json.js';
 import { metricKey, RESULTS_FORMAT, type EvalResults } from '../eval/results.js';
 import { INPUT_LIMITS } from '../io/files.js';
@@ -131,10 +132,10 @@ export function validateResults(data: unknown, source = 'results'): EvalResults 
       const aat = `${at}.attacks[${ai}]`;
       const a = c.obj(av, aat);
       c.str(a.name, `${aat}.name`);
-      if (a.method !== 'gaussian' && a.method !== 'fgsm' && a.method !== 'pgd') c.fail(`${aat}.method`, 'must be "gaussian", "fgsm" or "pgd"');
+      if (typeof a.method !== 'string' || !hasAttack(a.method)) c.fail(`${aat}.method`, `must be one of ${attackMethods().join(', ')}`);
       if (a.mode !== null && a.mode !== 'first' && a.mode !== 'e2e') c.fail(`${aat}.mode`, 'must be "first", "e2e" or null');
       const targeted = c.bool(a.targeted, `${aat}.targeted`);
-      c.obj(a.settings, `${aat}.settings`);
+      const settings = c.obj(a.settings, `${aat}.settings`);
       const mode = a.mode as 'first' | 'e2e' | null;
       c.arr(a.points, `${aat}.points`).forEach((pv, pi) => {
         const pat = `${aat}.points[${pi}]`;
@@ -147,7 +148,8 @@ export function validateResults(data: unknown, source = 'results'): EvalResults 
         }
         if (pt.confusion !== undefined && pt.confusion !== null) c.agrees(acc, c.confusion(pt.confusion, `${pat}.confusion`, k), examples, pat);
         expect(metricKey(a.name as string, eps, mode), acc);
-        if (a.method !== 'gaussian') pointsAt.set(eps, [...(pointsAt.get(eps) ?? []), acc]);
+        // as evaluate: every attack with a norm ball (settings.norm) counts for the worst case, noise does not
+        if (typeof settings.norm === 'string') pointsAt.set(eps, [...(pointsAt.get(eps) ?? []), acc]);
       });
     });
 
@@ -165,6 +167,16 @@ export function validateResults(data: unknown, source = 'results'): EvalResults 
     const metrics = c.obj(m.metrics, `${at}.metrics`);
     for (const [key, v] of Object.entries(metrics)) {
       const path = `${at}.metrics[${JSON.stringify(key)}]`;
+      if (key === 'warnings') {
+        // the number of warning-level trust checks of this model (see checks below)
+        const w = c.num(v, `${at}.metrics.warnings`, [0, 1e6]);
+        if (!Number.isInteger(w)) c.fail(`${at}.metrics.warnings`, `must be a whole number, got ${w}`);
+        if (Array.isArray(root.checks)) {
+          const count = root.checks.filter((ch) => (ch as Record<string, Json>)?.model === name && (ch as Record<string, Json>)?.severity === 'warning').length;
+          if (w !== count) c.fail(`${at}.metrics.warnings`, `is ${w} but checks lists ${count} warning(s) for ${name}`);
+        }
+        continue;
+      }
       const value = c.num(v, path, UNIT);
       const want = expected.get(key) ?? c.fail(path, 'does not correspond to any result in the file (metrics are derived from clean, attacks and worstCase)');
       if (!want.some((x) => Math.abs(x - value) <= TOLERANCE)) c.fail(path, `is ${value} but the results it summarises say ${want[0]}`);
@@ -174,6 +186,19 @@ export function validateResults(data: unknown, source = 'results'): EvalResults 
       c.arr(m.dumps, `${at}.dumps`).forEach((d, di) => c.str(d, `${at}.dumps[${di}]`));
     }
   });
+  if (root.checks !== undefined) {
+    const names = new Set(models.map((mv) => (mv as Record<string, Json>).name));
+    c.arr(root.checks, 'checks').forEach((cv, ci) => {
+      const at = `checks[${ci}]`;
+      const ch = c.obj(cv, at);
+      c.str(ch.id, `${at}.id`);
+      c.num(ch.number, `${at}.number`, [1, 1000]);
+      if (ch.severity !== 'warning' && ch.severity !== 'info') c.fail(`${at}.severity`, 'must be "warning" or "info"');
+      if (!names.has(c.str(ch.model, `${at}.model`))) c.fail(`${at}.model`, `names no model of this file: ${JSON.stringify(ch.model)}`);
+      c.str(ch.message, `${at}.message`);
+      c.obj(ch.evidence, `${at}.evidence`);
+    });
+  }
   return data as EvalResults;
 }
 

@@ -65,7 +65,7 @@ export class Perturber {
     const victim: Victim = { model, mode: 'first', cycles: model.config.cycles, readout: 'last' };
     let k = 0;
     const nextSeed = () => deriveSeed(this.seed, `train-attack:${this.epoch}:${batch}:${k++}`);
-    if (p.kind === 'fgsm') return new FGSM().perturb(victim, x, labels, p.eps);
+    if (p.kind === 'fgsm') return new FGSM().perturb(victim, x, labels, p.eps, { nextSeed });
     return new PGD({ steps: p.iters, stepSize: p.step, randomStart: true }).perturb(victim, x, labels, p.eps, { nextSeed });
   }
 }

@@ -1,9 +1,11 @@
 /**
- * `cnnf attack --model CKPT --method gaussian|fgsm|pgd --eps E[,E2...] [--steps --step-size --random-start/--no-random-start
- *  --restarts --target K|next|random --mode first|e2e --cycles N --readout last|average] [--dataset ... --test-subset ...]
+ * `cnnf attack --model CKPT --method METHOD --eps E[,E2...] [--norm --loss --steps ... (every registry parameter)
+ *  --target K|next|random --mode first|e2e --cycles N --readout last|average] [--dataset ... --test-subset ...]
  *  [--dump DIR --dump-count K] [--json]`: one attack on one model, accuracy (and targeted success) per epsilon.
  */
 import { Option, type Command } from 'commander';
+import { attackMethods } from '../../attacks/index.js';
+import { addAttackParamOptions, attackHelp } from '../attack-flags.js';
 import { addBackendOption, addSeedOption, addWorkersOption } from '../common.js';
 import { addDatasetOptions } from './data.js';
 import { addEvalRunOptions } from './eval.js';
@@ -16,16 +18,13 @@ export function register(program: Command): void {
     .showHelpAfterError(false);
   cmd
     .requiredOption('--model <path>', 'checkpoint to attack')
-    .addOption(new Option('--method <m>', 'attack').choices(['gaussian', 'fgsm', 'pgd']).makeOptionMandatory())
-    .requiredOption('--eps <list>', 'comma-separated epsilons (Linf radius in [-1, 1] input units; gaussian: sigma)')
-    .option('--steps <n>', 'PGD steps', '7')
-    .option('--step-size <s>', 'absolute PGD step (default 2.5 * eps / steps)')
-    .option('--random-start', 'PGD: start from a uniform point in the eps-ball (default)')
-    .option('--no-random-start', 'PGD: start from the clean input')
-    .option('--restarts <n>', 'PGD restarts (each example keeps the first that succeeds)', '1')
+    .addOption(new Option('--method <m>', 'attack (see the list below)').choices(attackMethods()).makeOptionMandatory())
+    .requiredOption('--eps <list>', 'comma-separated epsilons (radius in [-1, 1] input units; gaussian: sigma)')
     .option('--target <t>', 'targeted attack: a class index, next ((y+1) mod K) or random')
     .addOption(new Option('--mode <m>', 'gradient path: first pass only or end to end through the feedback cycles').choices(['first', 'e2e']).default('first'))
     .option('--json', 'print the results JSON (cnnf-results/1) on stdout instead of a table');
+  addAttackParamOptions(cmd);
+  cmd.addHelpText('after', attackHelp());
   addEvalRunOptions(cmd);
   addDatasetOptions(cmd);
   addSeedOption(cmd);

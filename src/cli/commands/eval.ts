@@ -3,6 +3,7 @@
  *  [--test-subset stride:K] [--cycles N --readout last|average] [--dump DIR] --json results.json`.
  */
 import { Option, type Command } from 'commander';
+import { addAttackParamOptions, attackHelp } from '../attack-flags.js';
 import { addBackendOption, addSeedOption, addWorkersOption } from '../common.js';
 import { addDatasetOptions } from './data.js';
 
@@ -28,12 +29,12 @@ export function register(program: Command): void {
     .option('--model <path>', 'checkpoint to evaluate (repeatable)', collect, [])
     .option('--name <path=label>', 'display name for a model, by its path or default name (repeatable)', collect, [])
     .option('--suite <file>', 'attack suite JSON (attacks/NAME.json; a bare NAME means the bundled attacks/NAME.json)')
-    .option('--attacks <list>', 'instead of --suite: comma-separated methods gaussian,fgsm,pgd (run at --eps)')
+    .option('--attacks <list>', 'instead of --suite: comma-separated methods (see the list below), run at --eps')
     .option('--eps <list>', 'with --attacks: comma-separated epsilons (gaussian: sigma), in [-1, 1] input units')
-    .option('--steps <n>', 'with --attacks: PGD steps', '7')
-    .option('--step-size <s>', 'with --attacks: absolute PGD step (default 2.5 * eps / steps)')
     .option('--modes <list>', 'with --attacks: gradient paths first,e2e', 'first,e2e')
     .option('--json <file>', 'write the results JSON here (atomically)');
+  addAttackParamOptions(cmd);
+  cmd.addHelpText('after', attackHelp());
   addEvalRunOptions(cmd);
   addDatasetOptions(cmd);
   addSeedOption(cmd);

@@ -1,0 +1,100 @@
+/**
+ * Transfer attack: adversarial examples crafted with any white-box attack on a surrogate checkpoint
+ * (through its own gradients), then evaluated on the attacked model. It needs no gradient of the
+ * attacked model, so it sees through masked gradients (Carlini et al. 2019 §5.4; Tramer et al. 2020).
+ * The surrogate is loaded once per thread and cached by its resolved path.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { resolve } from 'node:path';
+import { UsageError } from '../errors.js';
+import { loadCheckpoint, type LoadedCheckpoint } from '../io/checkpoint.js';
+import { checkEps, type Attack, type AttackContext, type AttackKind, type GradientMode, type Norm, type Victim } from './base.js';
+import { getAttack, type AttackDescriptor, type AttackSpec } from './registry.js';
+import { parseAttackSpec } from './spec.js';
+
+const surrogates = new Map<string, LoadedCheckpoint>();
+
+/** The surrogate checkpoint at `path` (loaded once per thread). */
+export function surrogateCheckpoint(path: string): LoadedCheckpoint {
+  const key = resolve(path);
+  let ck = surrogates.get(key);
+  if (!ck) {
+    ck = loadCheckpoint(key);
+    surrogates.set(key, ck);
+  }
+  return ck;
+}
+
+/** Frees every cached surrogate. */
+export function clearSurrogates(): void {
+  for (const ck of surrogates.values()) ck.model.dispose();
+  surrogates.clear();
+}
+
+export class Transfer implements Attack {
+  readonly kind: AttackKind = 'transfer';
+  readonly method = 'transfer';
+  readonly targeted: boolean;
+  readonly norm: Norm;
+
+  constructor(readonly name: string, readonly surrogatePath: string, readonly inner: Attack, readonly surrogateMode: GradientMode) {
+    this.targeted = inner.targeted;
+    this.norm = inner.norm ?? 'linf';
+  }
+
+  settings(): Record<string, unknown> {
+    return { surrogate: this.surrogatePath, surrogateMode: this.surrogateMode, via: { method: this.inner.method, ...this.inner.settings() } };
+  }
+
+  perturb(_v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, ctx: AttackContext): tf.Tensor4D {
+    checkEps(eps, this.norm, x.size / x.shape[0]);
+    const ck = surrogateCheckpoint(this.surrogatePath);
+    const cycles = ck.model.config.cycles;
+    const victim: Victim = { model: ck.model, mode: cycles === 0 ? 'first' : this.surrogateMode, cycles, readout: ck.info.readout };
+    return this.inner.perturb(victim, x, labels, eps, ctx);
+  }
+}
+
+/** The inner attack entry of a transfer spec, validated as a suite entry of its own. */
+function innerSpec(spec: AttackSpec, at: string): AttackSpec {
+  const via = spec.params.via;
+  const raw = typeof via === 'string' ? { method: via } : { ...(via as Record<string, unknown>) };
+  for (const k of ['eps', 'modes', 'name', 'targeted', 'target']) {
+    if (k in raw) throw new UsageError(`${at}.via.${k} is set by the transfer entry itself, not by via`);
+  }
+  const inner = parseAttackSpec({ ...raw, eps: spec.eps, ...(spec.norm ? { norm: spec.norm } : {}), ...(spec.targeted ? { targeted: true, target: spec.target } : {}) }, `${at}.via`);
+  const kind = getAttack(inner.method).kind;
+  if (kind !== 'gradient') throw new UsageError(`${at}.via must be a white-box attack (kind gradient), ${inner.method} is ${kind}`);
+  return inner;
+}
+
+export const transferAttack: AttackDescriptor = {
+  method: 'transfer',
+  label: 'Transfer',
+  summary: 'examples crafted by a white-box attack on a surrogate checkpoint (--surrogate), evaluated on the model',
+  kind: 'transfer',
+  norms: ['linf', 'l2'],
+  targetable: true,
+  params: {
+    surrogate: { type: 'string', description: 'checkpoint the examples are crafted on' },
+    via: { type: 'attack', default: 'pgd', description: 'white-box attack run on the surrogate: a method name, or in a suite an object {"method": "pgd", "steps": 40, ...}' },
+    surrogateMode: { type: 'enum', values: ['first', 'e2e'], default: 'e2e', description: 'gradient path through a CNN-F surrogate' },
+  },
+  defaultName: (p) => `transfer-${typeof p.via === 'string' ? p.via : String((p.via as Record<string, unknown>).method ?? 'pgd')}`,
+  validate: (spec, at) => {
+    if (typeof spec.params.surrogate !== 'string') throw new UsageError(`${at}.surrogate is missing (the checkpoint to craft examples on)`);
+    spec.params.surrogate = resolve(spec.params.surrogate);
+    innerSpec(spec, at);
+  },
+  prepare: (spec, data) => {
+    const ck = surrogateCheckpoint(spec.params.surrogate as string);
+    if (ck.model.config.numClasses !== data.numClasses) {
+      throw new UsageError(`transfer ${spec.name}: the surrogate ${spec.params.surrogate as string} has ${ck.model.config.numClasses} classes, the data ${data.numClasses}`);
+    }
+    const shape = [28, 28, 1];
+    if (shape.join('x') !== data.shape.join('x')) {
+      throw new UsageError(`transfer ${spec.name}: the surrogate takes ${shape.join('x')} inputs, the data has ${data.shape.join('x')}`);
+    }
+  },
+  build: (spec) => new Transfer(spec.name, spec.params.surrogate as string, getAttack(innerSpec(spec, spec.name).method).build(innerSpec(spec, spec.name)), spec.params.surrogateMode as GradientMode),
+};

@@ -1,0 +1,114 @@
+/**
+ * Trust checks (src/eval/checks.ts): each result check fires on a constructed result that shows
+ * its failure and stays quiet on one that does not; the masked-gradient model of the issue
+ * (reference-cnn-adv with its last layer scaled by 1e4: same predictions, saturated softmax) is
+ * flagged by the zero-gradient and margin-vs-CE checks, and a DLR attack measures it as robust as
+ * the unmasked model while cross-entropy PGD overstates it.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { useBackend } from '../src/backend/index.js';
+import { loadDataset } from '../src/data/index.js';
+import { evaluate, parseSuite, type AttackResult, type EvalData } from '../src/eval/index.js';
+import { noiseMargin, resultChecks } from '../src/eval/checks.js';
+import { loadCheckpoint } from '../src/io/checkpoint.js';
+import { validateResults } from '../src/report/index.js';
+import { referenceModel } from './helpers/cli.js';
+import { writeScaledLogitsModel } from './helpers/masked.js';
+
+const attack = (name: string, method: string, mode: 'first' | 'e2e' | null, points: Array<[number, number]>, settings: Record<string, unknown> = {}): AttackResult => ({
+  name, method, mode, targeted: false, settings: { norm: 'linf', ...settings }, points: points.map(([eps, accuracy]) => ({ eps, accuracy })),
+});
+const base = { model: 'm', clean: 0.9, numClasses: 10, examples: 1000 };
+
+describe('result checks', () => {
+  it('2: a gradient-free attack beating every white-box attack by more than 1% (and sampling noise)', () => {
+    const kinds = { pgd7: 'gradient', square: 'score' };
+    const fired = resultChecks({ ...base, kinds, attacks: [attack('pgd7', 'pgd', 'first', [[0.2, 0.7]], { loss: 'ce' }), attack('square', 'square', null, [[0.2, 0.6]])] });
+    expect(fired.map((c) => c.id)).toEqual(['gradient-free-beats-white-box']);
+    expect(fired[0].evidence).toMatchObject({ eps: 0.2, blackBox: { attack: 'square', accuracy: 0.6 } });
+    expect(fired[0].message).toMatch(/Carlini/);
+    const quiet = resultChecks({ ...base, kinds, attacks: [attack('pgd7', 'pgd', 'first', [[0.2, 0.7]], { loss: 'ce' }), attack('square', 'square', null, [[0.2, 0.695]])] });
+    expect(quiet).toEqual([]);
+  });
+
+  it('3: DLR beating cross-entropy', () => {
+    const kinds = { pgd7: 'gradient', 'pgd7-dlr': 'gradient' };
+    const fired = resultChecks({ ...base, kinds, attacks: [attack('pgd7', 'pgd', 'first', [[0.2, 0.86]], { loss: 'ce' }), attack('pgd7-dlr', 'pgd', 'first', [[0.2, 0.72]], { loss: 'dlr' })] });
+    expect(fired.map((c) => c.number)).toEqual([3]);
+    expect(fired[0].message).toMatch(/saturates/);
+    expect(resultChecks({ ...base, kinds, attacks: [attack('pgd7', 'pgd', 'first', [[0.2, 0.74]], { loss: 'ce' }), attack('pgd7-dlr', 'pgd', 'first', [[0.2, 0.735]], { loss: 'dlr' })] })).toEqual([]);
+  });
+
+  it('4: accuracy rising with epsilon or with iterations beyond noise', () => {
+    const kinds = { pgd7: 'gradient', pgd40: 'gradient' };
+    const rising = resultChecks({ ...base, kinds, attacks: [attack('pgd7', 'pgd', 'first', [[0.1, 0.5], [0.2, 0.6]], { loss: 'ce', steps: 7 })] });
+    expect(rising.map((c) => c.number)).toEqual([4]);
+    const noise = resultChecks({ ...base, kinds, attacks: [attack('pgd7', 'pgd', 'first', [[0.1, 0.5], [0.2, 0.501]], { loss: 'ce', steps: 7 })] });
+    expect(noise).toEqual([]);
+    const iters = resultChecks({ ...base, kinds, attacks: [
+      attack('pgd7', 'pgd', 'first', [[0.2, 0.5]], { loss: 'ce', steps: 7, restarts: 1, stepSize: '0.357 * eps', randomStart: true }),
+      attack('pgd40', 'pgd', 'first', [[0.2, 0.6]], { loss: 'ce', steps: 40, restarts: 1, stepSize: '0.0625 * eps', randomStart: true }),
+    ] });
+    expect(iters.map((c) => c.number)).toEqual([4]);
+    expect(iters[0].evidence).toMatchObject({ fewer: { iterations: 7 }, more: { iterations: 40 } });
+  });
+
+  it('5: first and e2e paths disagreeing by more than 2%, naming the stronger', () => {
+    const kinds = { pgd7: 'gradient' };
+    const fired = resultChecks({ ...base, kinds, attacks: [attack('pgd7', 'pgd', 'first', [[0.2, 0.75]]), attack('pgd7', 'pgd', 'e2e', [[0.2, 0.70]])] });
+    expect(fired.map((c) => c.number)).toEqual([5]);
+    expect(fired[0].evidence).toMatchObject({ stronger: 'e2e' });
+    expect(resultChecks({ ...base, kinds, attacks: [attack('pgd7', 'pgd', 'first', [[0.2, 0.75]]), attack('pgd7', 'pgd', 'e2e', [[0.2, 0.74]])] })).toEqual([]);
+  });
+
+  it('8: clean accuracy near chance', () => {
+    expect(resultChecks({ ...base, clean: 0.11, kinds: {}, attacks: [] }).map((c) => c.number)).toEqual([8]);
+    expect(resultChecks({ ...base, clean: 0.5, kinds: {}, attacks: [] })).toEqual([]);
+  });
+
+  it('noise margin: two standard errors of a difference, at least one example', () => {
+    expect(noiseMargin(0.5, 100)).toBeCloseTo(1.96 * Math.sqrt(0.5 / 100), 12);
+    expect(noiseMargin(0, 10)).toBeCloseTo(1.96 * Math.sqrt(0.02), 12);
+    expect(noiseMargin(0, 1000)).toBeCloseTo(1.96 * Math.sqrt(0.002 / 1000), 12);
+    expect(noiseMargin(0.5, 1e12)).toBeGreaterThan(1e-12);
+  });
+});
+
+describe('the masked-gradient model', () => {
+  let tmp: string;
+  let masked: string;
+  beforeAll(async () => {
+    await useBackend('wasm', { quiet: true });
+    tmp = mkdtempSync(join(tmpdir(), 'cnnf-checks-'));
+    masked = join(tmp, 'masked.safetensors');
+    await writeScaledLogitsModel(referenceModel('cnn-adv'), masked, 1e4);
+  });
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+  it('is flagged (zero gradients, DLR beats CE) and DLR measures it like the unmasked model', async () => {
+    const ds = loadDataset({ dataset: 'fashion-mnist', testSubset: 'stride:100' });
+    const data: EvalData = { name: ds.name, classNames: ds.classNames, numClasses: ds.numClasses, split: ds.test, testSubset: 'stride:100' };
+    const suite = parseSuite({ name: 'mask', attacks: [
+      { name: 'pgd7', method: 'pgd', eps: [0.2], steps: 7, stepSize: 0.071 },
+      { name: 'pgd7-dlr', method: 'pgd', loss: 'dlr', eps: [0.2], steps: 7, stepSize: 0.071 },
+    ] }, 'mask');
+    const res = await evaluate([loadCheckpoint(masked), loadCheckpoint(referenceModel('cnn-adv'))], data, suite, { seed: 1, names: ['masked', 'plain'], probeSize: 32 });
+    validateResults(res, 'results');
+    const [m, p] = res.models;
+    // same predictions: the scaling does not change the argmax
+    expect(m.clean.accuracy).toBe(p.clean.accuracy);
+    // cross-entropy PGD overstates the masked model (measured: 0.85 vs 0.75 on these 100 images), DLR does not
+    expect(m.metrics['pgd7@0.2:first']).toBeGreaterThan(p.metrics['pgd7@0.2:first'] + 0.05);
+    expect(Math.abs(m.metrics['pgd7-dlr@0.2:first'] - p.metrics['pgd7-dlr@0.2:first'])).toBeLessThanOrEqual(0.03);
+    // the worst case takes the DLR number
+    expect(m.metrics['worst@0.2']).toBeLessThanOrEqual(m.metrics['pgd7-dlr@0.2:first']);
+    const ids = (name: string) => (res.checks ?? []).filter((c) => c.model === name).map((c) => c.id);
+    expect(ids('masked')).toEqual(expect.arrayContaining(['zero-gradient', 'margin-beats-ce']));
+    expect(m.metrics.warnings).toBe(ids('masked').length);
+    expect(ids('plain')).toEqual([]);
+    expect(p.metrics.warnings).toBe(0);
+  });
+});
