@@ -135,17 +135,25 @@ describe('cnnf attack', () => {
       '--target', 'next', '--mode', 'e2e', '--test-subset', 'stride:2500', '--dump', dump, '--dump-count', '2']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('success rate');
-    expect(r.stdout).toMatch(/0\.2\s*│\s*[\d.]+%\s*│\s*[\d.]+%/);
-    const index = JSON.parse(readFileSync(join(dump, 'index.json'), 'utf8')) as { examples: Array<{ file: string; columns: string[] }> };
-    expect(index.examples).toHaveLength(2);
+    // accuracy with its 95% Wilson interval, then the success rate
+    expect(r.stdout).toMatch(/0\.2\s*│\s*[\d.]+% \[[\d.]+-[\d.]+\]\s*│\s*[\d.]+%/);
+    // several epsilons: one dump set per epsilon, and the output says where
+    expect(r.stdout).toContain(`one set per eps, to ${join(dump, 'eps0.1')}, ${join(dump, 'eps0.2')}`);
     const want = rowSize(4); // clean, perturbed, perturbation, 1 reconstruction
-    for (const e of index.examples) {
-      expect(e.columns).toHaveLength(4);
-      const meta = await sharp(join(dump, e.file)).metadata();
-      expect(meta.format).toBe('png');
-      expect([meta.width, meta.height]).toEqual([want.width, want.height]);
+    for (const eps of ['0.1', '0.2']) {
+      const index = JSON.parse(readFileSync(join(dump, `eps${eps}`, 'index.json'), 'utf8')) as { eps: number; examples: Array<{ file: string; columns: string[]; label: number }> };
+      expect(index.eps).toBe(Number(eps));
+      expect(index.examples).toHaveLength(2);
+      // examples from two different classes (one per class where possible)
+      expect(new Set(index.examples.map((e) => e.label)).size).toBe(2);
+      for (const e of index.examples) {
+        expect(e.columns).toHaveLength(4);
+        const meta = await sharp(join(dump, `eps${eps}`, e.file)).metadata();
+        expect(meta.format).toBe('png');
+        expect([meta.width, meta.height]).toEqual([want.width, want.height]);
+      }
     }
-    expect(want).toEqual({ width: 4 * 112 + 3 * 4, height: 112 + 22 });
+    expect(want).toEqual({ width: 4 * 112 + 3 * 4, height: 16 + 112 + 22 }); // column labels, tiles, class labels
   });
 
   it('--json prints a valid results object', async () => {

@@ -123,7 +123,13 @@ describe('evaluate()', () => {
     const two = await evaluate(models, d, suite, { ...opts, dumpDir: join(tmp, 'w2'), dumpBase: join(tmp, 'w2'), workers: 2 });
     expect(tf.memory().numTensors).toBe(before);
     expect(two.models).toEqual(one.models);
-    expect(one.models[0].dumps!.length).toBe(2 * 6); // 2 examples x 6 attack rows
+    expect(one.models[0].dumps!.length).toBe(2 * 10); // 2 examples x 10 attack points (every epsilon of every attack and mode)
+    // each attack point's dump shows two different classes
+    const labelsOf = (dir: string): number[] =>
+      (JSON.parse(readFileSync(join(tmp, 'w1', dir, 'index.json'), 'utf8')) as { examples: Array<{ label: number }> }).examples.map((e) => e.label);
+    const dirs = [...new Set(one.models[0].dumps!.map((f) => f.slice(0, f.lastIndexOf('/'))))];
+    expect(dirs).toHaveLength(10);
+    for (const dir of dirs) expect(new Set(labelsOf(dir)).size, dir).toBe(2);
     for (const f of one.models[0].dumps!) expect(readFileSync(join(tmp, 'w2', f))).toEqual(readFileSync(join(tmp, 'w1', f)));
   });
 

@@ -168,6 +168,36 @@ describe('evaluateGate', () => {
     expect(rep.passed).toBe(true);
   });
 
+  it('checks the lower or upper end of the 95% Wilson interval: METRIC.lower / METRIC.upper', () => {
+    // sample: 1000 examples; cnnf pgd7@0.2:e2e = 142/1000, Wilson [0.121734, 0.165006] (scipy binomtest(142, 1000).proportion_ci)
+    expect(parseRequirement('cnnf/pgd7@0.2:e2e.lower >= 0.12')).toEqual({
+      text: 'cnnf/pgd7@0.2:e2e.lower >= 0.12', model: 'cnnf', metric: 'pgd7@0.2:e2e', op: '>=', threshold: 0.12, bound: 'lower',
+    });
+    expect(parseRequirement('worst@0.2.upper < 0.5')).toMatchObject({ metric: 'worst@0.2', bound: 'upper' });
+    expect(parseRequirement('clean.lower >= 0.8')).toMatchObject({ metric: 'clean', bound: 'lower' });
+    expect(usageError(() => parseRequirement('clean.lower.upper >= 0.8')).message).toMatch(/must come last, once/);
+    expect(usageError(() => parseRequirement('pgd7@0.2:e2e.middle >= 0.8')).message).toMatch(/unknown qualifier "e2e.middle"/);
+
+    const lower = evaluateGate(r, ['cnnf/pgd7@0.2:e2e.lower >= 0.12', 'cnnf/pgd7@0.2:e2e.lower >= 0.13', 'cnnf/pgd7@0.2:e2e.upper < 0.16']);
+    expect(lower.checks.map((c) => c.status)).toEqual(['pass', 'fail', 'fail']);
+    expect(lower.checks[0]!.actual).toBeCloseTo(0.121734, 6);
+    expect(lower.checks[2]!.actual).toBeCloseTo(0.165006, 6);
+    expect(lower.checks[1]!.interval![0]).toBeCloseTo(0.121734, 6);
+    expect(lower.checks[1]!.message).toMatch(/^pgd7@0\.2:e2e\.lower = 0\.121734 \(pgd7@0\.2:e2e = 0\.142 \[95% CI 0\.121734, 0\.165006\]\) violates >= 0\.13$/);
+    // the point estimate passes where its lower bound does not: 0.142 >= 0.13
+    expect(evaluateGate(r, ['cnnf/pgd7@0.2:e2e >= 0.13']).checks[0]!.status).toBe('pass');
+    // in a gate config too, and in the table, with the interval next to every actual value
+    const text = gateTable(evaluateGate(r, validateGateConfig({ requirements: ['cnnf/pgd7@0.2:e2e.lower >= 0.13', 'cnn/clean >= 0.9'] })));
+    expect(text).toMatch(/0\.121734 \(lower\)/);
+    expect(text).toMatch(/95% CI \[0\.121734, 0\.165006\]/);
+    expect(text).toMatch(/95% CI \[0\.892/);
+    expect(text).toContain('Wilson score interval');
+    // an accuracy that is not k / examples has no interval: a bound on it fails closed
+    const odd = sampleResults();
+    odd.models[1]!.metrics['pgd7@0.2:e2e'] = 0.14234;
+    expect(evaluateGate(odd, ['cnnf/pgd7@0.2:e2e.lower >= 0']).checks[0]).toMatchObject({ status: 'missing', message: expect.stringMatching(/no interval for/) });
+  });
+
   it('prints a table with requirement, model, actual and verdict', () => {
     const text = gateTable(evaluateGate(r, ['clean >= 0.9', 'fgsm@0.3:first >= 0']));
     expect(text).toMatch(/Requirement.*Model.*Actual.*Verdict/);
@@ -231,6 +261,9 @@ describe('cnnf gate (CLI)', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/cnnf\/pgd7@0\.2:e2e >= 0\.1 .*cnnf .*0\.142 .*PASS/);
     expect(r.stdout).toContain('5/5 checks passed');
+    const lower = await cnnf(['gate', results, '--require', 'cnnf/pgd7@0.2:e2e.lower >= 0.13']);
+    expectOneLine(lower, 1, /gate failed: 1 of 1 checks failed/);
+    expect(lower.stdout).toMatch(/0\.121734 \(lower\)/);
     const names = checkXml(readFileSync(junit, 'utf8'));
     expect(names.filter((n) => n === 'testcase')).toHaveLength(5);
     expect(names).not.toContain('failure');

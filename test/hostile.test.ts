@@ -20,6 +20,7 @@ import { writeFileAtomic, writeFilesAtomic } from '../src/io/atomic.js';
 import { checkOutputDir, checkOutputFile, readInputFile } from '../src/io/files.js';
 import { parseSafetensors, encodeSafetensors, readSafetensors } from '../src/io/safetensors.js';
 import { readTrainingLog } from '../src/report/trainlog.js';
+import { readPyTorchWeights } from '../src/io/torch.js';
 import { readResultsFile } from '../src/report/results-file.js';
 import { checkpointMetadata, loadCheckpoint, parseCheckpoint, readCheckpointFile, saveArrays } from '../src/io/checkpoint.js';
 import { parseJsonText } from '../src/io/json.js';
@@ -199,6 +200,8 @@ describe('2. readers refuse FIFOs and devices before reading (no hang, no unboun
     expect(usage(() => readSafetensors(zero))).toMatch(/zero.safetensors is not a regular file \(it is a character device\)/);
     expect(usage(() => readResultsFile(zero))).toMatch(/results file .*zero.safetensors is not a regular file/);
     expect(usage(() => readCheckpointFile(dir))).toMatch(/checkpoint .* is a directory/);
+    // PyTorch .pt / safetensors import (opening a FIFO to sniff its format would block forever)
+    await expect(readPyTorchWeights(fifo)).rejects.toThrow(/PyTorch weights .*fifo is not a regular file \(it is a FIFO\)/);
   });
   it('a resume state that is a FIFO is refused; sizes are bounded before reading', async () => {
     const run = join(dir, 'run-fifo');

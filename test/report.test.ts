@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import sharp from 'sharp';
 import { renderReport, writeReport, readResultsFile, validateResults, parseTrainingLog, movingAverage, escapeHtml, escapeMarkdown } from '../src/report/index.js';
-import { sampleResults } from './helpers/results-sample.js';
+import { legacySampleResults, sampleResults } from './helpers/results-sample.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'bin', 'cnnf');
@@ -97,14 +97,22 @@ describe('writeReport', () => {
       expect(doc).toContain('512.3 s');
     }
     // CNN-F has separate first/e2e columns in the PGD table, the plain CNN only "first"
-    const pgdRowHtml = /<tr><td class="num">0\.1<\/td><td class="num">8\.70%<\/td><td class="num">42\.10%<\/td><td class="num">35\.60%<\/td><\/tr>/;
+    // every accuracy carries its 95% Wilson interval (scipy: binomtest(87, 1000).proportion_ci -> [0.0709, 0.1062])
+    const pgdRowHtml = /<tr><td class="num">0\.1<\/td><td class="num">8\.70% \[7\.1–10\.6\]<\/td><td class="num">42\.10% \[39\.1–45\.2\]<\/td><td class="num">35\.60% \[32\.7–38\.6\]<\/td><\/tr>/;
     expect(html).toMatch(pgdRowHtml);
     expect(md).toContain('| ε | cnn (first) | cnnf (first) | cnnf (e2e) |');
-    expect(md).toContain('| 0.1 | 8.70% | 42.10% | 35.60% |');
-    // summary: conservative (e2e) number decides, cnnf wins at pgd7 eps 0.2, cnn wins clean
-    expect(md).toMatch(/\| pgd7 \| ε = 0\.2 \| \*\*cnnf\*\* \| 0\.30% \| 14\.20% \|/);
-    expect(md).toMatch(/\| clean \| — \| \*\*cnn\*\* \| 91\.20% \| 89\.70% \|/);
-    expect(md).toContain('ε = 0.1: **cnnf**');
+    expect(md).toContain('| 0.1 | 8.70% \\[7.1–10.6\\] | 42.10% \\[39.1–45.2\\] | 35.60% \\[32.7–38.6\\] |');
+    // summary: the conservative (e2e) number decides and the paired test must be significant: cnnf at pgd7 eps 0.2
+    // (142 vs 3 discordant examples); clean 91.2% vs 89.7% is not (92 vs 77 discordant, exact McNemar p = 0.28)
+    expect(md).toMatch(/\| pgd7 \| ε = 0\.2 \| \*\*cnnf\*\* \(p &lt; 0\.001\) \| 0\.30% \\\[0\.1–0\.9\\\] \| 14\.20% \\\[12\.2–16\.5\\\] \|/);
+    expect(md).toContain('| clean | — | no significant difference (p = 0.28) | 91.20% \\[89.3–92.8\\] | 89.70% \\[87.7–91.4\\] |');
+    expect(md).toContain('| gaussian | σ = 0.2 | no significant difference (p = 0.14) |');
+    expect(md).toContain('ε = 0.1: **cnnf** (p &lt; 0.001) — cnn 6.10% \\[4.8–7.8\\], cnnf 31.80% \\[29.0–34.8\\]');
+    expect(md).not.toMatch(/\| clean \| — \| \*\*/); // nobody is "most robust" on clean accuracy
+    for (const doc of [html, md]) {
+      expect(doc).toContain('Wilson score');
+      expect(doc).toContain('exact McNemar');
+    }
   });
 
   it('inlines everything in index.html: SVG charts, PNG dumps, CSS; no scripts or external URLs', () => {
@@ -165,6 +173,47 @@ describe('writeReport', () => {
     expect(rep.html).toContain('&lt;img src=x onerror=alert(2)&gt;');
   });
 
+  it('charts: lines start at the clean point with 95% bands, single-epsilon attacks are grouped bars with error bars, nothing is truncated', async () => {
+    // the accuracy charts begin at eps 0 = clean accuracy, even for attacks that did not run at 0
+    const fgsmChart = html.slice(html.indexOf('id="chart-2-accuracy-fgsm"'), html.indexOf('</figure>', html.indexOf('id="chart-2-accuracy-fgsm"')));
+    expect(fgsmChart).toMatch(/aria-label="ε \(L∞\): 0; accuracy: 91\.2\d*%; [^"]*series: cnn \(first\)/);
+    expect(fgsmChart).toMatch(/aria-roledescription="errorband"/);
+    expect(fgsmChart).toContain('95% confidence interval (Wilson)');
+    // gradient paths differ in dash pattern (cnnf first solid, e2e dashed)
+    const pgdChart = html.slice(html.indexOf('id="chart-3-accuracy-pgd7"'), html.indexOf('</figure>', html.indexOf('id="chart-3-accuracy-pgd7"')));
+    expect(pgdChart).toMatch(/series: cnnf \(e2e\)[^>]*stroke-dasharray="6,3"/);
+    expect(pgdChart).toMatch(/series: cnnf \(first\)[^>]*stroke-dasharray="1,0"/);
+    // no chart text is cut off with an ellipsis (legend labels, legend titles, chart titles)
+    expect(html).not.toMatch(/…<\/text>/);
+
+    const r = sampleResults();
+    const long = 'a-model-name-that-is-far-longer-than-any-legend-would-usually-allow-for';
+    r.models[1]!.name = long;
+    for (const m of r.models) {
+      const single = structuredClone(m.attacks.find((a) => a.name === 'fgsm')!);
+      single.name = 'fgsm-once';
+      single.points = [single.points[1]!];
+      m.attacks.push(single);
+    }
+    const rep = await renderReport(r, { title: 'single' });
+    const id = rep.html.indexOf('accuracy-fgsm-once');
+    const bars = rep.html.slice(id, rep.html.indexOf('</figure>', id));
+    expect(bars).toMatch(/aria-roledescription="bar"/);
+    expect((bars.match(/aria-roledescription="bar"/g) ?? []).length).toBe(4); // clean and eps 0.1, two models
+    expect((bars.match(/aria-roledescription="errorbar"/g) ?? []).length).toBeGreaterThanOrEqual(4);
+    expect(bars).toContain('>clean</text>');
+    expect(bars).toContain('>ε = 0.1</text>');
+    expect(bars).toContain(`>${long} (first)</text>`); // the legend shows the whole name
+    expect(rep.html).not.toMatch(/…<\/text>/);
+  });
+
+  it('reads results written before counts and outcomes were stored: intervals from accuracy x n, no "most robust" claim', async () => {
+    const rep = await renderReport(legacySampleResults(), { title: 'legacy' });
+    expect(rep.markdown).toContain('| 0.1 | 8.70% \\[7.1–10.6\\] | 42.10% \\[39.1–45.2\\] | 35.60% \\[32.7–38.6\\] |');
+    expect(rep.markdown).toMatch(/\| pgd7 \| ε = 0\.2 \| cnnf highest; not tested \(no per-example outcomes in the results\) \|/);
+    expect(rep.markdown).not.toMatch(/\*\*cnnf\*\* \(p/);
+  });
+
   it('escape helpers', () => {
     expect(escapeHtml(`<a href="x">'&'</a>`)).toBe('&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;');
     expect(escapeMarkdown('a|b*c_d\n# e')).toBe('a\\|b\\*c\\_d # e');
@@ -205,6 +254,24 @@ describe('results validation', () => {
     const noSeed = sampleResults() as unknown as { provenance: Record<string, unknown> };
     delete noSeed.provenance.seed;
     expect(usage(() => validateResults(noSeed, 'r.json')).message).toBe('r.json: provenance.seed is missing');
+
+    // counts, intervals and outcome bitsets must agree with the accuracy they describe
+    const badN = sampleResults();
+    badN.models[0]!.clean.n = 999;
+    expect(usage(() => validateResults(badN, 'r.json')).message).toBe('r.json: models[0].clean.n must equal provenance.examples (1000), got 999');
+    const badK = sampleResults();
+    badK.models[0]!.attacks[1]!.points[0]!.correct = 500;
+    expect(usage(() => validateResults(badK, 'r.json')).message).toBe('r.json: models[0].attacks[1].points[0].accuracy must equal correct / n = 500/1000, got 0.514');
+    const badCi = sampleResults();
+    badCi.models[1]!.worstCase[0]!.ci = [0.5, 0.6];
+    expect(usage(() => validateResults(badCi, 'r.json')).message).toBe('r.json: models[1].worstCase[0].ci [0.5, 0.6] does not contain 0.318');
+    const badBits = sampleResults();
+    badBits.models[1]!.clean.outcomes = badBits.models[0]!.clean.outcomes;
+    expect(usage(() => validateResults(badBits, 'r.json')).message).toBe('r.json: models[1].clean.outcomes has 912 correct of 1000, which disagrees with accuracy 0.897');
+    const shortBits = sampleResults();
+    shortBits.models[1]!.clean.outcomes = 'AAAA';
+    expect(usage(() => validateResults(shortBits, 'r.json')).message).toMatch(/models\[1\]\.clean\.outcomes must be a base64 bitset of 1000 outcomes/);
+    expect(validateResults(legacySampleResults(), 'old.json').models).toHaveLength(2);
 
     const dup = sampleResults();
     dup.models[1]!.name = 'cnn';
@@ -305,6 +372,13 @@ describe('report in headless Chromium', () => {
       expect([meta.width, meta.height]).toEqual([1280, 900]);
       expect(readFileSync(shot).length).toBeGreaterThan(20_000);
 
+      // CNNF_REPORT_SCREENSHOT_DIR=DIR keeps a full-page screenshot and the first accuracy chart for a human to look at
+      const keep = process.env.CNNF_REPORT_SCREENSHOT_DIR;
+      if (keep) {
+        mkdirSync(keep, { recursive: true });
+        await page.screenshot({ path: join(keep, 'report-full.png'), fullPage: true });
+        await page.locator('figure.chart').nth(2).screenshot({ path: join(keep, 'report-pgd7-chart.png') });
+      }
       const chartShot = await page.locator('figure.chart').first().screenshot();
       const stats = await sharp(chartShot).stats();
       expect(stats.channels[0]!.stdev).toBeGreaterThan(5);

@@ -5,11 +5,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { UsageError } from '../errors.js';
 import { readoutOf, type CNNF, type Readout } from '../models/cnnf.js';
+import { isForeign, type ForeignClassifier } from '../models/foreign.js';
 
 export type GradientMode = 'first' | 'e2e';
 
-export interface Victim {
-  model: CNNF;
+export interface Victim<M extends CNNF | ForeignClassifier = CNNF | ForeignClassifier> {
+  /** A CNN-F (cnnf's own), or a foreign classifier (models/foreign.ts: mode, cycles and readout do not apply). */
+  model: M;
   /** "first": gradients through the first forward pass only; "e2e": through every feedback cycle. */
   mode: GradientMode;
   /** Cycles used for prediction (and for e2e gradients). */
@@ -22,12 +24,14 @@ export const INPUT_MAX = 1;
 
 /** Logits the attack differentiates. */
 export function attackLogits(v: Victim, x: tf.Tensor): tf.Tensor2D {
+  if (isForeign(v.model)) return v.model.logits(x as tf.Tensor4D);
   if (v.mode === 'first' || v.cycles === 0) return v.model.run(x, { cycles: 0 }).logits[0];
   return readoutOf(v.model.run(x, { cycles: v.cycles }), v.readout);
 }
 
 /** Logits used for prediction (cycles + readout). */
 export function predictLogits(v: Victim, x: tf.Tensor): tf.Tensor2D {
+  if (isForeign(v.model)) return v.model.logits(x as tf.Tensor4D);
   return readoutOf(v.model.run(x, { cycles: v.cycles }), v.readout);
 }
 

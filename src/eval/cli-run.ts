@@ -22,6 +22,9 @@ import { defaultModelName, evaluate, type EvalData, type EvalProgress } from './
 import type { AttackMode, EvalResults } from './results.js';
 import { loadSuite, parseSuite, type Suite } from './suite.js';
 import { attackFieldsFromFlags } from '../cli/attack-flags.js';
+import { compareResults, intervalOf } from './compare.js';
+import { countsOf, INTERVAL_METHOD, PAIRED_TEST, wilson, type Interval } from './stats.js';
+import type { AttackPoint } from './results.js';
 import { resolveWorkers, WorkerPool } from '../parallel/pool.js';
 
 const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -98,20 +101,33 @@ function progressBar(): { update: (p: EvalProgress) => void; stop: () => void } 
 }
 
 const pct = (v: number): string => `${(v * 100).toFixed(1)}%`;
+/** 95% Wilson interval of a targeted success rate (stored, or from rate x n). */
+function successIv(p: AttackPoint, n: number): Interval | null {
+  if (p.successRate === undefined) return null;
+  if (p.successCi) return { lower: p.successCi[0], upper: p.successCi[1] };
+  const c = countsOf(p.successRate, n);
+  return c ? wilson(c.correct, c.n) : null;
+}
+/** "86.0% [80.5-90.1]": an accuracy with its 95% Wilson interval (percent). */
+const pctCi = (v: number, iv: Interval | null): string => (iv ? `${pct(v)} [${(iv.lower * 100).toFixed(1)}-${(iv.upper * 100).toFixed(1)}]` : pct(v));
 
 /** Accuracy-vs-epsilon tables: a summary (clean + worst case) and one table per attack. */
 export function resultTables(results: EvalResults): string {
   const out: string[] = [];
   const style = { head: [], border: [], compact: true };
+  const n = results.provenance.examples;
   const wcEps = [...new Set(results.models.flatMap((m) => m.worstCase.map((w) => w.eps)))].sort((a, b) => a - b);
   const summary = new Table({ head: ['model', 'cycles', 'readout', 'clean', ...wcEps.map((e) => `worst@${e}`)], style });
   for (const m of results.models) {
-    summary.push([m.name, m.cycles, m.readout, pct(m.clean.accuracy), ...wcEps.map((e) => {
+    summary.push([m.name, m.cycles, m.readout, pctCi(m.clean.accuracy, intervalOf(m.clean, n)), ...wcEps.map((e) => {
       const w = m.worstCase.find((x) => x.eps === e);
-      return w ? pct(w.accuracy) : '-';
+      return w ? pctCi(w.accuracy, intervalOf(w, n)) : '-';
     })]);
   }
-  out.push(`clean and worst-case accuracy (${results.provenance.examples} examples, ${results.provenance.dataset} ${results.provenance.testSubset})`, summary.toString());
+  out.push(
+    `clean and worst-case accuracy (${n} examples, ${results.provenance.dataset} ${results.provenance.testSubset}; [95% interval, ${INTERVAL_METHOD.replace(/, 95%$/, '')}])`,
+    summary.toString(),
+  );
   const attackNames = [...new Set(results.models.flatMap((m) => m.attacks.map((a) => a.name)))];
   for (const name of attackNames) {
     const rows = results.models.flatMap((m) => m.attacks.filter((a) => a.name === name).map((a) => ({ m, a })));
@@ -119,13 +135,21 @@ export function resultTables(results: EvalResults): string {
     const first = rows[0].a;
     const t = new Table({ head: [first.targeted ? 'model[/mode] acc (success)' : 'model[/mode]', 'clean', ...eps.map((e) => `eps ${e}`)], style });
     for (const { m, a } of rows) {
-      t.push([`${m.name}${a.mode ? `/${a.mode}` : ''}`, pct(m.clean.accuracy), ...eps.map((e) => {
+      t.push([`${m.name}${a.mode ? `/${a.mode}` : ''}`, pctCi(m.clean.accuracy, intervalOf(m.clean, n)), ...eps.map((e) => {
         const p = a.points.find((x) => x.eps === e);
         if (!p) return '-';
-        return p.successRate !== undefined ? `${pct(p.accuracy)} (${pct(p.successRate)})` : pct(p.accuracy);
+        const acc = pctCi(p.accuracy, intervalOf(p, n));
+        return p.successRate !== undefined ? `${acc} (${pctCi(p.successRate, successIv(p, n))})` : acc;
       })]);
     }
     out.push('', `${name} (${first.method}${first.targeted ? ', targeted' : ''}${first.method === 'gaussian' ? ', eps = sigma' : ''})`, t.toString());
+    // staged attacks (AutoAttack): robust accuracy after each stage, as AutoAttack prints it
+    for (const { m, a } of rows) {
+      for (const p of a.points) {
+        if (!p.stages?.length) continue;
+        out.push(`  ${m.name} at eps ${p.eps}, robust after each stage: ${p.stages.map((s) => `${s.stage} ${pct(s.accuracy)}`).join(' -> ')}`);
+      }
+    }
   }
   if (results.checks) {
     if (results.checks.length === 0) out.push('', `checks: none raised (${results.models.length === 1 ? 'the model passed' : 'all models passed'} the 8 trust checks)`);
@@ -133,6 +157,10 @@ export function resultTables(results: EvalResults): string {
       out.push('', `checks: ${results.checks.length} raised (see src/eval/checks.ts; gate on them with --require "warnings==0")`);
       for (const c of results.checks) out.push(`  [${c.severity} ${c.number} ${c.id}] ${c.model}: ${c.message}`);
     }
+  }
+  if (results.models.length > 1) {
+    out.push('', `most robust, by a paired test on the per-example outcomes (${PAIRED_TEST.replace(/ \(.*\)$/, '')}, alpha 0.05; several gradient paths: the weakest counts):`);
+    for (const row of compareResults(results)) out.push(`  ${row.metric}: ${row.verdict.text}`);
   }
   return `${out.join('\n')}\n`;
 }
@@ -257,6 +285,13 @@ export async function runEvalCommand(flags: Flags): Promise<void> {
   }
 }
 
+/** What `attack --dump` wrote: every epsilon gets its own set (DIR/epsE/ when there are several). */
+function dumpNote(files: number, eps: number[], dir: string): string {
+  const how = 'one example per class where possible, preferring examples the attack flips';
+  if (eps.length === 1) return `dumped ${files} examples at eps ${eps[0]} to ${dir} (${how})\n`;
+  return `dumped ${files} examples, one set per eps, to ${eps.map((e) => join(dir, `eps${e}`)).join(', ')} (${how})\n`;
+}
+
 export async function runAttackCommand(flags: Flags): Promise<void> {
   const modelPath = str(flags, 'model')!;
   if (modelPath.trim() === '') throw new UsageError('--model must not be empty');
@@ -313,16 +348,17 @@ export async function runAttackCommand(flags: Flags): Promise<void> {
   const m = results.models[0];
   const a = m.attacks[0];
   const t = new Table({
-    head: ['eps', 'accuracy', ...(a.targeted ? ['success rate'] : [])],
+    head: ['eps', 'accuracy [95% CI]', ...(a.targeted ? ['success rate [95% CI]'] : [])],
     colAligns: ['right', 'right', 'right'],
     style: { head: [], border: [], compact: true },
   });
-  for (const p of a.points) t.push([p.eps, pct(p.accuracy), ...(p.successRate !== undefined ? [pct(p.successRate)] : [])]);
+  const n = results.provenance.examples;
+  for (const p of a.points) t.push([p.eps, pctCi(p.accuracy, intervalOf(p, n)), ...(p.successRate !== undefined ? [pctCi(p.successRate, successIv(p, n))] : [])]);
   const modeNote = a.mode ? `, mode ${a.mode}${m.cycles === 0 && mode === 'e2e' ? ' (plain CNN: e2e = first)' : ''}` : '';
   process.stdout.write(
     `${m.name}: ${a.name} (${a.method}${a.targeted ? `, targeted ${String(target)}` : ''}${modeNote}, ${m.cycles} cycles, readout ${m.readout}) ` +
-      `on ${results.provenance.examples} ${results.provenance.dataset} test images (${results.provenance.testSubset}), clean accuracy ${pct(m.clean.accuracy)}\n` +
-      `${t.toString()}\n` +
-      (m.dumps && m.dumps.length ? `dumped ${m.dumps.length} examples to ${dumpDir}\n` : ''),
+      `on ${results.provenance.examples} ${results.provenance.dataset} test images (${results.provenance.testSubset}), clean accuracy ${pctCi(m.clean.accuracy, intervalOf(m.clean, n))}\n` +
+      `${t.toString()}\n(95% intervals: ${INTERVAL_METHOD.replace(/, 95%$/, '')})\n` +
+      (m.dumps && m.dumps.length ? dumpNote(m.dumps.length, a.points.map((p) => p.eps), dumpDir!) : ''),
   );
 }

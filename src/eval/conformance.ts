@@ -252,8 +252,8 @@ export function runConformance(path: string, tolerance = CONFORMANCE_TOLERANCE):
         const xn = image('input.x_noisy');
         compare('eval.last.logits_noisy', model.logits(xn, 'last'));
       }
-      const first: Victim = { model, mode: 'first', cycles: cfg.cycles, readout: 'last' };
-      const e2e: Victim = { ...first, mode: 'e2e' };
+      const first: Victim<CNNF> = { model, mode: 'first', cycles: cfg.cycles, readout: 'last' };
+      const e2e: Victim<CNNF> = { ...first, mode: 'e2e' };
       // gradients go through ReLU masks: a pre-activation within float32 rounding of 0 can be decided
       // either way (its value barely moves, but the gradient through it does), so these rows search ties too
       const gradRow = (name: string, mode: 'first' | 'e2e') => {
@@ -275,7 +275,7 @@ export function runConformance(path: string, tolerance = CONFORMANCE_TOLERANCE):
       const iters = metaNumber(meta, 'nb_iter', path, 7);
       const ctx = { nextSeed: () => 0 };
       compare('attack.fgsm.first', new FGSM().perturb(first, x, y, eps, ctx));
-      const pgdRow = (name: string, v: Victim, labels: tf.Tensor1D, targeted: boolean) => {
+      const pgdRow = (name: string, v: Victim<CNNF>, labels: tf.Tensor1D, targeted: boolean) => {
         if (!T.has(name)) return;
         const refAll = image(name);
         const n = x.shape[0];

@@ -16,8 +16,9 @@ import type { LoadedCheckpoint } from '../io/checkpoint.js';
 import type { Readout } from '../models/cnnf.js';
 import { writeDump, type DumpExample } from '../io/images.js';
 import { metricKey, RESULTS_FORMAT, type AttackMode, type AttackResult, type EvalResults, type ModelResult } from './results.js';
-import { attackSettings, buildAttack, type AttackSpec, type Suite } from './suite.js';
+import { attackSettings, buildAttack, type Suite } from './suite.js';
 import { evalBatch, type BatchOutcome, type BatchTask, type Job } from './batch.js';
+import { ALPHA, ciPair, INTERVAL_METHOD, measure, PAIRED_TEST } from './stats.js';
 import { WorkerPool } from '../parallel/pool.js';
 import { getAttack, isStaged } from '../attacks/index.js';
 import { probeChecks, resultChecks, type EvalCheck } from './checks.js';
@@ -52,12 +53,15 @@ export interface EvaluateOptions {
   /** Display names, one per model (default: file name without extension). */
   names?: string[];
   onProgress?: (p: EvalProgress) => void;
-  /** Write PNG dumps of the first `dumpCount` examples per model x attack x mode at one epsilon. */
+  /**
+   * Write PNG dumps of `dumpCount` examples per model x attack x mode x epsilon (see pickDumpExamples:
+   * one per class where possible, preferring examples the attack flips).
+   */
   dumpDir?: string;
   dumpCount?: number;
   /** Dump paths in the results are relative to this directory (default: the current directory). */
   dumpBase?: string;
-  /** Write the dump PNGs straight into dumpDir (one model, one dumped attack point) instead of DIR/MODEL/ATTACK-MODE-epsE/. */
+  /** One model and one attack: dump into dumpDir itself (one epsilon) or dumpDir/epsE/ (several), instead of DIR/MODEL/ATTACK-MODE-epsE/. */
   flatDump?: boolean;
   /** Command line recorded in provenance. */
   command?: string;
@@ -76,6 +80,8 @@ export interface EvaluateOptions {
 interface PointAcc {
   correct: number;
   hits: number;
+  /** Per-example correctness (1 = correct), for intervals and paired tests. */
+  ok: Uint8Array;
   confusion?: number[][];
   /** Staged attacks: stage labels and, per stage, how many examples it broke. */
   stageLabels?: string[];
@@ -115,9 +121,39 @@ export function worstCaseEps(suite: Suite): number[] {
   return [...s].sort((a, b) => a - b);
 }
 
-/** Which epsilon of an attack gets dumped: confusionAt if the attack runs there, else its largest. */
-function dumpEps(spec: AttackSpec, confusionAt?: number): number {
-  return confusionAt !== undefined && spec.eps.includes(confusionAt) ? confusionAt : Math.max(...spec.eps);
+/** Dump candidates per class: the first few examples of each class in the split. */
+const DUMP_CANDIDATES_PER_CLASS = 3;
+
+/** Indices (ascending) of the dump candidates: the first DUMP_CANDIDATES_PER_CLASS examples of every class, and at least the first `count` examples. */
+export function dumpCandidates(labels: ArrayLike<number>, count: number, numClasses: number, dumpCount: number): number[] {
+  const seen = new Array<number>(numClasses).fill(0);
+  const out: number[] = [];
+  let full = 0;
+  for (let i = 0; i < count && (full < numClasses || i < dumpCount); i++) {
+    const c = labels[i]!;
+    if (i < dumpCount || (c >= 0 && c < numClasses && seen[c]! < DUMP_CANDIDATES_PER_CLASS)) out.push(i);
+    if (c >= 0 && c < numClasses && ++seen[c]! === DUMP_CANDIDATES_PER_CLASS) full++;
+  }
+  return out;
+}
+
+/**
+ * Which examples an attack point's dump shows: one per class where possible, taking an example the
+ * attack flips (clean correct, attacked wrong) when the class has one; classes with a flipped
+ * example come first. If dumpCount exceeds the classes, further candidates fill up. Ascending indices.
+ */
+export function pickDumpExamples(cands: ReadonlyArray<{ index: number; label: number; flipped: boolean }>, dumpCount: number): number[] {
+  const byClass = new Map<number, Array<{ index: number; flipped: boolean }>>();
+  for (const c of cands) byClass.set(c.label, [...(byClass.get(c.label) ?? []), c]);
+  const classes = [...byClass.keys()].sort((a, b) => a - b);
+  const firstOf = (cl: number): { index: number; flipped: boolean } => byClass.get(cl)!.find((x) => x.flipped) ?? byClass.get(cl)![0]!;
+  const order = [...classes.filter((cl) => firstOf(cl).flipped), ...classes.filter((cl) => !firstOf(cl).flipped)];
+  const picked = new Set(order.slice(0, dumpCount).map((cl) => firstOf(cl).index));
+  for (const c of cands) {
+    if (picked.size >= dumpCount) break;
+    picked.add(c.index);
+  }
+  return [...picked].sort((a, b) => a - b);
 }
 
 const safe = (s: string): string => s.replace(/[^A-Za-z0-9_.-]+/g, '_');
@@ -153,6 +189,7 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
   const total = unitsPer.reduce((a, b) => a + b, 0) * nb;
   let done = 0;
   const dumpCount = opts.dumpDir ? Math.min(opts.dumpCount ?? 4, split.count) : 0;
+  const dumpCands = dumpCount > 0 ? dumpCandidates(split.labels, split.count, k, dumpCount) : [];
   if (opts.flatDump && (models.length !== 1 || suite.attacks.length !== 1)) throw new Error('flatDump needs one model and one attack');
 
   const workers = Math.min(opts.workers ?? 1, nb);
@@ -167,12 +204,13 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
       const readout: Readout = opts.readout ?? ck.info.readout;
       const classNames = ck.info.classNames.length === k ? ck.info.classNames : data.classNames;
       const jobs = jobsFor(suite, cycles);
-      const clean: PointAcc = { correct: 0, hits: 0, confusion: zeros(k) };
+      const clean: PointAcc = { correct: 0, hits: 0, ok: new Uint8Array(split.count), confusion: zeros(k) };
       const acc: PointAcc[][] = jobs.map((j) =>
-        j.spec.eps.map((e) => ({ correct: 0, hits: 0, confusion: e === suite.confusionAt ? zeros(k) : undefined })));
+        j.spec.eps.map((e) => ({ correct: 0, hits: 0, ok: new Uint8Array(split.count), confusion: e === suite.confusionAt ? zeros(k) : undefined })));
       const robust = new Map<number, Uint8Array>(wcEps.map((e) => [e, new Uint8Array(split.count).fill(1)]));
       const dumps: string[] = [];
-      const dumpExamples = new Map<string, DumpExample[]>();
+      /** Attacked dump candidates per attack point ("ATTACK[-MODE]-epsE"), in example order. */
+      const dumpAdv = new Map<string, { eps: number; items: Array<{ index: number; adv: Float32Array; pred: number; target?: number }> }>();
 
       // units of work: each batch's clean pass, and each batch x job (attack and mode, all its epsilons);
       // every random draw depends on the attack point and the batch start only, so units are independent
@@ -192,7 +230,9 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
         };
         units.push({ task: { ...base, jobs: [], keep: [], clean: true }, job: null });
         for (const [ji, j] of jobs.entries()) {
-          const keep = j.spec.eps.map((eps) => (dumpCount > start && eps === dumpEps(j.spec, suite.confusionAt) ? Math.min(n, dumpCount - start) : 0));
+          // perturbed images of a leading run of the batch that covers its dump candidates, at every epsilon
+          const inBatch = dumpCands.filter((i) => i >= start && i < start + n);
+          const keep = j.spec.eps.map(() => (inBatch.length > 0 ? inBatch[inBatch.length - 1]! - start + 1 : 0));
           units.push({ task: { ...base, jobs: [j], keep: [keep], clean: false }, job: ji });
         }
       }
@@ -206,8 +246,10 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
         const record = (pred: Int32Array, p: PointAcc, targets?: Int32Array | null, wc?: Uint8Array): void => {
           for (let i = 0; i < n; i++) {
             const ok = pred[i] === yArr[i];
-            if (ok) p.correct++;
-            else if (wc) wc[start + i] = 0;
+            if (ok) {
+              p.correct++;
+              p.ok[start + i] = 1;
+            } else if (wc) wc[start + i] = 0;
             if (targets && pred[i] === targets[i]) p.hits++;
             if (p.confusion) p.confusion[yArr[i]][pred[i]]++;
           }
@@ -235,17 +277,14 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
           const adv = o.advs[0][ei];
           if (adv) {
             const key = `${spec.name}${job.mode ? `-${job.mode}` : ''}-eps${eps}`;
-            const list = dumpExamples.get(key) ?? [];
+            const entry = dumpAdv.get(key) ?? { eps, items: [] };
             const m = adv.length / IMAGE_PIXELS;
-            const xs = tf.tensor4d(task.images.subarray(0, m * IMAGE_PIXELS), [m, 28, 28, 1]);
-            const as = tf.tensor4d(adv, [m, 28, 28, 1]);
-            try {
-              list.push(...(await dumpRows(ck, cycles, xs, as, yArr, pa, o.targets[0] ?? undefined, start, m, classNames)));
-            } finally {
-              xs.dispose();
-              as.dispose();
+            for (const i of dumpCands) {
+              if (i < start || i >= start + m) continue;
+              const r = i - start;
+              entry.items.push({ index: i, adv: adv.slice(r * IMAGE_PIXELS, (r + 1) * IMAGE_PIXELS), pred: pa[r]!, target: o.targets[0]?.[r] });
             }
-            dumpExamples.set(key, list);
+            dumpAdv.set(key, entry);
           }
         }
       };
@@ -259,10 +298,33 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
       }
 
       if (opts.dumpDir) {
-        for (const [key, examples] of dumpExamples) {
-          const dir = opts.flatDump ? opts.dumpDir : join(opts.dumpDir, safe(name), safe(key));
+        const severalEps = suite.attacks.some((a) => a.eps.length > 1);
+        for (const [key, { eps, items }] of dumpAdv) {
+          const chosen = new Set(pickDumpExamples(items.map((it) => ({
+            index: it.index, label: split.labels[it.index]!, flipped: clean.ok[it.index] === 1 && it.pred !== split.labels[it.index],
+          })), dumpCount));
+          const sel = items.filter((it) => chosen.has(it.index));
+          const m = sel.length;
+          const cleanPx = new Float32Array(m * IMAGE_PIXELS);
+          const advPx = new Float32Array(m * IMAGE_PIXELS);
+          sel.forEach((it, r) => {
+            cleanPx.set(split.images.subarray(it.index * IMAGE_PIXELS, (it.index + 1) * IMAGE_PIXELS), r * IMAGE_PIXELS);
+            advPx.set(it.adv, r * IMAGE_PIXELS);
+          });
+          const xs = tf.tensor4d(cleanPx, [m, 28, 28, 1]);
+          const as = tf.tensor4d(advPx, [m, 28, 28, 1]);
+          let examples: DumpExample[];
+          try {
+            const targets = sel.some((it) => it.target !== undefined) ? sel.map((it) => it.target ?? -1) : undefined;
+            examples = await dumpRows(ck, cycles, xs, as, sel.map((it) => split.labels[it.index]!), sel.map((it) => it.pred), targets, 0, m, classNames);
+          } finally {
+            xs.dispose();
+            as.dispose();
+          }
+          examples.forEach((ex, r) => { ex.index = sel[r]!.index; });
+          const dir = opts.flatDump ? (severalEps ? join(opts.dumpDir, `eps${eps}`) : opts.dumpDir) : join(opts.dumpDir, safe(name), safe(key));
           makeDirs(dir);
-          const files = await writeDump(dir, examples, { model: name, attack: key });
+          const files = await writeDump(dir, examples, { model: name, attack: key, eps, selection: 'one example per class where possible, preferring examples the attack flips' });
           for (const f of files) dumps.push(relative(opts.dumpBase ?? process.cwd(), f).split('\\').join('/'));
         }
       }
@@ -286,19 +348,14 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
           const p = acc[ji][ei];
           return {
             eps,
-            accuracy: p.correct / count,
-            ...(job.spec.targeted ? { successRate: p.hits / count } : {}),
+            ...measure(p.ok),
+            ...(job.spec.targeted ? { successRate: p.hits / count, successCi: ciPair(p.hits, count) } : {}),
             ...(p.confusion ? { confusion: p.confusion } : {}),
             ...(p.stageLabels ? { stages: stageAccuracies(p, clean.correct) } : {}),
           };
         }),
       }));
-      const worstCase = wcEps.map((eps) => {
-        const r = robust.get(eps)!;
-        let s = 0;
-        for (let i = 0; i < count; i++) s += r[i];
-        return { eps, accuracy: s / count };
-      });
+      const worstCase = wcEps.map((eps) => ({ eps, ...measure(robust.get(eps)!) }));
       const modelChecks: EvalCheck[] = [];
       if (opts.checks !== false) {
         const kinds = Object.fromEntries(jobs.map((j) => [j.spec.name, getAttack(j.spec.method).kind]));
@@ -329,7 +386,7 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
         cycles,
         readout,
         classNames: [...classNames],
-        clean: { accuracy: clean.correct / count, confusion: clean.confusion! },
+        clean: { ...measure(clean.ok), confusion: clean.confusion! },
         attacks,
         worstCase,
         metrics,
@@ -359,6 +416,7 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
     },
     models: results,
     ...(opts.checks !== false ? { checks: allChecks } : {}),
+    statistics: { interval: INTERVAL_METHOD, pairedTest: PAIRED_TEST, alpha: ALPHA },
   };
 }
 

@@ -5,3 +5,5 @@ export * from './suite.js';
 export * from './evaluate.js';
 export * from './batch.js';
 export * from './conformance.js';
+export * from './stats.js';
+export * from './compare.js';

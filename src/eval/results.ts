@@ -5,16 +5,34 @@
  */
 export const RESULTS_FORMAT = 'cnnf-results/1';
 
+/**
+ * The counts behind an accuracy, its 95% Wilson score interval and the per-example outcomes a
+ * paired test needs. Optional: files written before they existed lack them (intervals are then
+ * recomputed from accuracy x provenance.examples, and paired tests are not possible).
+ */
+export interface Counted {
+  /** Examples counted as correct. */
+  correct?: number;
+  /** Examples evaluated. */
+  n?: number;
+  /** 95% Wilson score interval [lower, upper] of the accuracy. */
+  ci?: [number, number];
+  /** Per-example correctness as a base64 bitset (example i = bit i & 7 of byte i >> 3); see eval/stats.ts. */
+  outcomes?: string;
+}
+
 /** A method of the attack registry ("gaussian", "fgsm", "pgd", "apgd", ...). */
 export type AttackMethod = string;
 export type AttackMode = 'first' | 'e2e';
 
-export interface AttackPoint {
+export interface AttackPoint extends Counted {
   eps: number;
   /** Fraction of examples still classified correctly (robust accuracy). */
   accuracy: number;
   /** Targeted attacks only: fraction of examples classified as their target. */
   successRate?: number;
+  /** Targeted attacks only: 95% Wilson score interval of the success rate. */
+  successCi?: [number, number];
   /** Rows = true class, columns = predicted class (counts). */
   confusion?: number[][];
   /**
@@ -45,10 +63,10 @@ export interface ModelResult {
   cycles: number;
   readout: 'last' | 'average';
   classNames: string[];
-  clean: { accuracy: number; confusion: number[][] };
+  clean: { accuracy: number; confusion: number[][] } & Counted;
   attacks: AttackResult[];
   /** Per-example worst case across all attacks at the given epsilon: accuracy if every attack is tried. */
-  worstCase: Array<{ eps: number; accuracy: number }>;
+  worstCase: Array<{ eps: number; accuracy: number } & Counted>;
   /**
    * Flat map for gates: "clean", "<attack>@<eps>:<mode>" (mode "first"/"e2e" for gradient attacks),
    * "<attack>@<eps>" for gaussian, "<attack>@<eps>:<mode>:success" for targeted success rates,
@@ -81,6 +99,8 @@ export interface EvalResults {
    * `metrics.warnings` counts its warnings. Absent in files written before checks existed.
    */
   checks?: Array<{ id: string; number: number; severity: 'warning' | 'info'; model: string; message: string; evidence: Record<string, unknown> }>;
+  /** How the intervals and paired comparisons were computed (absent in older files). */
+  statistics?: { interval: string; pairedTest: string; alpha: number };
 }
 
 /** Metric key helpers, shared by eval (writer) and gate (reader). */

@@ -6,6 +6,7 @@
 import type { EvalResults, ModelResult } from '../eval/results.js';
 import { UsageError } from '../errors.js';
 import { validateResults } from '../report/results-file.js';
+import { countsOf, wilson } from '../eval/stats.js';
 
 export type GateOp = '>=' | '>' | '<=' | '<' | '==';
 export const GATE_OPS: readonly GateOp[] = ['>=', '>', '<=', '<', '=='];
@@ -15,10 +16,15 @@ export interface Requirement {
   text: string;
   /** Model the requirement is scoped to; null = every model (or the gate's default model). */
   model: string | null;
-  /** Metric key as written, e.g. "pgd7@0.2:first". */
+  /** Metric key as written without a bound suffix, e.g. "pgd7@0.2:first". */
   metric: string;
   op: GateOp;
   threshold: number;
+  /**
+   * `METRIC.lower` / `METRIC.upper`: compare the lower or upper end of the metric's 95% Wilson
+   * interval instead of the point estimate. Absent for plain metrics.
+   */
+  bound?: 'lower' | 'upper';
 }
 
 export type CheckStatus = 'pass' | 'fail' | 'missing';
@@ -31,7 +37,11 @@ export interface GateCheck {
   resolvedMetric: string | null;
   op: GateOp;
   threshold: number;
+  /** The value compared: the point estimate, or the interval end the requirement names. */
   actual: number | null;
+  /** The metric's 95% Wilson interval over the results' examples (null if missing or not a count ratio). */
+  interval: [number, number] | null;
+  bound?: 'lower' | 'upper';
   status: CheckStatus;
   message: string;
 }
@@ -73,7 +83,11 @@ export function parseRequirement(expr: string): Requirement {
 
   const slash = lhs.lastIndexOf('/');
   const model = slash === -1 ? null : lhs.slice(0, slash).trim();
-  const metric = lhs.slice(slash + 1).trim();
+  let metric = lhs.slice(slash + 1).trim();
+  const boundMatch = /\.(lower|upper)$/.exec(metric);
+  const bound = boundMatch ? (boundMatch[1] as 'lower' | 'upper') : undefined;
+  if (boundMatch) metric = metric.slice(0, boundMatch.index);
+  if (/\.(lower|upper)\b/.test(metric)) bad(`metric ${JSON.stringify(metric)}: ".lower" / ".upper" must come last, once`);
   if (model !== null && model === '') bad('empty model name before "/"');
   if (metric === '') bad('missing metric after "/"');
   if (/\s/.test(metric)) bad(`metric ${JSON.stringify(metric)} contains spaces`);
@@ -89,7 +103,7 @@ export function parseRequirement(expr: string): Requirement {
   } else if (metric.includes(':')) {
     bad(`metric ${JSON.stringify(metric)} has a qualifier but no "@EPS"`);
   }
-  return { text, model, metric, op, threshold };
+  return { text, model, metric, op, threshold, ...(bound ? { bound } : {}) };
 }
 
 interface MetricParts {
@@ -152,6 +166,8 @@ export function lookupMetric(model: ModelResult, metric: string): Lookup {
   return { value: null, why: `missing metric ${metric}` };
 }
 
+const round6 = (v: number): number => Number(v.toPrecision(6));
+
 export function compare(actual: number, op: GateOp, threshold: number): boolean {
   switch (op) {
     case '>=': return actual >= threshold;
@@ -175,10 +191,10 @@ export function evaluateGate(results: EvalResults, requirements: ReadonlyArray<s
   for (const req of reqs) {
     const scope = req.model ?? opts.model ?? null;
     const models = scope === null ? results.models : results.models.filter((m) => m.name === scope);
-    const base = { requirement: req.text, metric: req.metric, op: req.op, threshold: req.threshold };
+    const base = { requirement: req.text, metric: req.metric, op: req.op, threshold: req.threshold, ...(req.bound ? { bound: req.bound } : {}) };
     if (models.length === 0) {
       checks.push({
-        ...base, model: scope ?? '', resolvedMetric: null, actual: null, status: 'missing',
+        ...base, model: scope ?? '', resolvedMetric: null, actual: null, interval: null, status: 'missing',
         message: `missing model ${scope ?? ''} (results have: ${names.join(', ') || 'none'})`,
       });
       continue;
@@ -186,14 +202,29 @@ export function evaluateGate(results: EvalResults, requirements: ReadonlyArray<s
     for (const model of models) {
       const found = lookupMetric(model, req.metric);
       if (found.value === null) {
-        checks.push({ ...base, model: model.name, resolvedMetric: null, actual: null, status: 'missing', message: found.why });
+        checks.push({ ...base, model: model.name, resolvedMetric: null, actual: null, interval: null, status: 'missing', message: found.why });
         continue;
       }
-      const ok = compare(found.value, req.op, req.threshold);
-      const shown = found.key === req.metric ? req.metric : `${req.metric} (${found.key})`;
+      const counts = countsOf(found.value, results.provenance.examples);
+      const iv = counts ? wilson(counts.correct, counts.n) : null;
+      const interval: [number, number] | null = iv ? [iv.lower, iv.upper] : null;
+      const shownBase = found.key === req.metric ? req.metric : `${req.metric} (${found.key})`;
+      if (req.bound && !iv) {
+        checks.push({
+          ...base, model: model.name, resolvedMetric: found.key, actual: null, interval, status: 'missing',
+          message: `no interval for ${shownBase}: ${found.value} is not a count out of ${results.provenance.examples} examples`,
+        });
+        continue;
+      }
+      const actual = req.bound ? iv![req.bound] : found.value;
+      const ok = compare(actual, req.op, req.threshold);
+      const shown = req.bound ? `${shownBase}.${req.bound}` : shownBase;
+      const ivText = iv ? ` [95% CI ${round6(iv.lower)}, ${round6(iv.upper)}]` : '';
       checks.push({
-        ...base, model: model.name, resolvedMetric: found.key, actual: found.value, status: ok ? 'pass' : 'fail',
-        message: `${shown} = ${found.value} ${ok ? 'satisfies' : 'violates'} ${req.op} ${req.threshold}`,
+        ...base, model: model.name, resolvedMetric: found.key, actual, interval, status: ok ? 'pass' : 'fail',
+        message: req.bound
+          ? `${shown} = ${round6(actual)} (${req.metric} = ${found.value}${ivText}) ${ok ? 'satisfies' : 'violates'} ${req.op} ${req.threshold}`
+          : `${shown} = ${found.value}${ivText} ${ok ? 'satisfies' : 'violates'} ${req.op} ${req.threshold}`,
       });
     }
   }

@@ -12,15 +12,23 @@ export function formatActual(v: number | null): string {
   return Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(6)));
 }
 
+/** The Actual cell: the compared value, which interval end it is, and the 95% Wilson interval. */
+export function formatActualCell(c: GateCheck): string {
+  if (c.actual === null) return '—';
+  const value = `${formatActual(c.actual)}${c.bound ? ` (${c.bound})` : ''}`;
+  return c.interval ? `${value}\n95% CI [${formatActual(c.interval[0])}, ${formatActual(c.interval[1])}]` : value;
+}
+
 export function gateTable(report: GateReport): string {
   const table = new Table({ head: ['Requirement', 'Model', 'Actual', 'Verdict'], style: { head: [], border: [] }, wordWrap: true });
   for (const c of report.checks) {
     let verdict = VERDICT[c.status];
     if (c.status === 'missing') verdict += `\n${printable(c.message)}`;
     else if (c.resolvedMetric !== null && c.resolvedMetric !== c.metric) verdict += `\nvia ${printable(c.resolvedMetric)}`;
-    table.push([printable(c.requirement), printable(c.model || '—'), formatActual(c.actual), verdict]);
+    table.push([printable(c.requirement), printable(c.model || '—'), formatActualCell(c), verdict]);
   }
   const summary = `${report.passedCount}/${report.total} checks passed` +
     (report.failedCount ? `, ${report.failedCount} failed` : '') + (report.missingCount ? `, ${report.missingCount} missing` : '');
-  return `${table.toString()}\n${summary}\n`;
+  const note = report.checks.some((c) => c.interval) ? '95% CI: Wilson score interval over the evaluated examples\n' : '';
+  return `${table.toString()}\n${summary}\n${note}`;
 }

@@ -12,6 +12,13 @@ export const TILE = 28;
 export const DUMP_SCALE = 4;
 export const DUMP_GAP = 4;
 export const LABEL_STRIP = 22;
+/** Height of the column-label strip above the tiles. */
+export const HEADER_STRIP = 16;
+
+/** Column labels of a dump row with `recons` reconstructions (as in index.json, shortened to fit a tile). */
+export function columnLabels(recons: number): string[] {
+  return ['clean', 'perturbed', 'perturbation', ...Array.from({ length: recons }, (_, c) => `recon. cycle ${c + 1}`)];
+}
 
 export interface DumpExample {
   /** Index of the example in the evaluated split. */
@@ -59,9 +66,9 @@ function normalised(a: Float32Array): Uint8Array {
 
 const escapeXml = (s: string): string => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c]!);
 
-/** Width and height of a dump row with `tiles` tiles. */
+/** Width and height of a dump row with `tiles` tiles (column labels on top, class labels below). */
 export function rowSize(tiles: number, scale = DUMP_SCALE): { width: number; height: number } {
-  return { width: tiles * TILE * scale + (tiles - 1) * DUMP_GAP, height: TILE * scale + LABEL_STRIP };
+  return { width: tiles * TILE * scale + (tiles - 1) * DUMP_GAP, height: HEADER_STRIP + TILE * scale + LABEL_STRIP };
 }
 
 /** Renders one example row as PNG bytes. */
@@ -76,16 +83,20 @@ export async function renderRow(ex: DumpExample, scale = DUMP_SCALE): Promise<Bu
     const x0 = k * (t + DUMP_GAP);
     for (let y = 0; y < t; y++) {
       const sy = Math.floor(y / scale);
-      for (let x = 0; x < t; x++) canvas[y * width + x0 + x] = tile[sy * TILE + Math.floor(x / scale)];
+      for (let x = 0; x < t; x++) canvas[(HEADER_STRIP + y) * width + x0 + x] = tile[sy * TILE + Math.floor(x / scale)];
     }
   });
+  const header = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${HEADER_STRIP}">` +
+    columnLabels(ex.recons.length).map((label, k) =>
+      `<text x="${k * (t + DUMP_GAP) + t / 2}" y="${HEADER_STRIP - 4}" text-anchor="middle" font-family="DejaVu Sans, Arial, sans-serif" font-size="${Math.min(11, Math.max(7, Math.floor(t / 10)))}" fill="#333">${escapeXml(label)}</text>`,
+    ).join('') + '</svg>';
   const name = (c: number): string => ex.classNames[c] ?? String(c);
   const text = `true: ${name(ex.label)}   pred: ${name(ex.pred)}${ex.target !== undefined ? `   target: ${name(ex.target)}` : ''}`;
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${LABEL_STRIP}">` +
     `<rect width="100%" height="100%" fill="${ex.pred === ex.label ? '#e8f5e9' : '#ffebee'}"/>` +
     `<text x="4" y="${LABEL_STRIP - 6}" font-family="DejaVu Sans, Arial, sans-serif" font-size="13" fill="#000">${escapeXml(text)}</text></svg>`;
   return sharp(Buffer.from(canvas), { raw: { width, height, channels: 1 } })
-    .composite([{ input: Buffer.from(svg), top: t, left: 0 }])
+    .composite([{ input: Buffer.from(header), top: 0, left: 0 }, { input: Buffer.from(svg), top: HEADER_STRIP + t, left: 0 }])
     .png()
     .toBuffer();
 }

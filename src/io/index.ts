@@ -1,8 +1,12 @@
 /** Files: safetensors reading/writing with validation, cnnf checkpoints, the PyTorch layout
- *  conversion, and atomic writes (temp file + rename) that every output goes through. */
+ *  conversion, torch.save checkpoints (bounded zip + restricted unpickler) and export, and atomic
+ *  writes (temp file + rename) that every output goes through. */
 export * from './atomic.js';
 export * from './files.js';
 export * from './safetensors.js';
 export * from './checkpoint.js';
 export * from './pytorch.js';
 export * from './json.js';
+export * from './torch.js';
+export * from './export.js';
+export * from './tfjs.js';

@@ -24,7 +24,7 @@ export interface SafetensorsFile {
   metadata: Record<string, string>;
 }
 
-function halfToFloat(h: number): number {
+export function halfToFloat(h: number): number {
   const s = (h & 0x8000) >> 15;
   const e = (h & 0x7c00) >> 10;
   const f = h & 0x03ff;

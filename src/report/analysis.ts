@@ -1,6 +1,8 @@
 /** Reshaping results for presentation: attacks grouped by name with one series per model × gradient mode. */
 import { attackLabel } from '../attacks/index.js';
-import type { AttackMethod, AttackPoint, AttackResult, EvalResults, ModelResult } from '../eval/results.js';
+import type { AttackMethod, AttackPoint, AttackResult, Counted, EvalResults, ModelResult } from '../eval/results.js';
+import { compareModels, intervalOf, outcomesOf, type Verdict } from '../eval/compare.js';
+import { countsOf, wilson, type Interval } from '../eval/stats.js';
 
 export type SeriesMode = 'first' | 'e2e' | 'none';
 
@@ -61,29 +63,52 @@ export function groupAttacks(results: EvalResults): AttackGroup[] {
 }
 
 /**
- * A model's accuracy under an attack group at one epsilon, taking the strongest gradient mode it
- * was attacked with (the minimum over modes): the conservative number for "most robust" claims.
+ * "Most robust" at one attack point: each model's conservative point (its weakest gradient path) is
+ * compared with an exact McNemar test on the per-example outcomes (eval/compare.ts); a model is
+ * named only when it is significantly better than every other one.
  */
-export function conservativeAccuracy(group: AttackGroup, model: ModelResult, eps: number): number | undefined {
-  let best: number | undefined;
-  for (const s of group.series) {
-    if (s.model !== model) continue;
-    const p = pointAt(s.attack.points, eps);
-    if (p && (best === undefined || p.accuracy < best)) best = p.accuracy;
-  }
-  return best;
+export function groupVerdict(group: AttackGroup, models: ModelResult[], eps: number, n: number): Verdict {
+  return compareModels(models.map((model) => {
+    let weakest: AttackPoint | undefined;
+    for (const s of group.series) {
+      if (s.model !== model) continue;
+      const p = pointAt(s.attack.points, eps);
+      if (p && (weakest === undefined || p.accuracy < weakest.accuracy)) weakest = p;
+    }
+    return { name: model.name, accuracy: weakest?.accuracy, outcomes: outcomesOf(weakest, n) };
+  }));
 }
 
-/** Names of the models with the highest value (ties kept); empty when nobody has a value. */
-export function leaders(values: Array<{ name: string; value: number | undefined }>): string[] {
-  const present = values.filter((v): v is { name: string; value: number } => v.value !== undefined);
-  if (present.length === 0) return [];
-  const max = Math.max(...present.map((v) => v.value));
-  return present.filter((v) => Math.abs(v.value - max) <= 1e-12).map((v) => v.name);
+/** Clean-accuracy verdict (paired test on the clean outcomes). */
+export function cleanVerdict(models: ModelResult[], n: number): Verdict {
+  return compareModels(models.map((m) => ({ name: m.name, accuracy: m.clean.accuracy, outcomes: outcomesOf(m.clean, n) })));
 }
 
 /** Human label of an attack method (from the attack registry). */
 export const methodLabel = (method: AttackMethod): string => attackLabel(method);
+/** Worst-case verdict at one epsilon. */
+export function worstVerdict(models: ModelResult[], eps: number, n: number): Verdict {
+  return compareModels(models.map((m) => {
+    const w = m.worstCase.find((x) => sameEps(x.eps, eps));
+    return { name: m.name, accuracy: w?.accuracy, outcomes: outcomesOf(w, n) };
+  }));
+}
+
+/** 95% Wilson interval of an accuracy (stored, or from accuracy x n). */
+export const accInterval = (c: (Counted & { accuracy: number }) | undefined, n: number): Interval | null => intervalOf(c, n);
+
+/** 95% Wilson interval of a targeted success rate. */
+export function successInterval(p: AttackPoint | undefined, n: number): Interval | null {
+  if (!p || typeof p.successRate !== 'number') return null;
+  if (p.successCi) return { lower: p.successCi[0], upper: p.successCi[1] };
+  const c = countsOf(p.successRate, n);
+  return c ? wilson(c.correct, c.n) : null;
+}
+
+/** "42.10% [39.1–45.2]": an accuracy with its 95% interval (percent, one decimal). */
+export const pctCi = (v: number | undefined, iv: Interval | null): string =>
+  v === undefined ? '—' : iv ? `${pct(v)} [${(iv.lower * 100).toFixed(1)}–${(iv.upper * 100).toFixed(1)}]` : pct(v);
+
 
 /** Column header for the perturbation size: σ for Gaussian noise, ε (L∞) for gradient attacks. */
 export const epsSymbol = (method: AttackMethod): string => (method === 'gaussian' ? 'σ' : 'ε');

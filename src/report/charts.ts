@@ -21,8 +21,9 @@ const BASE_CONFIG = {
   background: 'white',
   view: { stroke: '#ddd' },
   axis: { labelFontSize: 11, titleFontSize: 12, gridColor: '#eee' },
-  legend: { labelFontSize: 11, titleFontSize: 12, labelLimit: 260 },
-  title: { fontSize: 14, anchor: 'start', limit: 600 },
+  // labelLimit 0 = never truncate a legend label (the chart grows to fit instead)
+  legend: { labelFontSize: 11, titleFontSize: 12, labelLimit: 0, titleLimit: 0, symbolLimit: 0 },
+  title: { fontSize: 14, anchor: 'start', limit: 0, subtitleFontSize: 11, subtitleColor: '#57606a' },
 };
 
 /** Compiles a vega-lite spec and renders it to a standalone SVG string. */
@@ -58,9 +59,19 @@ export interface SeriesPoint {
   mode: string;
   eps: number;
   value: number;
+  /** 95% interval of `value` (drawn as a band / error bar when present). */
+  lower?: number;
+  upper?: number;
 }
 
-/** Accuracy (or success rate) against epsilon: one line per series (model × gradient mode). */
+/** Legend below the plot, one entry per row: long labels widen the chart instead of being cut off. */
+const LEGEND = { orient: 'bottom', direction: 'vertical', labelLimit: 0 };
+
+/**
+ * Accuracy (or success rate) against epsilon: one line per series (model × gradient mode), with its
+ * 95% interval as a translucent band. Gradient paths differ in dash and point shape as well as in
+ * colour, so a series lying on top of another still shows.
+ */
 export function lineChartSpec(opts: {
   title: string;
   xTitle: string;
@@ -69,25 +80,90 @@ export function lineChartSpec(opts: {
   seriesOrder: string[];
 }): Record<string, unknown> {
   const modes = new Set(opts.points.map((p) => p.mode));
-  const encoding: Record<string, unknown> = {
-    x: { field: 'eps', type: 'quantitative', title: opts.xTitle, scale: { zero: true, nice: false } },
-    y: { field: 'value', type: 'quantitative', title: opts.yTitle, scale: { domain: [0, 1] }, axis: { format: '%' } },
-    color: { field: 'series', type: 'nominal', title: 'model (gradient)', sort: opts.seriesOrder },
-    tooltip: [
-      { field: 'series', type: 'nominal', title: 'series' },
-      { field: 'eps', type: 'quantitative', title: opts.xTitle },
-      { field: 'value', type: 'quantitative', title: opts.yTitle, format: '.2%' },
-    ],
-  };
-  // dashes tell the gradient paths apart; the colour legend already names them, so no second legend
-  if (modes.size > 1) encoding.strokeDash = { field: 'mode', type: 'nominal', title: 'gradient', sort: ['first', 'e2e', 'none'], legend: null };
+  const bands = opts.points.some((p) => p.lower !== undefined && p.upper !== undefined);
+  const color = { field: 'series', type: 'nominal', title: 'model (gradient path)', sort: opts.seriesOrder, legend: LEGEND };
+  const x = { field: 'eps', type: 'quantitative', title: opts.xTitle, scale: { zero: true, nice: false } };
+  const y = { field: 'value', type: 'quantitative', title: opts.yTitle, scale: { domain: [0, 1] }, axis: { format: '%' } };
+  const tooltip = [
+    { field: 'series', type: 'nominal', title: 'series' },
+    { field: 'eps', type: 'quantitative', title: opts.xTitle },
+    { field: 'value', type: 'quantitative', title: opts.yTitle, format: '.2%' },
+    ...(bands ? [{ field: 'lower', type: 'quantitative', title: '95% lower', format: '.1%' }, { field: 'upper', type: 'quantitative', title: '95% upper', format: '.1%' }] : []),
+  ];
+  const line: Record<string, unknown> = { x, y, color, tooltip };
+  // dashes and point shapes tell the gradient paths apart; the colour legend already names them
+  if (modes.size > 1) {
+    line.strokeDash = { field: 'mode', type: 'nominal', title: 'gradient', sort: ['first', 'e2e', 'none'], scale: { range: [[1, 0], [6, 3], [2, 2]] }, legend: null };
+    line.shape = { field: 'mode', type: 'nominal', sort: ['first', 'e2e', 'none'], scale: { range: ['circle', 'triangle-up', 'square'] }, legend: null };
+  }
+  const layers: Array<Record<string, unknown>> = [];
+  if (bands) {
+    layers.push({
+      mark: { type: 'errorband', opacity: 0.14, interpolate: 'linear' },
+      encoding: {
+        x,
+        y: { field: 'lower', type: 'quantitative', title: opts.yTitle, scale: { domain: [0, 1] }, axis: { format: '%' } },
+        y2: { field: 'upper' },
+        // fill, not color: same series -> same colour (same domain and order), and the colour legend keeps line symbols
+        fill: { field: 'series', type: 'nominal', sort: opts.seriesOrder, legend: null },
+      },
+    });
+  }
+  layers.push({ mark: { type: 'line', point: { size: 45, filled: true }, strokeWidth: 2, opacity: 0.9 }, encoding: line });
   return {
-    title: opts.title,
+    title: bands ? { text: opts.title, subtitle: 'shaded: 95% confidence interval (Wilson)' } : opts.title,
     width: 420,
     height: 260,
     data: { values: opts.points },
-    mark: { type: 'line', point: { size: 45 }, strokeWidth: 2 },
-    encoding,
+    layer: layers,
+  };
+}
+
+export interface BarPoint {
+  /** Bar group, e.g. "clean" or "ε = 0.2". */
+  group: string;
+  series: string;
+  value: number;
+  lower?: number;
+  upper?: number;
+}
+
+/**
+ * Grouped bars with 95% error bars: for attacks run at a single perturbation size, where a line
+ * chart would be one dot per series. One group per condition (clean, the attack), one bar per series.
+ */
+export function barChartSpec(opts: { title: string; yTitle: string; points: BarPoint[]; groupOrder: string[]; seriesOrder: string[] }): Record<string, unknown> {
+  const bars = Math.max(1, opts.groupOrder.length * opts.seriesOrder.length);
+  const x = { field: 'group', type: 'nominal', title: null, sort: opts.groupOrder, axis: { labelAngle: 0 } };
+  const xOffset = { field: 'series', type: 'nominal', sort: opts.seriesOrder };
+  const errors = opts.points.some((p) => p.lower !== undefined && p.upper !== undefined);
+  return {
+    title: errors ? { text: opts.title, subtitle: 'error bars: 95% confidence interval (Wilson)' } : opts.title,
+    width: Math.min(520, Math.max(260, bars * 38)),
+    height: 260,
+    data: { values: opts.points },
+    encoding: { x, xOffset },
+    layer: [
+      {
+        mark: { type: 'bar' },
+        encoding: {
+          y: { field: 'value', type: 'quantitative', title: opts.yTitle, scale: { domain: [0, 1] }, axis: { format: '%' } },
+          color: { field: 'series', type: 'nominal', title: 'model (gradient path)', sort: opts.seriesOrder, legend: LEGEND },
+          tooltip: [
+            { field: 'series', type: 'nominal' },
+            { field: 'group', type: 'nominal' },
+            { field: 'value', type: 'quantitative', format: '.2%' },
+            ...(errors ? [{ field: 'lower', type: 'quantitative', title: '95% lower', format: '.1%' }, { field: 'upper', type: 'quantitative', title: '95% upper', format: '.1%' }] : []),
+          ],
+        },
+      },
+      ...(errors
+        ? [{
+            mark: { type: 'errorbar', ticks: { size: 6 }, color: '#222' },
+            encoding: { y: { field: 'lower', type: 'quantitative', title: opts.yTitle }, y2: { field: 'upper' } },
+          }]
+        : []),
+    ],
   };
 }
 

@@ -11,10 +11,14 @@ import { readInputFile } from '../io/files.js';
 import { UsageError } from '../errors.js';
 import { VERSION } from '../version.js';
 import {
-  conservativeAccuracy, epsSymbol, fmtEps, groupAttacks, leaders, methodLabel, pct, pointAt, unionEps,
-  type AttackGroup,
+  accInterval, cleanVerdict, epsSymbol, fmtEps, groupAttacks, groupVerdict, methodLabel, pct, pctCi, pointAt, successInterval, unionEps,
+  worstVerdict, type AttackGroup,
 } from './analysis.js';
-import { confusionSpec, lineChartSpec, lossChartSpec, renderVegaLite, svgToPng, uniquifySvgIds, type SeriesPoint } from './charts.js';
+import type { Verdict } from '../eval/compare.js';
+import { ALPHA, INTERVAL_METHOD, PAIRED_TEST } from '../eval/stats.js';
+import {
+  barChartSpec, confusionSpec, lineChartSpec, lossChartSpec, renderVegaLite, svgToPng, uniquifySvgIds, type BarPoint, type SeriesPoint,
+} from './charts.js';
 import { headingId, renderHtml, renderMarkdown, type Block, type ChartAsset, type ImageAsset, type Inline, type Text } from './document.js';
 import { slugify } from './escape.js';
 import { validateResults } from './results-file.js';
@@ -92,8 +96,8 @@ export async function renderReport(results: EvalResults, opts: Omit<ReportOption
 
   summarySection(b, results, groups);
   cleanSection(b, results);
-  for (const g of groups) attackSection(b, g);
-  successSection(b, groups);
+  for (const g of groups) attackSection(b, g, results);
+  successSection(b, groups, results.provenance.examples);
   worstCaseSection(b, results);
   confusionSection(b, results, groups);
   if (logs.length > 0) trainingSection(b, logs);
@@ -134,6 +138,17 @@ function summarySection(b: Builder, r: EvalResults, groups: AttackGroup[]): void
   intro.push(`) evaluated on ${p.dataset} (${p.testSubset}, ${p.examples} examples) with ${groups.length} attack${groups.length === 1 ? '' : 's'}.`);
   b.p(intro);
 
+  const n = p.examples;
+  const stats: Inline[] = [
+    'Every accuracy is shown with its 95% confidence interval in brackets (', { strong: INTERVAL_METHOD.replace(/, 95%$/, '') },
+    ` interval, in percent, over the ${n} test examples).`,
+  ];
+  if (r.models.length > 1) {
+    stats.push(' Models are compared with the ', { strong: PAIRED_TEST }, ' on the per-example outcomes; a model is called most robust only when it is',
+      ` significantly better than every other model (p < ${ALPHA}); otherwise the table says "no significant difference".`);
+  }
+  b.p(stats);
+
   const anyWorst = r.models.some((m) => m.worstCase.length > 0);
   if (anyWorst) {
     const eps = unionEps(r.models.map((m) => m.worstCase.map((w) => w.eps)));
@@ -141,42 +156,60 @@ function summarySection(b: Builder, r: EvalResults, groups: AttackGroup[]): void
     b.blocks.push({
       kind: 'list',
       items: eps.map((e): Text => {
-        const vals = r.models.map((m) => ({ name: m.name, value: m.worstCase.find((w) => Math.abs(w.eps - e) <= 1e-9)?.accuracy }));
-        const lead = leaders(vals);
-        const detail = vals.map((v) => `${v.name} ${pct(v.value)}`).join(', ');
-        return [`ε = ${fmtEps(e)}: `, { strong: lead.join(', ') || '—' }, lead.length > 1 ? ' (tie)' : '', ` — ${detail}`];
+        const detail = r.models.map((m) => {
+          const w = m.worstCase.find((x) => Math.abs(x.eps - e) <= 1e-9 * Math.max(1, e));
+          return `${m.name} ${pctCi(w?.accuracy, accInterval(w, n))}`;
+        }).join(', ');
+        return [`ε = ${fmtEps(e)}: `, ...verdictInline(worstVerdict(r.models, e, n)), ` — ${detail}`];
       }),
     });
   }
 
   const rows: Text[][] = [];
-  const cleanVals = r.models.map((m) => ({ name: m.name, value: m.clean.accuracy }));
-  rows.push(['clean', '—', { strong: leaders(cleanVals).join(', ') }, ...cleanVals.map((v) => pct(v.value))]);
+  rows.push(['clean', '—', verdictInline(cleanVerdict(r.models, n)), ...r.models.map((m) => pctCi(m.clean.accuracy, accInterval(m.clean, n)))]);
   for (const g of groups) {
     for (const e of g.eps) {
-      const vals = r.models.map((m) => ({ name: m.name, value: conservativeAccuracy(g, m, e) }));
-      rows.push([g.name, `${epsSymbol(g.method)} = ${fmtEps(e)}`, { strong: leaders(vals).join(', ') || '—' }, ...vals.map((v) => pct(v.value))]);
+      const cells = r.models.map((m) => {
+        let weakest: { accuracy: number } | undefined;
+        for (const s of g.series) {
+          if (s.model !== m) continue;
+          const pt = pointAt(s.attack.points, e);
+          if (pt && (weakest === undefined || pt.accuracy < weakest.accuracy)) weakest = pt;
+        }
+        return pctCi(weakest?.accuracy, accInterval(weakest, n));
+      });
+      rows.push([g.name, `${epsSymbol(g.method)} = ${fmtEps(e)}`, verdictInline(groupVerdict(g, r.models, e, n)), ...cells]);
     }
   }
-  b.p('Most robust model per attack and perturbation size (accuracy; for models attacked through several gradient paths, the strongest one counts):');
+  b.p('Most robust model per attack and perturbation size (accuracy [95% interval]; for models attacked through several gradient paths, the strongest path counts):');
   b.table(['Attack', 'ε / σ', 'Most robust', ...r.models.map((m) => m.name)], rows, [false, false, false, ...r.models.map(() => true)]);
+}
+
+/** A verdict as inline text: the model name in bold with its p value, or "no significant difference (p = …)". */
+function verdictInline(v: Verdict): Inline[] {
+  if (v.mostRobust !== null) {
+    const rest = v.text.slice(v.mostRobust.length);
+    return [{ strong: v.mostRobust }, rest];
+  }
+  return [v.text];
 }
 
 function cleanSection(b: Builder, r: EvalResults): void {
   b.h2('Clean accuracy');
   b.table(
-    ['Model', 'Architecture', 'Feedback cycles', 'Readout', 'Examples', 'Clean accuracy'],
+    ['Model', 'Architecture', 'Feedback cycles', 'Readout', 'Examples', 'Clean accuracy [95% CI]'],
     r.models.map((m) => [
       { strong: m.name }, m.arch, String(m.cycles), m.readout,
       String(m.clean.confusion.reduce((a, row) => a + row.reduce((x, y) => x + y, 0), 0)),
-      pct(m.clean.accuracy),
+      pctCi(m.clean.accuracy, accInterval(m.clean, r.provenance.examples)),
     ]),
     [false, false, true, false, true, true],
   );
 }
 
-function attackSection(b: Builder, g: AttackGroup): void {
+function attackSection(b: Builder, g: AttackGroup, r: EvalResults): void {
   const sym = epsSymbol(g.method);
+  const n = r.provenance.examples;
   b.h2(`Accuracy under ${g.name}`);
   const modes = [...new Set(g.series.map((s) => s.mode).filter((m) => m !== 'none'))];
   b.p([
@@ -187,17 +220,45 @@ function attackSection(b: Builder, g: AttackGroup): void {
   ]);
   b.table(
     [`${sym}`, ...g.series.map((s) => s.label)],
-    g.eps.map((e) => [fmtEps(e), ...g.series.map((s) => pct(pointAt(s.attack.points, e)?.accuracy))]),
+    g.eps.map((e) => [fmtEps(e), ...g.series.map((s) => {
+      const pt = pointAt(s.attack.points, e);
+      return pctCi(pt?.accuracy, accInterval(pt, n));
+    })]),
     [true, ...g.series.map(() => true)],
   );
-  const points: SeriesPoint[] = g.series.flatMap((s) => s.attack.points.map((p) => ({ series: s.label, mode: s.mode, eps: p.eps, value: p.accuracy })));
+  const seriesOrder = g.series.map((s) => s.label);
+  const xTitle = g.method === 'gaussian' ? 'σ (noise std)' : 'ε (L∞)';
+  const band = (c: { accuracy: number } | undefined): { lower?: number; upper?: number } => {
+    const iv = accInterval(c, n);
+    return iv ? { lower: iv.lower, upper: iv.upper } : {};
+  };
+  if (g.eps.length === 1 && !sameZero(g.eps[0]!)) {
+    // one perturbation size: a line would be a single dot, so grouped bars (clean and attacked) with error bars
+    const e = g.eps[0]!;
+    const attacked = `${sym} = ${fmtEps(e)}`;
+    const points: BarPoint[] = g.series.flatMap((s) => {
+      const pt = pointAt(s.attack.points, e)!;
+      return [
+        { group: 'clean', series: s.label, value: s.model.clean.accuracy, ...band(s.model.clean) },
+        { group: attacked, series: s.label, value: pt.accuracy, ...band(pt) },
+      ];
+    });
+    const title = `Accuracy at ${attacked}: ${g.name}`;
+    b.charts([b.chart(`accuracy-${g.name}`, title, barChartSpec({ title, yTitle: 'accuracy', points, groupOrder: ['clean', attacked], seriesOrder }))]);
+    return;
+  }
+  // every line starts at the clean point (ε = 0 is no perturbation) unless the attack itself ran at 0
+  const points: SeriesPoint[] = g.series.flatMap((s) => [
+    ...(pointAt(s.attack.points, 0) ? [] : [{ series: s.label, mode: s.mode, eps: 0, value: s.model.clean.accuracy, ...band(s.model.clean) }]),
+    ...s.attack.points.map((p) => ({ series: s.label, mode: s.mode, eps: p.eps, value: p.accuracy, ...band(p) })),
+  ]);
   const title = `Accuracy vs ${sym}: ${g.name}`;
-  b.charts([b.chart(`accuracy-${g.name}`, title, lineChartSpec({
-    title, xTitle: g.method === 'gaussian' ? 'σ (noise std)' : 'ε (L∞)', yTitle: 'accuracy', points, seriesOrder: g.series.map((s) => s.label),
-  }))]);
+  b.charts([b.chart(`accuracy-${g.name}`, title, lineChartSpec({ title, xTitle, yTitle: 'accuracy', points, seriesOrder }))]);
 }
 
-function successSection(b: Builder, groups: AttackGroup[]): void {
+const sameZero = (e: number): boolean => Math.abs(e) <= 1e-12;
+
+function successSection(b: Builder, groups: AttackGroup[], n: number): void {
   const targeted = groups.filter((g) => g.series.some((s) => s.attack.targeted && s.attack.points.some((p) => typeof p.successRate === 'number')));
   if (targeted.length === 0) return;
   b.h2('Targeted attack success rate');
@@ -207,11 +268,17 @@ function successSection(b: Builder, groups: AttackGroup[]): void {
     b.h3(`${g.name} success rate`);
     b.table(
       [epsSymbol(g.method), ...series.map((s) => s.label)],
-      g.eps.map((e) => [fmtEps(e), ...series.map((s) => pct(pointAt(s.attack.points, e)?.successRate ?? undefined))]),
+      g.eps.map((e) => [fmtEps(e), ...series.map((s) => {
+        const pt = pointAt(s.attack.points, e);
+        return pctCi(pt?.successRate ?? undefined, successInterval(pt, n));
+      })]),
       [true, ...series.map(() => true)],
     );
     const points: SeriesPoint[] = series.flatMap((s) =>
-      s.attack.points.filter((p) => typeof p.successRate === 'number').map((p) => ({ series: s.label, mode: s.mode, eps: p.eps, value: p.successRate! })),
+      s.attack.points.filter((p) => typeof p.successRate === 'number').map((p) => {
+        const iv = successInterval(p, n);
+        return { series: s.label, mode: s.mode, eps: p.eps, value: p.successRate!, ...(iv ? { lower: iv.lower, upper: iv.upper } : {}) };
+      }),
     );
     const title = `Targeted success rate vs ${epsSymbol(g.method)}: ${g.name}`;
     b.charts([b.chart(`success-${g.name}`, title, lineChartSpec({
@@ -228,9 +295,18 @@ function worstCaseSection(b: Builder, r: EvalResults): void {
     return;
   }
   b.p('Per example, correct only if it survives every attack run at that ε (all methods, modes and restarts).');
-  const at = (m: ModelResult, e: number): number | undefined => m.worstCase.find((w) => Math.abs(w.eps - e) <= 1e-9 * Math.max(1, e))?.accuracy;
-  b.table(['ε', ...r.models.map((m) => m.name)], eps.map((e) => [fmtEps(e), ...r.models.map((m) => pct(at(m, e)))]), [true, ...r.models.map(() => true)]);
-  const points: SeriesPoint[] = r.models.flatMap((m) => m.worstCase.map((w) => ({ series: m.name, mode: 'none', eps: w.eps, value: w.accuracy })));
+  const at = (m: ModelResult, e: number): ModelResult['worstCase'][number] | undefined => m.worstCase.find((w) => Math.abs(w.eps - e) <= 1e-9 * Math.max(1, e));
+  const n = r.provenance.examples;
+  b.table(['ε', ...r.models.map((m) => m.name)], eps.map((e) => [fmtEps(e), ...r.models.map((m) => pctCi(at(m, e)?.accuracy, accInterval(at(m, e), n)))]), [true, ...r.models.map(() => true)]);
+  const band = (c: { accuracy: number }): { lower?: number; upper?: number } => {
+    const iv = accInterval(c, n);
+    return iv ? { lower: iv.lower, upper: iv.upper } : {};
+  };
+  // the worst case at ε = 0 is the clean accuracy: every line starts there
+  const points: SeriesPoint[] = r.models.flatMap((m) => [
+    ...(m.worstCase.some((w) => sameZero(w.eps)) ? [] : [{ series: m.name, mode: 'none', eps: 0, value: m.clean.accuracy, ...band(m.clean) }]),
+    ...m.worstCase.map((w) => ({ series: m.name, mode: 'none', eps: w.eps, value: w.accuracy, ...band(w) })),
+  ]);
   const title = 'Worst-case accuracy vs ε';
   b.charts([b.chart('worst-case', title, lineChartSpec({ title, xTitle: 'ε (L∞)', yTitle: 'accuracy', points, seriesOrder: r.models.map((m) => m.name) }))]);
 }
@@ -279,18 +355,28 @@ async function dumpsSection(b: Builder, r: EvalResults, resultsPath: string | un
   const withDumps = r.models.filter((m) => (m.dumps ?? []).length > 0);
   if (withDumps.length === 0) return;
   b.h2('Image dumps');
+  b.p('Each row: clean image | perturbed image | perturbation (amplified) | the CNN-F\'s reconstruction after each feedback cycle; below it the true and predicted class (red: misclassified). One set per attack point, one example per class where possible, preferring examples the attack flips.');
   const base = resultsPath ? dirname(resolve(resultsPath)) : process.cwd();
   for (const m of withDumps) {
     const mi = r.models.indexOf(m);
     b.h3(`Image dumps: ${m.name}`);
-    const images: ImageAsset[] = [];
+    // one block per attack point (the dump's directory)
+    const groups = new Map<string, Array<[number, string]>>();
     for (const [j, rel] of (m.dumps ?? []).entries()) {
-      const file = `dump-${mi + 1}-${slugify(m.name, 'model')}-${j + 1}.png`;
-      const img = await loadDump(resolve(base, rel), rel);
-      images.push({ title: rel, png: img.png, pngFile: file, note: img.note });
-      if (img.png) pngs.set(file, img.png);
+      const dir = rel.includes('/') ? rel.slice(0, rel.lastIndexOf('/')) : '';
+      groups.set(dir, [...(groups.get(dir) ?? []), [j, rel]]);
     }
-    b.blocks.push({ kind: 'images', images });
+    for (const [dir, list] of groups) {
+      if (groups.size > 1 && dir !== '') b.p([{ strong: dir.slice(dir.lastIndexOf('/') + 1) }]);
+      const images: ImageAsset[] = [];
+      for (const [j, rel] of list) {
+        const file = `dump-${mi + 1}-${slugify(m.name, 'model')}-${j + 1}.png`;
+        const img = await loadDump(resolve(base, rel), rel);
+        images.push({ title: rel, png: img.png, pngFile: file, note: img.note });
+        if (img.png) pngs.set(file, img.png);
+      }
+      b.blocks.push({ kind: 'images', images });
+    }
   }
 }
 

@@ -6,6 +6,7 @@ import { UsageError } from '../errors.js';
 import { attackMethods, hasAttack } from '../attacks/index.js';
 import { readJsonFile } from '../io/json.js';
 import { metricKey, RESULTS_FORMAT, type EvalResults } from '../eval/results.js';
+import { decodeOutcomes, MAX_OUTCOMES } from '../eval/stats.js';
 import { INPUT_LIMITS } from '../io/files.js';
 
 type Json = unknown;
@@ -42,6 +43,36 @@ class Checker {
   bool(v: Json, path: string): boolean {
     if (typeof v !== 'boolean') this.fail(path, v === undefined ? 'is missing' : 'must be true or false');
     return v;
+  }
+
+  /** A [lower, upper] interval inside [0, 1] that contains `value`. */
+  interval(v: Json, path: string, value: number): void {
+    const iv = this.arr(v, path);
+    if (iv.length !== 2) this.fail(path, 'must be [lower, upper]');
+    const lo = this.num(iv[0], `${path}[0]`, UNIT);
+    const hi = this.num(iv[1], `${path}[1]`, UNIT);
+    if (!(lo <= value + 1e-9 && value <= hi + 1e-9)) this.fail(path, `[${lo}, ${hi}] does not contain ${value}`);
+  }
+
+  /** The optional counts, interval and outcome bitset next to an accuracy (eval/results.ts Counted). */
+  counted(o: Record<string, Json>, path: string, examples: number): void {
+    const acc = o.accuracy as number;
+    const has = (k: string): boolean => o[k] !== undefined && o[k] !== null;
+    if (has('n') || has('correct')) {
+      const n = this.num(o.n, `${path}.n`, [1, Number.MAX_SAFE_INTEGER]);
+      const k = this.num(o.correct, `${path}.correct`, [0, n]);
+      if (!Number.isInteger(n) || !Number.isInteger(k)) this.fail(`${path}.correct`, 'and n must be integers');
+      if (n !== examples) this.fail(`${path}.n`, `must equal provenance.examples (${examples}), got ${n}`);
+      if (Math.abs(k / n - acc) > 1e-9) this.fail(`${path}.accuracy`, `must equal correct / n = ${k}/${n}, got ${acc}`);
+    }
+    if (has('ci')) this.interval(o.ci, `${path}.ci`, acc);
+    if (has('outcomes')) {
+      const bits = decodeOutcomes(this.str(o.outcomes, `${path}.outcomes`), examples);
+      if (!bits) this.fail(`${path}.outcomes`, `must be a base64 bitset of ${examples} outcomes (at most ${MAX_OUTCOMES})`);
+      let ones = 0;
+      for (const b of bits) ones += b;
+      if (Math.abs(ones / examples - acc) > 1e-9) this.fail(`${path}.outcomes`, `has ${ones} correct of ${examples}, which disagrees with accuracy ${acc}`);
+    }
   }
 
   /** Square matrix of non-negative integer counts, `n` x `n`; returns its trace and total. */
@@ -119,6 +150,7 @@ export function validateResults(data: unknown, source = 'results'): EvalResults 
     const k = classNames.length;
     const clean = c.obj(m.clean, `${at}.clean`);
     const cleanAcc = c.num(clean.accuracy, `${at}.clean.accuracy`, UNIT);
+    c.counted(clean, `${at}.clean`, examples);
     c.agrees(cleanAcc, c.confusion(clean.confusion, `${at}.clean.confusion`, k), examples, `${at}.clean`);
     // what every entry of the flat metrics map must equal: recomputed from the structured results
     const expected = new Map<string, number[]>();
@@ -146,6 +178,8 @@ export function validateResults(data: unknown, source = 'results'): EvalResults 
           if (!targeted) c.fail(`${pat}.successRate`, 'is only meaningful for a targeted attack');
           expect(metricKey(a.name as string, eps, mode, 'success'), c.num(pt.successRate, `${pat}.successRate`, UNIT));
         }
+        c.counted(pt, pat, examples);
+        if (pt.successCi !== undefined && pt.successCi !== null) c.interval(pt.successCi, `${pat}.successCi`, pt.successRate as number);
         if (pt.confusion !== undefined && pt.confusion !== null) c.agrees(acc, c.confusion(pt.confusion, `${pat}.confusion`, k), examples, pat);
         expect(metricKey(a.name as string, eps, mode), acc);
         // as evaluate: every attack with a norm ball (settings.norm) counts for the worst case, noise does not
@@ -157,6 +191,7 @@ export function validateResults(data: unknown, source = 'results'): EvalResults 
       const w = c.obj(wv, `${at}.worstCase[${wi}]`);
       const eps = c.num(w.eps, `${at}.worstCase[${wi}].eps`, [0, Number.MAX_VALUE]);
       const acc = c.num(w.accuracy, `${at}.worstCase[${wi}].accuracy`, UNIT);
+      c.counted(w, `${at}.worstCase[${wi}]`, examples);
       // per-example worst case over the clean pass and every gradient attack at eps: never above any of them
       const bound = Math.min(cleanAcc, ...(pointsAt.get(eps) ?? []));
       if (acc > bound + TOLERANCE) c.fail(`${at}.worstCase[${wi}].accuracy`, `is ${acc}, above the ${bound} of an attack (or clean) it is the worst case of`);

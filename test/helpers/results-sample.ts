@@ -4,7 +4,8 @@
  * targeted PGD-7. Every accuracy is exactly the trace of its 10x10 confusion matrix / 1000.
  * `sampleResults()` returns a fresh deep copy each call, so tests may mutate it.
  */
-import { metricKey, RESULTS_FORMAT, type AttackMode, type AttackResult, type EvalResults, type ModelResult } from '../../src/eval/results.js';
+import { metricKey, RESULTS_FORMAT, type AttackMode, type AttackResult, type Counted, type EvalResults, type ModelResult } from '../../src/eval/results.js';
+import { ALPHA, ciPair, encodeOutcomes, INTERVAL_METHOD, PAIRED_TEST } from '../../src/eval/stats.js';
 
 export const FASHION_MNIST_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
 
@@ -133,6 +134,61 @@ const SAMPLE: EvalResults = {
   ],
 };
 
+/**
+ * Per-example outcomes for every accuracy, as `cnnf eval` stores them: example i is correct when its
+ * pseudo-random rank (a fixed hash of model, metric and i) is below accuracy x 1000, so the outcomes
+ * of two models are nearly independent: a few points apart is not significant, tens of points are.
+ */
+function addCounts(r: EvalResults): void {
+  const n = r.provenance.examples;
+  const fill = (c: Counted & { accuracy: number }, key: string): void => {
+    const k = Math.round(c.accuracy * n);
+    let h = 2166136261;
+    for (const ch of key) h = Math.imul(h ^ ch.charCodeAt(0), 16777619) >>> 0;
+    const order = Array.from({ length: n }, (_, i) => i);
+    let state = h || 1;
+    for (let i = n - 1; i > 0; i--) {
+      state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+      const j = state % (i + 1);
+      [order[i], order[j]] = [order[j]!, order[i]!];
+    }
+    const ok = new Uint8Array(n);
+    for (let i = 0; i < k; i++) ok[order[i]!] = 1;
+    Object.assign(c, { correct: k, n, ci: ciPair(k, n), outcomes: encodeOutcomes(ok) });
+  };
+  for (const m of r.models) {
+    fill(m.clean, `${m.name}/clean`);
+    for (const a of m.attacks) {
+      for (const p of a.points) {
+        fill(p, `${m.name}/${a.name}/${a.mode}/${p.eps}`);
+        if (p.successRate !== undefined) p.successCi = ciPair(Math.round(p.successRate * n), n);
+      }
+    }
+    for (const w of m.worstCase) fill(w, `${m.name}/worst/${w.eps}`);
+  }
+  r.statistics = { interval: INTERVAL_METHOD, pairedTest: PAIRED_TEST, alpha: ALPHA };
+}
+addCounts(SAMPLE);
+
 export function sampleResults(): EvalResults {
   return structuredClone(SAMPLE);
+}
+
+/** The same results as written before counts, intervals and outcomes were stored (still valid input). */
+export function legacySampleResults(): EvalResults {
+  const r = sampleResults();
+  const strip = (c: Counted & { successCi?: unknown }): void => {
+    delete c.correct;
+    delete c.n;
+    delete c.ci;
+    delete c.outcomes;
+    delete c.successCi;
+  };
+  for (const m of r.models) {
+    strip(m.clean);
+    for (const a of m.attacks) a.points.forEach(strip);
+    m.worstCase.forEach(strip);
+  }
+  delete r.statistics;
+  return r;
 }

@@ -9,7 +9,7 @@ export function register(program: Command): void {
     .command('gate')
     .description('check robustness requirements against a results file; exit 0 = all pass, 1 = any fail or missing metric, 2 = bad usage')
     .argument('<results>', 'results JSON written by `cnnf eval`')
-    .option('--require <expr>', 'requirement "[MODEL/]METRIC OP NUMBER", OP one of >= > <= < == (repeatable), e.g. "cnnf/pgd7@0.2:e2e >= 0.5"', collect, [])
+    .option('--require <expr>', 'requirement "[MODEL/]METRIC OP NUMBER", OP one of >= > <= < == (repeatable), e.g. "cnnf/pgd7@0.2:e2e >= 0.5"; METRIC.lower / METRIC.upper compare an end of its 95% Wilson interval, e.g. "pgd7@0.2:e2e.lower >= 0.7"', collect, [])
     .option('--config <file>', 'JSON file {"requirements": ["..."]}')
     .option('--model <name>', 'check requirements without a MODEL/ prefix only against this model (default: every model)')
     .option('--junit <file>', 'also write JUnit XML (one testcase per requirement x model)')

@@ -4,7 +4,7 @@ import { UsageError } from '../../errors.js';
 import { saveArrays } from '../../io/checkpoint.js';
 import { checkOutputFile } from '../../io/files.js';
 import { fromPyTorch, inferPyTorchWidths } from '../../io/pytorch.js';
-import { readSafetensors } from '../../io/safetensors.js';
+import { readPyTorchWeights } from '../../io/torch.js';
 import { getArch, makeConfig, paramSpecs } from '../../models/arch.js';
 import { parseChoice, parseInteger, parseNumber } from '../options.js';
 import { FASHION_MNIST_CLASS_NAMES } from '../../data/index.js';
@@ -26,7 +26,7 @@ export function register(program: Command): void {
   program
     .command('import')
     .description('convert reference PyTorch weights (NCHW, OIHW, [out,in], C-H-W flatten) into a cnnf checkpoint')
-    .argument('<input>', 'safetensors file with reference names (conv1.conv.weight, ins1_bias.bias, fc1.weight, fc1_bias.bias, ...)')
+    .argument('<input>', 'torch.save checkpoint (.pt/.pth, zip format; read with a restricted unpickler) or safetensors file, with reference names (conv1.conv.weight, ins1_bias.bias, fc1.weight, fc1_bias.bias, ...)')
     .requiredOption('--from <format>', 'source format (pytorch)')
     .option('--arch <name>', 'architecture: fmnist | small', 'fmnist')
     .option('--ind <level>', 'feedback level 0|1|2 (default: 2 when cycles > 0, else 0)')
@@ -37,14 +37,14 @@ export function register(program: Command): void {
     .option('--dataset <name>', 'dataset the weights were trained on (recorded in the checkpoint)', 'fashion-mnist')
     .option('--f16', 'store weights as float16 (half the size)')
     .requiredOption('-o, --out <file>', 'output checkpoint (.safetensors)')
-    .action((input: string, f: ImportFlags) => {
+    .action(async (input: string, f: ImportFlags) => {
       parseChoice('--from', f.from, ['pytorch'] as const);
       checkOutputFile(f.out, '-o'); // before reading anything
       const readout = parseChoice('--readout', f.readout, ['last', 'average'] as const);
       const cycles = parseInteger('--cycles', f.cycles ?? '0', 0, 100);
       const ind = f.ind !== undefined ? parseInteger('--ind', f.ind, 0, 2) : cycles > 0 ? 2 : 0;
       const resParam = parseNumber('--res-param', f.resParam ?? '0.1', { min: 0, max: 1 });
-      const file = readSafetensors(input);
+      const file = await readPyTorchWeights(input);
       const widths = inferPyTorchWidths(file.tensors, getArch(f.arch).name, f.prefix, input);
       const config = makeConfig({ arch: f.arch, fc: widths.fc, numClasses: widths.numClasses, ind, cycles, resParam });
       const arrays = fromPyTorch(file.tensors, config, input, f.prefix);
@@ -57,7 +57,7 @@ export function register(program: Command): void {
         readout,
         dataset: f.dataset,
         classNames,
-        source: `imported from PyTorch weights ${input.split('/').pop()}`,
+        source: `imported from PyTorch ${file.format === 'torch.save' ? 'checkpoint' : 'weights'} ${input.split('/').pop()}`,
         training: file.metadata && Object.keys(file.metadata).length > 0 ? { pytorchMetadata: file.metadata } : {},
         dtype: f.f16 ? 'F16' : 'F32',
       });

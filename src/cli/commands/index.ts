@@ -8,6 +8,7 @@ import { register as registerReport } from './report.js'; commands.push(register
 import { register as registerGate } from './gate.js'; commands.push(registerGate);
 import { register as registerConformance } from './conformance.js'; commands.push(registerConformance);
 import { register as registerImport } from './import.js'; commands.push(registerImport);
+import { register as registerExport } from './export.js'; commands.push(registerExport);
 import { register as registerTrain } from './train.js'; commands.push(registerTrain);
 import { register as registerGrid } from './grid.js'; commands.push(registerGrid);
 import { register as registerEval } from './eval.js'; commands.push(registerEval);

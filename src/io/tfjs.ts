@@ -1,0 +1,178 @@
+/**
+ * TF.js LayersModel directories (model.json + binary weight shards, as written by
+ * `tensorflowjs_converter` from Keras or by `model.save`) read and written with plain files (no
+ * tfjs-node): model.json and every shard are validated and bounded (shard paths stay inside the
+ * model's folder, shard sizes add up to what the weight specs declare) before tfjs's own loader
+ * builds the model from memory. A `model.cnnf.json` beside model.json may record the input adapter
+ * (`{"inputRange": "0,1", "mean": [...], "std": [...], "layout": "NHWC", "output": "logits",
+ * "classNames": [...]}`) so that it is typed once.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, normalize, resolve, sep } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { UsageError } from '../errors.js';
+import { checkAdapter, DEFAULT_ADAPTER, TfjsLayersClassifier, type InputAdapter } from '../models/foreign.js';
+import { writeFileAtomic } from './atomic.js';
+
+export const MAX_MODEL_JSON_BYTES = 64 * 1024 ** 2;
+export const MAX_WEIGHT_BYTES = 2 * 1024 ** 3 - 1;
+
+const DTYPE_BYTES: Record<string, number> = { float32: 4, int32: 4, bool: 1 };
+const QUANT_BYTES: Record<string, number> = { uint8: 1, uint16: 2, float16: 2 };
+
+export interface TfjsModelSidecar extends Partial<InputAdapter> {
+  classNames?: string[];
+}
+
+function readBounded(path: string, max: number, what: string): Buffer {
+  let size: number;
+  try {
+    const st = statSync(path);
+    if (!st.isFile()) throw new UsageError(`${path}: ${what} is not a regular file`);
+    size = st.size;
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new UsageError(`cannot read ${what} ${path}: ${code === 'ENOENT' ? 'no such file' : code ?? (e as Error).message}`);
+  }
+  if (size > max) throw new UsageError(`${path}: ${what} of ${size} bytes (at most ${max} read)`);
+  return readFileSync(path);
+}
+
+function parseJson(buf: Buffer, path: string): unknown {
+  try {
+    return JSON.parse(buf.toString('utf8'));
+  } catch {
+    throw new UsageError(`${path}: not valid JSON`);
+  }
+}
+
+/** model.json path for a path that is either the file or its folder. */
+export function modelJsonPath(path: string): string {
+  try {
+    if (statSync(path).isDirectory()) return join(path, 'model.json');
+  } catch {
+    // reported by the reader
+  }
+  return path;
+}
+
+/** Reads model.json + shards into tfjs ModelArtifacts (validated, bounded). */
+export function readLayersModelArtifacts(path: string): { artifacts: tf.io.ModelArtifacts; format: string } {
+  const file = modelJsonPath(path);
+  const json = parseJson(readBounded(file, MAX_MODEL_JSON_BYTES, 'model.json'), file) as Record<string, unknown>;
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new UsageError(`${file}: not a TF.js model.json (not a JSON object)`);
+  const format = typeof json.format === 'string' ? json.format : 'layers-model';
+  if (format === 'graph-model') throw new UsageError(`${file}: a TF.js GraphModel; cnnf reads LayersModels (tensorflowjs_converter --output_format tfjs_layers_model, or model.save from tfjs-layers)`);
+  if (format !== 'layers-model') throw new UsageError(`${file}: unknown TF.js model format ${JSON.stringify(format).slice(0, 40)}`);
+  const topology = json.modelTopology;
+  if (typeof topology !== 'object' || topology === null) throw new UsageError(`${file}: model.json has no modelTopology`);
+  const manifest = json.weightsManifest;
+  if (!Array.isArray(manifest)) throw new UsageError(`${file}: model.json has no weightsManifest`);
+  const dir = resolve(dirname(file));
+  const specs: tf.io.WeightsManifestEntry[] = [];
+  const shards: Buffer[] = [];
+  let total = 0;
+  for (const [g, group] of manifest.entries()) {
+    if (typeof group !== 'object' || group === null || !Array.isArray(group.paths) || !Array.isArray(group.weights)) {
+      throw new UsageError(`${file}: weightsManifest[${g}] is not {paths, weights}`);
+    }
+    let want = 0;
+    for (const w of group.weights as unknown[]) {
+      const s = w as tf.io.WeightsManifestEntry;
+      if (typeof s !== 'object' || s === null || typeof s.name !== 'string' || !Array.isArray(s.shape) || !s.shape.every((d) => Number.isInteger(d) && d >= 0)) {
+        throw new UsageError(`${file}: weightsManifest[${g}] has a weight without a name and shape`);
+      }
+      const per = s.quantization ? QUANT_BYTES[s.quantization.dtype] : DTYPE_BYTES[s.dtype];
+      if (per === undefined) throw new UsageError(`${file}: weight ${s.name} has unsupported dtype ${JSON.stringify(s.quantization?.dtype ?? s.dtype)}`);
+      const count = s.shape.reduce((a, b) => a * b, 1);
+      want += count * per;
+      if (want > MAX_WEIGHT_BYTES) throw new UsageError(`${file}: weights larger than ${MAX_WEIGHT_BYTES} bytes`);
+      specs.push(s);
+    }
+    let have = 0;
+    for (const p of group.paths as unknown[]) {
+      if (typeof p !== 'string' || p === '' || isAbsolute(p) || p.includes('\0')) throw new UsageError(`${file}: weight shard path ${JSON.stringify(p)} is not a relative file name`);
+      const full = resolve(dir, normalize(p));
+      if (!full.startsWith(dir + sep)) throw new UsageError(`${file}: weight shard path ${JSON.stringify(p)} leaves the model's folder`);
+      const b = readBounded(full, MAX_WEIGHT_BYTES - total, 'weight shard');
+      total += b.length;
+      have += b.length;
+      shards.push(b);
+    }
+    if (have !== want) throw new UsageError(`${file}: weightsManifest[${g}] shards hold ${have} bytes but its weights need ${want}`);
+  }
+  const data = new Uint8Array(total);
+  let off = 0;
+  for (const s of shards) {
+    data.set(s, off);
+    off += s.length;
+  }
+  return { artifacts: { modelTopology: topology, weightSpecs: specs, weightData: data.buffer, format }, format };
+}
+
+/** Reads `model.cnnf.json` beside model.json, if any. */
+export function readSidecar(path: string): TfjsModelSidecar {
+  const side = join(dirname(modelJsonPath(path)), 'model.cnnf.json');
+  if (!existsSync(side)) return {};
+  const v = parseJson(readBounded(side, 1024 * 1024, 'model.cnnf.json'), side) as Record<string, unknown>;
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new UsageError(`${side}: not a JSON object`);
+  const out: TfjsModelSidecar = {};
+  const nums = (k: string) => {
+    const a = v[k];
+    if (a === undefined) return undefined;
+    if (!Array.isArray(a) || !a.every((x) => typeof x === 'number')) throw new UsageError(`${side}: ${k} is not an array of numbers`);
+    return a as number[];
+  };
+  if (v.inputRange !== undefined) out.range = String(v.inputRange) as InputAdapter['range'];
+  out.mean = nums('mean');
+  out.std = nums('std');
+  if (v.layout !== undefined) out.layout = String(v.layout) as InputAdapter['layout'];
+  if (v.output !== undefined) out.output = String(v.output) as InputAdapter['output'];
+  if (v.classNames !== undefined) {
+    if (!Array.isArray(v.classNames) || !v.classNames.every((s) => typeof s === 'string')) throw new UsageError(`${side}: classNames is not an array of strings`);
+    out.classNames = v.classNames as string[];
+  }
+  return out;
+}
+
+/** Loads a TF.js LayersModel (folder or model.json) as a classifier; `adapter` fields override model.cnnf.json. */
+export async function loadTfjsLayersModel(path: string, adapter: Partial<InputAdapter> = {}): Promise<TfjsLayersClassifier & { classNames?: string[] }> {
+  const { artifacts } = readLayersModelArtifacts(path);
+  const side = readSidecar(path);
+  const defined = <T extends object>(o: T) => Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)) as Partial<T>;
+  const { classNames, ...sideAdapter } = side;
+  const a = checkAdapter({ ...DEFAULT_ADAPTER, ...defined(sideAdapter), ...defined(adapter) });
+  let net: tf.LayersModel;
+  try {
+    net = await tf.loadLayersModel(tf.io.fromMemory(artifacts));
+  } catch (e) {
+    throw new UsageError(`${modelJsonPath(path)}: tfjs cannot build this LayersModel: ${String((e as Error).message ?? e).split('\n')[0].slice(0, 200)}`);
+  }
+  const m = new TfjsLayersClassifier(net, a, `TF.js LayersModel ${basename(dirname(resolve(modelJsonPath(path))))}/model.json`);
+  if (classNames && classNames.length !== m.numClasses) throw new UsageError(`${path}: model.cnnf.json names ${classNames.length} classes for a model with ${m.numClasses} outputs`);
+  return Object.assign(m, { classNames });
+}
+
+/** Saves a LayersModel as `dir/model.json` + `dir/weights.bin` (the layout of tfjs-node's file:// handler). */
+export async function saveTfjsLayersModel(model: tf.LayersModel, dir: string, sidecar?: TfjsModelSidecar): Promise<void> {
+  await model.save(tf.io.withSaveHandler(async (artifacts) => {
+    const wd = artifacts.weightData;
+    const parts = wd === undefined ? [] : Array.isArray(wd) ? wd : [wd];
+    const weights = Buffer.concat(parts.map((b) => Buffer.from(b)));
+    const json = {
+      modelTopology: artifacts.modelTopology,
+      format: artifacts.format ?? 'layers-model',
+      generatedBy: artifacts.generatedBy,
+      convertedBy: artifacts.convertedBy ?? null,
+      weightsManifest: [{ paths: ['weights.bin'], weights: artifacts.weightSpecs ?? [] }],
+    };
+    writeFileAtomic(join(dir, 'weights.bin'), weights);
+    writeFileAtomic(join(dir, 'model.json'), JSON.stringify(json));
+    if (sidecar) {
+      const { range, ...rest } = sidecar;
+      writeFileAtomic(join(dir, 'model.cnnf.json'), JSON.stringify({ inputRange: range, ...rest }, null, 2) + '\n');
+    }
+    return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON', weightDataBytes: weights.length } };
+  }));
+}
