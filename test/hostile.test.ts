@@ -293,14 +293,14 @@ describe('7. nothing is silently accepted', () => {
       ['inconsistent', (r) => {
         r.models[0]!.metrics.clean = 0.99;
         r.models[0]!.clean.accuracy = 0.01;
-      }, /clean.accuracy is 0.01 but its confusion matrix gives 912\/1000/],
+      }, /clean.accuracy (is 0.01 but its confusion matrix gives 912\/1000|must equal correct \/ n = 912\/1000, got 0.01)/],
       ['mapOnly', (r) => { r.models[0]!.metrics.clean = 0.99; }, /metrics\["clean"\] is 0.99 but the results it summarises say 0.912/],
       ['pointMap', (r) => { r.models[1]!.metrics['pgd7@0.2:e2e'] = 0.9; }, /metrics\["pgd7@0.2:e2e"\] is 0.9 but the results it summarises say 0.142/],
       ['extraKey', (r) => { r.models[1]!.metrics['pgd7@0.3:e2e'] = 0.9; }, /metrics\["pgd7@0.3:e2e"\] does not correspond to any result/],
       ['worstAbove', (r) => {
         r.models[1]!.worstCase[1]!.accuracy = 0.5;
         r.models[1]!.metrics['worst@0.2'] = 0.5;
-      }, /worstCase\[1\].accuracy is 0.5, above the 0.142/],
+      }, /worstCase\[1\].accuracy (is 0.5, above the 0.142|must equal correct \/ n = 121\/1000, got 0.5)/],
       ['fracCount', (r) => { r.models[0]!.clean.confusion[0]![0] = 0.5; }, /clean.confusion\[0\]\[0\] must be a whole count/],
     ];
     const cases: Array<[string[], RegExp]> = variants.map(([name, mutate, pattern]) => {
