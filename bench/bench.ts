@@ -4,6 +4,7 @@
  * computations (bench/torch_reference_bench.py, run under Debian's /usr/bin/python3).
  *
  *   npm run bench [-- --json] [-- --batch 64 --cycles 2 --reps 5 --warmup 1 --backend wasm --no-torch]
+ *   npm run bench -- --startup-only      (just the CLI start-up row: `node bin/cnnf --help`)
  *
  * Tasks (ms per batch = median of `reps` runs after `warmup` runs):
  *   infer     model.logits(x) with cycles, in tf.tidy, + data()
@@ -44,18 +45,20 @@ interface Options {
   /** Worker threads of the parallel measurements (1: none). */
   workers: number;
   tasks: TaskName[];
+  /** Measure only the CLI start-up (`node bin/cnnf --help`, compiled dist/) and exit. */
+  startupOnly: boolean;
 }
 
 const TASKS = ['infer', 'train', 'pgd7_e2e'] as const;
 type TaskName = (typeof TASKS)[number];
 
 function usage(msg: string): never {
-  process.stderr.write(`bench: ${msg}\nusage: npm run bench -- [--json] [--batch N] [--cycles N] [--reps N] [--warmup N] [--backend wasm|cpu|...] [--no-torch] [--torch-threads N] [--workers N] [--tasks infer,train,pgd7_e2e]\n`);
+  process.stderr.write(`bench: ${msg}\nusage: npm run bench -- [--json] [--batch N] [--cycles N] [--reps N] [--warmup N] [--backend wasm|cpu|...] [--no-torch] [--torch-threads N] [--workers N] [--tasks infer,train,pgd7_e2e] [--startup-only]\n`);
   process.exit(2);
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { json: false, batch: 64, cycles: 2, reps: 5, warmup: 1, backend: 'wasm', torch: true, torchThreads: 2, workers: availableParallelism(), tasks: [...TASKS] };
+  const o: Options = { json: false, batch: 64, cycles: 2, reps: 5, warmup: 1, backend: 'wasm', torch: true, torchThreads: 2, workers: availableParallelism(), tasks: [...TASKS], startupOnly: false };
   const int = (flag: string, v: string | undefined, min: number): number => {
     const n = Number(v);
     if (v === undefined || !Number.isInteger(n) || n < min) usage(`${flag} needs an integer >= ${min}, got ${JSON.stringify(v)}`);
@@ -64,6 +67,7 @@ function parseArgs(argv: string[]): Options {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--json') o.json = true;
+    else if (a === '--startup-only') o.startupOnly = true;
     else if (a === '--no-torch') o.torch = false;
     else if (a === '--batch') o.batch = int(a, argv[++i], 1);
     else if (a === '--cycles') o.cycles = int(a, argv[++i], 0);
@@ -194,8 +198,40 @@ function runTorch(o: Options): TorchResult {
   }
 }
 
+/**
+ * Wall-clock start-up of the compiled CLI, `node bin/cnnf --help` (median of `reps` after one warm-up),
+ * next to `node -e 0` alone. Needs dist/ (npm run build); CNNF_FROM_SOURCE is cleared so the launcher runs dist.
+ */
+function cliStartup(reps: number): { helpMs: number; nodeMs: number; allHelpMs: number[] } | { error: string } {
+  const bin = join(HERE, '..', 'bin', 'cnnf');
+  if (!existsSync(join(HERE, '..', 'dist', 'cli', 'main.js'))) return { error: 'dist/ is missing (npm run build)' };
+  const env = { ...process.env };
+  delete env.CNNF_FROM_SOURCE;
+  const once = (args: string[]): number => {
+    const t = performance.now();
+    const r = spawnSync(process.execPath, args, { env, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`${args.join(' ')} exited ${r.status}: ${r.stderr}`);
+    return performance.now() - t;
+  };
+  once([bin, '--help']);
+  const help = Array.from({ length: reps }, () => once([bin, '--help']));
+  const node = Array.from({ length: reps }, () => once(['-e', '0']));
+  return { helpMs: median(help), nodeMs: median(node), allHelpMs: help.map((v) => +v.toFixed(1)) };
+}
+
+function startupLine(s: ReturnType<typeof cliStartup>): string {
+  return 'error' in s
+    ? `cli start-up: n/a - ${s.error}`
+    : `cli start-up: cnnf --help ${s.helpMs.toFixed(0)} ms (node -e 0 alone: ${s.nodeMs.toFixed(0)} ms), median of ${s.allHelpMs.length}`;
+}
+
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
+  if (o.startupOnly) {
+    const s = cliStartup(Math.max(o.reps, 5));
+    process.stdout.write(o.json ? `${JSON.stringify({ startup: s }, null, 2)}\n` : `${startupLine(s)}\n`);
+    return;
+  }
   const info = await useBackend(o.backend, { quiet: true });
   const fc = [1000, 128];
   const ind = 2;
@@ -338,6 +374,7 @@ async function main(): Promise<void> {
     torch: { available: torch.available, version: torch.version ?? null, threads: torch.threads ?? null, reason: torch.reason ?? null },
     flopModel: { convMacsPerSample: flops.convMacs, fcMacsPerSample: flops.fcMacs, fullForward: flops.fullForward, partialForward: flops.partialForward, feedback: flops.feedback },
     memory: { tensorsBefore, tensorsAfter, leaked, peakRssMB: +maxRssMB.toFixed(1) },
+    startup: cliStartup(o.reps),
   };
 
   if (o.json) {
@@ -364,6 +401,7 @@ async function main(): Promise<void> {
     lines.push(`tensors before ${tensorsBefore}, after ${tensorsAfter}${leaked ? '  LEAK' : ''}; peak RSS ${maxRssMB.toFixed(0)} MB`);
     lines.push('speed-up = torch ms / cnnf ms (torch uses its --torch-threads threads for one batch)');
     if (W > 1) lines.push(`${W} workers: infer and pgd7_e2e are throughput (${W} batches at once, ms per batch; the pgd unit also predicts the attacked batch), train is one data-parallel step`);
+    lines.push(startupLine(report.startup));
     lines.push('timings are wall-clock: other load on the machine moves them (torch more than cnnf)');
     process.stdout.write(lines.join('\n') + '\n');
   }

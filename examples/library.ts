@@ -1,10 +1,12 @@
 /**
  * cnnf as a TypeScript library: load a shipped checkpoint, predict with feedback cycles, attack it
- * with PGD end to end, and compare accuracies. `npm test` type-checks this file.
+ * with PGD end to end, and measure robust accuracy over several epsilons the way Foolbox users do.
+ * `npm test` type-checks this file. In this repository `cnnf` maps to src/ (tsconfig paths):
  *   node --import tsx examples/library.ts
+ * In a project that installed cnnf, the same imports resolve to the compiled package (dist/).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { PGD, loadCheckpoint, loadDataset, useBackend, type Victim } from '../src/index.js';
+import { PGD, loadCheckpoint, loadDataset, robustAccuracy, useBackend, type Victim } from 'cnnf';
 
 await useBackend('auto');
 const { model, info } = loadCheckpoint('models/reference-cnnf-adv.safetensors');
@@ -17,5 +19,10 @@ const accuracy = (images: tf.Tensor) =>
   tf.tidy(() => tf.mean(tf.cast(tf.equal(tf.argMax(model.logits(images, info.readout), 1), y), 'float32')).dataSync()[0]);
 
 const victim: Victim = { model, mode: 'e2e', cycles: info.config.cycles, readout: info.readout };
-const adv = new PGD({ steps: 7, stepSize: 0.071, randomStart: true }).perturb(victim, x, y, 0.2, { nextSeed: () => 1 });
+// the last argument is the seed of the random start: a plain number
+const adv = new PGD({ steps: 7, stepSize: 0.071, randomStart: true }).perturb(victim, x, y, 0.2, 1);
 console.log(`clean accuracy ${accuracy(x).toFixed(3)}, PGD-7 e2e at eps 0.2: ${accuracy(adv).toFixed(3)} (${n} images)`);
+
+// per-example success and robust accuracy for a list of epsilons (Foolbox: attack(fmodel, x, y, epsilons=...))
+const r = await robustAccuracy(victim, x, y, new PGD({ steps: 7 }), [0.05, 0.1, 0.2], { seed: 1 });
+r.epsilons.forEach((eps, i) => console.log(`eps ${eps}: robust accuracy ${r.robustAccuracy[i].toFixed(3)}, attack succeeded on ${r.success[i].reduce((a, b) => a + b, 0)} of ${n}`));

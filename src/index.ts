@@ -15,3 +15,4 @@ export * from './gate/index.js';
 export { WorkerPool, resolveWorkers, PARALLEL_BACKENDS } from './parallel/pool.js';
 export { UsageError } from './errors.js';
 export { VERSION } from './version.js';
+export { humanNumber } from './format.js';

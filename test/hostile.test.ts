@@ -62,7 +62,7 @@ function timedCnnf(args: string[], hangSeconds: number): Promise<CliResult & { c
     const t0 = performance.now();
     const child = spawn('bash', ['-c', 'TIMEFORMAT="cnnf-cpu %U %S"; time "$0" "$@"', process.execPath, join(ROOT, 'bin', 'cnnf'), ...args], {
       cwd: ROOT,
-      env: { ...process.env, CNNF_BACKEND: 'wasm' },
+      env: { ...process.env, CNNF_BACKEND: 'wasm', CNNF_FROM_SOURCE: '1' },
       timeout: hangSeconds * 1000,
     });
     let stdout = '';

@@ -31,7 +31,7 @@
 import type { AttackDescriptor } from './registry.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { UsageError } from '../errors.js';
-import { attackLogits, checkEps, INPUT_MAX, INPUT_MIN, predictLogits, type Attack, type AttackContext, type Victim } from './base.js';
+import { attackLogits, checkEps, INPUT_MAX, INPUT_MIN, predictLogits, type Attack, type AttackContext, type Victim, attackContext, type AttackSeed } from './base.js';
 import { isTargetedLoss, lossAndLogitGrad64 } from './losses.js';
 
 export type APGDNorm = 'linf' | 'l2';
@@ -398,8 +398,9 @@ export class APGD implements Attack {
     });
   }
 
-  perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, ctx: AttackContext): tf.Tensor4D {
-    checkEps(eps);
+  perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): tf.Tensor4D {
+    const ctx = attackContext(seed);
+    checkEps(eps, this.norm, x.size / x.shape[0]);
     if (eps === 0) return tf.clone(x);
     const n = x.shape[0];
     const per = x.size / n;

@@ -12,7 +12,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { UsageError } from '../errors.js';
 import { APGD } from './apgd.js';
-import { checkEps, predictLogits, type Attack, type AttackContext, type AttackKind, type GradientMode, type Norm, type Victim } from './base.js';
+import { checkEps, predictLogits, type Attack, type AttackKind, type GradientMode, type Norm, type Victim, attackContext, type AttackSeed } from './base.js';
 import type { AttackDescriptor } from './registry.js';
 import { SquareAttack } from './square.js';
 
@@ -42,7 +42,7 @@ export interface StagedResult {
 /** An attack that can say which of its stages broke each example. */
 export interface StagedAttack extends Attack {
   stageLabels(cycles: number): string[];
-  runStaged(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, ctx: AttackContext): StagedResult;
+  runStaged(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): StagedResult;
 }
 
 export function isStaged(a: Attack): a is StagedAttack {
@@ -114,11 +114,13 @@ export class AutoAttack implements StagedAttack {
     return this.plan(cycles).map((p) => p.label);
   }
 
-  perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, ctx: AttackContext): tf.Tensor4D {
+  perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): tf.Tensor4D {
+    const ctx = attackContext(seed);
     return this.runStaged(v, x, labels, eps, ctx).adv;
   }
 
-  runStaged(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, ctx: AttackContext): StagedResult {
+  runStaged(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): StagedResult {
+    const ctx = attackContext(seed);
     checkEps(eps, this.norm, x.size / x.shape[0]);
     const n = x.shape[0];
     const per = x.size / n;

@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { UsageError } from '../errors.js';
 import { readoutOf, type CNNF, type Readout } from '../models/cnnf.js';
 import { isForeign, type ForeignClassifier } from '../models/foreign.js';
+import { deriveSeed, mulberry32 } from '../data/rng.js';
 
 export type GradientMode = 'first' | 'e2e';
 
@@ -134,6 +135,20 @@ export interface AttackContext {
 /** What an attack needs from its inputs: gradients (white-box), only scores, or nothing (noise). */
 export type AttackKind = 'noise' | 'gradient' | 'score' | 'transfer' | 'ensemble';
 
+/** What `perturb` takes for its random draws: a plain seed number (as Foolbox users expect) or a context. */
+export type AttackSeed = AttackContext | number;
+
+/**
+ * The context behind an AttackSeed: a number n gives the integer stream of mulberry32(deriveSeed(n, 'attack')),
+ * so equal seeds give equal perturbations; a context is used as it is.
+ */
+export function attackContext(seed: AttackSeed = 0): AttackContext {
+  if (typeof seed !== 'number') return seed;
+  if (!Number.isFinite(seed)) throw new UsageError(`attack seed must be a finite number, got ${seed}`);
+  const rng = mulberry32(deriveSeed(seed, 'attack'));
+  return { nextSeed: () => Math.floor(rng() * 2 ** 31) };
+}
+
 /** One shared interface: perturb a batch at one epsilon. `labels` are the targets for targeted attacks. */
 export interface Attack {
   readonly name: string;
@@ -144,7 +159,8 @@ export interface Attack {
   readonly norm: Norm | null;
   /** Settings as run, for provenance. */
   settings(): Record<string, unknown>;
-  perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, ctx: AttackContext): tf.Tensor4D;
+  /** `seed`: a seed number or a context (default seed 0); attacks without random draws ignore it. */
+  perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): tf.Tensor4D;
 }
 
 /** Largest useful radius: the whole [-1, 1] box (Linf 2; L2 2 * sqrt(pixels)). */

@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { UsageError } from '../errors.js';
-import { attackLogits, checkEps, project, randomStartDelta, steepestDirection, type Attack, type AttackContext, type AttackKind, type Norm, type Victim } from './base.js';
+import { attackLogits, checkEps, project, randomStartDelta, steepestDirection, type Attack, type AttackContext, type AttackKind, type Norm, type Victim, attackContext, type AttackSeed } from './base.js';
 import { attackLoss, type LossName } from './losses.js';
 
 /** Untargeted loss families a gradient attack can maximise; `targeted` turns them into their targeted form. */
@@ -93,7 +93,8 @@ export abstract class GradientAttack implements Attack {
   /** The attack proper, for eps > 0; returns x + delta. */
   protected abstract run(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, ctx: AttackContext): tf.Tensor4D;
 
-  perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, ctx: AttackContext): tf.Tensor4D {
+  perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): tf.Tensor4D {
+    const ctx = attackContext(seed);
     checkEps(eps, this.norm, x.size / x.shape[0]);
     if (eps === 0) return tf.clone(x);
     return this.run(v, x, labels, eps, ctx);

@@ -28,7 +28,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { mulberry32, type Rng } from '../data/rng.js';
 import { UsageError } from '../errors.js';
-import { checkEps, INPUT_MAX, INPUT_MIN, predictLogits, type Attack, type AttackContext, type Victim } from './base.js';
+import { checkEps, INPUT_MAX, INPUT_MIN, predictLogits, type Attack, type Victim, attackContext, type AttackSeed } from './base.js';
 import { verifyPerturbation } from './square.js';
 import type { AttackDescriptor } from './registry.js';
 
@@ -136,11 +136,13 @@ export class SPSA implements Attack {
     };
   }
 
-  perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, ctx: AttackContext): tf.Tensor4D {
+  perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): tf.Tensor4D {
+    const ctx = attackContext(seed);
     return this.run(v, x, labels, eps, ctx).adv;
   }
 
-  run(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, ctx: AttackContext): SPSAResult {
+  run(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): SPSAResult {
+    const ctx = attackContext(seed);
     checkEps(eps);
     if (x.rank !== 4) throw new UsageError(`spsa: expected NHWC images, got shape [${x.shape.join(', ')}]`);
     const [n, h, w, c] = x.shape;

@@ -34,7 +34,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { mulberry32, type Rng } from '../data/rng.js';
 import { UsageError } from '../errors.js';
-import { checkEps, INPUT_MAX, INPUT_MIN, predictLogits, type Attack, type AttackContext, type Victim } from './base.js';
+import { checkEps, INPUT_MAX, INPUT_MIN, predictLogits, type Attack, type Victim, attackContext, type AttackSeed } from './base.js';
 import type { AttackDescriptor } from './registry.js';
 
 export type SquareNorm = 'linf' | 'l2';
@@ -259,13 +259,15 @@ export class SquareAttack implements Attack {
     return { norm: this.norm, queries: this.queries, pInit: this.pInit, restarts: this.restarts, loss: 'margin', reference: 'AutoAttack square.py' };
   }
 
-  perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, ctx: AttackContext): tf.Tensor4D {
+  perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): tf.Tensor4D {
+    const ctx = attackContext(seed);
     return this.run(v, x, labels, eps, ctx).adv;
   }
 
   /** The attack with its bookkeeping (queries per example, who was fooled). */
-  run(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, ctx: AttackContext): SquareResult {
-    checkEps(eps);
+  run(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): SquareResult {
+    const ctx = attackContext(seed);
+    checkEps(eps, this.norm, x.size / Math.max(1, x.shape[0]));
     if (x.rank !== 4) throw new UsageError(`square: expected NHWC images, got shape [${x.shape.join(', ')}]`);
     const [n, h, w, c] = x.shape;
     if (labels.size !== n) throw new UsageError(`square: ${n} images but ${labels.size} labels`);

@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { resolve } from 'node:path';
 import { UsageError } from '../errors.js';
 import { loadCheckpoint, type LoadedCheckpoint } from '../io/checkpoint.js';
-import { checkEps, type Attack, type AttackContext, type AttackKind, type GradientMode, type Norm, type Victim } from './base.js';
+import { checkEps, type Attack, type AttackKind, type GradientMode, type Norm, type Victim, attackContext, type AttackSeed } from './base.js';
 import { getAttack, type AttackDescriptor, type AttackSpec } from './registry.js';
 import { parseAttackSpec } from './spec.js';
 
@@ -46,7 +46,8 @@ export class Transfer implements Attack {
     return { surrogate: this.surrogatePath, surrogateMode: this.surrogateMode, via: { method: this.inner.method, ...this.inner.settings() } };
   }
 
-  perturb(_v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, ctx: AttackContext): tf.Tensor4D {
+  perturb(_v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): tf.Tensor4D {
+    const ctx = attackContext(seed);
     checkEps(eps, this.norm, x.size / x.shape[0]);
     const ck = surrogateCheckpoint(this.surrogatePath);
     const cycles = ck.model.config.cycles;

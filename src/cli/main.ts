@@ -2,9 +2,14 @@
 import { Command, CommanderError } from 'commander';
 import { UsageError } from '../errors.js';
 import { VERSION } from '../version.js';
-import { commands } from './commands/index.js';
+import { COMMANDS, requestedCommand } from './commands/index.js';
 
-export function buildProgram(): Command {
+/**
+ * The commander program for `argv`: the command it runs is registered in full (its module loaded),
+ * every other one by name and description only (enough for the top-level help). `argv` undefined
+ * registers every command in full.
+ */
+export async function buildProgram(argv?: string[]): Promise<Command> {
   const program = new Command();
   program
     .name('cnnf')
@@ -12,12 +17,16 @@ export function buildProgram(): Command {
     .version(VERSION)
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  for (const register of commands) register(program);
+  const wanted = argv === undefined ? undefined : requestedCommand(argv);
+  for (const c of COMMANDS) {
+    if (argv === undefined || c === wanted) (await c.load()).register(program);
+    else program.command(c.name).description(c.description);
+  }
   return program;
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const program = await buildProgram(argv);
   try {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;

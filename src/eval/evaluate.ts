@@ -12,7 +12,7 @@ import { UsageError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { activeBackend } from '../backend/index.js';
 import { IMAGE_PIXELS, type Split } from '../data/index.js';
-import type { LoadedCheckpoint } from '../io/checkpoint.js';
+import { trainingRecipe, type LoadedCheckpoint } from '../io/checkpoint.js';
 import type { Readout } from '../models/cnnf.js';
 import { writeDump, type DumpExample } from '../io/images.js';
 import { metricKey, RESULTS_FORMAT, type AttackMode, type AttackResult, type EvalResults, type ModelResult } from './results.js';
@@ -36,7 +36,7 @@ export interface EvalData {
 
 export interface EvalProgress {
   model: string;
-  /** "clean" or "<attack>[:<mode>]". */
+  /** "start" (once per model, before its first unit), "clean" or "<attack>[:<mode>]". */
   stage: string;
   /** Work units done / total over the whole evaluation (one unit = one batch at one attack point). */
   done: number;
@@ -200,6 +200,7 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
   try {
     for (const [mi, ck] of models.entries()) {
       const name = names[mi];
+      opts.onProgress?.({ model: name, stage: 'start', done, total });
       const cycles = effectiveCycles(ck, opts.cycles);
       const readout: Readout = opts.readout ?? ck.info.readout;
       const classNames = ck.info.classNames.length === k ? ck.info.classNames : data.classNames;
@@ -378,6 +379,7 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
       for (const w of worstCase) metrics[`worst@${w.eps}`] = w.accuracy;
       if (opts.checks !== false) metrics.warnings = modelChecks.filter((c) => c.severity === 'warning').length;
       const cfg = ck.info.config;
+      const recipe = trainingRecipe(ck);
       results.push({
         name,
         path: ck.path,
@@ -390,6 +392,7 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
         attacks,
         worstCase,
         metrics,
+        ...(recipe !== undefined ? { recipe } : {}),
         ...(opts.dumpDir ? { dumps } : {}),
       });
     }

@@ -7,3 +7,4 @@ export * from './batch.js';
 export * from './conformance.js';
 export * from './stats.js';
 export * from './compare.js';
+export * from './robust.js';

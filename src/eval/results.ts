@@ -73,6 +73,8 @@ export interface ModelResult {
    * "worst@<eps>".
    */
   metrics: Record<string, number>;
+  /** How the model was trained, one line (io/checkpoint.ts trainingRecipe: metadata or model card), when known. */
+  recipe?: string;
   /** Optional image dumps (paths relative to the results file). */
   dumps?: string[];
 }

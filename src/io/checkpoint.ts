@@ -5,7 +5,10 @@
  */
 import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs-core';
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, dirname, extname, join } from 'node:path';
 import { UsageError } from '../errors.js';
+import { humanNumber } from '../format.js';
 import { INPUT_LIMITS, readInputFile } from './files.js';
 import { makeConfig, paramSpecs, type ModelConfig } from '../models/arch.js';
 import { CNNF, type Readout } from '../models/cnnf.js';
@@ -187,6 +190,39 @@ export function buildCheckpoint(file: CheckpointFile): LoadedCheckpoint {
     throw e;
   }
   return { model, info: file.info, path: file.path, sha256: file.sha256 };
+}
+
+/**
+ * How a checkpoint was trained, in one line, for reports next to its numbers: the `recipe` string of its
+ * training metadata if it has one; else, for `cnnf train` checkpoints, what the metadata records (model,
+ * perturbation, epochs, images, batch, lr); else the first sentence of the model card next to it
+ * (`NAME.md`, its "**What it is.**" paragraph). Undefined when none of these says anything.
+ */
+export function trainingRecipe(ck: { info: CheckpointInfo; path: string }): string | undefined {
+  const t = ck.info.training;
+  if (typeof t.recipe === 'string' && t.recipe.trim() !== '') return t.recipe.trim();
+  if (ck.info.source === 'cnnf train' && typeof t.model === 'string') {
+    const perturb = typeof t.perturb === 'string' ? t.perturb : 'none';
+    const pairs = t.model === 'cnnf' ? `clean + ${perturb} pairs` : perturb === 'none' ? 'clean images' : `clean + ${perturb} images`;
+    const parts = [`cnnf train ${t.model} on ${pairs}`];
+    if (typeof t.epochs === 'number') parts.push(`${t.epochs} epoch${t.epochs === 1 ? '' : 's'}`);
+    if (typeof t.trainImages === 'number') parts.push(`${t.trainImages} training images`);
+    else if (typeof t.command === 'string') {
+      const m = /--train-size[ =](\d+)/.exec(t.command);
+      parts.push(m ? `${m[1]} training images` : 'all training images');
+    }
+    if (typeof t.batchSize === 'number') parts.push(`batch ${t.batchSize}`);
+    if (typeof t.lr === 'number') parts.push(`lr ${humanNumber(t.lr)}`);
+    return parts.join(', ');
+  }
+  const card = join(dirname(ck.path), `${basename(ck.path, extname(ck.path))}.md`);
+  if (!existsSync(card)) return undefined;
+  const m = /\*\*What it is\.\*\*\s+([\s\S]*?)(?:\n\s*\n|$)/.exec(readFileSync(card, 'utf8'));
+  if (!m) return undefined;
+  const text = m[1].replace(/\s+/g, ' ').trim();
+  const first = /^(.*?[^.]{3})\.(?:\s|$)/.exec(text)?.[1] ?? text;
+  const by = /^imported from PyTorch/.test(ck.info.source) ? ' (reference PyTorch code)' : '';
+  return `${first}${by}`;
 }
 
 export interface SaveOptions {

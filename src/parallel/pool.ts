@@ -12,7 +12,13 @@ import type { BatchOutcome, BatchTask } from '../eval/batch.js';
 import type { CNNF } from '../models/cnnf.js';
 import type { FromWorker, GradOutcome, GradTask, ToWorker } from './protocol.js';
 
-const ENTRY = new URL('./worker-entry.mjs', import.meta.url);
+/**
+ * The worker thread's entry: compiled, the worker module itself (dist/parallel/worker.js); run from
+ * the TypeScript sources (tests, `CNNF_FROM_SOURCE=1`), worker-entry.mjs, which registers tsx first.
+ */
+const ENTRY = import.meta.url.endsWith('.ts')
+  ? new URL('./worker-entry.mjs', import.meta.url)
+  : new URL('./worker.js', import.meta.url);
 
 /** Backends whose kernels run on one thread, so that worker threads add cores. */
 export const PARALLEL_BACKENDS = ['wasm', 'cpu'];

@@ -6,6 +6,7 @@
 import { dirname, join, resolve } from 'node:path';
 import sharp from 'sharp';
 import type { EvalResults, ModelResult } from '../eval/results.js';
+import { humanNumber } from '../format.js';
 import { writeFilesAtomic } from '../io/atomic.js';
 import { readInputFile } from '../io/files.js';
 import { UsageError } from '../errors.js';
@@ -95,6 +96,7 @@ export async function renderReport(results: EvalResults, opts: Omit<ReportOption
   const pngs = new Map<string, Buffer>();
 
   summarySection(b, results, groups);
+  checksSection(b, results);
   cleanSection(b, results);
   for (const g of groups) attackSection(b, g, results);
   successSection(b, groups, results.provenance.examples);
@@ -197,13 +199,13 @@ function verdictInline(v: Verdict): Inline[] {
 function cleanSection(b: Builder, r: EvalResults): void {
   b.h2('Clean accuracy');
   b.table(
-    ['Model', 'Architecture', 'Feedback cycles', 'Readout', 'Examples', 'Clean accuracy [95% CI]'],
+    ['Model', 'Training', 'Architecture', 'Feedback cycles', 'Readout', 'Examples', 'Clean accuracy [95% CI]'],
     r.models.map((m) => [
-      { strong: m.name }, m.arch, String(m.cycles), m.readout,
+      { strong: m.name }, m.recipe ?? '—', m.arch, String(m.cycles), m.readout,
       String(m.clean.confusion.reduce((a, row) => a + row.reduce((x, y) => x + y, 0), 0)),
       pctCi(m.clean.accuracy, accInterval(m.clean, r.provenance.examples)),
     ]),
-    [false, false, true, false, true, true],
+    [false, false, false, true, false, true, true],
   );
 }
 
@@ -287,6 +289,20 @@ function successSection(b: Builder, groups: AttackGroup[], n: number): void {
   }
 }
 
+function checksSection(b: Builder, r: EvalResults): void {
+  b.h2('Trust checks');
+  if (!r.checks) {
+    b.note('These results were written without the trust checks (an older cnnf, or checks turned off).');
+    return;
+  }
+  b.p('Every evaluation runs eight checks for results that cannot be trusted: zero gradients at the start point, a gradient-free or transfer attack beating the white-box attacks, a margin loss beating cross-entropy, accuracy rising with ε or iterations, first-pass and end-to-end gradients disagreeing, a non-deterministic model, an unbounded attack that fails, clean accuracy near chance (AutoAttack; Carlini et al. 2019; Tramèr et al. 2020).');
+  if (r.checks.length === 0) {
+    b.p([{ strong: 'No check raised a warning' }, ' for any model.']);
+    return;
+  }
+  b.table(['Model', 'Check', 'Severity', 'Finding'], r.checks.map((c) => [c.model, `${c.number} ${c.id}`, c.severity, c.message]), [false, false, false, false]);
+}
+
 function worstCaseSection(b: Builder, r: EvalResults): void {
   b.h2('Worst-case accuracy');
   const eps = unionEps(r.models.map((m) => m.worstCase.map((w) => w.eps)));
@@ -342,7 +358,7 @@ function trainingSection(b: Builder, logs: TrainingLog[]): void {
     const last = log.rows[log.rows.length - 1]!;
     rows.push([
       log.name, String(log.rows.length), String(new Set(log.rows.map((r) => r.epoch)).size), String(last.step),
-      avg[avg.length - 1]!.toFixed(4), pct(accAvg[accAvg.length - 1]), String(last.lr),
+      avg[avg.length - 1]!.toFixed(4), pct(accAvg[accAvg.length - 1]), humanNumber(last.lr),
     ]);
     const title = `Training loss: ${log.name}`;
     charts.push(b.chart(`loss-${log.name}`, title, lossChartSpec(title, log.rows.map((r) => r.step), loss, avg, window)));

@@ -184,6 +184,16 @@ export function validateResults(data: unknown, source = 'results'): EvalResults 
         expect(metricKey(a.name as string, eps, mode), acc);
         // as evaluate: every attack with a norm ball (settings.norm) counts for the worst case, noise does not
         if (typeof settings.norm === 'string') pointsAt.set(eps, [...(pointsAt.get(eps) ?? []), acc]);
+        if (pt.stages !== undefined) {
+          let prev = 1;
+          c.arr(pt.stages, `${pat}.stages`).forEach((sv, si) => {
+            const st = c.obj(sv, `${pat}.stages[${si}]`);
+            c.str(st.stage, `${pat}.stages[${si}].stage`);
+            const acc = c.num(st.accuracy, `${pat}.stages[${si}].accuracy`, UNIT);
+            if (acc > prev + 1e-12) c.fail(`${pat}.stages[${si}].accuracy`, 'rises after an earlier stage (stages are cumulative)');
+            prev = acc;
+          });
+        }
       });
     });
 
@@ -217,6 +227,7 @@ export function validateResults(data: unknown, source = 'results'): EvalResults 
       if (!want.some((x) => Math.abs(x - value) <= TOLERANCE)) c.fail(path, `is ${value} but the results it summarises say ${want[0]}`);
     }
 
+    if (m.recipe !== undefined && m.recipe !== null) c.str(m.recipe, `${at}.recipe`);
     if (m.dumps !== undefined && m.dumps !== null) {
       c.arr(m.dumps, `${at}.dumps`).forEach((d, di) => c.str(d, `${at}.dumps[${di}]`));
     }

@@ -159,6 +159,8 @@ export interface TrainHooks {
   onStart?(info: StartInfo): void;
   onBatch?(b: BatchInfo): void;
   onEpoch?(m: EpochMetrics): void;
+  /** Progress of an epoch's test evaluation (clean, then Gaussian-noisy test images), in images. */
+  onEvalProgress?(e: { epoch: number; split: 'test' | 'noisy test'; done: number; total: number }): void;
   /** Notices (defaulted settings, ...). */
   onNotice?(msg: string): void;
 }
@@ -247,7 +249,9 @@ export function validateTrainOptions(o: TrainOptions): void {
 }
 
 /** Accuracy of the first pass and of the last cycle on a split (optionally Gaussian-noised with a fixed stream). */
-export function evaluateAccuracy(model: CNNF, images: Float32Array, labels: Int32Array, batchSize = 500): { first: number; last: number } {
+export function evaluateAccuracy(
+  model: CNNF, images: Float32Array, labels: Int32Array, batchSize = 500, onProgress?: (done: number, total: number) => void,
+): { first: number; last: number } {
   const n = labels.length;
   let first = 0;
   let last = 0;
@@ -264,19 +268,27 @@ export function evaluateAccuracy(model: CNNF, images: Float32Array, labels: Int3
     counts.dispose();
     first += c[0];
     last += c[1];
+    onProgress?.(s + m, n);
   }
   return { first: n ? first / n : 0, last: n ? last / n : 0 };
 }
 
 /** evaluateAccuracy with the batches spread over worker threads (the same numbers). */
-export async function evaluateAccuracyParallel(pool: WorkerPool, model: CNNF, images: Float32Array, labels: Int32Array, batchSize = 500): Promise<{ first: number; last: number }> {
+export async function evaluateAccuracyParallel(
+  pool: WorkerPool, model: CNNF, images: Float32Array, labels: Int32Array, batchSize = 500, onProgress?: (done: number, total: number) => void,
+): Promise<{ first: number; last: number }> {
   const n = labels.length;
   const parts: Array<Promise<BatchOutcome>> = [];
+  let done = 0;
   for (let s = 0; s < n; s += batchSize) {
     const m = Math.min(batchSize, n - s);
     parts.push(pool.evalBatch(model, {
       start: s, images: images.slice(s * IMAGE_PIXELS, (s + m) * IMAGE_PIXELS), labels: labels.slice(s, s + m),
       cycles: model.config.cycles, readout: 'last', numClasses: model.config.numClasses, seed: 0, jobs: [], keep: [],
+    }).then((o) => {
+      done += m;
+      onProgress?.(done, n);
+      return o;
     }));
   }
   let first = 0;
@@ -579,7 +591,7 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
   const lastEpoch = ctl.stopAfterEpochs !== undefined ? Math.min(opts.epochs, startEpoch - 1 + ctl.stopAfterEpochs) : opts.epochs;
   const trainingMeta = () => ({
     model: opts.model, epochs: history.length, step, perturb: formatPerturbation(perturb), perturbDefaulted: defaulted,
-    lr: opts.lr, batchSize: bs, seed: opts.seed, command: ctl.command ?? null, lastEpoch: history[history.length - 1] ?? null,
+    lr: opts.lr, batchSize: bs, trainImages: ds.train.count, seed: opts.seed, command: ctl.command ?? null, lastEpoch: history[history.length - 1] ?? null,
   });
   const summaryOf = (): Record<string, unknown> => {
     const wall = priorWall + (performance.now() - t0) / 1000;
@@ -706,10 +718,15 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
       }
       const trainSeconds = (performance.now() - te) / 1000;
       const ee = performance.now();
-      const accuracy = (images: Float32Array) =>
-        pool ? evaluateAccuracyParallel(pool, model, images, ds.test.labels) : Promise.resolve(evaluateAccuracy(model, images, ds.test.labels));
-      const clean = await accuracy(ds.test.images);
-      const noisy = await accuracy(noisyTest);
+      const accuracy = (images: Float32Array, split: 'test' | 'noisy test') => {
+        const report = (done: number, total: number) => hooks.onEvalProgress?.({ epoch, split, done, total });
+        report(0, ds.test.count);
+        return pool
+          ? evaluateAccuracyParallel(pool, model, images, ds.test.labels, 500, report)
+          : Promise.resolve(evaluateAccuracy(model, images, ds.test.labels, 500, report));
+      };
+      const clean = await accuracy(ds.test.images, 'test');
+      const noisy = await accuracy(noisyTest, 'noisy test');
       const isBest = best === null || clean.last > best.accuracy;
       if (isBest) best = { epoch, accuracy: clean.last };
       const m: EpochMetrics = {

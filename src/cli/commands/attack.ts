@@ -31,7 +31,7 @@ export function register(program: Command): void {
   addWorkersOption(cmd);
   addBackendOption(cmd);
   cmd.action(async (flags: Record<string, unknown>) => {
-    const { runAttackCommand } = await import('../../eval/cli-run.js');
+    const { runAttackCommand } = await import('../run.js');
     await runAttackCommand(flags);
   });
 }

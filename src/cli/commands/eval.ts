@@ -41,7 +41,7 @@ export function register(program: Command): void {
   addWorkersOption(cmd);
   addBackendOption(cmd);
   cmd.action(async (flags: Record<string, unknown>) => {
-    const { runEvalCommand } = await import('../../eval/cli-run.js');
+    const { runEvalCommand } = await import('../run.js');
     await runEvalCommand(flags);
   });
 }

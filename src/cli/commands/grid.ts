@@ -46,7 +46,7 @@ export function register(program: Command): void {
     const backend = await initBackend(flags as { backend?: string });
     ctl.workers = resolveWorkers(flags.workers as string | undefined, backend.name);
     let prefix = '';
-    const inner = progressHooks(Boolean(flags.json));
+    const inner = progressHooks(Boolean(flags.json), '', 'grid');
     const hooks = {
       ...inner,
       dataset: ds,

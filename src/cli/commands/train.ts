@@ -1,6 +1,5 @@
 /** `cnnf train`: trains a CNN or CNN-F (see src/train); also exports the training flags `cnnf grid` shares. */
 import { Option, type Command } from 'commander';
-import cliProgress from 'cli-progress';
 import { resolve } from 'node:path';
 import { formatTestSubset, type TestSubset } from '../../data/index.js';
 import { UsageError } from '../../errors.js';
@@ -20,6 +19,7 @@ import {
   type TrainOptions,
 } from '../../train/index.js';
 import { addBackendOption, addSeedOption, addWorkersOption, initBackend, seedFrom } from '../common.js';
+import { createProgress } from '../progress.js';
 import { resolveWorkers } from '../../parallel/pool.js';
 import { parseChoice, parseInteger, parseNumber, parseNumberList } from '../options.js';
 import { addDatasetOptions, datasetOptionsFromFlags } from './data.js';
@@ -101,16 +101,16 @@ export function epochLine(m: EpochMetrics, epochs: number, cnnf: boolean): strin
     `${m.trainSeconds.toFixed(1)} s (${Math.round(m.imagesPerSec)} img/s)${m.best ? ', best' : ''}`;
 }
 
-/** Progress hooks: a cli-progress bar on a TTY stderr, else one stderr line per epoch; --json lines on stdout. */
-export function progressHooks(json: boolean, prefix = ''): TrainHooks & { stop(): void } {
-  const tty = Boolean(process.stderr.isTTY);
-  let bar: cliProgress.SingleBar | null = null;
+/**
+ * Progress hooks: batches and each epoch's test evaluation as a bar on a TTY stderr, else as plain
+ * lines (a line per stage, at most one per 15 s, with done/total and ETA; see ../progress.ts); one
+ * stderr line per finished epoch; --json lines on stdout.
+ */
+export function progressHooks(json: boolean, prefix = '', label = 'train'): TrainHooks & { stop(): void } {
+  const progress = createProgress({ label });
   let epochs = 0;
   let cnnf = false;
-  const stop = () => {
-    bar?.stop();
-    bar = null;
-  };
+  const stop = () => progress.stop();
   return {
     stop,
     onNotice: (msg) => process.stderr.write(`cnnf: ${prefix}${msg}\n`),
@@ -124,17 +124,11 @@ export function progressHooks(json: boolean, prefix = ''): TrainHooks & { stop()
       );
     },
     onBatch: (b) => {
-      if (!tty) return;
-      if (!bar) {
-        bar = new cliProgress.SingleBar({
-          format: `${prefix}epoch {epoch}/${epochs} [{bar}] {value}/{total} | loss {loss} | acc {acc} | {ips} img/s | ETA {eta_formatted}`,
-          hideCursor: true,
-          stream: process.stderr,
-          etaBuffer: 20,
-        }, cliProgress.Presets.shades_classic);
-        bar.start(b.batches, 0, { epoch: b.epoch, loss: '-', acc: '-', ips: '-' });
-      }
-      bar.update(b.batch, { epoch: b.epoch, loss: b.loss.toFixed(4), acc: pct(b.runningAccuracy), ips: Math.round(b.imagesPerSec) });
+      progress.update(`${prefix}epoch ${b.epoch}/${epochs} batches`, b.batch, b.batches,
+        `loss ${b.loss.toFixed(4)}, acc ${pct(b.runningAccuracy)}, ${Math.round(b.imagesPerSec)} img/s`);
+    },
+    onEvalProgress: (e) => {
+      progress.update(`${prefix}epoch ${e.epoch}/${epochs} evaluation (${e.split} images)`, e.done, e.total);
     },
     onEpoch: (m) => {
       stop();

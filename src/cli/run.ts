@@ -5,12 +5,12 @@
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import cliProgress from 'cli-progress';
 import Table from 'cli-table3';
 import { UsageError } from '../errors.js';
-import { backendNotice, initBackend, seedFrom } from '../cli/common.js';
-import { parseInteger, parseNumberList } from '../cli/options.js';
-import { datasetOptionsFromFlags } from '../cli/commands/data.js';
+import { backendNotice, initBackend, seedFrom } from './common.js';
+import { createProgress } from './progress.js';
+import { parseInteger, parseNumberList } from './options.js';
+import { datasetOptionsFromFlags } from './commands/data.js';
 import { formatTestSubset, loadDataset } from '../data/index.js';
 import { buildCheckpoint, readCheckpointFile, type CheckpointFile, type LoadedCheckpoint } from '../io/checkpoint.js';
 import { checkOutputDir, checkOutputFile } from '../io/files.js';
@@ -18,13 +18,12 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { validateResults } from '../report/results-file.js';
 import { attackMethods, flagName, getAttack, hasAttack, paramIndex, type TargetPolicy } from '../attacks/index.js';
 import type { Readout } from '../models/cnnf.js';
-import { defaultModelName, evaluate, type EvalData, type EvalProgress } from './evaluate.js';
-import type { AttackMode, EvalResults } from './results.js';
-import { loadSuite, parseSuite, type Suite } from './suite.js';
-import { attackFieldsFromFlags } from '../cli/attack-flags.js';
-import { compareResults, intervalOf } from './compare.js';
-import { countsOf, INTERVAL_METHOD, PAIRED_TEST, wilson, type Interval } from './stats.js';
-import type { AttackPoint } from './results.js';
+import { defaultModelName, evaluate, type EvalData, type EvalProgress } from '../eval/evaluate.js';
+import type { AttackMode, AttackPoint, EvalResults } from '../eval/results.js';
+import { loadSuite, parseSuite, type Suite } from '../eval/suite.js';
+import { attackFieldsFromFlags } from './attack-flags.js';
+import { compareResults, intervalOf } from '../eval/compare.js';
+import { countsOf, INTERVAL_METHOD, PAIRED_TEST, wilson, type Interval } from '../eval/stats.js';
 import { resolveWorkers, WorkerPool } from '../parallel/pool.js';
 
 const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -78,26 +77,10 @@ function commandLine(): string {
   return ['cnnf', ...process.argv.slice(2)].map(q).join(' ');
 }
 
-/** A cli-progress bar on stderr when it is a TTY; nothing otherwise. */
-function progressBar(): { update: (p: EvalProgress) => void; stop: () => void } {
-  if (!process.stderr.isTTY) return { update: () => undefined, stop: () => undefined };
-  const bar = new cliProgress.SingleBar(
-    { stream: process.stderr, format: ' {bar} {percentage}% | ETA {eta_formatted} | {model} {stage}', hideCursor: true, clearOnComplete: true },
-    cliProgress.Presets.shades_classic,
-  );
-  let started = false;
-  return {
-    update: (p) => {
-      if (!started) {
-        bar.start(p.total, 0, { model: p.model, stage: p.stage });
-        started = true;
-      }
-      bar.update(p.done, { model: p.model, stage: p.stage });
-    },
-    stop: () => {
-      if (started) bar.stop();
-    },
-  };
+/** Evaluation progress on stderr: a bar on a TTY, else a line per model and at most one per interval (see progress.ts). */
+export function evalProgress(label = 'eval'): { update: (p: EvalProgress) => void; stop: () => void } {
+  const progress = createProgress({ label });
+  return { update: (p) => progress.update(p.model, p.done, p.total, p.stage), stop: () => progress.stop() };
 }
 
 const pct = (v: number): string => `${(v * 100).toFixed(1)}%`;
@@ -128,6 +111,8 @@ export function resultTables(results: EvalResults): string {
     `clean and worst-case accuracy (${n} examples, ${results.provenance.dataset} ${results.provenance.testSubset}; [95% interval, ${INTERVAL_METHOD.replace(/, 95%$/, '')}])`,
     summary.toString(),
   );
+  const recipes = results.models.filter((m) => m.recipe !== undefined).map((m) => `  ${m.name}: ${m.recipe}`);
+  if (recipes.length > 0) out.push('training:', ...recipes);
   const attackNames = [...new Set(results.models.flatMap((m) => m.attacks.map((a) => a.name)))];
   for (const name of attackNames) {
     const rows = results.models.flatMap((m) => m.attacks.filter((a) => a.name === name).map((a) => ({ m, a })));
@@ -258,7 +243,7 @@ export async function runEvalCommand(flags: Flags): Promise<void> {
     const data = loadData(flags, suite.testSubset);
     backendNotice(backend); // after every input check: a bad input is exactly one stderr line
     const pool = await started();
-    const bar = progressBar();
+    const bar = evalProgress();
     try {
       return await evaluate(models, data, suite, {
         seed: run.seed,
@@ -323,7 +308,7 @@ export async function runAttackCommand(flags: Flags): Promise<void> {
     const data = loadData(flags);
     backendNotice(backend);
     const pool = await started();
-    const bar = progressBar();
+    const bar = evalProgress('attack');
     try {
       return await evaluate([model], data, suite, {
         seed: run.seed,
@@ -361,4 +346,60 @@ export async function runAttackCommand(flags: Flags): Promise<void> {
       `${t.toString()}\n(95% intervals: ${INTERVAL_METHOD.replace(/, 95%$/, '')})\n` +
       (m.dumps && m.dumps.length ? dumpNote(m.dumps.length, a.points.map((p) => p.eps), dumpDir!) : ''),
   );
+}
+
+export interface DemoRun {
+  models: string[];
+  /** Display names, one per model (default: file names). */
+  names?: string[];
+  suite: string;
+  testSubset?: string;
+  /** Report directory (results.json, dumps/, index.html, report.md). */
+  out: string;
+  seed: string;
+  backend: string;
+  workers: string;
+}
+
+/** `cnnf demo`: evaluate() the models on the suite, print the tables, write results.json and the report; returns index.html's path. */
+export async function runDemo(d: DemoRun): Promise<string> {
+  const suite = loadSuite(resolveSuitePath(d.suite));
+  const seed = seedFrom(d.seed);
+  const flags: Flags = { dataset: 'fashion-mnist', testSubset: d.testSubset };
+  datasetOptionsFromFlags({ ...flags, testSubset: d.testSubset ?? suite.testSubset }); // validate before the slow work
+  const files = readModels(d.models);
+  const backend = await initBackend({ backend: d.backend }, { quiet: true });
+  const workers = resolveWorkers(d.workers, backend.name);
+  const models = buildModels(files);
+  const json = join(d.out, 'results.json');
+  const results = await withWorkers(workers, backend.name, async (started) => {
+    const data = loadData(flags, suite.testSubset);
+    backendNotice(backend); // after every input check
+    const pool = await started();
+    const progress = evalProgress('demo');
+    try {
+      return await evaluate(models, data, suite, {
+        seed,
+        names: d.names,
+        onProgress: progress.update,
+        dumpDir: join(d.out, 'dumps'),
+        dumpCount: 3,
+        dumpBase: d.out,
+        command: commandLine(),
+        pool,
+      });
+    } finally {
+      progress.stop();
+    }
+  });
+  validateResults(results, 'evaluation results');
+  process.stdout.write(resultTables(results));
+  writeFileAtomic(json, `${JSON.stringify(results, null, 2)}\n`);
+  const { writeReport } = await import('../report/index.js');
+  const report = await writeReport(results, {
+    outDir: d.out,
+    resultsPath: json,
+    title: d.names ? 'cnnf: CNN vs CNN-F, both adversarially trained, on Fashion-MNIST' : 'cnnf: robustness on Fashion-MNIST',
+  });
+  return report.indexHtml;
 }
