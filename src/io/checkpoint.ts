@@ -5,11 +5,11 @@
  */
 import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs-core';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
 import { UsageError } from '../errors.js';
 import { humanNumber } from '../format.js';
-import { INPUT_LIMITS, readInputFile } from './files.js';
+import { INPUT_LIMITS, MiB, readInputFile } from './files.js';
 import { makeConfig, paramSpecs, type ModelConfig } from '../models/arch.js';
 import { CNNF, type Readout } from '../models/cnnf.js';
 import { parseSafetensors, writeSafetensors, type TensorToWrite } from './safetensors.js';
@@ -217,7 +217,14 @@ export function trainingRecipe(ck: { info: CheckpointInfo; path: string }): stri
   }
   const card = join(dirname(ck.path), `${basename(ck.path, extname(ck.path))}.md`);
   if (!existsSync(card)) return undefined;
-  const m = /\*\*What it is\.\*\*\s+([\s\S]*?)(?:\n\s*\n|$)/.exec(readFileSync(card, 'utf8'));
+  let text0: string;
+  try {
+    // optional: a FIFO, device or oversized file beside the checkpoint is ignored, never read
+    text0 = readInputFile(card, 'model card', { maxBytes: MiB }).toString('utf8');
+  } catch {
+    return undefined;
+  }
+  const m = /\*\*What it is\.\*\*\s+([\s\S]*?)(?:\n\s*\n|$)/.exec(text0);
   if (!m) return undefined;
   const text = m[1].replace(/\s+/g, ' ').trim();
   const first = /^(.*?[^.]{3})\.(?:\s|$)/.exec(text)?.[1] ?? text;
