@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { evaluateGate, gateTable, gateToJUnit, parseRequirement, validateGateConfig, type GateReport } from '../src/gate/index.js';
-import { sampleResults } from './helpers/results-sample.js';
+import { legacySampleResults, sampleResults } from './helpers/results-sample.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'bin', 'cnnf');
@@ -193,9 +193,16 @@ describe('evaluateGate', () => {
     expect(text).toMatch(/95% CI \[0\.892/);
     expect(text).toContain('Wilson score interval');
     // an accuracy that is not k / examples has no interval: a bound on it fails closed
-    const odd = sampleResults();
+    // (the point and its metrics entry together: a map that disagrees with its point is refused, issue 10)
+    const odd = legacySampleResults();
+    expect(odd.models[1]!.attacks[3]!.points[2]).toMatchObject({ eps: 0.2, accuracy: 0.142 });
+    odd.models[1]!.attacks[3]!.points[2]!.accuracy = 0.14234;
+    delete odd.models[1]!.attacks[3]!.points[2]!.confusion;
     odd.models[1]!.metrics['pgd7@0.2:e2e'] = 0.14234;
     expect(evaluateGate(odd, ['cnnf/pgd7@0.2:e2e.lower >= 0']).checks[0]).toMatchObject({ status: 'missing', message: expect.stringMatching(/no interval for/) });
+    const mapOnly = sampleResults();
+    mapOnly.models[1]!.metrics['pgd7@0.2:e2e'] = 0.14234;
+    expect(() => evaluateGate(mapOnly, ['cnnf/pgd7@0.2:e2e >= 0'])).toThrow(/metrics\["pgd7@0.2:e2e"\] is 0.14234 but the results it summarises say 0.142/);
   });
 
   it('prints a table with requirement, model, actual and verdict', () => {

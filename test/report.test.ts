@@ -155,6 +155,8 @@ describe('writeReport', () => {
     r.models[0]!.name = XSS;
     r.models[1]!.classNames[3] = '<img src=x onerror=alert(2)>';
     r.models[1]!.attacks.forEach((a) => { if (a.name === 'fgsm') a.name = 'fg"sm&<b>'; });
+    // the metrics map follows the rename (an entry without its result is refused, issue 10)
+    r.models[1]!.metrics = Object.fromEntries(Object.entries(r.models[1]!.metrics).map(([k, v]) => [k.replace(/^fgsm@/, 'fg"sm&<b>@'), v]));
     r.models[1]!.dumps = ['dumps/<i>nope</i>.png'];
     r.provenance.dataset = 'fashion<br>mnist';
     const rep = await renderReport(r, { resultsPath: join(dir, 'results.json'), title: `Report for ${XSS}` });

@@ -27,7 +27,16 @@ export function seedFrom(raw: string): number {
   return parseInteger('--seed', raw, 0, 2 ** 32 - 1);
 }
 
-/** Initialises the backend named by --backend (one stderr line says which one runs). */
-export async function initBackend(opts: { backend?: string }): Promise<BackendInfo> {
-  return useBackend(opts.backend ?? process.env.CNNF_BACKEND ?? 'auto');
+/**
+ * Initialises the backend named by --backend (one stderr line says which one runs). With `quiet`
+ * the line is left to the caller (backendNotice), so that inputs checked after the backend starts
+ * still fail with exactly one stderr line.
+ */
+export async function initBackend(opts: { backend?: string }, init: { quiet?: boolean } = {}): Promise<BackendInfo> {
+  return useBackend(opts.backend ?? process.env.CNNF_BACKEND ?? 'auto', init);
+}
+
+/** The "using backend" line of a quiet initBackend, once the inputs have been checked. */
+export function backendNotice(info: BackendInfo): void {
+  if (!process.env.CNNF_QUIET_BACKEND) process.stderr.write(`cnnf: using backend ${info.name}\n`);
 }

@@ -7,12 +7,13 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Table from 'cli-table3';
 import { UsageError } from '../errors.js';
-import { initBackend, seedFrom } from './common.js';
+import { backendNotice, initBackend, seedFrom } from './common.js';
 import { createProgress } from './progress.js';
 import { parseInteger, parseNumberList } from './options.js';
 import { datasetOptionsFromFlags } from './commands/data.js';
 import { formatTestSubset, loadDataset } from '../data/index.js';
-import { loadCheckpoint, type LoadedCheckpoint } from '../io/checkpoint.js';
+import { buildCheckpoint, readCheckpointFile, type CheckpointFile, type LoadedCheckpoint } from '../io/checkpoint.js';
+import { checkOutputDir, checkOutputFile } from '../io/files.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { validateResults } from '../report/results-file.js';
 import { attackMethods, flagName, getAttack, hasAttack, paramIndex, type TargetPolicy } from '../attacks/index.js';
@@ -149,11 +150,24 @@ export function resultTables(results: EvalResults): string {
   return `${out.join('\n')}\n`;
 }
 
-function loadModels(paths: string[]): LoadedCheckpoint[] {
+/** Reads and validates every checkpoint file (no backend needed). */
+function readModels(paths: string[]): CheckpointFile[] {
   return paths.map((p) => {
     if (p.trim() === '') throw new UsageError('--model must not be empty');
-    return loadCheckpoint(p);
+    return readCheckpointFile(p);
   });
+}
+
+/** Builds the models on the backend (each checked for finite outputs); frees them all if one fails. */
+function buildModels(files: CheckpointFile[]): LoadedCheckpoint[] {
+  const built: LoadedCheckpoint[] = [];
+  try {
+    for (const f of files) built.push(buildCheckpoint(f));
+  } catch (e) {
+    for (const m of built) m.model.dispose();
+    throw e;
+  }
+  return built;
 }
 
 function suiteFromAttackFlags(flags: Flags): Suite {
@@ -204,6 +218,9 @@ export async function runEvalCommand(flags: Flags): Promise<void> {
   if (jsonPath !== undefined && jsonPath.trim() === '') throw new UsageError('--json must not be empty');
   const dumpDir = str(flags, 'dump');
   if (dumpDir !== undefined && dumpDir.trim() === '') throw new UsageError('--dump must not be empty');
+  // every output location is checked before any long work
+  if (jsonPath !== undefined) checkOutputFile(jsonPath, '--json');
+  if (dumpDir !== undefined) checkOutputDir(dumpDir, '--dump');
 
   // names: --name PATH=LABEL or DEFAULTNAME=LABEL
   const names = modelPaths.map((p) => defaultModelName(p));
@@ -218,11 +235,13 @@ export async function runEvalCommand(flags: Flags): Promise<void> {
   }
 
   datasetOptionsFromFlags(flags); // validate dataset flags before the slow work
-  const backend = await initBackend(flags as { backend?: string });
+  const files = readModels(modelPaths);
+  const backend = await initBackend(flags as { backend?: string }, { quiet: true });
   const workers = resolveWorkers(str(flags, 'workers'), backend.name);
-  const models = loadModels(modelPaths);
+  const models = buildModels(files);
   const results = await withWorkers(workers, backend.name, async (started) => {
     const data = loadData(flags, suite.testSubset);
+    backendNotice(backend); // after every input check: a bad input is exactly one stderr line
     const pool = await started();
     const bar = evalProgress();
     try {
@@ -278,13 +297,16 @@ export async function runAttackCommand(flags: Flags): Promise<void> {
   const run = runOptions(flags);
   const dumpDir = str(flags, 'dump');
   if (dumpDir !== undefined && dumpDir.trim() === '') throw new UsageError('--dump must not be empty');
+  if (dumpDir !== undefined) checkOutputDir(dumpDir, '--dump');
 
   datasetOptionsFromFlags(flags); // validate dataset flags before the slow work
-  const backend = await initBackend(flags as { backend?: string });
+  const files = readModels([modelPath]);
+  const backend = await initBackend(flags as { backend?: string }, { quiet: true });
   const workers = resolveWorkers(str(flags, 'workers'), backend.name);
-  const [model] = loadModels([modelPath]);
+  const [model] = buildModels(files);
   const results = await withWorkers(workers, backend.name, async (started) => {
     const data = loadData(flags);
+    backendNotice(backend);
     const pool = await started();
     const bar = evalProgress('attack');
     try {
@@ -345,12 +367,14 @@ export async function runDemo(d: DemoRun): Promise<string> {
   const seed = seedFrom(d.seed);
   const flags: Flags = { dataset: 'fashion-mnist', testSubset: d.testSubset };
   datasetOptionsFromFlags({ ...flags, testSubset: d.testSubset ?? suite.testSubset }); // validate before the slow work
-  const backend = await initBackend({ backend: d.backend });
+  const files = readModels(d.models);
+  const backend = await initBackend({ backend: d.backend }, { quiet: true });
   const workers = resolveWorkers(d.workers, backend.name);
-  const models = loadModels(d.models);
+  const models = buildModels(files);
   const json = join(d.out, 'results.json');
   const results = await withWorkers(workers, backend.name, async (started) => {
     const data = loadData(flags, suite.testSubset);
+    backendNotice(backend); // after every input check
     const pool = await started();
     const progress = evalProgress('demo');
     try {

@@ -2,10 +2,11 @@
  * IDX file format (the MNIST family's format): parsing with validation, gzip handling, locating
  * the four files of a dataset directory, and encoding (for fixtures and tests).
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
+import { constants as zlibConstants, gunzipSync } from 'node:zlib';
 import { UsageError } from '../errors.js';
+import { INPUT_LIMITS, readInputFile } from '../io/files.js';
 
 export const IDX_IMAGES_MAGIC = 2051; // 0x00000803: unsigned byte, 3 dims
 export const IDX_LABELS_MAGIC = 2049; // 0x00000801: unsigned byte, 1 dim
@@ -73,19 +74,63 @@ export function parseIdxLabels(buf: Uint8Array, file: string): Uint8Array {
   return buf.subarray(8, need);
 }
 
-/** Reads a file, transparently gunzipping it when it starts with the gzip magic bytes. */
-export function readMaybeGzip(path: string): Uint8Array {
-  let raw: Buffer;
-  try {
-    raw = readFileSync(path);
-  } catch (e) {
-    throw new UsageError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+/** Largest decoded IDX file accepted (EMNIST letters train images: 98 MB). */
+export const MAX_IDX_BYTES = INPUT_LIMITS.idx;
+
+/**
+ * Total size in bytes an IDX ubyte file declares in its header (16 + count*rows*cols for images,
+ * 8 + count for labels); a one-line UsageError for a bad magic, a short header or a size over the limit.
+ */
+export function idxDeclaredBytes(head: Uint8Array, file: string): number {
+  const [magic] = header(head, 1, file, 'IDX file');
+  let need: number;
+  if (magic === IDX_IMAGES_MAGIC) {
+    const [, count, rows, cols] = header(head, 4, file, 'image file');
+    need = 16 + count * rows * cols;
+  } else if (magic === IDX_LABELS_MAGIC) {
+    const [, count] = header(head, 2, file, 'label file');
+    need = 8 + count;
+  } else {
+    throw new UsageError(
+      `${file}: bad magic number ${magic} (0x${magic.toString(16).padStart(8, '0')}), expected ${IDX_IMAGES_MAGIC} (images) or ${IDX_LABELS_MAGIC} (labels)`,
+    );
   }
+  if (need > MAX_IDX_BYTES) throw new UsageError(`${file}: header declares ${need} bytes of data, more than the ${MAX_IDX_BYTES} byte limit`);
+  return need;
+}
+
+/** Compressed bytes decoded to read a gzipped IDX header (deflate expands at most ~1032x: <= ~1 MB). */
+const GZIP_HEAD_PREFIX = 1024;
+
+/**
+ * Reads a file, transparently gunzipping it when it starts with the gzip magic bytes. Only regular
+ * files up to the IDX limit are read. A gzipped file is decoded in two steps: first a small prefix,
+ * for the IDX header; then the whole stream, limited to the size that header declares, so a gzip
+ * bomb fails after a bounded amount of memory instead of inflating gigabytes.
+ */
+export function readMaybeGzip(path: string): Uint8Array {
+  return decodeMaybeGzip(readInputFile(path, 'IDX file', { maxBytes: MAX_IDX_BYTES, missing: (p) => `cannot read ${p}: ENOENT` }), path);
+}
+
+/** The bytes of an IDX file as read (see readMaybeGzip); `path` names them in messages. */
+export function decodeMaybeGzip(raw: Buffer, path: string): Uint8Array {
   if (raw.length >= 2 && raw[0] === 0x1f && raw[1] === 0x8b) {
+    let head: Buffer;
     try {
-      return gunzipSync(raw);
+      head = gunzipSync(raw.subarray(0, GZIP_HEAD_PREFIX), { finishFlush: zlibConstants.Z_SYNC_FLUSH });
     } catch (e) {
       throw new UsageError(`${path}: cannot decompress gzip data: ${(e as Error).message.split('\n')[0]}`);
+    }
+    const need = idxDeclaredBytes(head, path);
+    try {
+      // one byte over the declared size is enough to tell "trailing bytes" from a match
+      return gunzipSync(raw, { maxOutputLength: need + 1 });
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      if (err.code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError) {
+        throw new UsageError(`${path}: gzip data inflates to more than the ${need} bytes its IDX header declares`);
+      }
+      throw new UsageError(`${path}: cannot decompress gzip data: ${err.message.split('\n')[0]}`);
     }
   }
   return raw;

@@ -5,9 +5,9 @@
  * epsilon, the mode and the index of the batch's first example, so results do not depend on the
  * order batches run in (nor on which models are evaluated together).
  */
+import { makeDirs } from '../io/files.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { basename, extname, join, relative } from 'node:path';
-import { mkdirSync } from 'node:fs';
 import { UsageError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { activeBackend } from '../backend/index.js';
@@ -330,7 +330,7 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
           }
           examples.forEach((ex, r) => { ex.index = sel[r]!.index; });
           const dir = opts.flatDump ? (severalEps ? join(opts.dumpDir, `eps${eps}`) : opts.dumpDir) : join(opts.dumpDir, safe(name), safe(key));
-          mkdirSync(dir, { recursive: true });
+          makeDirs(dir);
           const files = await writeDump(dir, examples, { model: name, attack: key, eps, selection: 'one example per class where possible, preferring examples the attack flips' });
           for (const f of files) dumps.push(relative(opts.dumpBase ?? process.cwd(), f).split('\\').join('/'));
         }

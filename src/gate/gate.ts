@@ -5,6 +5,7 @@
  */
 import type { EvalResults, ModelResult } from '../eval/results.js';
 import { UsageError } from '../errors.js';
+import { validateResults } from '../report/results-file.js';
 import { countsOf, wilson } from '../eval/stats.js';
 
 export type GateOp = '>=' | '>' | '<=' | '<' | '==';
@@ -127,8 +128,9 @@ type Lookup = { value: number; key: string } | { value: null; why: string };
 
 /** Finds a metric for one model: the flat map first, then the structured fields, then a method alias. */
 export function lookupMetric(model: ModelResult, metric: string): Lookup {
-  if (Object.hasOwn(model.metrics, metric)) return { value: model.metrics[metric]!, key: metric };
+  // the measured value first (the flat map is only a summary of it; validateResults checks that they agree)
   if (metric === 'clean') return { value: model.clean.accuracy, key: 'clean' };
+  if (Object.hasOwn(model.metrics, metric)) return { value: model.metrics[metric]!, key: metric };
   const parts = metricParts(metric);
   if (!parts) return { value: null, why: `missing metric ${metric}` };
   const canonical = keyOf(parts);
@@ -182,6 +184,8 @@ export function compare(actual: number, op: GateOp, threshold: number): boolean 
  */
 export function evaluateGate(results: EvalResults, requirements: ReadonlyArray<string | Requirement>, opts: { model?: string } = {}): GateReport {
   const reqs = requirements.map((r) => (typeof r === 'string' ? parseRequirement(r) : r));
+  // ranges, finiteness and the metrics map's agreement with the points it summarises (one-line UsageError)
+  validateResults(results, 'results');
   const names = results.models.map((m) => m.name);
   const checks: GateCheck[] = [];
   for (const req of reqs) {

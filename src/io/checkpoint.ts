@@ -4,10 +4,12 @@
  * summary). Reading validates the format, the metadata and every tensor's shape and values.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import * as tf from '@tensorflow/tfjs-core';
+import { existsSync } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
 import { UsageError } from '../errors.js';
 import { humanNumber } from '../format.js';
+import { INPUT_LIMITS, MiB, readInputFile } from './files.js';
 import { makeConfig, paramSpecs, type ModelConfig } from '../models/arch.js';
 import { CNNF, type Readout } from '../models/cnnf.js';
 import { parseSafetensors, writeSafetensors, type TensorToWrite } from './safetensors.js';
@@ -37,12 +39,7 @@ export interface LoadedCheckpoint {
 }
 
 function readBytes(path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new UsageError(`cannot read checkpoint ${path}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : code ?? (e as Error).message}`);
-  }
+  return readInputFile(path, 'checkpoint', { maxBytes: INPUT_LIMITS.safetensors, missing: (p) => `cannot read checkpoint ${p}: no such file` });
 }
 
 function metaJson<T>(meta: Record<string, string>, key: string, path: string, check: (v: unknown) => boolean, fallback?: T): T {
@@ -61,9 +58,21 @@ function metaJson<T>(meta: Record<string, string>, key: string, path: string, ch
   return v as T;
 }
 
-/** Reads and validates a checkpoint; builds the model on the active backend. */
-export function loadCheckpoint(path: string): LoadedCheckpoint {
-  const buf = readBytes(path);
+/** A checkpoint read and validated, weights as arrays: needs no backend. */
+export interface CheckpointFile {
+  arrays: Map<string, Float32Array>;
+  info: CheckpointInfo;
+  path: string;
+  sha256: string;
+}
+
+/** Reads and validates a checkpoint file (format, metadata, every tensor's shape and values) without a backend. */
+export function readCheckpointFile(path: string): CheckpointFile {
+  return parseCheckpoint(readBytes(path), path);
+}
+
+/** Validates checkpoint bytes (see readCheckpointFile); `path` names them in messages. */
+export function parseCheckpoint(buf: Buffer, path: string): CheckpointFile {
   const file = parseSafetensors(buf, path);
   const meta = file.metadata;
   if (meta.format !== CHECKPOINT_FORMAT) {
@@ -73,14 +82,22 @@ export function loadCheckpoint(path: string): LoadedCheckpoint {
     throw new UsageError(`${path}: not a cnnf checkpoint (format ${JSON.stringify(meta.format ?? null)})${hint}`);
   }
   const isNum = (v: unknown) => typeof v === 'number' && Number.isFinite(v);
-  const config = makeConfig({
+  const input = {
     arch: metaJson<string>(meta, 'arch', path, (v) => typeof v === 'string'),
-    fc: metaJson<number[]>(meta, 'fc', path, (v) => Array.isArray(v) && v.every(isNum)),
+    fc: metaJson<number[]>(meta, 'fc', path, (v) => Array.isArray(v) && v.length <= 16 && v.every(isNum)),
     numClasses: metaJson<number>(meta, 'num_classes', path, isNum),
     ind: metaJson<number>(meta, 'ind', path, isNum),
     cycles: metaJson<number>(meta, 'cycles', path, isNum),
     resParam: metaJson<number>(meta, 'res_param', path, isNum),
-  });
+  };
+  let config: ModelConfig;
+  try {
+    config = makeConfig(input);
+  } catch (e) {
+    // metadata problems name the file
+    if (e instanceof UsageError) throw new UsageError(`${path}: metadata: ${e.message}`);
+    throw e;
+  }
   const readout = metaJson<Readout>(meta, 'readout', path, (v) => v === 'last' || v === 'average', 'last');
   const classNames = metaJson<string[]>(meta, 'class_names', path, (v) => Array.isArray(v) && v.every((s) => typeof s === 'string'),
     Array.from({ length: config.numClasses }, (_, i) => String(i)));
@@ -115,7 +132,64 @@ export function loadCheckpoint(path: string): LoadedCheckpoint {
     source: meta.source ?? 'unknown',
     dtype,
   };
-  return { model: CNNF.fromArrays(config, arrays), info, path, sha256: createHash('sha256').update(buf).digest('hex') };
+  return { arrays, info, path, sha256: createHash('sha256').update(buf).digest('hex') };
+}
+
+/** Inputs of the load-time probe: all -1, all 0, all +1 and a checkerboard of -1/+1 (28x28x1 each). */
+function probeInputs(): Float32Array {
+  const px = 28 * 28;
+  const out = new Float32Array(4 * px);
+  for (let i = 0; i < px; i++) {
+    out[i] = -1;
+    out[2 * px + i] = 1;
+    out[3 * px + i] = ((i % 28) + Math.floor(i / 28)) % 2 === 0 ? 1 : -1;
+  }
+  return out;
+}
+
+/**
+ * Runs the model once on the probe inputs through every feedback cycle and throws a one-line
+ * UsageError naming `path` when any logit is NaN or infinite: finite but huge weights (3e38)
+ * overflow float32 inside the network, and every prediction would silently be class 0.
+ */
+export function checkFiniteOutputs(model: CNNF, path: string): void {
+  const bad = tf.tidy(() => {
+    const x = tf.tensor4d(probeInputs(), [4, 28, 28, 1]);
+    const res = model.run(x);
+    return tf.stack(res.logits.map((l) => tf.logicalNot(tf.all(tf.isFinite(l)))));
+  });
+  const flags = bad.dataSync();
+  bad.dispose();
+  const cycle = flags.findIndex((f) => f !== 0);
+  if (cycle >= 0) {
+    let maxAbs = 0;
+    for (const p of model.params.values()) {
+      const m = tf.tidy(() => tf.max(tf.abs(p)));
+      maxAbs = Math.max(maxAbs, m.dataSync()[0]);
+      m.dispose();
+    }
+    throw new UsageError(
+      `${path}: the model computes non-finite logits (${cycle === 0 ? 'first pass' : `feedback cycle ${cycle}`}) on a plain test input; ` +
+        `its weights overflow float32 (largest |weight| ${maxAbs.toExponential(2)})`,
+    );
+  }
+}
+
+/** Reads and validates a checkpoint; builds the model on the active backend and checks that its outputs are finite. */
+export function loadCheckpoint(path: string): LoadedCheckpoint {
+  return buildCheckpoint(readCheckpointFile(path));
+}
+
+/** Builds a read checkpoint's model on the active backend (see checkFiniteOutputs). */
+export function buildCheckpoint(file: CheckpointFile): LoadedCheckpoint {
+  const model = CNNF.fromArrays(file.info.config, file.arrays);
+  try {
+    checkFiniteOutputs(model, file.path);
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  return { model, info: file.info, path: file.path, sha256: file.sha256 };
 }
 
 /**
@@ -143,7 +217,14 @@ export function trainingRecipe(ck: { info: CheckpointInfo; path: string }): stri
   }
   const card = join(dirname(ck.path), `${basename(ck.path, extname(ck.path))}.md`);
   if (!existsSync(card)) return undefined;
-  const m = /\*\*What it is\.\*\*\s+([\s\S]*?)(?:\n\s*\n|$)/.exec(readFileSync(card, 'utf8'));
+  let text0: string;
+  try {
+    // optional: a FIFO, device or oversized file beside the checkpoint is ignored, never read
+    text0 = readInputFile(card, 'model card', { maxBytes: MiB }).toString('utf8');
+  } catch {
+    return undefined;
+  }
+  const m = /\*\*What it is\.\*\*\s+([\s\S]*?)(?:\n\s*\n|$)/.exec(text0);
   if (!m) return undefined;
   const text = m[1].replace(/\s+/g, ' ').trim();
   const first = /^(.*?[^.]{3})\.(?:\s|$)/.exec(text)?.[1] ?? text;

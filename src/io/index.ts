@@ -2,6 +2,7 @@
  *  conversion, torch.save checkpoints (bounded zip + restricted unpickler) and export, and atomic
  *  writes (temp file + rename) that every output goes through. */
 export * from './atomic.js';
+export * from './files.js';
 export * from './safetensors.js';
 export * from './checkpoint.js';
 export * from './pytorch.js';

@@ -3,9 +3,10 @@
  * Reading validates everything it can (header size bounds, JSON, dtypes, shapes vs. byte ranges,
  * overlapping or out-of-range offsets) and fails with a one-line UsageError naming the file.
  */
-import { readFileSync, statSync } from 'node:fs';
 import { UsageError } from '../errors.js';
 import { writeFileAtomic } from './atomic.js';
+import { INPUT_LIMITS, readInputFile } from './files.js';
+import { findDuplicateKey } from './json.js';
 
 export type DType = 'F32' | 'F16' | 'F64' | 'I32' | 'I64' | 'U8';
 const DTYPE_BYTES: Record<DType, number> = { F32: 4, F16: 2, F64: 8, I32: 4, I64: 8, U8: 1 };
@@ -67,16 +68,21 @@ export function parseSafetensors(buf: Uint8Array, name: string): SafetensorsFile
   const bad = (msg: string) => new UsageError(`${name}: ${msg}`);
   if (buf.length < 8) throw bad(`not a safetensors file (only ${buf.length} bytes)`);
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const n = Number(dv.getBigUint64(0, true));
-  if (n < 2 || n > MAX_HEADER_BYTES) throw bad(`header length ${n} is out of bounds (2..${MAX_HEADER_BYTES})`);
+  const big = dv.getBigUint64(0, true);
+  // compared as a BigInt and printed exactly (2^63 is not 9223372036854776000)
+  if (big < 2n || big > BigInt(MAX_HEADER_BYTES)) throw bad(`header length ${big.toString()} is out of bounds (2..${MAX_HEADER_BYTES})`);
+  const n = Number(big);
   if (8 + n > buf.length) throw bad(`truncated: header says ${n} bytes but the file has ${buf.length - 8} after the length`);
+  const text = Buffer.from(buf.buffer, buf.byteOffset + 8, n).toString('utf8');
   let header: Record<string, any>;
   try {
-    header = JSON.parse(Buffer.from(buf.buffer, buf.byteOffset + 8, n).toString('utf8'));
+    header = JSON.parse(text);
   } catch {
     throw bad('header is not valid JSON');
   }
   if (typeof header !== 'object' || header === null || Array.isArray(header)) throw bad('header is not a JSON object');
+  const dup = findDuplicateKey(text);
+  if (dup !== undefined) throw bad(`header has a duplicate key ${JSON.stringify(dup)} (ambiguous: refusing to pick one)`);
   const dataStart = 8 + n;
   const dataLen = buf.length - dataStart;
   const metadata: Record<string, string> = {};
@@ -88,28 +94,35 @@ export function parseSafetensors(buf: Uint8Array, name: string): SafetensorsFile
       metadata[k] = v;
     }
   }
-  const tensors = new Map<string, NamedTensor>();
-  const ranges: Array<[number, number, string]> = [];
+  // first the whole layout (dtypes, shapes, offsets, bounds, overlaps), then decoding: no allocation before it is valid
+  const entries: Array<{ key: string; dtype: DType; shape: number[]; s: number; e: number; count: number }> = [];
   for (const [key, info] of Object.entries(header)) {
     if (key === '__metadata__') continue;
-    if (typeof info !== 'object' || info === null) throw bad(`tensor ${key}: entry is not an object`);
+    if (typeof info !== 'object' || info === null || Array.isArray(info)) throw bad(`tensor ${key}: entry is not an object`);
     const dtype = info.dtype as DType;
-    if (!(dtype in DTYPE_BYTES)) throw bad(`tensor ${key}: unsupported dtype ${JSON.stringify(info.dtype)}`);
+    if (typeof dtype !== 'string' || !Object.hasOwn(DTYPE_BYTES, dtype)) throw bad(`tensor ${key}: unsupported dtype ${JSON.stringify(info.dtype)}`);
     const shape = info.shape;
-    if (!Array.isArray(shape) || !shape.every((d: unknown) => Number.isInteger(d) && (d as number) >= 0)) {
-      throw bad(`tensor ${key}: invalid shape ${JSON.stringify(shape)}`);
+    if (!Array.isArray(shape) || shape.length > 8 || !shape.every((d: unknown) => Number.isSafeInteger(d) && (d as number) >= 0)) {
+      throw bad(`tensor ${key}: invalid shape ${JSON.stringify(shape)?.slice(0, 80)}`);
     }
     const offs = info.data_offsets;
-    if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((d: unknown) => Number.isInteger(d) && (d as number) >= 0)) {
+    if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((d: unknown) => Number.isSafeInteger(d) && (d as number) >= 0)) {
       throw bad(`tensor ${key}: invalid data_offsets`);
     }
     const [s, e] = offs as [number, number];
     const count = shape.reduce((a: number, b: number) => a * b, 1);
-    if (e < s || e - s !== count * DTYPE_BYTES[dtype]) {
+    if (!Number.isSafeInteger(count) || e < s || e - s !== count * DTYPE_BYTES[dtype]) {
       throw bad(`tensor ${key}: data_offsets [${s}, ${e}] do not match shape [${shape.join(', ')}] of ${dtype}`);
     }
     if (e > dataLen) throw bad(`truncated: tensor ${key} ends at byte ${e} but only ${dataLen} data bytes are present`);
-    ranges.push([s, e, key]);
+    entries.push({ key, dtype, shape: shape as number[], s, e, count });
+  }
+  const ranges = entries.filter((t) => t.e > t.s).sort((a, b) => a.s - b.s);
+  for (let i = 1; i < ranges.length; i++) {
+    if (ranges[i].s < ranges[i - 1].e) throw bad(`tensors ${ranges[i - 1].key} and ${ranges[i].key} overlap`);
+  }
+  const tensors = new Map<string, NamedTensor>();
+  for (const { key, dtype, shape, s, e, count } of entries) {
     const bytes = buf.subarray(dataStart + s, dataStart + e);
     const out = new Float32Array(count);
     const tv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -123,26 +136,13 @@ export function parseSafetensors(buf: Uint8Array, name: string): SafetensorsFile
         case 'U8': out[i] = tv.getUint8(i); break;
       }
     }
-    tensors.set(key, { shape: shape as number[], data: out, dtype });
-  }
-  ranges.sort((a, b) => a[0] - b[0]);
-  for (let i = 1; i < ranges.length; i++) {
-    if (ranges[i][0] < ranges[i - 1][1]) throw bad(`tensors ${ranges[i - 1][2]} and ${ranges[i][2]} overlap`);
+    tensors.set(key, { shape, data: out, dtype });
   }
   return { tensors, metadata };
 }
 
-export function readSafetensors(path: string): SafetensorsFile {
-  let buf: Buffer;
-  try {
-    const st = statSync(path);
-    if (!st.isFile()) throw new UsageError(`${path}: not a regular file`);
-    buf = readFileSync(path);
-  } catch (e) {
-    if (e instanceof UsageError) throw e;
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new UsageError(`cannot read ${path}: ${code === 'ENOENT' ? 'no such file' : code ?? (e as Error).message}`);
-  }
+export function readSafetensors(path: string, what = 'safetensors file'): SafetensorsFile {
+  const buf = readInputFile(path, what, { maxBytes: INPUT_LIMITS.safetensors, missing: (p) => `cannot read ${p}: no such file` });
   return parseSafetensors(buf, path);
 }
 

@@ -10,6 +10,7 @@
  * scalars beside the tensors are kept as metadata.
  */
 import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { checkInputFile, INPUT_LIMITS } from './files.js';
 import { UsageError } from '../errors.js';
 import { PyDict, PyGlobal, PyTuple, unpickle, type PickleLimits, type PicklePolicy, type PyValue } from './pickle.js';
 import { halfToFloat, readSafetensors, type DType, type NamedTensor } from './safetensors.js';
@@ -266,6 +267,8 @@ export interface PyTorchWeights {
 
 /** Reads PyTorch weights, detecting the format from the file's first bytes (zip or legacy pickle: torch.save). */
 export async function readPyTorchWeights(path: string, limits: Partial<TorchLimits> = {}): Promise<PyTorchWeights> {
+  // a FIFO or device must be refused before the open below (opening a FIFO blocks until a writer comes)
+  checkInputFile(path, 'PyTorch weights', { maxBytes: INPUT_LIMITS.safetensors, missing: (p) => `cannot read ${p}: no such file` });
   let head: Buffer;
   try {
     const fd = openSync(path, 'r');

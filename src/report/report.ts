@@ -3,12 +3,13 @@
  * self-contained page: inline CSS, inline SVG charts, base64 PNG images, no scripts, no external
  * requests) and DIR/report.md (same tables, charts as PNG files next to it).
  */
-import { readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import sharp from 'sharp';
 import type { EvalResults, ModelResult } from '../eval/results.js';
 import { humanNumber } from '../format.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { writeFilesAtomic } from '../io/atomic.js';
+import { readInputFile } from '../io/files.js';
+import { UsageError } from '../errors.js';
 import { VERSION } from '../version.js';
 import {
   accInterval, cleanVerdict, epsSymbol, fmtEps, groupAttacks, groupVerdict, methodLabel, pct, pctCi, pointAt, successInterval, unionEps,
@@ -114,22 +115,16 @@ export async function renderReport(results: EvalResults, opts: Omit<ReportOption
   return { title, html: renderHtml(title, b.blocks), markdown: renderMarkdown(title, b.blocks), pngs };
 }
 
-/** Writes DIR/index.html, DIR/report.md and the PNGs report.md references, each atomically. */
+/**
+ * Writes DIR/index.html, DIR/report.md and the PNGs report.md references, all or nothing: every
+ * file is staged (written and fsynced) first and renamed into place only when all are complete,
+ * index.html last, so a full disk leaves no partial report (see writeFilesAtomic).
+ */
 export async function writeReport(results: EvalResults, opts: ReportOptions): Promise<ReportOutput> {
   const rendered = await renderReport(results, opts);
   const outDir = resolve(opts.outDir);
-  const files: string[] = [];
-  for (const [name, png] of rendered.pngs) {
-    const path = join(outDir, name);
-    writeFileAtomic(path, png);
-    files.push(path);
-  }
-  const reportMd = join(outDir, 'report.md');
-  writeFileAtomic(reportMd, rendered.markdown);
-  const indexHtml = join(outDir, 'index.html');
-  writeFileAtomic(indexHtml, rendered.html);
-  files.push(reportMd, indexHtml);
-  return { indexHtml, reportMd, files };
+  const files = writeFilesAtomic(outDir, [...rendered.pngs, ['report.md', rendered.markdown], ['index.html', rendered.html]]);
+  return { indexHtml: join(outDir, 'index.html'), reportMd: join(outDir, 'report.md'), files };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -404,13 +399,14 @@ async function dumpsSection(b: Builder, r: EvalResults, resultsPath: string | un
 async function loadDump(path: string, shown: string): Promise<{ png: Buffer | null; note?: string }> {
   let bytes: Buffer;
   try {
-    const st = statSync(path);
-    if (!st.isFile()) return { png: null, note: `Image dump skipped (not a file): ${shown}` };
-    if (st.size > MAX_DUMP_BYTES) return { png: null, note: `Image dump skipped (larger than ${MAX_DUMP_BYTES >> 20} MB): ${shown}` };
-    bytes = readFileSync(path);
+    // a FIFO or device named in the results file is skipped, never read (it could block or never end)
+    bytes = readInputFile(path, 'image dump', { maxBytes: MAX_DUMP_BYTES, missing: () => 'missing' });
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    return { png: null, note: code === 'ENOENT' ? `Image dump missing: ${shown}` : `Image dump unreadable (${code ?? 'error'}): ${shown}` };
+    const msg = e instanceof UsageError ? e.message : String(e);
+    if (msg === 'missing') return { png: null, note: `Image dump missing: ${shown}` };
+    if (/is a directory|is not a regular file/.test(msg)) return { png: null, note: `Image dump skipped (not a file): ${shown}` };
+    if (/limit$/.test(msg)) return { png: null, note: `Image dump skipped (larger than ${MAX_DUMP_BYTES >> 20} MB): ${shown}` };
+    return { png: null, note: `Image dump unreadable (${msg.split(': ').pop() ?? 'error'}): ${shown}` };
   }
   const PNG_MAGIC = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
   if (bytes.subarray(0, 8).equals(PNG_MAGIC)) return { png: bytes };

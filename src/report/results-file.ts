@@ -5,8 +5,9 @@
 import { UsageError } from '../errors.js';
 import { attackMethods, hasAttack } from '../attacks/index.js';
 import { readJsonFile } from '../io/json.js';
-import { RESULTS_FORMAT, type EvalResults } from '../eval/results.js';
+import { metricKey, RESULTS_FORMAT, type EvalResults } from '../eval/results.js';
 import { decodeOutcomes, MAX_OUTCOMES } from '../eval/stats.js';
+import { INPUT_LIMITS } from '../io/files.js';
 
 type Json = unknown;
 
@@ -74,19 +75,37 @@ class Checker {
     }
   }
 
-  /** Square matrix of non-negative counts, `n` x `n`. */
-  confusion(v: Json, path: string, n: number): void {
+  /** Square matrix of non-negative integer counts, `n` x `n`; returns its trace and total. */
+  confusion(v: Json, path: string, n: number): { trace: number; total: number } {
     const rows = this.arr(v, path);
     if (rows.length !== n) this.fail(path, `must have ${n} rows (one per class), got ${rows.length}`);
+    let trace = 0;
+    let total = 0;
     rows.forEach((row, i) => {
       const cells = this.arr(row, `${path}[${i}]`);
       if (cells.length !== n) this.fail(`${path}[${i}]`, `must have ${n} columns, got ${cells.length}`);
-      cells.forEach((c, j) => this.num(c, `${path}[${i}][${j}]`, [0, Number.MAX_SAFE_INTEGER]));
+      cells.forEach((c, j) => {
+        const x = this.num(c, `${path}[${i}][${j}]`, [0, Number.MAX_SAFE_INTEGER]);
+        if (!Number.isInteger(x)) this.fail(`${path}[${i}][${j}]`, `must be a whole count, got ${x}`);
+        total += x;
+        if (i === j) trace += x;
+      });
     });
+    return { trace, total };
+  }
+
+  /** An accuracy must be what its confusion matrix says (trace / total), over `examples` examples. */
+  agrees(accuracy: number, m: { trace: number; total: number }, examples: number, path: string): void {
+    if (examples > 0 && m.total !== examples) this.fail(`${path}.confusion`, `counts ${m.total} examples, provenance.examples says ${examples}`);
+    if (m.total > 0 && Math.abs(accuracy - m.trace / m.total) > TOLERANCE) {
+      this.fail(`${path}.accuracy`, `is ${accuracy} but its confusion matrix gives ${m.trace}/${m.total} = ${m.trace / m.total}`);
+    }
   }
 }
 
 const UNIT: [number, number] = [0, 1];
+/** Values that must agree (metrics map vs. the points, accuracy vs. confusion) may differ by this much. */
+const TOLERANCE = 1e-9;
 
 /** Checks that `data` is a results object this version understands; returns it typed. */
 export function validateResults(data: unknown, source = 'results'): EvalResults {
@@ -108,6 +127,7 @@ export function validateResults(data: unknown, source = 'results'): EvalResults 
   for (const k of ['command', 'backend', 'dataset', 'testSubset', 'node', 'platform'] as const) c.str(p[k], `provenance.${k}`);
   c.num(p.seed, 'provenance.seed');
   const examples = c.num(p.examples, 'provenance.examples', [0, Number.MAX_SAFE_INTEGER]);
+  if (!Number.isInteger(examples)) c.fail('provenance.examples', `must be a whole number, got ${examples}`);
   c.num(p.durationSeconds, 'provenance.durationSeconds', [0, Number.MAX_VALUE]);
   if (p.attackSeconds !== undefined) {
     c.arr(p.attackSeconds, 'provenance.attackSeconds').forEach((tv, ti) => {
@@ -137,9 +157,16 @@ export function validateResults(data: unknown, source = 'results'): EvalResults 
     classNames.forEach((n, i) => c.str(n, `${at}.classNames[${i}]`));
     const k = classNames.length;
     const clean = c.obj(m.clean, `${at}.clean`);
-    c.num(clean.accuracy, `${at}.clean.accuracy`, UNIT);
+    const cleanAcc = c.num(clean.accuracy, `${at}.clean.accuracy`, UNIT);
     c.counted(clean, `${at}.clean`, examples);
-    c.confusion(clean.confusion, `${at}.clean.confusion`, k);
+    c.agrees(cleanAcc, c.confusion(clean.confusion, `${at}.clean.confusion`, k), examples, `${at}.clean`);
+    // what every entry of the flat metrics map must equal: recomputed from the structured results
+    const expected = new Map<string, number[]>();
+    const expect = (key: string, v: number): void => {
+      expected.set(key, [...(expected.get(key) ?? []), v]);
+    };
+    expect('clean', cleanAcc);
+    const pointsAt = new Map<number, number[]>();
 
     c.arr(m.attacks, `${at}.attacks`).forEach((av, ai) => {
       const aat = `${at}.attacks[${ai}]`;
@@ -147,17 +174,24 @@ export function validateResults(data: unknown, source = 'results'): EvalResults 
       c.str(a.name, `${aat}.name`);
       if (typeof a.method !== 'string' || !hasAttack(a.method)) c.fail(`${aat}.method`, `must be one of ${attackMethods().join(', ')}`);
       if (a.mode !== null && a.mode !== 'first' && a.mode !== 'e2e') c.fail(`${aat}.mode`, 'must be "first", "e2e" or null');
-      c.bool(a.targeted, `${aat}.targeted`);
-      c.obj(a.settings, `${aat}.settings`);
+      const targeted = c.bool(a.targeted, `${aat}.targeted`);
+      const settings = c.obj(a.settings, `${aat}.settings`);
+      const mode = a.mode as 'first' | 'e2e' | null;
       c.arr(a.points, `${aat}.points`).forEach((pv, pi) => {
         const pat = `${aat}.points[${pi}]`;
         const pt = c.obj(pv, pat);
-        c.num(pt.eps, `${pat}.eps`, [0, Number.MAX_VALUE]);
-        c.num(pt.accuracy, `${pat}.accuracy`, UNIT);
+        const eps = c.num(pt.eps, `${pat}.eps`, [0, Number.MAX_VALUE]);
+        const acc = c.num(pt.accuracy, `${pat}.accuracy`, UNIT);
+        if (pt.successRate !== undefined && pt.successRate !== null) {
+          if (!targeted) c.fail(`${pat}.successRate`, 'is only meaningful for a targeted attack');
+          expect(metricKey(a.name as string, eps, mode, 'success'), c.num(pt.successRate, `${pat}.successRate`, UNIT));
+        }
         c.counted(pt, pat, examples);
-        if (pt.successRate !== undefined && pt.successRate !== null) c.num(pt.successRate, `${pat}.successRate`, UNIT);
         if (pt.successCi !== undefined && pt.successCi !== null) c.interval(pt.successCi, `${pat}.successCi`, pt.successRate as number);
-        if (pt.confusion !== undefined && pt.confusion !== null) c.confusion(pt.confusion, `${pat}.confusion`, k);
+        if (pt.confusion !== undefined && pt.confusion !== null) c.agrees(acc, c.confusion(pt.confusion, `${pat}.confusion`, k), examples, pat);
+        expect(metricKey(a.name as string, eps, mode), acc);
+        // as evaluate: every attack with a norm ball (settings.norm) counts for the worst case, noise does not
+        if (typeof settings.norm === 'string') pointsAt.set(eps, [...(pointsAt.get(eps) ?? []), acc]);
         if (pt.stages !== undefined) {
           let prev = 1;
           c.arr(pt.stages, `${pat}.stages`).forEach((sv, si) => {
@@ -173,15 +207,32 @@ export function validateResults(data: unknown, source = 'results'): EvalResults 
 
     c.arr(m.worstCase, `${at}.worstCase`).forEach((wv, wi) => {
       const w = c.obj(wv, `${at}.worstCase[${wi}]`);
-      c.num(w.eps, `${at}.worstCase[${wi}].eps`, [0, Number.MAX_VALUE]);
-      c.num(w.accuracy, `${at}.worstCase[${wi}].accuracy`, UNIT);
+      const eps = c.num(w.eps, `${at}.worstCase[${wi}].eps`, [0, Number.MAX_VALUE]);
+      const acc = c.num(w.accuracy, `${at}.worstCase[${wi}].accuracy`, UNIT);
       c.counted(w, `${at}.worstCase[${wi}]`, examples);
+      // per-example worst case over the clean pass and every gradient attack at eps: never above any of them
+      const bound = Math.min(cleanAcc, ...(pointsAt.get(eps) ?? []));
+      if (acc > bound + TOLERANCE) c.fail(`${at}.worstCase[${wi}].accuracy`, `is ${acc}, above the ${bound} of an attack (or clean) it is the worst case of`);
+      expect(`worst@${eps}`, acc);
     });
 
+    // the flat map a gate reads must be exactly what the structured results say: no extra keys, no other values
     const metrics = c.obj(m.metrics, `${at}.metrics`);
     for (const [key, v] of Object.entries(metrics)) {
-      if (key === 'warnings') c.num(v, `${at}.metrics.warnings`, [0, 1e6]);
-      else c.num(v, `${at}.metrics[${JSON.stringify(key)}]`);
+      const path = `${at}.metrics[${JSON.stringify(key)}]`;
+      if (key === 'warnings') {
+        // the number of warning-level trust checks of this model (see checks below)
+        const w = c.num(v, `${at}.metrics.warnings`, [0, 1e6]);
+        if (!Number.isInteger(w)) c.fail(`${at}.metrics.warnings`, `must be a whole number, got ${w}`);
+        if (Array.isArray(root.checks)) {
+          const count = root.checks.filter((ch) => (ch as Record<string, Json>)?.model === name && (ch as Record<string, Json>)?.severity === 'warning').length;
+          if (w !== count) c.fail(`${at}.metrics.warnings`, `is ${w} but checks lists ${count} warning(s) for ${name}`);
+        }
+        continue;
+      }
+      const value = c.num(v, path, UNIT);
+      const want = expected.get(key) ?? c.fail(path, 'does not correspond to any result in the file (metrics are derived from clean, attacks and worstCase)');
+      if (!want.some((x) => Math.abs(x - value) <= TOLERANCE)) c.fail(path, `is ${value} but the results it summarises say ${want[0]}`);
     }
 
     if (m.recipe !== undefined && m.recipe !== null) c.str(m.recipe, `${at}.recipe`);
@@ -207,5 +258,5 @@ export function validateResults(data: unknown, source = 'results'): EvalResults 
 
 /** Reads, parses and validates a results file; any problem is a one-line UsageError (exit 2). */
 export function readResultsFile(path: string): EvalResults {
-  return validateResults(readJsonFile(path, 'results file'), path);
+  return validateResults(readJsonFile(path, 'results file', INPUT_LIMITS.results), path);
 }

@@ -1,7 +1,7 @@
 /** Training-log CSVs (`epoch,batch,step,loss,accuracy,lr`, one row per batch) for the report's loss curves. */
-import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { UsageError } from '../errors.js';
+import { INPUT_LIMITS, readInputFile } from '../io/files.js';
 
 export const TRAINLOG_COLUMNS = ['epoch', 'batch', 'step', 'loss', 'accuracy', 'lr'] as const;
 
@@ -54,13 +54,7 @@ export function parseTrainingLog(text: string, source: string): TrainingLog {
 }
 
 export function readTrainingLog(path: string): TrainingLog {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new UsageError(code === 'ENOENT' ? `training log not found: ${path}` : `cannot read training log ${path}: ${code ?? (e as Error).message}`);
-  }
+  const text = readInputFile(path, 'training log', { maxBytes: INPUT_LIMITS.csv }).toString('utf8');
   return parseTrainingLog(text, path);
 }
 

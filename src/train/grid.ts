@@ -2,11 +2,12 @@
  * runGrid: one CNN-F per (res_param, cycles) pair, each trained by trainModel into OUT/r<R>_c<C>,
  * collected into grid.json and grid.csv (clean and Gaussian-noisy test accuracy of the last epoch).
  */
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { existsSync, readdirSync } from 'node:fs';
 import { loadDataset, type Dataset } from '../data/index.js';
 import { UsageError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { checkOutputDir } from '../io/files.js';
 import { trainModel, validateTrainOptions, type RunControl, type TrainHooks, type TrainOptions } from './train.js';
 
 export interface GridCell {
@@ -55,7 +56,7 @@ export function checkGrid(base: TrainOptions, grid: { cycles: number[]; resParam
   }
   for (const r of grid.resParams) validateTrainOptions({ ...base, model: 'cnnf', cycles: grid.cycles[0], resParam: r });
   validateTrainOptions({ ...base, model: 'cnnf', cycles: Math.max(...grid.cycles) });
-  const out = resolve(ctl.out);
+  const out = checkOutputDir(ctl.out, '--out');
   if (existsSync(out) && readdirSync(out).length > 0 && !ctl.force) {
     throw new UsageError(`--out ${out} exists and is not empty (add --force to overwrite)`);
   }

@@ -4,7 +4,7 @@
  * the loss curve and a summary. Resuming from the state reproduces an uninterrupted run bit for bit.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { activeBackend } from '../backend/index.js';
 import {
@@ -19,6 +19,7 @@ import {
 } from '../data/index.js';
 import { UsageError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { checkOutputDir, INPUT_LIMITS, readInputFile } from '../io/files.js';
 import { saveCheckpoint } from '../io/checkpoint.js';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { getArch, makeConfig, paramSpecs, type ArchName, type ModelConfig } from '../models/arch.js';
@@ -28,7 +29,7 @@ import { WorkerPool } from '../parallel/pool.js';
 import type { BatchOutcome } from '../eval/batch.js';
 import { lossChartSpec, renderVegaLite, svgToPng } from '../report/charts.js';
 import { defaultWindow, movingAverage, parseTrainingLog, TRAINLOG_COLUMNS, type TrainLogRow } from '../report/trainlog.js';
-import { learningRate, SGD, type Schedule, type ScheduleName } from './optimizer.js';
+import { learningRate, SCHEDULE_NAMES, SGD, type Schedule, type ScheduleName } from './optimizer.js';
 import { formatPerturbation, Perturber, type Perturbation } from './perturb.js';
 
 export type ModelKind = 'cnn' | 'cnnf';
@@ -319,20 +320,134 @@ export function readTrainState(dir: string): { state: TrainState; weights: Map<s
   if (!existsSync(path)) throw new UsageError(`cannot resume: ${dir} has no state.safetensors (no completed epoch)`);
   const file = readSafetensors(path);
   if (file.metadata.format !== STATE_FORMAT || !file.metadata.state) throw new UsageError(`${path}: not a cnnf training state`);
-  let state: TrainState;
+  let raw: unknown;
   try {
-    state = JSON.parse(file.metadata.state) as TrainState;
+    raw = JSON.parse(file.metadata.state);
   } catch {
     throw new UsageError(`${path}: training state metadata is not valid JSON`);
   }
+  const state = validateTrainState(raw, path);
+  const specs = new Map(paramSpecs(state.config).map((p) => [p.name, p.shape.reduce((a, b) => a * b, 1)]));
   const weights = new Map<string, Float32Array>();
   const momentum = new Map<string, Float32Array>();
   for (const [k, t] of file.tensors) {
     if (t.dtype !== 'F32') throw new UsageError(`${path}: tensor ${k} is ${t.dtype}, expected F32`);
-    if (k.startsWith('param/')) weights.set(k.slice(6), t.data);
-    else if (k.startsWith('momentum/')) momentum.set(k.slice(9), t.data);
+    const name = k.startsWith('param/') ? k.slice(6) : k.startsWith('momentum/') ? k.slice(9) : null;
+    if (name === null) throw new UsageError(`${path}: unexpected tensor ${k} in a training state`);
+    const size = specs.get(name);
+    if (size === undefined) throw new UsageError(`${path}: tensor ${k} is not a parameter of the saved model`);
+    if (t.data.length !== size) throw new UsageError(`${path}: tensor ${k} has ${t.data.length} values, the saved model's ${name} has ${size}`);
+    for (const v of t.data) if (!Number.isFinite(v)) throw new UsageError(`${path}: tensor ${k} contains NaN or infinity`);
+    (k.startsWith('param/') ? weights : momentum).set(name, t.data);
   }
   return { state, weights, momentum };
+}
+
+/**
+ * Validates every field of a saved training state (a tampered state must not train "epoch -4/4"):
+ * options as the command line would, the model configuration, the position (completed epochs, step,
+ * rng) and its consistency with the history, best epoch and dataset. One-line UsageError naming `path`.
+ */
+export function validateTrainState(raw: unknown, path: string): TrainState {
+  const fail = (field: string, what: string): never => {
+    throw new UsageError(`${path}: training state ${field} ${what}`);
+  };
+  const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  const int = (v: unknown, field: string, lo: number, hi: number): number => {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) fail(field, `must be an integer in ${lo}..${hi}, got ${JSON.stringify(v)}`);
+    return v as number;
+  };
+  const real = (v: unknown, field: string, lo: number, hi: number): number => {
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < lo || v > hi) fail(field, `must be a number in [${lo}, ${hi}], got ${JSON.stringify(v)}`);
+    return v as number;
+  };
+  if (!isObj(raw)) return fail('', 'is not a JSON object');
+  if (raw.format !== STATE_FORMAT) fail('format', `must be ${JSON.stringify(STATE_FORMAT)}, got ${JSON.stringify(raw.format)}`);
+  const o = raw.options;
+  if (!isObj(o)) return fail('options', 'must be an object');
+  if (!isObj(o.dataset)) fail('options.dataset', 'must be an object');
+  for (const [k, t] of [['epochs', 'number'], ['batchSize', 'number'], ['lr', 'number'], ['momentum', 'number'], ['weightDecay', 'number'],
+    ['power', 'number'], ['cleanWeight', 'number'], ['reconWeight', 'number'], ['seed', 'number'], ['schedule', 'string'], ['arch', 'string'], ['model', 'string']] as const) {
+    if (typeof o[k] !== t) fail(`options.${k}`, `must be a ${t}, got ${JSON.stringify(o[k])}`);
+  }
+  const opts = o as unknown as TrainOptions;
+  int(opts.epochs, 'options.epochs', 1, 1_000_000);
+  int(opts.batchSize, 'options.batchSize', 1, 65_536);
+  int(opts.seed, 'options.seed', 0, 2 ** 32 - 1);
+  if (opts.microBatch !== undefined) int(opts.microBatch, 'options.microBatch', 1, 65_536);
+  if (opts.clip !== null && typeof opts.clip !== 'number') fail('options.clip', 'must be a number or null');
+  if (!(SCHEDULE_NAMES as readonly string[]).includes(opts.schedule)) fail('options.schedule', `must be one of ${SCHEDULE_NAMES.join(', ')}`);
+  if (opts.fc !== undefined && (!Array.isArray(opts.fc) || opts.fc.length > 16)) fail('options.fc', 'must be a short array of widths');
+  const p = opts.perturb as unknown;
+  if (p !== null) {
+    if (!isObj(p)) return fail('options.perturb', 'must be null or an object');
+    if (p.kind === 'gaussian') real(p.sigma, 'options.perturb.sigma', 0, 1e6);
+    else if (p.kind === 'fgsm') real(p.eps, 'options.perturb.eps', 0, 1e6);
+    else if (p.kind === 'pgd') {
+      real(p.eps, 'options.perturb.eps', 0, 1e6);
+      real(p.step, 'options.perturb.step', 0, 1e6);
+      int(p.iters, 'options.perturb.iters', 1, 10_000);
+    } else fail('options.perturb.kind', `must be gaussian, fgsm or pgd, got ${JSON.stringify(p.kind)}`);
+  }
+  try {
+    validateTrainOptions(opts);
+  } catch (e) {
+    if (e instanceof UsageError) fail('options', `are invalid: ${e.message}`);
+    throw e;
+  }
+  const c = raw.config;
+  if (!isObj(c)) return fail('config', 'must be an object');
+  let config: ModelConfig;
+  try {
+    config = makeConfig(c as unknown as ModelConfig);
+  } catch (e) {
+    if (e instanceof UsageError) return fail('config', `is invalid: ${e.message}`);
+    throw e;
+  }
+  if (JSON.stringify(config) !== JSON.stringify(c)) fail('config', `is not a canonical model configuration: ${JSON.stringify(c).slice(0, 120)}`);
+  const d = raw.dataset;
+  if (!isObj(d)) return fail('dataset', 'must be an object');
+  if (typeof d.name !== 'string') fail('dataset.name', 'must be a string');
+  const numClasses = int(d.numClasses, 'dataset.numClasses', 2, 256);
+  if (numClasses !== config.numClasses) fail('dataset.numClasses', `is ${numClasses} but the model has ${config.numClasses} classes`);
+  if (!Array.isArray(d.classNames) || d.classNames.length !== numClasses || !d.classNames.every((n) => typeof n === 'string')) {
+    fail('dataset.classNames', `must be ${numClasses} strings`);
+  }
+  const trainCount = int(d.trainCount, 'dataset.trainCount', 1, 100_000_000);
+  int(d.testCount, 'dataset.testCount', 0, 100_000_000);
+  const done = int(raw.completedEpochs, 'completedEpochs', 1, opts.epochs);
+  const perEpoch = Math.ceil(trainCount / opts.batchSize);
+  if (raw.step !== done * perEpoch) {
+    fail('step', `must be ${done * perEpoch} (${done} epoch(s) x ${perEpoch} batches of ${opts.batchSize} from ${trainCount} images), got ${JSON.stringify(raw.step)}`);
+  }
+  real(raw.wallSeconds, 'wallSeconds', 0, 1e12);
+  const history = raw.history;
+  if (!Array.isArray(history) || history.length !== done) fail('history', `must list ${done} epoch(s)`);
+  (history as unknown[]).forEach((h, i) => {
+    const at = `history[${i}]`;
+    if (!isObj(h)) return fail(at, 'must be an object');
+    if (h.epoch !== i + 1) fail(`${at}.epoch`, `must be ${i + 1}, got ${JSON.stringify(h.epoch)}`);
+    if (h.step !== (i + 1) * perEpoch) fail(`${at}.step`, `must be ${(i + 1) * perEpoch}, got ${JSON.stringify(h.step)}`);
+    for (const k of ['trainAccuracy', 'testAccuracy', 'testAccuracyFirst', 'noisyAccuracy', 'noisyAccuracyFirst'] as const) real(h[k], `${at}.${k}`, 0, 1);
+    for (const k of ['trainLoss', 'lr'] as const) real(h[k], `${at}.${k}`, 0, Number.MAX_VALUE);
+    // timings are informational (JSON turns an infinite rate into null)
+    for (const k of ['trainSeconds', 'evalSeconds', 'imagesPerSec'] as const) if (h[k] !== null) real(h[k], `${at}.${k}`, 0, Number.MAX_VALUE);
+    if (typeof h.best !== 'boolean') fail(`${at}.best`, 'must be true or false');
+    return undefined;
+  });
+  const best = raw.best;
+  if (best !== null) {
+    if (!isObj(best)) return fail('best', 'must be null or an object');
+    const e = int(best.epoch, 'best.epoch', 1, done);
+    const a = real(best.accuracy, 'best.accuracy', 0, 1);
+    if ((history as EpochMetrics[])[e - 1]!.testAccuracy !== a) fail('best.accuracy', `is ${a} but epoch ${e} tested ${(history as EpochMetrics[])[e - 1]!.testAccuracy}`);
+  }
+  const rng = raw.rng;
+  if (!isObj(rng)) return fail('rng', 'must be an object');
+  if (typeof rng.scheme !== 'string') fail('rng.scheme', 'must be a string');
+  if (rng.seed !== opts.seed) fail('rng.seed', `must equal options.seed ${opts.seed}, got ${JSON.stringify(rng.seed)}`);
+  if (rng.nextEpoch !== done + 1) fail('rng.nextEpoch', `must be ${done + 1}, got ${JSON.stringify(rng.nextEpoch)}`);
+  return raw as unknown as TrainState;
 }
 
 function csvOf(rows: TrainLogRow[]): string {
@@ -356,6 +471,8 @@ const RESUME_KEYS: (keyof TrainOptions)[] = [
 
 /** OUT must be empty or absent (unless force), and exist when resuming. */
 export function checkOut(out: string, ctl: Pick<RunControl, 'resume' | 'force'>): void {
+  // exists as a directory (or can be created) and files can be created in it: checked before any work
+  if (!ctl.resume || existsSync(out)) checkOutputDir(out, '--out');
   if (existsSync(out)) {
     if (!statSync(out).isDirectory()) throw new UsageError(`--out ${out} exists and is not a directory`);
     if (ctl.resume) return;
@@ -456,7 +573,7 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
     const logPath = join(out, 'train-log.csv');
     if (existsSync(logPath)) {
       try {
-        rows = parseTrainingLog(readFileSync(logPath, 'utf8'), logPath).rows.filter((r) => r.epoch <= st.completedEpochs);
+        rows = parseTrainingLog(readInputFile(logPath, 'training log', { maxBytes: INPUT_LIMITS.csv }).toString('utf8'), logPath).rows.filter((r) => r.epoch <= st.completedEpochs);
       } catch {
         rows = [];
       }

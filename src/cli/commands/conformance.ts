@@ -4,6 +4,7 @@ import { CONFORMANCE_TOLERANCE, runConformance, type ConformanceReport } from '.
 import { addBackendOption, initBackend } from '../common.js';
 import { parseNumber } from '../options.js';
 import { makeTable } from '../table.js';
+import { checkInputFile, INPUT_LIMITS } from '../../io/files.js';
 
 export function register(program: Command): void {
   const cmd = program
@@ -14,6 +15,8 @@ export function register(program: Command): void {
     .option('--tolerance <rel>', 'maximum relative error (max |diff| / max |reference|)', String(CONFORMANCE_TOLERANCE));
   addBackendOption(cmd).action(async (fixtures: string[], opts: { json?: boolean; tolerance: string; backend: string }) => {
     const tolerance = parseNumber('--tolerance', opts.tolerance, { min: 0 });
+    // bad fixture paths (missing, FIFOs, devices) fail before the backend starts: one stderr line
+    for (const f of fixtures) checkInputFile(f, 'fixture', { maxBytes: INPUT_LIMITS.safetensors, missing: (p) => `cannot read ${p}: no such file` });
     const backend = await initBackend(opts);
     const reports: ConformanceReport[] = fixtures.map((f) => runConformance(f, tolerance));
     if (opts.json) {

@@ -10,6 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { UsageError } from '../../errors.js';
+import { checkOutputDir } from '../../io/files.js';
 import { addBackendOption, addSeedOption, addWorkersOption } from '../common.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -38,7 +39,7 @@ export function register(program: Command): void {
     for (const m of models) if (m.trim() === '' || !existsSync(m)) throw new UsageError(`model not found: ${m}`);
     const names = custom ? undefined : DEMO_MODELS.map(([, name]) => name);
     const { runDemo } = await import('../run.js');
-    const report = await runDemo({ models, names, suite: flags.suite, testSubset: flags.testSubset, out: resolve(flags.out), seed: flags.seed, backend: flags.backend, workers: flags.workers });
+    const report = await runDemo({ models, names, suite: flags.suite, testSubset: flags.testSubset, out: checkOutputDir(flags.out, '--out'), seed: flags.seed, backend: flags.backend, workers: flags.workers });
     process.stdout.write(`\nreport: ${report}\n`);
   });
 }

@@ -22,6 +22,7 @@ export function register(program: Command): void {
       const requirements = texts.map((t) => parseRequirement(t));
       if (opts.model !== undefined && opts.model.trim() === '') throw new UsageError('--model must not be empty');
       if (opts.junit !== undefined && opts.junit.trim() === '') throw new UsageError('--junit must not be empty');
+      if (opts.junit !== undefined) (await import('../../io/files.js')).checkOutputFile(opts.junit, '--junit');
 
       const { readResultsFile } = await import('../../report/results-file.js');
       const results = readResultsFile(resultsPath);

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { UsageError } from '../../errors.js';
 import { saveArrays } from '../../io/checkpoint.js';
+import { checkOutputFile } from '../../io/files.js';
 import { fromPyTorch, inferPyTorchWidths } from '../../io/pytorch.js';
 import { readPyTorchWeights } from '../../io/torch.js';
 import { getArch, makeConfig, paramSpecs } from '../../models/arch.js';
@@ -38,6 +39,7 @@ export function register(program: Command): void {
     .requiredOption('-o, --out <file>', 'output checkpoint (.safetensors)')
     .action(async (input: string, f: ImportFlags) => {
       parseChoice('--from', f.from, ['pytorch'] as const);
+      checkOutputFile(f.out, '-o'); // before reading anything
       const readout = parseChoice('--readout', f.readout, ['last', 'average'] as const);
       const cycles = parseInteger('--cycles', f.cycles ?? '0', 0, 100);
       const ind = f.ind !== undefined ? parseInteger('--ind', f.ind, 0, 2) : cycles > 0 ? 2 : 0;

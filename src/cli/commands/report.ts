@@ -12,6 +12,8 @@ export function register(program: Command): void {
     .option('--title <title>', 'report title')
     .action(async (resultsPath: string, trainlogs: string[], opts: { out: string; title?: string }) => {
       if (opts.out.trim() === '') throw new UsageError('--out must not be empty');
+      const { checkOutputDir } = await import('../../io/files.js');
+      checkOutputDir(opts.out, '--out'); // before any work
       // heavy modules (vega, sharp) load only when this command runs
       const { readResultsFile } = await import('../../report/results-file.js');
       const { readTrainingLog } = await import('../../report/trainlog.js');
