@@ -99,7 +99,7 @@ describe('evaluate()', () => {
     expect(Object.keys(cnnf.metrics).sort()).toEqual([
       'clean', 'fgsm@0.1:e2e', 'fgsm@0.1:first', 'fgsm@0.2:e2e', 'fgsm@0.2:first', 'gaussian@0.2',
       'pgd3-targeted@0.2:first', 'pgd3-targeted@0.2:first:success', 'pgd3@0.1:e2e', 'pgd3@0.1:first', 'pgd3@0.2:e2e', 'pgd3@0.2:first',
-      'worst@0.1', 'worst@0.2',
+      'warnings', 'worst@0.1', 'worst@0.2',
     ]);
     for (const m of r.models) {
       for (const w of m.worstCase) {
