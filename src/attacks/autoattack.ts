@@ -12,7 +12,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { UsageError } from '../errors.js';
 import { APGD } from './apgd.js';
-import { checkEps, predictLogits, type Attack, type AttackKind, type GradientMode, type Norm, type Victim, attackContext, type AttackSeed } from './base.js';
+import { misclassified, checkEps, type Attack, type AttackKind, type GradientMode, type Norm, type Victim, attackContext, type AttackSeed } from './base.js';
 import type { AttackDescriptor } from './registry.js';
 import { SquareAttack } from './square.js';
 
@@ -49,12 +49,6 @@ export function isStaged(a: Attack): a is StagedAttack {
   return typeof (a as Partial<StagedAttack>).runStaged === 'function';
 }
 
-function misclassified(v: Victim, x: tf.Tensor4D, labels: Int32Array): Uint8Array {
-  const pred = tf.tidy(() => tf.argMax(predictLogits(v, x), 1));
-  const p = pred.dataSync();
-  pred.dispose();
-  return Uint8Array.from(p, (c, i) => (c !== labels[i] ? 1 : 0));
-}
 
 interface PlanStep { label: string; stage: AutoAttackStage; mode: GradientMode }
 

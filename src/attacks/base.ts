@@ -36,6 +36,14 @@ export function predictLogits(v: Victim, x: tf.Tensor): tf.Tensor2D {
   return readoutOf(v.model.run(x, { cycles: v.cycles }), v.readout);
 }
 
+/** Per example 1 where the model's prediction (cycles + readout) differs from `labels`. */
+export function misclassified(v: Victim, x: tf.Tensor4D, labels: ArrayLike<number>): Uint8Array {
+  const pred = tf.tidy(() => tf.argMax(predictLogits(v, x), 1));
+  const p = pred.dataSync();
+  pred.dispose();
+  return Uint8Array.from(p, (c, i) => (c !== labels[i] ? 1 : 0));
+}
+
 export function clipToBox(x: tf.Tensor): tf.Tensor4D {
   return tf.clipByValue(x, INPUT_MIN, INPUT_MAX) as tf.Tensor4D;
 }

@@ -34,7 +34,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { mulberry32, type Rng } from '../data/rng.js';
 import { UsageError } from '../errors.js';
-import { checkEps, INPUT_MAX, INPUT_MIN, predictLogits, type Attack, type Victim, attackContext, type AttackSeed } from './base.js';
+import { misclassified, checkEps, INPUT_MAX, INPUT_MIN, predictLogits, type Attack, type Victim, attackContext, type AttackSeed } from './base.js';
 import type { AttackDescriptor } from './registry.js';
 
 export type SquareNorm = 'linf' | 'l2';
@@ -201,14 +201,6 @@ function margins(v: Victim, xs: Float32Array, count: number, shape: [number, num
     for (let j = 0; j < k; j++) if (j !== y && logits[e * k + j] > other) other = logits[e * k + j];
     out[e] = logits[e * k + y] - other;
   }
-  return out;
-}
-
-/** argmax(predictLogits) != label, per example. */
-function misclassified(v: Victim, x: tf.Tensor4D, labels: Int32Array): Uint8Array {
-  const pred = tf.tidy(() => tf.argMax(predictLogits(v, x), 1).dataSync());
-  const out = new Uint8Array(labels.length);
-  for (let i = 0; i < labels.length; i++) out[i] = pred[i] !== labels[i] ? 1 : 0;
   return out;
 }
 
