@@ -18,7 +18,8 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { validateResults } from '../report/results-file.js';
 import { attackMethods, flagName, getAttack, hasAttack, paramIndex, type TargetPolicy } from '../attacks/index.js';
 import type { Readout } from '../models/cnnf.js';
-import { defaultModelName, evaluate, type EvalData, type EvalProgress } from '../eval/evaluate.js';
+import { defaultModelName, evaluate, evaluateShard, type EvalData, type EvalProgress } from '../eval/evaluate.js';
+import { mergeShards, resolveShard } from '../eval/shard.js';
 import type { AttackMode, AttackPoint, EvalResults } from '../eval/results.js';
 import { loadSuite, parseSuite, type Suite } from '../eval/suite.js';
 import { attackFieldsFromFlags } from './attack-flags.js';
@@ -234,40 +235,71 @@ export async function runEvalCommand(flags: Flags): Promise<void> {
     names[idx] = label;
   }
 
+  const shardRaw = str(flags, 'shard');
+  const shardCount = str(flags, 'shardCount');
+  if (shardCount !== undefined && shardRaw === undefined) throw new UsageError('--shard-count only applies with --shard auto');
+  const shard = shardRaw !== undefined ? resolveShard(shardRaw, process.env, shardCount) : undefined;
+  if (shard && jsonPath === undefined) throw new UsageError('--shard needs --json FILE (the shard file `cnnf merge` reads)');
+  if (shard && dumpDir !== undefined) throw new UsageError('--dump is not available with --shard (dumps need every batch in one place); run it without --shard');
+  const stateDir = str(flags, 'state');
+  if (stateDir !== undefined && stateDir.trim() === '') throw new UsageError('--state must not be empty');
+
   datasetOptionsFromFlags(flags); // validate dataset flags before the slow work
   const files = readModels(modelPaths);
   const backend = await initBackend(flags as { backend?: string }, { quiet: true });
   const workers = resolveWorkers(str(flags, 'workers'), backend.name);
   const models = buildModels(files);
-  const results = await withWorkers(workers, backend.name, async (started) => {
+  const out = await withWorkers(workers, backend.name, async (started) => {
     const data = loadData(flags, suite.testSubset);
     backendNotice(backend); // after every input check: a bad input is exactly one stderr line
+    if (shard) process.stderr.write(`cnnf: shard ${shard.index}/${shard.count} (from ${shard.source})\n`);
     const pool = await started();
     const bar = evalProgress();
+    const opts = {
+      seed: run.seed,
+      batchSize: run.batchSize,
+      cycles: run.cycles,
+      readout: run.readout,
+      names,
+      onProgress: bar.update,
+      dumpDir,
+      dumpCount: run.dumpCount,
+      dumpBase: jsonPath !== undefined ? dirname(resolve(jsonPath)) : process.cwd(),
+      command: commandLine(),
+      pool,
+      stateDir,
+      onResume: (done: number, total: number) => process.stderr.write(`cnnf: resuming from ${stateDir}: ${done} of ${total} units already done\n`),
+    };
     try {
-      return await evaluate(models, data, suite, {
-        seed: run.seed,
-        batchSize: run.batchSize,
-        cycles: run.cycles,
-        readout: run.readout,
-        names,
-        onProgress: bar.update,
-        dumpDir,
-        dumpCount: run.dumpCount,
-        dumpBase: jsonPath !== undefined ? dirname(resolve(jsonPath)) : process.cwd(),
-        command: commandLine(),
-        pool,
-      });
+      return shard ? { shard: await evaluateShard(models, data, suite, opts, shard) } : { results: await evaluate(models, data, suite, opts) };
     } finally {
       bar.stop();
     }
   });
+  if (out.shard) {
+    writeFileAtomic(jsonPath!, `${JSON.stringify(out.shard)}\n`);
+    process.stderr.write(`cnnf: wrote shard ${shard!.index}/${shard!.count} (${out.shard.units.length} units) to ${jsonPath} (${out.shard.provenance.durationSeconds} s); merge all ${shard!.count} with \`cnnf merge\`\n`);
+    return;
+  }
+  const results = out.results!;
   validateResults(results, 'evaluation results');
   process.stdout.write(resultTables(results));
   if (jsonPath !== undefined) {
     writeFileAtomic(jsonPath, `${JSON.stringify(results, null, 2)}\n`);
     process.stderr.write(`cnnf: wrote ${jsonPath} (${results.provenance.durationSeconds} s)\n`);
   }
+}
+
+/** `cnnf merge SHARD... -o results.json`: the shards of one run -> its results (tables on stdout). */
+export function runMergeCommand(paths: string[], flags: Flags): void {
+  const outPath = str(flags, 'out');
+  if (outPath === undefined || outPath.trim() === '') throw new UsageError('give -o results.json');
+  checkOutputFile(outPath, '-o');
+  const { results, shards, units } = mergeShards(paths, commandLine());
+  validateResults(results, 'merged results');
+  if (!flags.quiet) process.stdout.write(resultTables(results));
+  writeFileAtomic(outPath, `${JSON.stringify(results, null, 2)}\n`);
+  process.stderr.write(`cnnf: merged ${shards} shards (${units} units) into ${outPath}\n`);
 }
 
 /** What `attack --dump` wrote: every epsilon gets its own set (DIR/epsE/ when there are several). */

@@ -4,6 +4,14 @@
  * or more checkpoints on one test split. Every random draw is derived from the seed, the attack, the
  * epsilon, the mode and the index of the batch's first example, so results do not depend on the
  * order batches run in (nor on which models are evaluated together).
+ *
+ * Four steps, so that one plan drives every way of running it:
+ *   plan        makePlan(): the run's identity and its work units (plan.ts)
+ *   run         runUnits(): units in this thread or a worker pool; optionally only one shard's,
+ *               skipping those a --state directory already holds, recording each as it finishes
+ *   accumulate  accumulate(): unit records -> per-model counts, per-example outcomes, dump images
+ *   assemble    assemble(): counts -> the results object (tables, metrics, checks, provenance)
+ * evaluate() does all four; evaluateShard() stops after `run` (shard files, merged by `cnnf merge`).
  */
 import { makeDirs } from '../io/files.js';
 import * as tf from '@tensorflow/tfjs-core';
@@ -15,13 +23,19 @@ import { IMAGE_PIXELS, type Split } from '../data/index.js';
 import { trainingRecipe, type LoadedCheckpoint } from '../io/checkpoint.js';
 import type { Readout } from '../models/cnnf.js';
 import { writeDump, type DumpExample } from '../io/images.js';
-import { metricKey, RESULTS_FORMAT, type AttackMode, type AttackResult, type EvalResults, type ModelResult } from './results.js';
+import { metricKey, RESULTS_FORMAT, type AttackResult, type EvalResults, type ModelResult } from './results.js';
 import { attackSettings, buildAttack, type Suite } from './suite.js';
-import { evalBatch, type BatchOutcome, type BatchTask, type Job } from './batch.js';
+import { evalBatch, type BatchOutcome, type BatchTask } from './batch.js';
 import { ALPHA, ciPair, INTERVAL_METHOD, measure, PAIRED_TEST } from './stats.js';
 import { WorkerPool } from '../parallel/pool.js';
 import { getAttack, isStaged } from '../attacks/index.js';
 import { probeChecks, resultChecks, type EvalCheck } from './checks.js';
+import {
+  planBatchCount, currentTool, dataHash, jobsFor, PLAN_FORMAT, planToJson, planUnits, runIdOf, unitsOfShard,
+  type EvalPlan, type PlanUnit, type ShardSpec,
+} from './plan.js';
+import { recordToJson, type UnitRecord } from './units.js';
+import { openState, type StateStore } from './state.js';
 
 export interface EvalData {
   /** Dataset name for provenance ("fashion-mnist"). */
@@ -75,6 +89,13 @@ export interface EvaluateOptions {
   /** Run the trust checks (default true); probe checks use the first `probeSize` examples (default 64). */
   checks?: boolean;
   probeSize?: number;
+  /**
+   * Resumable runs: every finished unit is recorded here (atomically); a run with the same plan
+   * skips the units the directory already holds. A directory of another run is refused.
+   */
+  stateDir?: string;
+  /** Called once when a state directory already holds `done` of the `total` units to run. */
+  onResume?: (done: number, total: number) => void;
 }
 
 interface PointAcc {
@@ -88,6 +109,22 @@ interface PointAcc {
   brokenAt?: number[];
 }
 
+/** Perturbed dump candidates of one attack point ("ATTACK[-MODE]-epsE"), in example order. */
+type DumpItems = Map<string, { eps: number; items: Array<{ index: number; adv: Float32Array; pred: number; target?: number }> }>;
+
+/** Everything the units of one model add up to. */
+export interface ModelAcc {
+  clean: PointAcc;
+  /** acc[job][eps]. */
+  acc: PointAcc[][];
+  /** Per worst-case epsilon, per example: still correct under every gradient attack (and clean). */
+  robust: Map<number, Uint8Array>;
+  dumpAdv: DumpItems;
+  /** Compute milliseconds per "attack|mode" (mode '' for noise). */
+  jobMs: Map<string, number>;
+  probe: EvalCheck[];
+}
+
 const zeros = (k: number): number[][] => Array.from({ length: k }, () => new Array<number>(k).fill(0));
 
 /** Effective cycles of a checkpoint under an optional override. */
@@ -99,19 +136,6 @@ export function effectiveCycles(ck: LoadedCheckpoint, override?: number): number
 export function defaultModelName(path: string): string {
   const b = basename(path);
   return b.slice(0, b.length - extname(b).length) || b;
-}
-
-/** The jobs a suite runs on a model: gradient attacks once per mode, "first" only for plain CNNs. */
-export function jobsFor(suite: Suite, cycles: number): Job[] {
-  const jobs: Job[] = [];
-  for (const spec of suite.attacks) {
-    if (spec.modes.length === 0) jobs.push({ spec, mode: null });
-    else {
-      const modes: AttackMode[] = cycles === 0 ? ['first'] : spec.modes;
-      for (const mode of modes) jobs.push({ spec, mode });
-    }
-  }
-  return jobs;
 }
 
 /** Epsilons of the per-example worst case: every epsilon a gradient attack runs at. */
@@ -158,9 +182,8 @@ export function pickDumpExamples(cands: ReadonlyArray<{ index: number; label: nu
 
 const safe = (s: string): string => s.replace(/[^A-Za-z0-9_.-]+/g, '_');
 
-/** Runs the suite on every model; returns a results object `validateResults` accepts. */
-export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite: Suite, opts: EvaluateOptions): Promise<EvalResults> {
-  const t0 = performance.now();
+/** Step 1: checks the inputs and makes the plan (names, cycles, readouts, batches, units). */
+export function makePlan(models: LoadedCheckpoint[], data: EvalData, suite: Suite, opts: EvaluateOptions): EvalPlan {
   if (models.length === 0) throw new UsageError('evaluate needs at least one model');
   const batchSize = opts.batchSize ?? suite.batchSize ?? 100;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new UsageError(`batch size must be a positive integer, got ${batchSize}`);
@@ -183,253 +206,435 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
     }
   }
   for (const spec of suite.attacks) getAttack(spec.method).prepare?.(spec, { numClasses: k, shape: [28, 28, 1] });
-  const wcEps = worstCaseEps(suite);
-  const nb = Math.ceil(split.count / batchSize);
-  const unitsPer = models.map((m) => 1 + jobsFor(suite, effectiveCycles(m, opts.cycles)).reduce((s, j) => s + j.spec.eps.length, 0));
-  const total = unitsPer.reduce((a, b) => a + b, 0) * nb;
-  let done = 0;
-  const dumpCount = opts.dumpDir ? Math.min(opts.dumpCount ?? 4, split.count) : 0;
-  const dumpCands = dumpCount > 0 ? dumpCandidates(split.labels, split.count, k, dumpCount) : [];
   if (opts.flatDump && (models.length !== 1 || suite.attacks.length !== 1)) throw new Error('flatDump needs one model and one attack');
-
-  const workers = Math.min(opts.workers ?? 1, nb);
-  const ownPool = !opts.pool && workers > 1 ? await WorkerPool.start(workers, activeBackend()) : null;
-  const pool = opts.pool ?? ownPool;
-  const results: ModelResult[] = [];
-  const allChecks: EvalCheck[] = [];
-  // compute time per model x attack x mode, summed over batches (in whichever thread ran them)
-  const jobMs = new Map<string, number>();
-  try {
-    for (const [mi, ck] of models.entries()) {
-      const name = names[mi];
-      opts.onProgress?.({ model: name, stage: 'start', done, total });
-      const cycles = effectiveCycles(ck, opts.cycles);
-      const readout: Readout = opts.readout ?? ck.info.readout;
-      const classNames = ck.info.classNames.length === k ? ck.info.classNames : data.classNames;
-      const jobs = jobsFor(suite, cycles);
-      const clean: PointAcc = { correct: 0, hits: 0, ok: new Uint8Array(split.count), confusion: zeros(k) };
-      const acc: PointAcc[][] = jobs.map((j) =>
-        j.spec.eps.map((e) => ({ correct: 0, hits: 0, ok: new Uint8Array(split.count), confusion: e === suite.confusionAt ? zeros(k) : undefined })));
-      const robust = new Map<number, Uint8Array>(wcEps.map((e) => [e, new Uint8Array(split.count).fill(1)]));
-      const dumps: string[] = [];
-      /** Attacked dump candidates per attack point ("ATTACK[-MODE]-epsE"), in example order. */
-      const dumpAdv = new Map<string, { eps: number; items: Array<{ index: number; adv: Float32Array; pred: number; target?: number }> }>();
-
-      // units of work: each batch's clean pass, and each batch x job (attack and mode, all its epsilons);
-      // every random draw depends on the attack point and the batch start only, so units are independent
-      interface Unit { task: BatchTask; job: number | null }
-      const units: Unit[] = [];
-      for (let b = 0; b < nb; b++) {
-        const start = b * batchSize;
-        const n = Math.min(batchSize, split.count - start);
-        const base = {
-          start,
-          images: split.images.slice(start * IMAGE_PIXELS, (start + n) * IMAGE_PIXELS),
-          labels: Int32Array.from(split.labels.subarray(start, start + n)),
-          cycles,
-          readout,
-          numClasses: k,
-          seed: opts.seed,
-        };
-        units.push({ task: { ...base, jobs: [], keep: [], clean: true }, job: null });
-        for (const [ji, j] of jobs.entries()) {
-          // perturbed images of a leading run of the batch that covers its dump candidates, at every epsilon
-          const inBatch = dumpCands.filter((i) => i >= start && i < start + n);
-          const keep = j.spec.eps.map(() => (inBatch.length > 0 ? inBatch[inBatch.length - 1]! - start + 1 : 0));
-          units.push({ task: { ...base, jobs: [j], keep: [keep], clean: false }, job: ji });
-        }
-      }
-      const onPoint = (stage: string): void => {
-        done++;
-        opts.onProgress?.({ model: name, stage, done, total });
-      };
-      const absorb = async ({ task, job: ji }: Unit, o: BatchOutcome): Promise<void> => {
-        const { start, labels: yArr } = task;
-        const n = yArr.length;
-        const record = (pred: Int32Array, p: PointAcc, targets?: Int32Array | null, wc?: Uint8Array): void => {
-          for (let i = 0; i < n; i++) {
-            const ok = pred[i] === yArr[i];
-            if (ok) {
-              p.correct++;
-              p.ok[start + i] = 1;
-            } else if (wc) wc[start + i] = 0;
-            if (targets && pred[i] === targets[i]) p.hits++;
-            if (p.confusion) p.confusion[yArr[i]][pred[i]]++;
-          }
-        };
-        if (ji !== null) {
-          const key = `${name}|${jobs[ji].spec.name}|${jobs[ji].mode ?? ''}`;
-          jobMs.set(key, (jobMs.get(key) ?? 0) + (o.ms[0] ?? 0));
-        }
-        if (ji === null) {
-          record(o.clean, clean);
-          for (const wc of robust.values()) for (let i = 0; i < n; i++) if (o.clean[i] !== yArr[i]) wc[start + i] = 0;
-          return;
-        }
-        const job = jobs[ji];
-        const spec = job.spec;
-        for (const [ei, eps] of spec.eps.entries()) {
-          const pa = o.preds[0][ei];
-          record(pa, acc[ji][ei], o.targets[0], spec.norm === null ? undefined : robust.get(eps));
-          const broken = o.stages[0]?.[ei];
-          if (broken) {
-            const p = acc[ji][ei];
-            const attack = buildAttack(spec);
-            if (isStaged(attack)) {
-              p.stageLabels ??= attack.stageLabels(cycles);
-              p.brokenAt ??= new Array<number>(p.stageLabels.length).fill(0);
-              for (let i = 0; i < n; i++) if (broken[i] >= 0) p.brokenAt[broken[i]]++;
-            }
-          }
-          const adv = o.advs[0][ei];
-          if (adv) {
-            const key = `${spec.name}${job.mode ? `-${job.mode}` : ''}-eps${eps}`;
-            const entry = dumpAdv.get(key) ?? { eps, items: [] };
-            const m = adv.length / IMAGE_PIXELS;
-            for (const i of dumpCands) {
-              if (i < start || i >= start + m) continue;
-              const r = i - start;
-              entry.items.push({ index: i, adv: adv.slice(r * IMAGE_PIXELS, (r + 1) * IMAGE_PIXELS), pred: pa[r]!, target: o.targets[0]?.[r] });
-            }
-            dumpAdv.set(key, entry);
-          }
-        }
-      };
-      if (pool) {
-        // every unit goes to the pool at once (it hands them out as workers become idle); results are absorbed in order
-        const outcomes = await Promise.all(units.map((u) => pool.evalBatch(ck.model, u.task, onPoint)));
-        await pool.dropModel(ck.model);
-        for (const [i, o] of outcomes.entries()) await absorb(units[i], o);
-      } else {
-        for (const u of units) await absorb(u, await evalBatch(ck.model, u.task, onPoint));
-      }
-
-      if (opts.dumpDir) {
-        const severalEps = suite.attacks.some((a) => a.eps.length > 1);
-        for (const [key, { eps, items }] of dumpAdv) {
-          const chosen = new Set(pickDumpExamples(items.map((it) => ({
-            index: it.index, label: split.labels[it.index]!, flipped: clean.ok[it.index] === 1 && it.pred !== split.labels[it.index],
-          })), dumpCount));
-          const sel = items.filter((it) => chosen.has(it.index));
-          const m = sel.length;
-          const cleanPx = new Float32Array(m * IMAGE_PIXELS);
-          const advPx = new Float32Array(m * IMAGE_PIXELS);
-          sel.forEach((it, r) => {
-            cleanPx.set(split.images.subarray(it.index * IMAGE_PIXELS, (it.index + 1) * IMAGE_PIXELS), r * IMAGE_PIXELS);
-            advPx.set(it.adv, r * IMAGE_PIXELS);
-          });
-          const xs = tf.tensor4d(cleanPx, [m, 28, 28, 1]);
-          const as = tf.tensor4d(advPx, [m, 28, 28, 1]);
-          let examples: DumpExample[];
-          try {
-            const targets = sel.some((it) => it.target !== undefined) ? sel.map((it) => it.target ?? -1) : undefined;
-            examples = await dumpRows(ck, cycles, xs, as, sel.map((it) => split.labels[it.index]!), sel.map((it) => it.pred), targets, 0, m, classNames);
-          } finally {
-            xs.dispose();
-            as.dispose();
-          }
-          examples.forEach((ex, r) => { ex.index = sel[r]!.index; });
-          const dir = opts.flatDump ? (severalEps ? join(opts.dumpDir, `eps${eps}`) : opts.dumpDir) : join(opts.dumpDir, safe(name), safe(key));
-          makeDirs(dir);
-          const files = await writeDump(dir, examples, { model: name, attack: key, eps, selection: 'one example per class where possible, preferring examples the attack flips' });
-          for (const f of files) dumps.push(relative(opts.dumpBase ?? process.cwd(), f).split('\\').join('/'));
-        }
-      }
-
-      const count = split.count;
-      // staged attacks: cumulative robust accuracy after each stage, from the clean-correct count down
-      const stageAccuracies = (p: PointAcc, start: number): Array<{ stage: string; accuracy: number }> => {
-        let left = start;
-        return p.stageLabels!.map((stage, si) => {
-          left -= p.brokenAt![si];
-          return { stage, accuracy: left / count };
-        });
-      };
-      const attacks: AttackResult[] = jobs.map((job, ji) => ({
-        name: job.spec.name,
-        method: job.spec.method,
-        mode: job.mode,
-        targeted: job.spec.targeted,
-        settings: { ...attackSettings(job.spec), cycles, readout },
-        points: job.spec.eps.map((eps, ei) => {
-          const p = acc[ji][ei];
-          return {
-            eps,
-            ...measure(p.ok),
-            ...(job.spec.targeted ? { successRate: p.hits / count, successCi: ciPair(p.hits, count) } : {}),
-            ...(p.confusion ? { confusion: p.confusion } : {}),
-            ...(p.stageLabels ? { stages: stageAccuracies(p, clean.correct) } : {}),
-          };
-        }),
-      }));
-      const worstCase = wcEps.map((eps) => ({ eps, ...measure(robust.get(eps)!) }));
-      const modelChecks: EvalCheck[] = [];
-      if (opts.checks !== false) {
-        const kinds = Object.fromEntries(jobs.map((j) => [j.spec.name, getAttack(j.spec.method).kind]));
-        modelChecks.push(...resultChecks({ model: name, clean: clean.correct / count, numClasses: k, examples: count, attacks, kinds }));
-        const pn = Math.min(opts.probeSize ?? 64, count);
-        modelChecks.push(...(await probeChecks({
-          model: ck.model, name, cycles, readout, numClasses: k, seed: opts.seed, shape: [28, 28, 1],
-          images: split.images.subarray(0, pn * IMAGE_PIXELS), labels: split.labels.subarray(0, pn),
-        })));
-        modelChecks.sort((a, b) => a.number - b.number);
-      }
-      allChecks.push(...modelChecks);
-      const metrics: Record<string, number> = { clean: clean.correct / count };
-      for (const a of attacks) {
-        for (const p of a.points) {
-          metrics[metricKey(a.name, p.eps, a.mode)] = p.accuracy;
-          if (p.successRate !== undefined) metrics[metricKey(a.name, p.eps, a.mode, 'success')] = p.successRate;
-        }
-      }
-      for (const w of worstCase) metrics[`worst@${w.eps}`] = w.accuracy;
-      if (opts.checks !== false) metrics.warnings = modelChecks.filter((c) => c.severity === 'warning').length;
+  return {
+    format: PLAN_FORMAT,
+    tool: currentTool(),
+    backend: activeBackend(),
+    seed: opts.seed,
+    batchSize,
+    dataset: data.name,
+    testSubset: data.testSubset,
+    examples: split.count,
+    numClasses: k,
+    classNames: [...data.classNames],
+    dataSha256: dataHash(split.images.subarray(0, split.count * IMAGE_PIXELS), split.labels.subarray(0, split.count)),
+    labels: Array.from(split.labels.subarray(0, split.count)),
+    suite,
+    checks: opts.checks !== false,
+    probeSize: Math.min(opts.probeSize ?? 64, split.count),
+    dumpCount: opts.dumpDir ? Math.min(opts.dumpCount ?? 4, split.count) : 0,
+    models: models.map((ck, i) => {
       const cfg = ck.info.config;
       const recipe = trainingRecipe(ck);
-      results.push({
-        name,
+      return {
+        name: names[i],
         path: ck.path,
         sha256: ck.sha256,
         arch: cfg.cycles > 0 ? `${cfg.arch}/cnnf-ind${cfg.ind}` : `${cfg.arch}/cnn`,
-        cycles,
-        readout,
-        classNames: [...classNames],
-        clean: { ...measure(clean.ok), confusion: clean.confusion! },
-        attacks,
-        worstCase,
-        metrics,
+        cycles: effectiveCycles(ck, opts.cycles),
+        readout: opts.readout ?? ck.info.readout,
+        classNames: [...(ck.info.classNames.length === k ? ck.info.classNames : data.classNames)],
         ...(recipe !== undefined ? { recipe } : {}),
-        ...(opts.dumpDir ? { dumps } : {}),
-      });
+      };
+    }),
+  };
+}
+
+/** Indices of the plan's dump candidates (none without dumps). */
+function planDumpCandidates(plan: EvalPlan): number[] {
+  return plan.dumpCount > 0 ? dumpCandidates(plan.labels, plan.examples, plan.numClasses, plan.dumpCount) : [];
+}
+
+/** The batch task of a clean or attack unit. */
+export function unitTask(plan: EvalPlan, unit: PlanUnit, split: Split, dumpCands: number[]): BatchTask {
+  const start = unit.batch * plan.batchSize;
+  const n = Math.min(plan.batchSize, plan.examples - start);
+  const pm = plan.models[unit.model];
+  const base = {
+    start,
+    images: split.images.slice(start * IMAGE_PIXELS, (start + n) * IMAGE_PIXELS),
+    labels: Int32Array.from(split.labels.subarray(start, start + n)),
+    cycles: pm.cycles,
+    readout: pm.readout,
+    numClasses: plan.numClasses,
+    seed: plan.seed,
+  };
+  if (unit.kind === 'clean') return { ...base, jobs: [], keep: [], clean: true };
+  const job = jobsFor(plan.suite, pm.cycles)[unit.job!];
+  // perturbed images of a leading run of the batch that covers its dump candidates, at every epsilon
+  const inBatch = dumpCands.filter((i) => i >= start && i < start + n);
+  const keep = job.spec.eps.map(() => (inBatch.length > 0 ? inBatch[inBatch.length - 1]! - start + 1 : 0));
+  return { ...base, jobs: [job], keep: [keep], clean: false };
+}
+
+export interface RunContext {
+  models: LoadedCheckpoint[];
+  split: Split;
+  pool?: WorkerPool | null;
+  /** Records already finished (a resumed run): not run again. */
+  have?: Map<number, UnitRecord>;
+  /** Called with each record as soon as its unit finishes (before the next one is absorbed). */
+  onRecord?: (r: UnitRecord) => void;
+  onProgress?: (p: EvalProgress) => void;
+}
+
+/**
+ * Step 2: runs `units` (all of the plan's, or one shard's) and returns every record (those in
+ * `ctx.have` included), by unit id. Batch units go to the pool when there is one; probe units
+ * run in this thread.
+ */
+export async function runUnits(plan: EvalPlan, units: PlanUnit[], ctx: RunContext): Promise<Map<number, UnitRecord>> {
+  const out = new Map<number, UnitRecord>(ctx.have ?? []);
+  const points = (u: PlanUnit): number => (u.kind === 'clean' ? 1 : u.kind === 'probe' ? 0 : jobsFor(plan.suite, plan.models[u.model].cycles)[u.job!].spec.eps.length);
+  const total = units.reduce((t, u) => t + points(u), 0);
+  let done = units.reduce((t, u) => t + (out.has(u.id) ? points(u) : 0), 0);
+  const dumpCands = planDumpCandidates(plan);
+  for (const [mi, ck] of ctx.models.entries()) {
+    const mine = units.filter((u) => u.model === mi && !out.has(u.id));
+    if (mine.length === 0) continue;
+    const name = plan.models[mi].name;
+    ctx.onProgress?.({ model: name, stage: 'start', done, total });
+    const onPoint = (stage: string): void => {
+      done++;
+      ctx.onProgress?.({ model: name, stage, done, total });
+    };
+    const finish = (u: PlanUnit, outcome: BatchOutcome): void => {
+      const r: UnitRecord = { id: u.id, kind: u.kind as 'clean' | 'attack', outcome };
+      ctx.onRecord?.(r);
+      out.set(u.id, r);
+    };
+    const batches = mine.filter((u) => u.kind !== 'probe');
+    const pool = ctx.pool;
+    if (pool && batches.length > 0) {
+      // every unit goes to the pool at once (it hands them out as workers become idle)
+      try {
+        await Promise.all(batches.map(async (u) => finish(u, await pool.evalBatch(ck.model, unitTask(plan, u, ctx.split, dumpCands), onPoint))));
+      } finally {
+        await pool.dropModel(ck.model);
+      }
+    } else {
+      for (const u of batches) finish(u, await evalBatch(ck.model, unitTask(plan, u, ctx.split, dumpCands), onPoint));
     }
-
-  } finally {
-    await ownPool?.close();
+    for (const u of mine.filter((x) => x.kind === 'probe')) {
+      const pm = plan.models[mi];
+      const pn = plan.probeSize;
+      const checks = await probeChecks({
+        model: ck.model, name, cycles: pm.cycles, readout: pm.readout, numClasses: plan.numClasses, seed: plan.seed, shape: [28, 28, 1],
+        images: ctx.split.images.subarray(0, pn * IMAGE_PIXELS), labels: ctx.split.labels.subarray(0, pn),
+      });
+      const r: UnitRecord = { id: u.id, kind: 'probe', checks };
+      ctx.onRecord?.(r);
+      out.set(u.id, r);
+    }
   }
+  return out;
+}
 
+/** Step 3: adds up every unit's record (all of the plan's units must be there), model by model. */
+export function accumulate(plan: EvalPlan, records: Map<number, UnitRecord>): ModelAcc[] {
+  const units = planUnits(plan);
+  const missing = units.filter((u) => !records.has(u.id));
+  if (missing.length > 0) throw new UsageError(`${missing.length} of ${units.length} work units have no result (first: unit ${missing[0].id})`);
+  const count = plan.examples;
+  const k = plan.numClasses;
+  const wcEps = worstCaseEps(plan.suite);
+  const dumpCands = planDumpCandidates(plan);
+  const accs: ModelAcc[] = plan.models.map((pm) => {
+    const jobs = jobsFor(plan.suite, pm.cycles);
+    return {
+      clean: { correct: 0, hits: 0, ok: new Uint8Array(count), confusion: zeros(k) },
+      acc: jobs.map((j) => j.spec.eps.map((e) => ({ correct: 0, hits: 0, ok: new Uint8Array(count), confusion: e === plan.suite.confusionAt ? zeros(k) : undefined }))),
+      robust: new Map(wcEps.map((e) => [e, new Uint8Array(count).fill(1)])),
+      dumpAdv: new Map(),
+      jobMs: new Map(),
+      probe: [],
+    };
+  });
+  for (const u of units) {
+    const rec = records.get(u.id)!;
+    const a = accs[u.model];
+    if (rec.kind === 'probe') {
+      a.probe.push(...rec.checks);
+      continue;
+    }
+    const o = rec.outcome;
+    const cycles = plan.models[u.model].cycles;
+    const start = u.batch * plan.batchSize;
+    const n = Math.min(plan.batchSize, count - start);
+    const yArr = plan.labels;
+    const record = (pred: Int32Array, p: PointAcc, targets?: Int32Array | null, wc?: Uint8Array): void => {
+      for (let i = 0; i < n; i++) {
+        const y = yArr[start + i];
+        const ok = pred[i] === y;
+        if (ok) {
+          p.correct++;
+          p.ok[start + i] = 1;
+        } else if (wc) wc[start + i] = 0;
+        if (targets && pred[i] === targets[i]) p.hits++;
+        if (p.confusion) p.confusion[y][pred[i]]++;
+      }
+    };
+    if (u.kind === 'clean') {
+      record(o.clean, a.clean);
+      for (const wc of a.robust.values()) for (let i = 0; i < n; i++) if (o.clean[i] !== yArr[start + i]) wc[start + i] = 0;
+      continue;
+    }
+    const ji = u.job!;
+    const job = jobsFor(plan.suite, cycles)[ji];
+    const spec = job.spec;
+    const key = `${spec.name}|${job.mode ?? ''}`;
+    a.jobMs.set(key, (a.jobMs.get(key) ?? 0) + (o.ms[0] ?? 0));
+    for (const [ei, eps] of spec.eps.entries()) {
+      const pa = o.preds[0][ei];
+      const p = a.acc[ji][ei];
+      record(pa, p, o.targets[0], spec.norm === null ? undefined : a.robust.get(eps));
+      const broken = o.stages[0]?.[ei];
+      if (broken) {
+        const attack = buildAttack(spec);
+        if (isStaged(attack)) {
+          p.stageLabels ??= attack.stageLabels(cycles);
+          p.brokenAt ??= new Array<number>(p.stageLabels.length).fill(0);
+          for (let i = 0; i < n; i++) if (broken[i] >= 0) p.brokenAt[broken[i]]++;
+        }
+      }
+      const adv = o.advs[0][ei];
+      if (adv) {
+        const dkey = `${spec.name}${job.mode ? `-${job.mode}` : ''}-eps${eps}`;
+        const entry = a.dumpAdv.get(dkey) ?? { eps, items: [] };
+        const m = adv.length / IMAGE_PIXELS;
+        for (const i of dumpCands) {
+          if (i < start || i >= start + m) continue;
+          const r = i - start;
+          entry.items.push({ index: i, adv: adv.slice(r * IMAGE_PIXELS, (r + 1) * IMAGE_PIXELS), pred: pa[r]!, target: o.targets[0]?.[r] });
+        }
+        a.dumpAdv.set(dkey, entry);
+      }
+    }
+  }
+  return accs;
+}
+
+/** Writes the PNG dumps of one model (needs the model and the images); returns their paths. */
+async function writeModelDumps(plan: EvalPlan, mi: number, a: ModelAcc, ck: LoadedCheckpoint, split: Split, opts: EvaluateOptions): Promise<string[]> {
+  const dumps: string[] = [];
+  const pm = plan.models[mi];
+  const severalEps = plan.suite.attacks.some((s) => s.eps.length > 1);
+  for (const [key, { eps, items }] of a.dumpAdv) {
+    const chosen = new Set(pickDumpExamples(items.map((it) => ({
+      index: it.index, label: plan.labels[it.index]!, flipped: a.clean.ok[it.index] === 1 && it.pred !== plan.labels[it.index],
+    })), plan.dumpCount));
+    const sel = items.filter((it) => chosen.has(it.index));
+    const m = sel.length;
+    const cleanPx = new Float32Array(m * IMAGE_PIXELS);
+    const advPx = new Float32Array(m * IMAGE_PIXELS);
+    sel.forEach((it, r) => {
+      cleanPx.set(split.images.subarray(it.index * IMAGE_PIXELS, (it.index + 1) * IMAGE_PIXELS), r * IMAGE_PIXELS);
+      advPx.set(it.adv, r * IMAGE_PIXELS);
+    });
+    const xs = tf.tensor4d(cleanPx, [m, 28, 28, 1]);
+    const as = tf.tensor4d(advPx, [m, 28, 28, 1]);
+    let examples: DumpExample[];
+    try {
+      const targets = sel.some((it) => it.target !== undefined) ? sel.map((it) => it.target ?? -1) : undefined;
+      examples = await dumpRows(ck, pm.cycles, xs, as, sel.map((it) => plan.labels[it.index]!), sel.map((it) => it.pred), targets, 0, m, pm.classNames);
+    } finally {
+      xs.dispose();
+      as.dispose();
+    }
+    examples.forEach((ex, r) => { ex.index = sel[r]!.index; });
+    const dir = opts.flatDump ? (severalEps ? join(opts.dumpDir!, `eps${eps}`) : opts.dumpDir!) : join(opts.dumpDir!, safe(pm.name), safe(key));
+    makeDirs(dir);
+    const files = await writeDump(dir, examples, { model: pm.name, attack: key, eps, selection: 'one example per class where possible, preferring examples the attack flips' });
+    for (const f of files) dumps.push(relative(opts.dumpBase ?? process.cwd(), f).split('\\').join('/'));
+  }
+  return dumps;
+}
+
+export interface AssembleExtras {
+  command: string;
+  durationSeconds: number;
+  /** Dump paths per model (evaluate() with a dump directory). */
+  dumps?: string[][];
+  /** Shards the results were merged from. */
+  shards?: number;
+}
+
+/** Step 4: the results object (validateResults accepts it) from the accumulated counts. */
+export function assemble(plan: EvalPlan, accs: ModelAcc[], extras: AssembleExtras): EvalResults {
+  const count = plan.examples;
+  const k = plan.numClasses;
+  const wcEps = worstCaseEps(plan.suite);
+  const results: ModelResult[] = [];
+  const allChecks: EvalCheck[] = [];
+  const attackSeconds: Array<{ model: string; attack: string; mode: string | null; seconds: number }> = [];
+  for (const [mi, pm] of plan.models.entries()) {
+    const a = accs[mi];
+    const { cycles, readout, name } = pm;
+    const jobs = jobsFor(plan.suite, cycles);
+    // staged attacks: cumulative robust accuracy after each stage, from the clean-correct count down
+    const stageAccuracies = (p: PointAcc, start: number): Array<{ stage: string; accuracy: number }> => {
+      let left = start;
+      return p.stageLabels!.map((stage, si) => {
+        left -= p.brokenAt![si];
+        return { stage, accuracy: left / count };
+      });
+    };
+    const attacks: AttackResult[] = jobs.map((job, ji) => ({
+      name: job.spec.name,
+      method: job.spec.method,
+      mode: job.mode,
+      targeted: job.spec.targeted,
+      settings: { ...attackSettings(job.spec), cycles, readout },
+      points: job.spec.eps.map((eps, ei) => {
+        const p = a.acc[ji][ei];
+        return {
+          eps,
+          ...measure(p.ok),
+          ...(job.spec.targeted ? { successRate: p.hits / count, successCi: ciPair(p.hits, count) } : {}),
+          ...(p.confusion ? { confusion: p.confusion } : {}),
+          ...(p.stageLabels ? { stages: stageAccuracies(p, a.clean.correct) } : {}),
+        };
+      }),
+    }));
+    const worstCase = wcEps.map((eps) => ({ eps, ...measure(a.robust.get(eps)!) }));
+    const modelChecks: EvalCheck[] = [];
+    if (plan.checks) {
+      const kinds = Object.fromEntries(jobs.map((j) => [j.spec.name, getAttack(j.spec.method).kind]));
+      modelChecks.push(...resultChecks({ model: name, clean: a.clean.correct / count, numClasses: k, examples: count, attacks, kinds }));
+      modelChecks.push(...a.probe);
+      modelChecks.sort((x, y) => x.number - y.number);
+    }
+    allChecks.push(...modelChecks);
+    const metrics: Record<string, number> = { clean: a.clean.correct / count };
+    for (const at of attacks) {
+      for (const p of at.points) {
+        metrics[metricKey(at.name, p.eps, at.mode)] = p.accuracy;
+        if (p.successRate !== undefined) metrics[metricKey(at.name, p.eps, at.mode, 'success')] = p.successRate;
+      }
+    }
+    for (const w of worstCase) metrics[`worst@${w.eps}`] = w.accuracy;
+    if (plan.checks) metrics.warnings = modelChecks.filter((c) => c.severity === 'warning').length;
+    for (const [key, ms] of a.jobMs) {
+      const [attack, mode] = key.split('|');
+      attackSeconds.push({ model: name, attack, mode: mode === '' ? null : mode, seconds: Math.round(ms / 10) / 100 });
+    }
+    results.push({
+      name,
+      path: pm.path,
+      sha256: pm.sha256,
+      arch: pm.arch,
+      cycles,
+      readout,
+      classNames: [...pm.classNames],
+      clean: { ...measure(a.clean.ok), confusion: a.clean.confusion! },
+      attacks,
+      worstCase,
+      metrics,
+      ...(pm.recipe !== undefined ? { recipe: pm.recipe } : {}),
+      ...(extras.dumps ? { dumps: extras.dumps[mi] } : {}),
+    });
+  }
   return {
     format: RESULTS_FORMAT,
     tool: { name: 'cnnf', version: VERSION },
     createdAt: new Date().toISOString(),
     provenance: {
-      command: opts.command ?? 'evaluate() (library)',
-      backend: activeBackend(),
-      seed: opts.seed,
-      dataset: data.name,
-      testSubset: data.testSubset,
-      examples: split.count,
-      suite: suite.name,
+      command: extras.command,
+      backend: plan.backend,
+      seed: plan.seed,
+      dataset: plan.dataset,
+      testSubset: plan.testSubset,
+      examples: count,
+      suite: plan.suite.name,
       node: process.version,
       platform: `${process.platform}-${process.arch}`,
-      durationSeconds: Math.round((performance.now() - t0) / 10) / 100,
-      attackSeconds: [...jobMs].map(([key, ms]) => {
-        const [model, attack, mode] = key.split('|');
-        return { model, attack, mode: mode === '' ? null : mode, seconds: Math.round(ms / 10) / 100 };
-      }),
+      durationSeconds: Math.round(extras.durationSeconds * 100) / 100,
+      attackSeconds,
+      ...(extras.shards !== undefined ? { shards: extras.shards } : {}),
     },
     models: results,
-    ...(opts.checks !== false ? { checks: allChecks } : {}),
+    ...(plan.checks ? { checks: allChecks } : {}),
     statistics: { interval: INTERVAL_METHOD, pairedTest: PAIRED_TEST, alpha: ALPHA },
+  };
+}
+
+/** Runs the plan's `units` with the options' pool or workers, recording to a state directory if one is given. */
+async function runWithState(plan: EvalPlan, units: PlanUnit[], models: LoadedCheckpoint[], split: Split, opts: EvaluateOptions, shard?: ShardSpec): Promise<Map<number, UnitRecord>> {
+  let store: StateStore | undefined;
+  let have: Map<number, UnitRecord> | undefined;
+  if (opts.stateDir !== undefined) {
+    store = openState(opts.stateDir, plan, shard);
+    have = store.load(units);
+    const counted = units.filter((u) => u.kind !== 'probe');
+    const done = counted.filter((u) => have!.has(u.id)).length;
+    if (have.size > 0) opts.onResume?.(done, counted.length);
+  }
+  const workers = Math.min(opts.workers ?? 1, planBatchCount(plan));
+  const ownPool = !opts.pool && workers > 1 ? await WorkerPool.start(workers, activeBackend()) : null;
+  try {
+    return await runUnits(plan, units, {
+      models, split, pool: opts.pool ?? ownPool, have, onProgress: opts.onProgress,
+      onRecord: store ? (r) => store.put(r) : undefined,
+    });
+  } finally {
+    await ownPool?.close();
+  }
+}
+
+/** Runs the suite on every model; returns a results object `validateResults` accepts. */
+export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite: Suite, opts: EvaluateOptions): Promise<EvalResults> {
+  const t0 = performance.now();
+  const plan = makePlan(models, data, suite, opts);
+  const records = await runWithState(plan, planUnits(plan), models, data.split, opts);
+  const accs = accumulate(plan, records);
+  const dumps = opts.dumpDir ? [] as string[][] : undefined;
+  if (dumps) for (const [mi, a] of accs.entries()) dumps.push(await writeModelDumps(plan, mi, a, models[mi], data.split, opts));
+  return assemble(plan, accs, {
+    command: opts.command ?? 'evaluate() (library)',
+    durationSeconds: (performance.now() - t0) / 1000,
+    dumps,
+  });
+}
+
+export const SHARD_FORMAT = 'cnnf-shard/1';
+
+/** One shard's work: the plan, which shard, and the records of exactly that shard's units. */
+export interface ShardFile {
+  format: typeof SHARD_FORMAT;
+  runId: string;
+  shard: ShardSpec;
+  plan: Record<string, unknown>;
+  units: Array<Record<string, unknown>>;
+  provenance: { command: string; createdAt: string; durationSeconds: number; node: string; platform: string };
+}
+
+/**
+ * Runs one shard of the plan (`--shard K/N`): only the units shardOf() gives to shard K. The
+ * returned object is what `cnnf merge` reads; merging all N gives the results evaluate() gives.
+ */
+export async function evaluateShard(models: LoadedCheckpoint[], data: EvalData, suite: Suite, opts: EvaluateOptions, shard: ShardSpec): Promise<ShardFile> {
+  const t0 = performance.now();
+  if (!Number.isInteger(shard.count) || shard.count < 1 || !Number.isInteger(shard.index) || shard.index < 1 || shard.index > shard.count) {
+    throw new UsageError(`shard must be K/N with 1 <= K <= N, got ${shard.index}/${shard.count}`);
+  }
+  if (opts.dumpDir) throw new UsageError('--dump is not available with --shard (dumps need every batch and the models in one place; run the dump without --shard)');
+  const plan = makePlan(models, data, suite, opts);
+  const units = unitsOfShard(planUnits(plan), shard);
+  const records = await runWithState(plan, units, models, data.split, opts, shard);
+  return {
+    format: SHARD_FORMAT,
+    runId: runIdOf(plan),
+    shard,
+    plan: planToJson(plan),
+    units: units.map((u) => recordToJson(records.get(u.id)!)),
+    provenance: {
+      command: opts.command ?? 'evaluateShard() (library)',
+      createdAt: new Date().toISOString(),
+      durationSeconds: Math.round((performance.now() - t0) / 10) / 100,
+      node: process.version,
+      platform: `${process.platform}-${process.arch}`,
+    },
   };
 }
 

@@ -96,6 +96,8 @@ export interface EvalResults {
     durationSeconds: number;
     /** Compute time per model x attack x mode, summed over batches (timing only; absent in older files). */
     attackSeconds?: Array<{ model: string; attack: string; mode: string | null; seconds: number }>;
+    /** Results merged from this many shards (`cnnf merge`); durationSeconds is then their sum. */
+    shards?: number;
   };
   models: ModelResult[];
   /**

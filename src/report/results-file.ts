@@ -138,6 +138,10 @@ export function validateResults(data: unknown, source = 'results'): EvalResults 
     });
   }
   if (p.suite !== undefined && p.suite !== null) c.str(p.suite, 'provenance.suite');
+  if (p.shards !== undefined) {
+    const sh = c.num(p.shards, 'provenance.shards', [1, 100_000]);
+    if (!Number.isInteger(sh)) c.fail('provenance.shards', `must be a whole number, got ${sh}`);
+  }
 
   const models = c.arr(root.models, 'models', { nonEmpty: true });
   const seen = new Set<string>();

@@ -32,7 +32,10 @@ export function register(program: Command): void {
     .option('--attacks <list>', 'instead of --suite: comma-separated methods (see the list below), run at --eps')
     .option('--eps <list>', 'with --attacks: comma-separated epsilons (gaussian: sigma), in [-1, 1] input units')
     .option('--modes <list>', 'with --attacks: gradient paths first,e2e', 'first,e2e')
-    .option('--json <file>', 'write the results JSON here (atomically)');
+    .option('--json <file>', 'write the results JSON here (atomically); with --shard, the shard file for `cnnf merge`')
+    .option('--shard <K/N|auto>', 'run only shard K of N of the work (1 <= K <= N; merge the N shard files with `cnnf merge`); auto: from CNNF_SHARD=K/N, JOB_COMPLETION_INDEX (Kubernetes Indexed Job, with --shard-count) or SLURM_ARRAY_TASK_ID/COUNT')
+    .option('--shard-count <n>', 'with --shard auto under a Kubernetes Indexed Job: the number of shards (the Job\'s completions)')
+    .option('--state <dir>', 'resumable run: record every finished unit in DIR; the same command run again (after a crash or kill -9) continues where it stopped, with identical results');
   addAttackParamOptions(cmd);
   cmd.addHelpText('after', attackHelp());
   addEvalRunOptions(cmd);

@@ -57,6 +57,11 @@ export const COMMANDS: CommandEntry[] = [
     load: () => import('./eval.js'),
   },
   {
+    name: 'merge',
+    description: 'merge the shard files of one `cnnf eval --shard K/N` run into its results file (refuses missing, repeated or foreign shards)',
+    load: () => import('./merge.js'),
+  },
+  {
     name: 'attack',
     description: 'attack one checkpoint at one or more epsilons and print its accuracy (and targeted success rate) per epsilon',
     load: () => import('./attack.js'),

@@ -1,0 +1,108 @@
+/**
+ * What a finished work unit leaves behind, as JSON: a batch's outcome (predictions, targets, stage
+ * indices, the few perturbed images a dump needs, its compute time) or a model's probe checks.
+ * Shard files and `--state` directories hold these; reading them back checks every array against
+ * the plan (sizes, class ranges, finite pixels in the box), since they come from files.
+ */
+import { UsageError } from '../errors.js';
+import { buildAttack } from './suite.js';
+import { isStaged } from '../attacks/index.js';
+import type { BatchOutcome } from './batch.js';
+import type { EvalCheck } from './checks.js';
+import { jobsFor, type EvalPlan, type PlanUnit } from './plan.js';
+
+export type UnitRecord =
+  | { id: number; kind: 'clean' | 'attack'; outcome: BatchOutcome }
+  | { id: number; kind: 'probe'; checks: EvalCheck[] };
+
+const arr = (a: ArrayLike<number> | null): number[] | null => (a === null ? null : Array.from(a));
+
+/** A record as plain JSON. */
+export function recordToJson(r: UnitRecord): Record<string, unknown> {
+  if (r.kind === 'probe') return { id: r.id, kind: r.kind, checks: r.checks };
+  const o = r.outcome;
+  return {
+    id: r.id,
+    kind: r.kind,
+    outcome: {
+      clean: arr(o.clean),
+      cleanFirst: arr(o.cleanFirst),
+      preds: o.preds.map((p) => p.map((x) => arr(x))),
+      targets: o.targets.map((t) => arr(t)),
+      advs: o.advs.map((p) => p.map((x) => arr(x))),
+      stages: o.stages.map((p) => p.map((x) => arr(x))),
+      ms: o.ms,
+    },
+  };
+}
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The number of examples in a batch of the plan. */
+export function batchLength(plan: EvalPlan, batch: number): number {
+  return Math.min(plan.batchSize, plan.examples - batch * plan.batchSize);
+}
+
+/**
+ * Reads a record for `unit` back from JSON; `pixels` is the size of one image (for dump images).
+ * Anything that does not fit the plan is a one-line UsageError naming `source`.
+ */
+export function recordFromJson(v: unknown, unit: PlanUnit, plan: EvalPlan, pixels: number, source: string): UnitRecord {
+  const fail = (what: string): never => {
+    throw new UsageError(`${source}: unit ${unit.id} ${what}`);
+  };
+  if (!isObj(v) || v.id !== unit.id || v.kind !== unit.kind) return fail(`must be a ${unit.kind} unit with id ${unit.id}`);
+  if (unit.kind === 'probe') {
+    if (!Array.isArray(v.checks) || v.checks.length > 64) return fail('checks must be a list');
+    const name = plan.models[unit.model].name;
+    for (const c of v.checks as unknown[]) {
+      if (!isObj(c) || typeof c.id !== 'string' || typeof c.number !== 'number' || (c.severity !== 'warning' && c.severity !== 'info') ||
+        c.model !== name || typeof c.message !== 'string' || !isObj(c.evidence)) fail('has a malformed check');
+    }
+    return { id: unit.id, kind: 'probe', checks: v.checks as EvalCheck[] };
+  }
+  const o = v.outcome;
+  if (!isObj(o)) return fail('has no outcome');
+  const n = batchLength(plan, unit.batch);
+  const k = plan.numClasses;
+  const ints = (a: unknown, len: number, lo: number, hi: number, what: string): Int32Array => {
+    if (!Array.isArray(a) || a.length !== len) return fail(`${what} must list ${len} values`);
+    for (const x of a as unknown[]) if (typeof x !== 'number' || !Number.isInteger(x) || x < lo || x > hi) fail(`${what} must hold integers in ${lo}..${hi}`);
+    return Int32Array.from(a as number[]);
+  };
+  const list = (a: unknown, len: number, what: string): unknown[] => (Array.isArray(a) && a.length === len ? a : fail(`${what} must list ${len} entries`));
+  if (unit.kind === 'clean') {
+    return {
+      id: unit.id,
+      kind: 'clean',
+      outcome: {
+        clean: ints(o.clean, n, 0, k - 1, 'clean'),
+        cleanFirst: ints(o.cleanFirst, n, 0, k - 1, 'cleanFirst'),
+        preds: [], targets: [], advs: [], stages: [],
+        ms: list(o.ms, 0, 'ms') as number[],
+      },
+    };
+  }
+  const job = jobsFor(plan.suite, plan.models[unit.model].cycles)[unit.job!];
+  const ne = job.spec.eps.length;
+  const attack = buildAttack(job.spec);
+  const nStages = isStaged(attack) ? attack.stageLabels(plan.models[unit.model].cycles).length : 0;
+  const preds = list(o.preds, 1, 'preds').map((p) => list(p, ne, 'preds[0]').map((x, e) => ints(x, n, 0, k - 1, `preds[0][${e}]`)));
+  const t = list(o.targets, 1, 'targets')[0];
+  const targets = t === null ? null : ints(t, n, 0, k - 1, 'targets[0]');
+  if ((targets !== null) !== job.spec.targeted) fail(`targets[0] must be ${job.spec.targeted ? 'a list' : 'null'}`);
+  const stages = list(o.stages, 1, 'stages').map((p) => list(p, ne, 'stages[0]').map((x, e) => {
+    if (x === null) return null;
+    if (nStages === 0) return fail(`stages[0][${e}] must be null (not a staged attack)`);
+    return ints(x, n, -2, nStages - 1, `stages[0][${e}]`);
+  }));
+  const advs = list(o.advs, 1, 'advs').map((p) => list(p, ne, 'advs[0]').map((x, e) => {
+    if (x === null) return null;
+    if (!Array.isArray(x) || x.length === 0 || x.length > n * pixels || x.length % pixels !== 0) return fail(`advs[0][${e}] must hold whole images`);
+    for (const px of x as unknown[]) if (typeof px !== 'number' || !(px >= -1 && px <= 1)) fail(`advs[0][${e}] must hold pixels in [-1, 1]`);
+    return Float32Array.from(x as number[]);
+  }));
+  const ms = list(o.ms, 1, 'ms') as unknown[];
+  if (typeof ms[0] !== 'number' || !(ms[0] >= 0 && ms[0] < 1e12)) fail('ms must be a time in milliseconds');
+  return { id: unit.id, kind: 'attack', outcome: { clean: new Int32Array(0), cleanFirst: new Int32Array(0), preds, targets: [targets], advs, stages, ms: [ms[0] as number] } };
+}
