@@ -1,5 +1,7 @@
-// src/eval owns robustness evaluation: attack suites (suite.ts), the evaluate() runner (evaluate.ts),
-// the results file schema (results.ts) and the reference-conformance checks (conformance.ts).
+// src/eval owns robustness evaluation: attack suites (suite.ts), the evaluate() runner (evaluate.ts:
+// plan -> run -> accumulate -> assemble), the plan and its work units (plan.ts), unit records as JSON
+// (units.ts), resumable state directories (state.ts), shards and their merge (shard.ts), the results
+// file schema (results.ts) and the reference-conformance checks (conformance.ts).
 export * from './results.js';
 export * from './suite.js';
 export * from './evaluate.js';
