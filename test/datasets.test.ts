@@ -23,7 +23,7 @@ import {
   applyTestSubset,
 } from '../src/data/index.js';
 import { dumpScale, renderRow, rowSize, writeDump } from '../src/io/images.js';
-import { cnnf, oneLineError, referenceModel } from './helpers/cli.js';
+import { cnnf, inParallel, oneLineError, referenceModel } from './helpers/cli.js';
 
 const tmp = (): string => mkdtempSync(join(tmpdir(), 'cnnf-datasets-'));
 const px = (v: number): number => Math.fround((v / 255) * 2 - 1);
@@ -287,17 +287,18 @@ describe('cnnf data info / eval with CIFAR-10 and folders', () => {
     expect(f.code, f.stderr).toBe(0);
     expect(f.stdout).toMatch(/^folder: 3 classes, 16x16x1 images/);
     expect(f.stdout).toMatch(/total\s*│\s*0\s*│\s*4/);
-    for (const [args, msg] of [
+    const cases = [
       [['--dataset', 'cifar10', '--data-dir', cifar, '--resize', 'cover'], /--resize only applies to --dataset folder/],
       [['--dataset', 'folder', '--data-dir', folder, '--resize', 'squash'], /--resize must be one of exact, stretch, cover, contain/],
       [['--dataset', 'folder', '--data-dir', folder, '--image-shape', '3x3'], /--image-shape must be HxWxC/],
       [['--dataset', 'cifar10'], /--dataset cifar10 needs --data-dir DIR/],
       [['--dataset', 'folder', '--data-dir', folder, '--image-shape', '16x16x1'], /image is 8x6 \(WxH\), expected 16x16/],
-    ] as const) {
-      const e = await cnnf(['data', 'info', ...args]);
-      expect(e.code, args.join(' ')).toBe(2);
-      expect(oneLineError(e)).toMatch(msg);
-    }
+    ] as const;
+    const errs = await inParallel(cases.map(([args]) => () => cnnf(['data', 'info', ...args])));
+    errs.forEach((e, i) => {
+      expect(e.code, cases[i][0].join(' ')).toBe(2);
+      expect(oneLineError(e)).toMatch(cases[i][1]);
+    });
     const ev = await cnnf(['eval', '--model', referenceModel('cnn-adv'), '--attacks', 'gaussian', '--eps', '0.1', '--dataset', 'cifar10', '--data-dir', cifar, '--workers', '1']);
     expect(ev.code, ev.stderr).toBe(2);
     expect(oneLineError(ev)).toMatch(/reference-cnn-adv\.safetensors takes 28x28x1 images \(HxWxC\), the cifar10 test images are 32x32x3$/);
@@ -305,5 +306,30 @@ describe('cnnf data info / eval with CIFAR-10 and folders', () => {
     const tr = await cnnf(['train', '--model', 'cnn', '--dataset', 'cifar10', '--data-dir', cifar, '--out', join(tmp(), 'run'), '--epochs', '1']);
     expect(tr.code).toBe(2);
     expect(oneLineError(tr)).toMatch(/--dataset cifar10 can be evaluated and attacked .* not trained on/);
+  }, 240_000);
+
+  it('eval on a folder of Fashion-MNIST PNGs gives exactly the results of the same images from the package', async () => {
+    // the first test image of each class (the split is ordered by class: index 1000c), as grey PNGs
+    const ds = loadDataset({ testSubset: 'stride:1000' });
+    const dir = tmp();
+    for (let i = 0; i < 10; i++) {
+      const cls = join(dir, `class${i}`);
+      mkdirSync(cls);
+      const bytes = Buffer.from(Array.from(imageAt(ds.test, i), (v) => Math.round((v + 1) * 127.5)));
+      writeFileSync(join(cls, 'img.png'), await sharp(bytes, { raw: { width: 28, height: 28, channels: 1 } }).toColourspace('b-w').png().toBuffer());
+    }
+    const common = ['--model', referenceModel('cnn-adv'), '--attacks', 'gaussian,fgsm', '--eps', '0.1,0.3', '--seed', '3', '--workers', '1'];
+    const [a, b] = await inParallel([
+      () => cnnf(['eval', ...common, '--dataset', 'folder', '--data-dir', dir, '--json', join(dir, 'folder.json')]),
+      () => cnnf(['eval', ...common, '--test-subset', 'stride:1000', '--json', join(dir, 'package.json')]),
+    ]);
+    expect(a.code, a.stderr).toBe(0);
+    expect(b.code, b.stderr).toBe(0);
+    const fa = JSON.parse(readFileSync(join(dir, 'folder.json'), 'utf8'));
+    const fb = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
+    expect(fa.provenance.dataset).toBe('folder');
+    expect(fa.provenance.examples).toBe(10);
+    expect(fa.models[0].metrics).toEqual(fb.models[0].metrics);
+    expect(fa.models[0].metrics.clean).toBeGreaterThan(0.5);
   }, 240_000);
 });
