@@ -13,7 +13,9 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { tf, wasm } from './helpers/tf.js';
 import { encodeCifar10Batch, loadDataset, mulberry32, splitShape } from '../src/data/index.js';
 import { loadTfjsLayersModel, saveTfjsLayersModel } from '../src/io/tfjs.js';
-import { APGD, PGD, predictLogits, SquareAttack, verifyAdversarial, type Victim } from '../src/attacks/index.js';
+import { APGD, attackMethods, getAttack, parseAttackSpec, PGD, predictLogits, SquareAttack, verifyAdversarial, type Victim } from '../src/attacks/index.js';
+import { UsageError } from '../src/errors.js';
+import { referenceModel } from './helpers/cli.js';
 
 beforeAll(wasm);
 
@@ -37,8 +39,11 @@ const accuracy = (v: Victim, x: tf.Tensor4D, labels: Int32Array): number => {
   return ok / labels.length;
 };
 
-describe('a 32x32x3 TF.js LayersModel as the victim of PGD, APGD and Square', () => {
-  it('every attack lowers accuracy and stays in the eps ball and the [-1, 1] box', async () => {
+let shared: Promise<{ v: Victim; x: tf.Tensor4D; y: tf.Tensor1D; labels: Int32Array }> | undefined;
+
+/** The trained model (saved and loaded back) and the test images read as a CIFAR-10 batch, built once. */
+function setup(): Promise<{ v: Victim; x: tf.Tensor4D; y: tf.Tensor1D; labels: Int32Array }> {
+  shared ??= (async () => {
     // train on [0, 1] pixels, as a Keras user would
     const train = colourImages(240, 1);
     const net = tfl.sequential({
@@ -66,7 +71,15 @@ describe('a 32x32x3 TF.js LayersModel as the victim of PGD, APGD and Square', ()
     const x = tf.tensor4d(ds.test.images, [ds.test.count, 32, 32, 3]);
     const y = tf.tensor1d(ds.test.labels, 'int32');
     const v: Victim = { model: m, mode: 'first', cycles: 0, readout: 'last' };
-    const clean = accuracy(v, x, ds.test.labels);
+    return { v, x, y, labels: ds.test.labels };
+  })();
+  return shared;
+}
+
+describe('a 32x32x3 TF.js LayersModel as the victim of PGD, APGD and Square', () => {
+  it('every attack lowers accuracy and stays in the eps ball and the [-1, 1] box', async () => {
+    const { v, x, y, labels } = await setup();
+    const clean = accuracy(v, x, labels);
     expect(clean).toBeGreaterThanOrEqual(0.9);
 
     // eps 0.3 in [-1, 1] units: 0.15 in [0, 1] pixels (38/255), against a class signal of 70/255
@@ -76,7 +89,7 @@ describe('a 32x32x3 TF.js LayersModel as the victim of PGD, APGD and Square', ()
     const results: Record<string, number> = {};
     // control: random +/-eps corners of the ball barely matter; the attacks must do much better
     const corner = tf.tidy(() => tf.clipByValue(tf.add(x, tf.mul(tf.sign(tf.randomUniform(x.shape, -1, 1, 'float32', 9)), eps)), -1, 1) as tf.Tensor4D);
-    results.random = accuracy(v, corner, ds.test.labels);
+    results.random = accuracy(v, corner, labels);
     for (const [name, attack] of [
       ['pgd', new PGD({ steps: 10 })],
       ['apgd', new APGD({ iterations: 20 })],
@@ -89,7 +102,7 @@ describe('a 32x32x3 TF.js LayersModel as the victim of PGD, APGD and Square', ()
       expect(d).toBeLessThanOrEqual(eps + 1e-6);
       expect(tf.min(adv).dataSync()[0]).toBeGreaterThanOrEqual(-1);
       expect(tf.max(adv).dataSync()[0]).toBeLessThanOrEqual(1);
-      results[name] = accuracy(v, adv, ds.test.labels);
+      results[name] = accuracy(v, adv, labels);
       adv.dispose();
     }
     console.log(`tfjs conv 32x32x3 on 24 generated colour images: clean ${clean}, PGD10@${eps} ${results.pgd}, APGD20@${eps} ${results.apgd}, Square300@${eps} ${results.square}, random corners ${results.random}`);
@@ -97,6 +110,40 @@ describe('a 32x32x3 TF.js LayersModel as the victim of PGD, APGD and Square', ()
     expect(results.pgd).toBeLessThan(clean / 2);
     expect(results.apgd).toBeLessThan(clean / 2);
     expect(results.square).toBeLessThan(results.random - 0.2);
-    m.dispose();
+  }, 180_000);
+
+  it('every registered attack runs on it with small budgets, shape kept, inside the ball and the box', async () => {
+    const { v, x, y } = await setup();
+    const small: Record<string, Record<string, unknown>> = {
+      pgd: { steps: 3 }, apgd: { iterations: 5 }, square: { queries: 30 }, spsa: { steps: 2, samples: 4 },
+      autoattack: { iterations: 3, queries: 20, nTargetClasses: 2 },
+    };
+    const ran: string[] = [];
+    const xs = tf.slice(x, 0, 6) as tf.Tensor4D;
+    const ys = tf.slice(y, 0, 6) as tf.Tensor1D;
+    for (const method of attackMethods()) {
+      if (method === 'transfer') {
+        // a cnnf surrogate takes 28x28x1 images: refused up front for 32x32x3 data
+        const spec = parseAttackSpec({ method, eps: [0.1], surrogate: referenceModel('cnn-adv') }, 'suite');
+        let err: unknown;
+        try {
+          getAttack(method).prepare?.(spec, { numClasses: 10, shape: [32, 32, 3] });
+        } catch (e) {
+          err = e;
+        }
+        expect(err).toBeInstanceOf(UsageError);
+        expect((err as Error).message).toMatch(/the surrogate takes 28x28x1 inputs, the data has 32x32x3/);
+        continue;
+      }
+      const spec = parseAttackSpec({ method, eps: [0.3], ...small[method] }, `suite: ${method}`, 32 * 32 * 3);
+      const attack = getAttack(method).build(spec);
+      let seed = 11;
+      const adv = attack.perturb(v, xs, ys, 0.3, { nextSeed: () => seed++, trueLabels: ys });
+      expect(adv.shape, method).toEqual([6, 32, 32, 3]);
+      verifyAdversarial(method, xs, adv, 0.3, attack.norm);
+      adv.dispose();
+      ran.push(method);
+    }
+    expect(ran).toEqual(['gaussian', 'fgsm', 'pgd', 'apgd', 'square', 'spsa', 'autoattack']);
   }, 180_000);
 });
