@@ -101,7 +101,7 @@ export function loadCifar10(dataDir: string, opts: { testOnly?: boolean } = {}):
   return { train, test, classNames };
 }
 
-/** Encodes a split of 32x32x3 [-1, 1] images back to CIFAR-10 records (for fixtures and tests). */
+/** Encodes NHWC 32x32x3 byte images (R, G, B interleaved) and their labels as CIFAR-10 records (for fixtures and tests). */
 export function encodeCifar10Batch(labels: ArrayLike<number>, rgbBytes: Uint8Array): Uint8Array {
   const n = labels.length;
   if (rgbBytes.length !== n * 3072) throw new Error(`encodeCifar10Batch: ${rgbBytes.length} bytes for ${n} images of 32x32x3`);
