@@ -6,6 +6,7 @@
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { UsageError } from '../src/errors.js';
@@ -230,6 +231,15 @@ describe('image folders', () => {
     mkdirSync(join(gif, 'a'));
     writeFileSync(join(gif, 'a', 'x.png'), await sharp({ create: { width: 2, height: 2, channels: 3, background: '#000' } }).gif().toBuffer());
     expect(await refusedAsync(loadImageFolder(gif))).toMatch(/content is gif, not PNG or JPEG/);
+    // a decompression bomb: a tiny PNG whose header claims 20000x20000 pixels is refused from the header
+    const bomb = tmp();
+    mkdirSync(join(bomb, 'a'));
+    const png = Buffer.from(await sharp({ create: { width: 1, height: 1, channels: 3, background: '#000' } }).png().toBuffer());
+    png.writeUInt32BE(20000, 16); // IHDR width
+    png.writeUInt32BE(20000, 20); // IHDR height
+    png.writeUInt32BE(crc32(png.subarray(12, 29)), 29); // IHDR CRC over type + data
+    writeFileSync(join(bomb, 'a', 'big.png'), png);
+    expect(await refusedAsync(loadImageFolder(bomb))).toMatch(/big\.png: (20000x20000 pixels, more than the 67108864 pixel limit|cannot decode image: .*pixel limit)/);
     const dir = await writeFolder();
     expect(await refusedAsync(loadImageFolder(dir, { shape: [6, 8, 2] }))).toMatch(/1 \(grey\) or 3 \(RGB\) channels, not 2/);
     expect(await refusedAsync(loadImageFolder(dir, { shape: [5000, 8, 3] }))).toMatch(/sides must be integers 1\.\.4096/);
