@@ -458,6 +458,7 @@ describe('subsets', () => {
     count: labels.length,
     height: 28,
     width: 28,
+    channels: 1,
   });
 
   it('stratifiedQuotas: balanced remainder to lowest classes, unbalanced largest remainder', () => {

@@ -177,6 +177,7 @@ export function maxEps(norm: Norm | null, pixels: number): number {
   return norm === 'linf' ? INPUT_MAX - INPUT_MIN : 10;
 }
 
+/** `pixels`: values per image (h*w*c); every attack passes x.size / n. */
 export function checkEps(eps: number, norm: Norm | null = 'linf', pixels = 784): void {
   if (!Number.isFinite(eps) || eps < 0) throw new UsageError(`epsilon must be a number >= 0, got ${eps}`);
   const max = maxEps(norm, pixels);

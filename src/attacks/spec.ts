@@ -17,7 +17,9 @@ const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object
 
 /**
  * Validates one attack entry (from a suite file or built from flags). `at` names it in errors
- * ("suite.json: attacks[2]"). Pixels bound the L2 radius (default 28 x 28).
+ * ("suite.json: attacks[2]"). `pixels` (values per image, h*w*c) bounds the L2 radius: default 28 x 28,
+ * the Fashion-MNIST size; pass the data's size when it is known (every attack also checks its eps
+ * against the actual images when it runs).
  */
 export function parseAttackSpec(av: unknown, at: string, pixels = 784): AttackSpec {
   const fail = (field: string, what: string): never => {

@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { resolve } from 'node:path';
 import { UsageError } from '../errors.js';
 import { loadCheckpoint, type LoadedCheckpoint } from '../io/checkpoint.js';
+import { getArch } from '../models/arch.js';
 import { checkEps, type Attack, type AttackKind, type GradientMode, type Norm, type Victim, attackContext, type AttackSeed } from './base.js';
 import { getAttack, type AttackDescriptor, type AttackSpec } from './registry.js';
 import { parseAttackSpec } from './spec.js';
@@ -92,7 +93,8 @@ export const transferAttack: AttackDescriptor = {
     if (ck.model.config.numClasses !== data.numClasses) {
       throw new UsageError(`transfer ${spec.name}: the surrogate ${spec.params.surrogate as string} has ${ck.model.config.numClasses} classes, the data ${data.numClasses}`);
     }
-    const shape = [28, 28, 1];
+    const a = getArch(ck.model.config.arch);
+    const shape = [a.height, a.width, a.inChannels];
     if (shape.join('x') !== data.shape.join('x')) {
       throw new UsageError(`transfer ${spec.name}: the surrogate takes ${shape.join('x')} inputs, the data has ${data.shape.join('x')}`);
     }

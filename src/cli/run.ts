@@ -11,7 +11,8 @@ import { backendNotice, initBackend, seedFrom } from './common.js';
 import { createProgress } from './progress.js';
 import { parseInteger, parseNumberList } from './options.js';
 import { datasetOptionsFromFlags } from './commands/data.js';
-import { formatTestSubset, loadDataset } from '../data/index.js';
+import { formatShape, formatTestSubset, loadDatasetAsync, splitShape, type ImageShape } from '../data/index.js';
+import { getArch } from '../models/arch.js';
 import { buildCheckpoint, readCheckpointFile, type CheckpointFile, type LoadedCheckpoint } from '../io/checkpoint.js';
 import { checkOutputDir, checkOutputFile } from '../io/files.js';
 import { writeFileAtomic } from '../io/atomic.js';
@@ -61,11 +62,31 @@ function runOptions(flags: Flags): { cycles?: number; readout?: Readout; batchSi
   };
 }
 
-function loadData(flags: Flags, suiteSubset?: string): EvalData {
+/** Input shape [h, w, c] of a cnnf model. */
+function modelShape(ck: LoadedCheckpoint): ImageShape {
+  const a = getArch(ck.model.config.arch);
+  return [a.height, a.width, a.inChannels];
+}
+
+/**
+ * The test split the models are evaluated on. An image folder is read at the models' input shape;
+ * any other dataset must already have it (one-line error otherwise).
+ */
+async function loadData(flags: Flags, models: LoadedCheckpoint[], suiteSubset?: string): Promise<EvalData> {
   const f = { ...flags };
   if (f.testSubset === undefined && suiteSubset !== undefined) f.testSubset = suiteSubset;
   const opts = datasetOptionsFromFlags(f);
-  const ds = loadDataset(opts);
+  if (opts.trainSize === undefined) opts.testOnly = true;
+  const want = models.length > 0 ? modelShape(models[0]) : undefined;
+  if (opts.dataset === 'folder' && opts.imageShape === undefined && want) opts.imageShape = want;
+  const ds = await loadDatasetAsync(opts);
+  const got = splitShape(ds.test);
+  for (const m of models) {
+    const shape = modelShape(m);
+    if (formatShape(shape) !== formatShape(got)) {
+      throw new UsageError(`${m.path} takes ${formatShape(shape)} images (HxWxC), the ${ds.name} test images are ${formatShape(got)}`);
+    }
+  }
   const parts = [
     opts.testSize !== undefined ? `test-size:${opts.testSize}` : '',
     opts.testSubset !== undefined ? (typeof opts.testSubset === 'string' ? opts.testSubset : formatTestSubset(opts.testSubset)) : '',
@@ -250,7 +271,7 @@ export async function runEvalCommand(flags: Flags): Promise<void> {
   const workers = resolveWorkers(str(flags, 'workers'), backend.name);
   const models = buildModels(files);
   const out = await withWorkers(workers, backend.name, async (started) => {
-    const data = loadData(flags, suite.testSubset);
+    const data = await loadData(flags, models, suite.testSubset);
     backendNotice(backend); // after every input check: a bad input is exactly one stderr line
     if (shard) process.stderr.write(`cnnf: shard ${shard.index}/${shard.count} (from ${shard.source})\n`);
     const pool = await started();
@@ -337,7 +358,7 @@ export async function runAttackCommand(flags: Flags): Promise<void> {
   const workers = resolveWorkers(str(flags, 'workers'), backend.name);
   const [model] = buildModels(files);
   const results = await withWorkers(workers, backend.name, async (started) => {
-    const data = loadData(flags);
+    const data = await loadData(flags, [model]);
     backendNotice(backend);
     const pool = await started();
     const bar = evalProgress('attack');
@@ -405,7 +426,7 @@ export async function runDemo(d: DemoRun): Promise<string> {
   const models = buildModels(files);
   const json = join(d.out, 'results.json');
   const results = await withWorkers(workers, backend.name, async (started) => {
-    const data = loadData(flags, suite.testSubset);
+    const data = await loadData(flags, models, suite.testSubset);
     backendNotice(backend); // after every input check
     const pool = await started();
     const progress = evalProgress('demo');

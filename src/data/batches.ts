@@ -1,9 +1,9 @@
 /** Mini-batch iteration over a split, in order or shuffled by a seeded Rng. */
 import { permutation, type Rng } from './rng.js';
-import { IMAGE_PIXELS, type Split } from './types.js';
+import { pixelsPerImage, type Split } from './types.js';
 
 export interface Batch {
-  /** batch*28*28 images, same layout and scaling as Split.images. */
+  /** batch*h*w*c values, same layout and scaling as Split.images. */
   x: Float32Array;
   y: Int32Array;
   /** Indices into the split of the images in this batch. */
@@ -29,15 +29,16 @@ export function* batches(split: Split, batchSize: number, opts: BatchOptions = {
     order = new Int32Array(split.count);
     for (let i = 0; i < split.count; i++) order[i] = i;
   }
+  const P = pixelsPerImage(split);
   for (let start = 0; start < split.count; start += batchSize) {
     const end = Math.min(start + batchSize, split.count);
     if (opts.dropLast && end - start < batchSize) return;
     const indices = order.slice(start, end);
-    const x = new Float32Array(indices.length * IMAGE_PIXELS);
+    const x = new Float32Array(indices.length * P);
     const y = new Int32Array(indices.length);
     for (let k = 0; k < indices.length; k++) {
       const i = indices[k];
-      x.set(split.images.subarray(i * IMAGE_PIXELS, (i + 1) * IMAGE_PIXELS), k * IMAGE_PIXELS);
+      x.set(split.images.subarray(i * P, (i + 1) * P), k * P);
       y[k] = split.labels[i];
     }
     yield { x, y, indices };

@@ -127,8 +127,8 @@ export function loadFashionMnistSplits(): { train: Split; test: Split } {
   const dir = fashionMnistDir();
   const trainN = NUM_CLASSES * FASHION_TRAIN_PER_CLASS;
   const testN = NUM_CLASSES * FASHION_TEST_PER_CLASS;
-  const train: Split = { images: new Float32Array(trainN * IMAGE_PIXELS), labels: new Int32Array(trainN), count: trainN, height: IMAGE_HEIGHT, width: IMAGE_WIDTH };
-  const test: Split = { images: new Float32Array(testN * IMAGE_PIXELS), labels: new Int32Array(testN), count: testN, height: IMAGE_HEIGHT, width: IMAGE_WIDTH };
+  const train: Split = { images: new Float32Array(trainN * IMAGE_PIXELS), labels: new Int32Array(trainN), count: trainN, height: IMAGE_HEIGHT, width: IMAGE_WIDTH, channels: 1 };
+  const test: Split = { images: new Float32Array(testN * IMAGE_PIXELS), labels: new Int32Array(testN), count: testN, height: IMAGE_HEIGHT, width: IMAGE_WIDTH, channels: 1 };
   const empties: { classIndex: number; position: number }[] = [];
   for (let c = 0; c < NUM_CLASSES; c++) {
     const file = join(dir, `${c}.json`);

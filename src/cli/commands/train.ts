@@ -22,7 +22,7 @@ import { addBackendOption, addSeedOption, addWorkersOption, initBackend, seedFro
 import { createProgress } from '../progress.js';
 import { resolveWorkers } from '../../parallel/pool.js';
 import { parseChoice, parseInteger, parseNumber, parseNumberList } from '../options.js';
-import { addDatasetOptions, datasetOptionsFromFlags } from './data.js';
+import { addDatasetOptions, trainingDatasetFromFlags } from './data.js';
 
 /** Training flags shared by train and grid (model-structure flags are added by each command). */
 export function addTrainingOptions(cmd: Command): Command {
@@ -80,7 +80,7 @@ export function trainOptionsFromFlags(flags: Record<string, unknown>, model: Mod
     reconWeight: num('--recon-weight', str('reconWeight'), 0),
     seed: seedFrom(str('seed') ?? '0'),
     perturb: str('perturb') !== undefined ? parsePerturbation(str('perturb')!) : null,
-    dataset: datasetOptionsFromFlags(flags),
+    dataset: trainingDatasetFromFlags(flags),
   };
   if (str('fc') !== undefined) opts.fc = parseNumberList('--fc', str('fc')!, { integer: true, min: 1, max: 100_000 });
   if (str('microBatch') !== undefined) opts.microBatch = parseInteger('--micro-batch', str('microBatch')!, 1, 65_536);
