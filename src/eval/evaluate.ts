@@ -20,6 +20,7 @@ import { attackSettings, buildAttack, type Suite } from './suite.js';
 import { evalBatch, type BatchOutcome, type BatchTask, type Job } from './batch.js';
 import { ALPHA, ciPair, INTERVAL_METHOD, measure, PAIRED_TEST } from './stats.js';
 import { WorkerPool } from '../parallel/pool.js';
+import { runEvalBatch } from './worker-tasks.js';
 import { getAttack, isStaged } from '../attacks/index.js';
 import { probeChecks, resultChecks, type EvalCheck } from './checks.js';
 
@@ -297,7 +298,7 @@ export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite
       };
       if (pool) {
         // every unit goes to the pool at once (it hands them out as workers become idle); results are absorbed in order
-        const outcomes = await Promise.all(units.map((u) => pool.evalBatch(ck.model, u.task, onPoint)));
+        const outcomes = await Promise.all(units.map((u) => runEvalBatch(pool, ck.model, u.task, onPoint)));
         await pool.dropModel(ck.model);
         for (const [i, o] of outcomes.entries()) await absorb(units[i], o);
       } else {

@@ -5,3 +5,4 @@ export * from './perturb.js';
 export * from './train.js';
 export * from './grid.js';
 export * from './step.js';
+export { GRADS, pooledGradients, runGradients, type BatchArrays, type GradOutcome, type GradTask } from './worker-tasks.js';

@@ -24,11 +24,12 @@ import { saveCheckpoint } from '../io/checkpoint.js';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { getArch, makeConfig, paramSpecs, type ArchName, type ModelConfig } from '../models/arch.js';
 import { CNNF } from '../models/cnnf.js';
-import { microBatchGradients, pooledGradients } from './step.js';
+import { microBatchGradients } from './step.js';
+import { GRADS, pooledGradients } from './worker-tasks.js';
 import { WorkerPool } from '../parallel/pool.js';
 import type { BatchOutcome } from '../eval/batch.js';
-import { lossChartSpec, renderVegaLite, svgToPng } from '../report/charts.js';
-import { defaultWindow, movingAverage, parseTrainingLog, TRAINLOG_COLUMNS, type TrainLogRow } from '../report/trainlog.js';
+import { EVAL_BATCH, runEvalBatch } from '../eval/worker-tasks.js';
+import { parseTrainingLog, trainLogCsv, type TrainLogRow } from './trainlog.js';
 import { learningRate, SCHEDULE_NAMES, SGD, type Schedule, type ScheduleName } from './optimizer.js';
 import { formatPerturbation, Perturber, type Perturbation } from './perturb.js';
 
@@ -97,8 +98,6 @@ export interface RunControl {
   stopAfterEpochs?: number;
   /** Command line recorded in summary.json and the checkpoints. */
   command?: string;
-  /** Skip the loss-curve PNG (tests). */
-  noPlot?: boolean;
   /**
    * Worker threads computing micro-batch gradients in parallel (wasm/cpu; default 1). Without
    * --micro-batch, a batch is split into one micro-batch per worker. The update is bit-identical to
@@ -163,6 +162,11 @@ export interface TrainHooks {
   onEvalProgress?(e: { epoch: number; split: 'test' | 'noisy test'; done: number; total: number }): void;
   /** Notices (defaulted settings, ...). */
   onNotice?(msg: string): void;
+  /**
+   * Called (and awaited) after each epoch's outputs are written, with the log so far: `cnnf train`
+   * draws OUT/loss.png here (report/trainlog.ts writeLossPng).
+   */
+  onOutputs?(o: { epoch: number; out: string; rows: readonly TrainLogRow[]; title: string }): void | Promise<void>;
 }
 
 export interface TrainResult {
@@ -282,7 +286,7 @@ export async function evaluateAccuracyParallel(
   let done = 0;
   for (let s = 0; s < n; s += batchSize) {
     const m = Math.min(batchSize, n - s);
-    parts.push(pool.evalBatch(model, {
+    parts.push(runEvalBatch(pool, model, {
       start: s, images: images.slice(s * IMAGE_PIXELS, (s + m) * IMAGE_PIXELS), labels: labels.slice(s, s + m),
       cycles: model.config.cycles, readout: 'last', numClasses: model.config.numClasses, seed: 0, jobs: [], keep: [],
     }).then((o) => {
@@ -450,20 +454,6 @@ export function validateTrainState(raw: unknown, path: string): TrainState {
   return raw as unknown as TrainState;
 }
 
-function csvOf(rows: TrainLogRow[]): string {
-  const lines = [TRAINLOG_COLUMNS.join(',')];
-  for (const r of rows) lines.push(`${r.epoch},${r.batch},${r.step},${r.loss},${r.accuracy},${r.lr}`);
-  return `${lines.join('\n')}\n`;
-}
-
-async function writeLossPng(path: string, rows: TrainLogRow[], title: string): Promise<void> {
-  if (rows.length === 0) return;
-  const loss = rows.map((r) => r.loss);
-  const w = defaultWindow(loss.length);
-  const svg = await renderVegaLite(lossChartSpec(title, rows.map((r) => r.step), loss, movingAverage(loss, w), w));
-  writeFileAtomic(path, await svgToPng(svg));
-}
-
 /** Options that must match between a run and its resumption (everything but epochs and evalSigma). */
 const RESUME_KEYS: (keyof TrainOptions)[] = [
   'model', 'arch', 'batchSize', 'microBatch', 'lr', 'momentum', 'weightDecay', 'schedule', 'power', 'clip', 'cleanWeight', 'reconWeight', 'seed', 'perturb',
@@ -623,7 +613,7 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
 
   let pool: WorkerPool | null = null;
   try {
-    if ((ctl.workers ?? 1) > 1) pool = await WorkerPool.start(ctl.workers!, backend);
+    if ((ctl.workers ?? 1) > 1) pool = await WorkerPool.start(ctl.workers!, backend, { tasks: [GRADS, EVAL_BATCH] });
     for (let epoch = startEpoch; epoch <= lastEpoch; epoch++) {
       const order = permutation(ds.train.count, mulberry32(deriveSeed(opts.seed, `shuffle:${epoch}`)));
       const perturber = perturb ? new Perturber(perturb, opts.seed, epoch) : null;
@@ -737,7 +727,7 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
       history.push(m);
 
       // outputs: log first, checkpoints, then the state (authoritative for resume), then the summary
-      writeFileAtomic(join(out, 'train-log.csv'), csvOf(rows));
+      writeFileAtomic(join(out, 'train-log.csv'), trainLogCsv(rows));
       const ckptOpts = { dataset: ds.name, classNames: ds.classNames, training: trainingMeta(), source: 'cnnf train', readout: 'last' as const };
       const arrays = await model.toArrays();
       await saveCheckpoint(join(out, 'last.safetensors'), model, ckptOpts);
@@ -755,7 +745,7 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
       writeSafetensors(join(out, 'state.safetensors'), tensors, stateMetadata(state));
       writeFileAtomic(join(out, 'state.json'), `${JSON.stringify({ ...state, authoritative: 'state.safetensors' }, null, 2)}\n`);
       writeFileAtomic(join(out, 'summary.json'), `${JSON.stringify(summaryOf(), null, 2)}\n`);
-      if (!ctl.noPlot) await writeLossPng(join(out, 'loss.png'), rows, `${opts.model} ${config.arch} training loss`);
+      await hooks.onOutputs?.({ epoch, out, rows, title: `${opts.model} ${config.arch} training loss` });
       hooks.onEpoch?.(m);
     }
   } catch (e) {

@@ -21,6 +21,7 @@ import {
 import { addBackendOption, addSeedOption, addWorkersOption, initBackend, seedFrom } from '../common.js';
 import { createProgress } from '../progress.js';
 import { resolveWorkers } from '../../parallel/pool.js';
+import { writeLossPng } from '../../report/trainlog.js';
 import { parseChoice, parseInteger, parseNumber, parseNumberList } from '../options.js';
 import { addDatasetOptions, datasetOptionsFromFlags } from './data.js';
 
@@ -104,7 +105,7 @@ export function epochLine(m: EpochMetrics, epochs: number, cnnf: boolean): strin
 /**
  * Progress hooks: batches and each epoch's test evaluation as a bar on a TTY stderr, else as plain
  * lines (a line per stage, at most one per 15 s, with done/total and ETA; see ../progress.ts); one
- * stderr line per finished epoch; --json lines on stdout.
+ * stderr line per finished epoch; --json lines on stdout. Also draws OUT/loss.png after each epoch.
  */
 export function progressHooks(json: boolean, prefix = '', label = 'train'): TrainHooks & { stop(): void } {
   const progress = createProgress({ label });
@@ -113,6 +114,8 @@ export function progressHooks(json: boolean, prefix = '', label = 'train'): Trai
   const stop = () => progress.stop();
   return {
     stop,
+    // the report layer draws OUT/loss.png after each epoch
+    onOutputs: writeLossPng,
     onNotice: (msg) => process.stderr.write(`cnnf: ${prefix}${msg}\n`),
     onStart: (info) => {
       epochs = info.epochs;
