@@ -100,8 +100,8 @@ export interface RunControl {
   command?: string;
   /**
    * Worker threads computing micro-batch gradients in parallel (wasm/cpu; default 1). Without
-   * --micro-batch, a batch is split into one micro-batch per worker. The update is bit-identical to
-   * the in-process one with the same micro-batch size.
+   * --micro-batch, a batch is split into one micro-batch per worker (on resume: as the saved run was).
+   * The update is bit-identical to the in-process one with the same micro-batch size.
    */
   workers?: number;
 }
@@ -198,6 +198,12 @@ export interface TrainState {
   dataset: { name: string; numClasses: number; classNames: string[]; trainCount: number; testCount: number };
   /** Every random stream is derived from (seed, epoch[, batch]), so the position is the next epoch. */
   rng: { scheme: string; seed: number; nextEpoch: number };
+  /**
+   * Without --micro-batch, each batch is split into this many micro-batches (the run's worker count;
+   * the float sums depend on the split). A resumed run keeps it whatever its own --workers, so that it
+   * ends bit-identical to an uninterrupted one. Absent in states of earlier versions.
+   */
+  microBatchParts?: number;
 }
 
 /** The model configuration a run trains (defaults per model kind). */
@@ -451,6 +457,7 @@ export function validateTrainState(raw: unknown, path: string): TrainState {
   if (typeof rng.scheme !== 'string') fail('rng.scheme', 'must be a string');
   if (rng.seed !== opts.seed) fail('rng.seed', `must equal options.seed ${opts.seed}, got ${JSON.stringify(rng.seed)}`);
   if (rng.nextEpoch !== done + 1) fail('rng.nextEpoch', `must be ${done + 1}, got ${JSON.stringify(rng.nextEpoch)}`);
+  if (raw.microBatchParts !== undefined) int(raw.microBatchParts, 'microBatchParts', 1, 256);
   return raw as unknown as TrainState;
 }
 
@@ -523,6 +530,10 @@ export function preflightTraining(opts: TrainOptions, ctl: RunControl, dataset?:
 export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: TrainHooks = {}): Promise<TrainResult> {
   const { out, ds, config, resumed } = preflightTraining(opts, ctl, hooks.dataset);
   if (!ctl.resume && ctl.force) for (const f of OUTPUT_FILES) rmSync(join(out, f), { force: true });
+  // temporary files of an atomic write a kill interrupted (io/atomic.ts names them .NAME.tmp-PID-HEX)
+  if (ctl.resume || ctl.force) {
+    for (const f of readdirSync(out)) if (OUTPUT_FILES.some((o) => f.startsWith(`.${o}.tmp-`))) rmSync(join(out, f), { force: true });
+  }
   const { perturb, defaulted } = effectivePerturbation(opts);
   const evalSigma = opts.evalSigma ?? (perturb?.kind === 'gaussian' && perturb.sigma > 0 ? perturb.sigma : TRAIN_DEFAULTS.evalSigma);
   if (defaulted) hooks.onNotice?.(`no --perturb given for cnnf: training pairs use gaussian:${TRAIN_DEFAULTS.cnnfPerturb.kind === 'gaussian' ? TRAIN_DEFAULTS.cnnfPerturb.sigma : ''} (the seed report's setting)`);
@@ -570,6 +581,13 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
     }
   }
 
+  // the micro-batch split of a batch without --micro-batch: one part per worker, kept on resume
+  const workers = ctl.workers ?? 1;
+  const parts = resumed?.state.microBatchParts ?? workers;
+  if (opts.microBatch === undefined && parts !== workers) {
+    hooks.onNotice?.(`the saved run split each batch into ${parts} micro-batch(es) (its --workers); this run keeps that split so that it ends as the uninterrupted run would`);
+  }
+
   const backend = activeBackend();
   hooks.onStart?.({
     config, perturb, perturbDefaulted: defaulted, startEpoch, epochs: opts.epochs, batchesPerEpoch,
@@ -591,7 +609,8 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
       format: 'cnnf-train-summary/1',
       command: ctl.command ?? null,
       options: opts,
-      workers: ctl.workers ?? 1,
+      workers,
+      microBatchParts: opts.microBatch === undefined ? parts : null,
       config,
       perturb: formatPerturbation(perturb),
       perturbDefaulted: defaulted,
@@ -613,7 +632,7 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
 
   let pool: WorkerPool | null = null;
   try {
-    if ((ctl.workers ?? 1) > 1) pool = await WorkerPool.start(ctl.workers!, backend, { tasks: [GRADS, EVAL_BATCH] });
+    if (workers > 1) pool = await WorkerPool.start(ctl.workers!, backend, { tasks: [GRADS, EVAL_BATCH] });
     for (let epoch = startEpoch; epoch <= lastEpoch; epoch++) {
       const order = permutation(ds.train.count, mulberry32(deriveSeed(opts.seed, `shuffle:${epoch}`)));
       const perturber = perturb ? new Perturber(perturb, opts.seed, epoch) : null;
@@ -634,7 +653,7 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
         }
         lr = learningRate(schedule, step);
         // micro-batches: chunks whose gradients add up to the batch's (one per worker by default)
-        const mb = Math.min(n, opts.microBatch ?? (pool ? Math.ceil(n / pool.size) : n));
+        const mb = Math.min(n, opts.microBatch ?? Math.ceil(n / parts));
         const lossW = { cleanWeight: opts.cleanWeight, reconWeight: opts.reconWeight };
         let lossT: tf.Tensor;
         try {
@@ -738,6 +757,7 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
         wallSeconds: priorWall + (performance.now() - t0) / 1000,
         dataset: { name: ds.name, numClasses: ds.numClasses, classNames: ds.classNames, trainCount: ds.train.count, testCount: ds.test.count },
         rng: { scheme: 'derived per epoch: shuffle:E, train-noise:E, train-attack:E:B:K, eval-noise', seed: opts.seed, nextEpoch: epoch + 1 },
+        microBatchParts: parts,
       };
       const tensors = new Map<string, TensorToWrite>();
       for (const [name, a] of arrays) tensors.set(`param/${name}`, { shape: a.shape, data: a.data });
