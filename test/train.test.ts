@@ -11,12 +11,14 @@ import { loadDataset, type Dataset } from '../src/data/index.js';
 import { UsageError } from '../src/errors.js';
 import { loadCheckpoint } from '../src/io/checkpoint.js';
 import { readSafetensors } from '../src/io/safetensors.js';
+import { CNNF } from '../src/models/cnnf.js';
 import { parseTrainingLog, writeLossPng } from '../src/report/trainlog.js';
 import {
   clipGradNorm,
   learningRate,
   parsePerturbation,
   preflightTraining,
+  attackPerturb,
   SGD,
   TRAIN_DEFAULTS,
   trainModel,
@@ -228,6 +230,44 @@ describe('trainModel', () => {
     expect(par.summary.workers).toBe(2);
     here.model.dispose();
     par.model.dispose();
+  });
+
+  it('adversarial training (pgd) computes its attack in the workers: --workers 1 and 2 give bit-identical weights', async () => {
+    const small = loadDataset({ dataset: 'fashion-mnist', trainSize: 48, testSize: 20 });
+    const o = opts({ model: 'cnnf', microBatch: 8, perturb: { kind: 'pgd', eps: 0.2, step: 0.1, iters: 2 }, dataset: { dataset: 'fashion-mnist', trainSize: 48, testSize: 20 } });
+    const one = await trainModel(o, { out: tmp('pgd1'), force: true, workers: 1 }, { dataset: small });
+    const two = await trainModel(o, { out: tmp('pgd2'), force: true, workers: 2 }, { dataset: small });
+    const a = await one.model.toArrays();
+    const b = await two.model.toArrays();
+    for (const [k, t] of a) expect(Buffer.from(b.get(k)!.data.buffer).equals(Buffer.from(t.data.buffer)), k).toBe(true);
+    expect(two.history[0].trainLoss).toBe(one.history[0].trainLoss);
+    // the attack did something: the loss differs from training on clean pairs
+    const clean = await trainModel({ ...o, perturb: { kind: 'fgsm', eps: 0 } }, { out: tmp('pgd0'), force: true }, { dataset: small });
+    expect(clean.history[0].trainLoss).not.toBe(one.history[0].trainLoss);
+    for (const r of [one, two, clean]) r.model.dispose();
+  });
+
+  it('a training attack perturbs each example alike in any micro-batch (per-example random starts)', async () => {
+    const model = CNNF.init({ arch: 'small', cycles: 1, ind: 1, resParam: 0.1, fc: [16] }, 3);
+    const x = tf.tensor4d(ds.train.images.slice(0, 6 * 784), [6, 28, 28, 1]);
+    const y = tf.tensor1d(ds.train.labels.slice(0, 6), 'int32');
+    const indices = Int32Array.from([40, 3, 17, 8, 0, 25]);
+    const draw = { perturb: { kind: 'pgd' as const, eps: 0.3, step: 0.1, iters: 3 }, seed: 9, epoch: 2, indices };
+    const whole = tf.tidy(() => attackPerturb(model, x, y, draw));
+    const halves = tf.tidy(() => tf.concat([0, 3].map((c) => attackPerturb(model, tf.slice(x, c, 3), tf.slice(y, c, 3), { ...draw, indices: indices.slice(c, c + 3) })), 0));
+    const a = whole.dataSync();
+    const b = halves.dataSync();
+    expect(Buffer.from(b.buffer, b.byteOffset, b.byteLength).equals(Buffer.from(a.buffer, a.byteOffset, a.byteLength))).toBe(true);
+    // within the eps-ball, not the clean images, and another epoch draws other starts
+    const xs = x.dataSync();
+    let maxD = 0;
+    for (let i = 0; i < a.length; i++) maxD = Math.max(maxD, Math.abs(a[i] - xs[i]));
+    expect(maxD).toBeGreaterThan(0.05);
+    expect(maxD).toBeLessThanOrEqual(0.3 + 1e-6);
+    const other = tf.tidy(() => attackPerturb(model, x, y, { ...draw, epoch: 3 }));
+    expect(Array.from(other.dataSync())).not.toEqual(Array.from(a));
+    tf.dispose([x, y, whole, halves, other]);
+    model.dispose();
   });
 
   it('refuses to resume on a dataset with another class count, and a non-empty OUT without --force', async () => {

@@ -31,7 +31,7 @@ import type { BatchOutcome } from '../eval/batch.js';
 import { EVAL_BATCH, runEvalBatch } from '../eval/worker-tasks.js';
 import { parseTrainingLog, trainLogCsv, type TrainLogRow } from './trainlog.js';
 import { learningRate, SCHEDULE_NAMES, SGD, type Schedule, type ScheduleName } from './optimizer.js';
-import { formatPerturbation, Perturber, type Perturbation } from './perturb.js';
+import { attackPerturb, formatPerturbation, isAttackPerturbation, Perturber, type Perturbation } from './perturb.js';
 
 export type ModelKind = 'cnn' | 'cnnf';
 export const MODEL_KINDS: readonly ModelKind[] = ['cnn', 'cnnf'];
@@ -657,13 +657,14 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
         const lossW = { cleanWeight: opts.cleanWeight, reconWeight: opts.reconWeight };
         let lossT: tf.Tensor;
         try {
+          const indices = order.subarray(start, start + n);
+          const attack = perturber && isAttackPerturbation(perturber.p) ? perturber : null;
           if (pool) {
-            // the perturbation runs here, the micro-batch gradients in the workers; they are added up in
-            // micro-batch order, so the update equals the in-process one with the same --micro-batch
-            const xPert = perturber
-              ? await dataOf(tf.tidy(() => perturber.perturb(model, tf.tensor4d(x, [n, 28, 28, 1]), tf.tensor1d(y, 'int32'), b + 1)))
-              : null;
-            const g = await pooledGradients(pool, model, { images: x, perturbed: xPert, labels: y }, mb, lossW);
+            // Gaussian noise is drawn here (one stream per epoch, in batch order); attacks run in the workers
+            // with the micro-batch gradients, which are added up in micro-batch order, so the update equals
+            // the in-process one with the same --micro-batch
+            const xPert = perturber && !attack ? await dataOf(tf.tidy(() => perturber.noisy(tf.tensor4d(x, [n, 28, 28, 1])))) : null;
+            const g = await pooledGradients(pool, model, { images: x, perturbed: xPert, labels: y, attack: attack?.draw(indices) ?? null }, mb, lossW);
             lossT = tf.tidy(() => {
               sgd.step(g.grads, lr).gradNorm.dispose();
               return tf.stack([g.value, g.hits]);
@@ -674,7 +675,7 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
             lossT = tf.tidy(() => {
               const xT = tf.tensor4d(x, [n, 28, 28, 1]);
               const yT = tf.tensor1d(y, 'int32');
-              const xPert = perturber ? perturber.perturb(model, xT, yT, b + 1) : null;
+              const xPert = perturber && !attack ? perturber.noisy(xT) : null;
               let lossSumT: tf.Tensor | null = null;
               let hitsT: tf.Tensor | null = null;
               const acc = new Map<string, tf.Tensor>();
@@ -683,8 +684,11 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
                 const whole = m === n;
                 const xc = whole ? xT : tf.slice(xT, c, m);
                 const yc = whole ? yT : tf.slice(yT, c, m);
-                const xpc = !xPert ? null : whole ? xPert : tf.slice(xPert, c, m);
+                const xpc = attack
+                  ? attackPerturb(model, xc, yc, attack.draw(indices.slice(c, c + m)))
+                  : !xPert ? null : whole ? xPert : tf.slice(xPert, c, m);
                 const r = microBatchGradients(model, xc, xpc, yc, m / n, lossW);
+                if (attack) xpc!.dispose();
                 lossSumT = lossSumT ? tf.add(lossSumT, r.value) : r.value;
                 hitsT = hitsT ? tf.add(hitsT, r.hits) : r.hits;
                 for (const [name, g] of r.grads) {
@@ -756,7 +760,7 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
         format: STATE_FORMAT, options: opts, config, completedEpochs: epoch, step, history, best,
         wallSeconds: priorWall + (performance.now() - t0) / 1000,
         dataset: { name: ds.name, numClasses: ds.numClasses, classNames: ds.classNames, trainCount: ds.train.count, testCount: ds.test.count },
-        rng: { scheme: 'derived per epoch: shuffle:E, train-noise:E, train-attack:E:B:K, eval-noise', seed: opts.seed, nextEpoch: epoch + 1 },
+        rng: { scheme: 'derived per epoch: shuffle:E, train-noise:E, train-attack:E:I (example I), eval-noise', seed: opts.seed, nextEpoch: epoch + 1 },
         microBatchParts: parts,
       };
       const tensors = new Map<string, TensorToWrite>();

@@ -8,14 +8,17 @@ import { IMAGE_PIXELS } from '../data/index.js';
 import type { CNNF } from '../models/cnnf.js';
 import type { WorkerPool } from '../parallel/pool.js';
 import { defineTask, handlerOf, type TaskHandlers } from '../parallel/tasks.js';
+import { attackPerturb, type AttackDraw } from './perturb.js';
 import { microBatchGradients, type LossWeights, type MicroBatchGradients } from './step.js';
 
 /** One micro-batch of a training step (see step.ts). */
 export interface GradTask extends LossWeights {
   /** NHWC [n, 28, 28, 1]. */
   images: Float32Array;
-  /** The perturbed copy for the pair loss, or null for clean cross-entropy. */
+  /** The perturbed copy for the pair loss, or null (clean cross-entropy, or `attack` computes it). */
   perturbed: Float32Array | null;
+  /** An adversarial perturbation to compute here, on the worker's copy of the model (fgsm, pgd). */
+  attack?: AttackDraw | null;
   labels: Int32Array;
   /** The micro-batch's share of the batch (size / batch size). */
   scale: number;
@@ -32,8 +35,8 @@ export const GRADS = defineTask<GradTask, GradOutcome>('grads', import.meta.url)
 async function grads(model: CNNF, t: GradTask): Promise<GradOutcome> {
   const n = t.labels.length;
   const x = tf.tensor4d(t.images, [n, 28, 28, 1]);
-  const xp = t.perturbed ? tf.tensor4d(t.perturbed, [n, 28, 28, 1]) : null;
   const y = tf.tensor1d(t.labels, 'int32');
+  const xp = t.attack ? tf.tidy(() => attackPerturb(model, x, y, t.attack!)) : t.perturbed ? tf.tensor4d(t.perturbed, [n, 28, 28, 1]) : null;
   try {
     const r = microBatchGradients(model, x, xp, y, t.scale, t);
     const out: Array<[string, Float32Array]> = [];
@@ -61,6 +64,8 @@ export interface BatchArrays {
   images: Float32Array;
   perturbed: Float32Array | null;
   labels: Int32Array;
+  /** An attack each worker computes for its micro-batch (indices: the whole batch's, cut per micro-batch). */
+  attack?: AttackDraw | null;
 }
 
 /**
@@ -74,7 +79,10 @@ export async function pooledGradients(pool: WorkerPool, model: CNNF, batch: Batc
   for (let c = 0; c < n; c += microBatch) {
     const m = Math.min(microBatch, n - c);
     const cut = (a: Float32Array) => a.slice(c * px, (c + m) * px);
-    parts.push(runGradients(pool, model, { images: cut(batch.images), perturbed: batch.perturbed ? cut(batch.perturbed) : null, labels: batch.labels.slice(c, c + m), scale: m / n, ...w }));
+    const attack = batch.attack ? { ...batch.attack, indices: batch.attack.indices.slice(c, c + m) } : null;
+    parts.push(runGradients(pool, model, {
+      images: cut(batch.images), perturbed: batch.perturbed ? cut(batch.perturbed) : null, attack, labels: batch.labels.slice(c, c + m), scale: m / n, ...w,
+    }));
   }
   const outs = await Promise.all(parts);
   const sum = tf.tidy(() => {
