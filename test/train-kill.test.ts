@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readSafetensors } from '../src/io/safetensors.js';
-import { readTrainState } from '../src/train/train.js';
+import { readTrainState } from '../src/train/state.js';
 import { parseTrainingLog } from '../src/train/trainlog.js';
 import { cnnf, ROOT } from './helpers/cli.js';
 
