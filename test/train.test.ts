@@ -17,6 +17,8 @@ import {
   clipGradNorm,
   learningRate,
   parsePerturbation,
+  perturbationForms,
+  perturbationSyntax,
   preflightTraining,
   attackPerturb,
   SGD,
@@ -121,6 +123,14 @@ describe('perturbation specs', () => {
     expect(() => parsePerturbation('pgd:0.2,0.07')).toThrow(UsageError);
     expect(() => parsePerturbation('fgsm:-1')).toThrow(UsageError);
     expect(() => parsePerturbation('noise')).toThrow(UsageError);
+    expect(parsePerturbation('fgsm:0.1')).toEqual({ kind: 'fgsm', eps: 0.1 });
+    // the forms and PGD's STEP / ITERS bounds come from the attack registry
+    expect(perturbationSyntax()).toBe('gaussian:SIGMA | fgsm:EPS | pgd:EPS,STEP,ITERS');
+    expect(perturbationForms().map((f) => f.label)).toEqual(['Gaussian noise', 'FGSM', 'PGD']);
+    expect(() => parsePerturbation('pgd:0.2,0,7')).toThrow('--perturb: STEP (pgd stepSize) must be > 0, got 0');
+    expect(() => parsePerturbation('pgd:0.2,0.1,20000')).toThrow('--perturb: ITERS (pgd steps) must be <= 10000, got 20000');
+    expect(() => parsePerturbation('pgd:0.2,0.1,1.5')).toThrow('--perturb: ITERS (pgd steps) must be an integer, got 1.5');
+    expect(() => parsePerturbation('apgd:0.2')).toThrow('--perturb must be gaussian:SIGMA | fgsm:EPS | pgd:EPS,STEP,ITERS, got "apgd:0.2"');
   });
 });
 

@@ -7,7 +7,7 @@
  * example's perturbation does not depend on the micro-batch it is in, nor on the worker count.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { FGSM, PGD, randomStartDelta, type Victim } from '../attacks/index.js';
+import { FGSM, getAttack, hasAttack, parseParamFlag, PGD, randomStartDelta, type Victim } from '../attacks/index.js';
 import { deriveSeed, fillGaussian, IMAGE_PIXELS, mulberry32, type Rng } from '../data/index.js';
 import { UsageError } from '../errors.js';
 import type { CNNF } from '../models/cnnf.js';
@@ -17,29 +17,52 @@ export type Perturbation =
   | { kind: 'fgsm'; eps: number }
   | { kind: 'pgd'; eps: number; step: number; iters: number };
 
-const SYNTAX = 'gaussian:SIGMA, fgsm:EPS or pgd:EPS,STEP,ITERS';
+/**
+ * The forms of --perturb: each is a method of the attack registry (attacks/registry.ts) with positional
+ * arguments; an argument that is a registry parameter (PGD's STEP = stepSize, ITERS = steps) is parsed
+ * and bounded by the registry's spec, as `cnnf eval --attacks` flags are. The radius (EPS, SIGMA) is a
+ * number >= 0. Only methods with a training implementation here (Perturber, attackPerturb) are forms.
+ */
+const FORMS: ReadonlyArray<{ kind: Perturbation['kind']; args: ReadonlyArray<{ name: string; field: string; param?: string }> }> = [
+  { kind: 'gaussian', args: [{ name: 'SIGMA', field: 'sigma' }] },
+  { kind: 'fgsm', args: [{ name: 'EPS', field: 'eps' }] },
+  { kind: 'pgd', args: [{ name: 'EPS', field: 'eps' }, { name: 'STEP', field: 'step', param: 'stepSize' }, { name: 'ITERS', field: 'iters', param: 'steps' }] },
+];
 
-function num(flag: string, raw: string, what: string, integer = false): number {
+/** The --perturb forms the registry offers: `kind:ARGS`, with the registry's label and summary. */
+export function perturbationForms(): Array<{ kind: Perturbation['kind']; syntax: string; label: string; summary: string }> {
+  return FORMS.filter((f) => hasAttack(f.kind)).map((f) => {
+    const d = getAttack(f.kind);
+    return { kind: f.kind, syntax: `${f.kind}:${f.args.map((a) => a.name).join(',')}`, label: d.label, summary: d.summary };
+  });
+}
+
+/** "gaussian:SIGMA | fgsm:EPS | pgd:EPS,STEP,ITERS" */
+export function perturbationSyntax(): string {
+  return perturbationForms().map((f) => f.syntax).join(' | ');
+}
+
+function radius(flag: string, raw: string, what: string): number {
   const s = raw.trim();
   const v = s === '' ? NaN : Number(s);
   if (!Number.isFinite(v) || v < 0) throw new UsageError(`${flag}: ${what} must be a number >= 0, got ${JSON.stringify(raw)}`);
-  if (integer && (!Number.isInteger(v) || v < 1)) throw new UsageError(`${flag}: ${what} must be an integer >= 1, got ${JSON.stringify(raw)}`);
   return v;
 }
 
-/** Parses `gaussian:SIGMA | fgsm:EPS | pgd:EPS,STEP,ITERS` (one-line UsageError otherwise). */
+/** Parses a --perturb form (one-line UsageError otherwise). */
 export function parsePerturbation(raw: string, flag = '--perturb'): Perturbation {
   const s = String(raw).trim();
   const colon = s.indexOf(':');
-  if (colon < 0) throw new UsageError(`${flag} must be ${SYNTAX}, got ${JSON.stringify(raw)}`);
-  const kind = s.slice(0, colon).toLowerCase();
+  const kind = colon < 0 ? '' : s.slice(0, colon).toLowerCase();
   const args = s.slice(colon + 1).split(',');
-  if (kind === 'gaussian' && args.length === 1) return { kind, sigma: num(flag, args[0], 'SIGMA') };
-  if (kind === 'fgsm' && args.length === 1) return { kind, eps: num(flag, args[0], 'EPS') };
-  if (kind === 'pgd' && args.length === 3) {
-    return { kind, eps: num(flag, args[0], 'EPS'), step: num(flag, args[1], 'STEP'), iters: num(flag, args[2], 'ITERS', true) };
-  }
-  throw new UsageError(`${flag} must be ${SYNTAX}, got ${JSON.stringify(raw)}`);
+  const form = FORMS.find((f) => f.kind === kind && hasAttack(f.kind));
+  if (!form || args.length !== form.args.length) throw new UsageError(`${flag} must be ${perturbationSyntax()}, got ${JSON.stringify(raw)}`);
+  const out: Record<string, unknown> = { kind: form.kind };
+  form.args.forEach((a, i) => {
+    const spec = a.param === undefined ? undefined : getAttack(form.kind).params[a.param];
+    out[a.field] = spec ? parseParamFlag(spec, args[i]!, `${flag}: ${a.name} (${form.kind} ${a.param})`) : radius(flag, args[i]!, a.name);
+  });
+  return out as Perturbation;
 }
 
 export function formatPerturbation(p: Perturbation | null): string {
