@@ -32,6 +32,8 @@ export interface EpochMetrics {
 }
 
 export const STATE_FORMAT = 'cnnf-train-state/1';
+/** How the run's random streams derive from the seed (recorded in the state; PGD starts were per batch, train-attack:E:B:K, before). */
+export const RNG_SCHEME = 'derived per epoch: shuffle:E, train-noise:E, train-attack:E:I (example I), eval-noise';
 
 export interface TrainState {
   format: string;

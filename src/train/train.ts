@@ -22,7 +22,7 @@ import { learningRate, SGD, type Schedule } from './optimizer.js';
 import { effectivePerturbation, resolveModelConfig, TRAIN_DEFAULTS, validateTrainOptions, type TrainOptions } from './options.js';
 import { clearOutputs, resumedLogRows, writeEpochOutputs } from './outputs.js';
 import { formatPerturbation, Perturber, type Perturbation } from './perturb.js';
-import { readTrainState, STATE_FORMAT, type EpochMetrics, type TrainState } from './state.js';
+import { readTrainState, RNG_SCHEME, STATE_FORMAT, type EpochMetrics, type TrainState } from './state.js';
 import type { TrainLogRow } from './trainlog.js';
 import { GRADS } from './worker-tasks.js';
 
@@ -219,6 +219,10 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
     hooks.onNotice?.(`the saved run split each batch into ${parts} micro-batch(es) (its --workers); this run keeps that split so that it ends as the uninterrupted run would`);
   }
 
+  if (resumed && perturb?.kind === 'pgd' && resumed.state.rng.scheme !== RNG_SCHEME) {
+    hooks.onNotice?.('the saved run drew PGD random starts per batch (an earlier cnnf); this one draws them per example, so it will not end exactly where the saved run would have');
+  }
+
   const backend = activeBackend();
   hooks.onStart?.({
     config, perturb, perturbDefaulted: defaulted, startEpoch, epochs: opts.epochs, batchesPerEpoch,
@@ -329,7 +333,7 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
         format: STATE_FORMAT, options: opts, config, completedEpochs: epoch, step, history, best,
         wallSeconds: priorWall + (performance.now() - t0) / 1000,
         dataset: { name: ds.name, numClasses: ds.numClasses, classNames: ds.classNames, trainCount: ds.train.count, testCount: ds.test.count },
-        rng: { scheme: 'derived per epoch: shuffle:E, train-noise:E, train-attack:E:I (example I), eval-noise', seed: opts.seed, nextEpoch: epoch + 1 },
+        rng: { scheme: RNG_SCHEME, seed: opts.seed, nextEpoch: epoch + 1 },
         microBatchParts: parts,
       };
       await writeEpochOutputs({
