@@ -28,7 +28,8 @@ import { getArch } from '../src/models/arch.js';
 import { CNNF } from '../src/models/cnnf.js';
 import { pairLoss } from '../src/models/loss.js';
 import { WorkerPool } from '../src/parallel/pool.js';
-import { pooledGradients } from '../src/train/step.js';
+import { pooledGradients } from '../src/train/worker-tasks.js';
+import { runEvalBatch } from '../src/eval/worker-tasks.js';
 import type { BatchTask } from '../src/eval/batch.js';
 import { parseSuite } from '../src/eval/suite.js';
 
@@ -337,7 +338,7 @@ async function main(): Promise<void> {
       const pgdSuite = parseSuite({ name: 'bench', attacks: [{ name: 'pgd7', method: 'pgd', eps: [0.2], steps: 7, stepSize: 0.071, randomStart: false, modes: ['e2e'] }] }, 'bench');
       const batch = (jobs: BatchTask['jobs']): BatchTask => ({ start: 0, images, labels, cycles: o.cycles, readout: 'last', numClasses: 10, seed: 1, jobs, keep: jobs.map(() => [0]), clean: jobs.length === 0 });
       const throughput = (task: BatchTask) => async () => {
-        await Promise.all(Array.from({ length: o.workers }, () => pool.evalBatch(model, task)));
+        await Promise.all(Array.from({ length: o.workers }, () => runEvalBatch(pool, model, task)));
       };
       const mb = Math.ceil(B / o.workers);
       const ptasks: Record<TaskName, () => Promise<void>> = {

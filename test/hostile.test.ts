@@ -26,7 +26,7 @@ import { checkpointMetadata, loadCheckpoint, parseCheckpoint, readCheckpointFile
 import { parseJsonText } from '../src/io/json.js';
 import { decodeMaybeGzip, encodeIdxImages, encodeIdxLabels } from '../src/data/idx.js';
 import { evaluateGate } from '../src/gate/gate.js';
-import { validateTrainState } from '../src/train/train.js';
+import { validateTrainState } from '../src/train/index.js';
 import { paramSpecs } from '../src/models/arch.js';
 
 const ROOT_USER = typeof process.getuid === 'function' && process.getuid() === 0;

@@ -1,9 +1,17 @@
-/** Worker threads: --workers parsing, and a failing batch rejects alone without breaking the pool. */
+/**
+ * Worker threads: --workers parsing, a failing batch rejects alone without breaking the pool, and the
+ * layering (parallel/ is generic: it imports no upper layer; train/ does not import report/ or cli/).
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { UsageError } from '../src/errors.js';
 import { CNNF } from '../src/models/cnnf.js';
 import { AUTO_MAX_WORKERS, resolveWorkers, WorkerPool } from '../src/parallel/pool.js';
 import type { BatchTask } from '../src/eval/batch.js';
+import { runEvalBatch } from '../src/eval/worker-tasks.js';
+import { PARAM_COUNT, USAGE_FAIL } from './helpers/pool-tasks.js';
 import { wasm } from './helpers/tf.js';
 
 beforeAll(wasm);
@@ -30,15 +38,74 @@ describe('WorkerPool', () => {
     const here = await evalBatch(model, task);
     const pool = await WorkerPool.start(2, 'wasm');
     try {
-      const bad = pool.evalBatch(model, { ...task, images: images.slice(0, 100) }); // not 3 x 28 x 28
+      const bad = runEvalBatch(pool, model, { ...task, images: images.slice(0, 100) }); // not 3 x 28 x 28
       await expect(bad).rejects.toThrow(/worker \d: .*size|shape/i);
-      const good = await pool.evalBatch(model, task);
+      const good = await runEvalBatch(pool, model, task);
       expect(Array.from(good.clean)).toEqual(Array.from(here.clean));
       expect(Array.from(good.cleanFirst)).toEqual(Array.from(here.cleanFirst));
     } finally {
       await pool.close();
       model.dispose();
     }
-    await expect(pool.evalBatch(model, task)).rejects.toThrow(/closed/);
+    await expect(runEvalBatch(pool, model, task)).rejects.toThrow(/closed/);
+  });
+
+  it('runs tasks of any module: progress, and a UsageError keeps its class and exit code across the thread', async () => {
+    const model = CNNF.init({ arch: 'small', cycles: 1, ind: 1, resParam: 0.1 }, 7);
+    const params = [...model.params.values()].reduce((a, v) => a + v.size, 0);
+    const pool = await WorkerPool.start(2, 'wasm', { tasks: [PARAM_COUNT] });
+    try {
+      const progress: number[] = [];
+      expect(await pool.run(PARAM_COUNT, model, { add: 5 }, (p) => progress.push(p))).toBe(params + 5);
+      expect(progress).toEqual([1, 2]);
+      const err = await pool.run(USAGE_FAIL, model, { message: 'bad input here', exitCode: 3 }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(UsageError);
+      expect((err as UsageError).message).toBe('bad input here');
+      expect((err as UsageError).exitCode).toBe(3);
+      // the pool still works after a failed task
+      expect(await pool.run(PARAM_COUNT, model, { add: 0 })).toBe(params);
+    } finally {
+      await pool.close();
+      model.dispose();
+    }
+  });
+});
+
+const SRC = join(dirname(fileURLToPath(import.meta.url)), '..', 'src');
+
+/** Every module specifier a source file imports (static, side-effect, re-export and dynamic imports). */
+function importsOf(source: string): string[] {
+  const specs: string[] = [];
+  for (const re of [/\bfrom\s*['"]([^'"]+)['"]/g, /\bimport\s*['"]([^'"]+)['"]/g, /\bimport\s*\(\s*['"]([^'"]+)['"]\s*\)/g]) {
+    for (const m of source.matchAll(re)) specs.push(m[1]!);
+  }
+  return specs;
+}
+
+/** `dir`'s source files that import one of the `forbidden` folders (as `file: specifier`). */
+function forbiddenImports(dir: string, forbidden: string[]): string[] {
+  const bad: string[] = [];
+  const files = readdirSync(dir).filter((f) => /\.(ts|mts|mjs|js)$/.test(f));
+  expect(files.length).toBeGreaterThan(0);
+  for (const f of files) {
+    for (const spec of importsOf(readFileSync(join(dir, f), 'utf8'))) {
+      if (forbidden.some((d) => spec === `../${d}` || spec.startsWith(`../${d}/`))) bad.push(`${f}: ${spec}`);
+    }
+  }
+  return bad;
+}
+
+describe('layering', () => {
+  it('finds imports of every form', () => {
+    const src = "import a from '../eval/a.js';\nimport type { B } from \"../train/b.js\";\nexport * from '../report/c.js';\nimport '../cli/d.js';\nawait import('../eval/e.ts');";
+    expect(importsOf(src)).toEqual(['../eval/a.js', '../train/b.js', '../report/c.js', '../cli/d.js', '../eval/e.ts']);
+  });
+
+  it('src/parallel imports no upper layer (eval, train, report, gate, cli)', () => {
+    expect(forbiddenImports(join(SRC, 'parallel'), ['eval', 'train', 'report', 'gate', 'cli'])).toEqual([]);
+  });
+
+  it('src/train imports neither report nor cli', () => {
+    expect(forbiddenImports(join(SRC, 'train'), ['report', 'gate', 'cli'])).toEqual([]);
   });
 });

@@ -11,12 +11,16 @@ import { loadDataset, type Dataset } from '../src/data/index.js';
 import { UsageError } from '../src/errors.js';
 import { loadCheckpoint } from '../src/io/checkpoint.js';
 import { readSafetensors } from '../src/io/safetensors.js';
-import { parseTrainingLog } from '../src/report/trainlog.js';
+import { CNNF } from '../src/models/cnnf.js';
+import { parseTrainingLog, writeLossPng } from '../src/report/trainlog.js';
 import {
   clipGradNorm,
   learningRate,
   parsePerturbation,
+  perturbationForms,
+  perturbationSyntax,
   preflightTraining,
+  attackPerturb,
   SGD,
   TRAIN_DEFAULTS,
   trainModel,
@@ -119,6 +123,14 @@ describe('perturbation specs', () => {
     expect(() => parsePerturbation('pgd:0.2,0.07')).toThrow(UsageError);
     expect(() => parsePerturbation('fgsm:-1')).toThrow(UsageError);
     expect(() => parsePerturbation('noise')).toThrow(UsageError);
+    expect(parsePerturbation('fgsm:0.1')).toEqual({ kind: 'fgsm', eps: 0.1 });
+    // the forms and PGD's STEP / ITERS bounds come from the attack registry
+    expect(perturbationSyntax()).toBe('gaussian:SIGMA | fgsm:EPS | pgd:EPS,STEP,ITERS');
+    expect(perturbationForms().map((f) => f.label)).toEqual(['Gaussian noise', 'FGSM', 'PGD']);
+    expect(() => parsePerturbation('pgd:0.2,0,7')).toThrow('--perturb: STEP (pgd stepSize) must be > 0, got 0');
+    expect(() => parsePerturbation('pgd:0.2,0.1,20000')).toThrow('--perturb: ITERS (pgd steps) must be <= 10000, got 20000');
+    expect(() => parsePerturbation('pgd:0.2,0.1,1.5')).toThrow('--perturb: ITERS (pgd steps) must be an integer, got 1.5');
+    expect(() => parsePerturbation('apgd:0.2')).toThrow('--perturb must be gaussian:SIGMA | fgsm:EPS | pgd:EPS,STEP,ITERS, got "apgd:0.2"');
   });
 });
 
@@ -131,8 +143,10 @@ describe('trainModel', () => {
       const losses: number[] = [];
       const counts: number[] = [];
       const before = tf.memory().numTensors;
-      const res = await trainModel(opts({ model, epochs: 2 }), { out, force: true, noPlot: model === 'cnnf' }, {
+      const res = await trainModel(opts({ model, epochs: 2 }), { out, force: true }, {
         dataset: ds,
+        // the report layer draws the loss curve (the CLI passes this hook); cnnf runs without it
+        ...(model === 'cnn' ? { onOutputs: writeLossPng } : {}),
         onBatch: (b) => {
           losses.push(b.loss);
           counts.push(tf.memory().numTensors);
@@ -148,7 +162,8 @@ describe('trainModel', () => {
       for (const f of ['last.safetensors', 'best.safetensors', 'state.safetensors', 'state.json', 'train-log.csv', 'summary.json']) {
         expect(existsSync(join(out, f)), f).toBe(true);
       }
-      if (model === 'cnn') expect(existsSync(join(out, 'loss.png'))).toBe(true);
+      if (model === 'cnn') expect(readFileSync(join(out, 'loss.png')).subarray(1, 4).toString('latin1')).toBe('PNG');
+      else expect(existsSync(join(out, 'loss.png'))).toBe(false);
       const log = readFileSync(join(out, 'train-log.csv'), 'utf8');
       expect(log.split('\n')[0]).toBe('epoch,batch,step,loss,accuracy,lr');
       expect(parseTrainingLog(log, 'log').rows.length).toBe(16);
@@ -171,13 +186,13 @@ describe('trainModel', () => {
     const o = opts({ model: 'cnnf', epochs: 2, perturb: { kind: 'gaussian', sigma: 0.2 }, dataset: { dataset: 'fashion-mnist', trainSize: 96, testSize: 50 } });
     const a = tmp('straight');
     const b = tmp('resumed');
-    (await trainModel(o, { out: a, force: true, noPlot: true }, { dataset: small })).model.dispose();
-    const first = await trainModel(o, { out: b, force: true, noPlot: true, stopAfterEpochs: 1 }, { dataset: small });
+    (await trainModel(o, { out: a, force: true }, { dataset: small })).model.dispose();
+    const first = await trainModel(o, { out: b, force: true, stopAfterEpochs: 1 }, { dataset: small });
     first.model.dispose();
     expect(first.finished).toBe(false);
     const bState = JSON.parse(readFileSync(join(b, 'state.json'), 'utf8'));
     expect(bState.completedEpochs).toBe(1);
-    (await trainModel(o, { out: b, resume: true, noPlot: true }, { dataset: small })).model.dispose();
+    (await trainModel(o, { out: b, resume: true }, { dataset: small })).model.dispose();
     const sa = readSafetensors(join(a, 'state.safetensors'));
     const sb = readSafetensors(join(b, 'state.safetensors'));
     expect([...sb.tensors.keys()]).toEqual([...sa.tensors.keys()]);
@@ -194,8 +209,8 @@ describe('trainModel', () => {
   it('micro-batches accumulate to the same update as the whole batch', async () => {
     const small = loadDataset({ dataset: 'fashion-mnist', trainSize: 64, testSize: 20 });
     const o = opts({ model: 'cnnf', dataset: { dataset: 'fashion-mnist', trainSize: 64, testSize: 20 } });
-    const whole = await trainModel(o, { out: tmp('whole'), force: true, noPlot: true }, { dataset: small });
-    const micro = await trainModel({ ...o, microBatch: 12 }, { out: tmp('micro'), force: true, noPlot: true }, { dataset: small });
+    const whole = await trainModel(o, { out: tmp('whole'), force: true }, { dataset: small });
+    const micro = await trainModel({ ...o, microBatch: 12 }, { out: tmp('micro'), force: true }, { dataset: small });
     const a = await whole.model.toArrays();
     const b = await micro.model.toArrays();
     for (const [k, t] of a) {
@@ -213,9 +228,9 @@ describe('trainModel', () => {
   it('worker threads give bit-identical weights to the in-process run with the same micro-batches', async () => {
     const small = loadDataset({ dataset: 'fashion-mnist', trainSize: 64, testSize: 20 });
     const o = opts({ model: 'cnnf', microBatch: 12, dataset: { dataset: 'fashion-mnist', trainSize: 64, testSize: 20 } });
-    const here = await trainModel(o, { out: tmp('here'), force: true, noPlot: true }, { dataset: small });
+    const here = await trainModel(o, { out: tmp('here'), force: true }, { dataset: small });
     const before = tf.memory().numTensors;
-    const par = await trainModel(o, { out: tmp('workers'), force: true, noPlot: true, workers: 2 }, { dataset: small });
+    const par = await trainModel(o, { out: tmp('workers'), force: true, workers: 2 }, { dataset: small });
     expect(tf.memory().numTensors - before).toBe(here.model.variables().length); // only the returned model's weights
     const a = await here.model.toArrays();
     const b = await par.model.toArrays();
@@ -227,11 +242,49 @@ describe('trainModel', () => {
     par.model.dispose();
   });
 
+  it('adversarial training (pgd) computes its attack in the workers: --workers 1 and 2 give bit-identical weights', async () => {
+    const small = loadDataset({ dataset: 'fashion-mnist', trainSize: 48, testSize: 20 });
+    const o = opts({ model: 'cnnf', microBatch: 8, perturb: { kind: 'pgd', eps: 0.2, step: 0.1, iters: 2 }, dataset: { dataset: 'fashion-mnist', trainSize: 48, testSize: 20 } });
+    const one = await trainModel(o, { out: tmp('pgd1'), force: true, workers: 1 }, { dataset: small });
+    const two = await trainModel(o, { out: tmp('pgd2'), force: true, workers: 2 }, { dataset: small });
+    const a = await one.model.toArrays();
+    const b = await two.model.toArrays();
+    for (const [k, t] of a) expect(Buffer.from(b.get(k)!.data.buffer).equals(Buffer.from(t.data.buffer)), k).toBe(true);
+    expect(two.history[0].trainLoss).toBe(one.history[0].trainLoss);
+    // the attack did something: the loss differs from training on clean pairs
+    const clean = await trainModel({ ...o, perturb: { kind: 'fgsm', eps: 0 } }, { out: tmp('pgd0'), force: true }, { dataset: small });
+    expect(clean.history[0].trainLoss).not.toBe(one.history[0].trainLoss);
+    for (const r of [one, two, clean]) r.model.dispose();
+  });
+
+  it('a training attack perturbs each example alike in any micro-batch (per-example random starts)', async () => {
+    const model = CNNF.init({ arch: 'small', cycles: 1, ind: 1, resParam: 0.1, fc: [16] }, 3);
+    const x = tf.tensor4d(ds.train.images.slice(0, 6 * 784), [6, 28, 28, 1]);
+    const y = tf.tensor1d(ds.train.labels.slice(0, 6), 'int32');
+    const indices = Int32Array.from([40, 3, 17, 8, 0, 25]);
+    const draw = { perturb: { kind: 'pgd' as const, eps: 0.3, step: 0.1, iters: 3 }, seed: 9, epoch: 2, indices };
+    const whole = tf.tidy(() => attackPerturb(model, x, y, draw));
+    const halves = tf.tidy(() => tf.concat([0, 3].map((c) => attackPerturb(model, tf.slice(x, c, 3), tf.slice(y, c, 3), { ...draw, indices: indices.slice(c, c + 3) })), 0));
+    const a = whole.dataSync();
+    const b = halves.dataSync();
+    expect(Buffer.from(b.buffer, b.byteOffset, b.byteLength).equals(Buffer.from(a.buffer, a.byteOffset, a.byteLength))).toBe(true);
+    // within the eps-ball, not the clean images, and another epoch draws other starts
+    const xs = x.dataSync();
+    let maxD = 0;
+    for (let i = 0; i < a.length; i++) maxD = Math.max(maxD, Math.abs(a[i] - xs[i]));
+    expect(maxD).toBeGreaterThan(0.05);
+    expect(maxD).toBeLessThanOrEqual(0.3 + 1e-6);
+    const other = tf.tidy(() => attackPerturb(model, x, y, { ...draw, epoch: 3 }));
+    expect(Array.from(other.dataSync())).not.toEqual(Array.from(a));
+    tf.dispose([x, y, whole, halves, other]);
+    model.dispose();
+  });
+
   it('refuses to resume on a dataset with another class count, and a non-empty OUT without --force', async () => {
     const small = loadDataset({ dataset: 'fashion-mnist', trainSize: 32, testSize: 20 });
     const o = opts({ epochs: 2, dataset: { dataset: 'fashion-mnist', trainSize: 32, testSize: 20 } });
     const out = tmp('classes');
-    (await trainModel(o, { out, force: true, noPlot: true, stopAfterEpochs: 1 }, { dataset: small })).model.dispose();
+    (await trainModel(o, { out, force: true, stopAfterEpochs: 1 }, { dataset: small })).model.dispose();
     const five: Dataset = { ...small, name: 'five', numClasses: 5, classNames: ['a', 'b', 'c', 'd', 'e'] };
     expect(() => preflightTraining(o, { out, resume: true }, five)).toThrow(/trained on 10 classes .* has 5/);
     expect(() => preflightTraining(o, { out }, small)).toThrow(/not empty/);

@@ -28,6 +28,7 @@ import { attackSettings, buildAttack, type Suite } from './suite.js';
 import { evalBatch, type BatchOutcome, type BatchTask } from './batch.js';
 import { ALPHA, ciPair, INTERVAL_METHOD, measure, PAIRED_TEST } from './stats.js';
 import { WorkerPool } from '../parallel/pool.js';
+import { runEvalBatch } from './worker-tasks.js';
 import { getAttack, isStaged } from '../attacks/index.js';
 import { probeChecks, resultChecks, type EvalCheck } from './checks.js';
 import {
@@ -309,7 +310,7 @@ export async function runUnits(plan: EvalPlan, units: PlanUnit[], ctx: RunContex
     if (pool && batches.length > 0) {
       // every unit goes to the pool at once (it hands them out as workers become idle)
       try {
-        await Promise.all(batches.map(async (u) => finish(u, await pool.evalBatch(ck.model, unitTask(plan, u, ctx.split, dumpCands), onPoint))));
+        await Promise.all(batches.map(async (u) => finish(u, await runEvalBatch(pool, ck.model, unitTask(plan, u, ctx.split, dumpCands), onPoint))));
       } finally {
         await pool.dropModel(ck.model);
       }

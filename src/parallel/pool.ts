@@ -1,20 +1,22 @@
 /**
  * Data parallelism over worker threads. tfjs-wasm runs single-threaded in Node, so cnnf uses more
  * cores by running units of work in worker threads, each with its own backend instance and its own
- * copy of the model weights: evaluation units (a batch's clean pass, or one attack on a batch) and
- * training micro-batch gradients. Evaluation results do not depend on the number of workers: a unit's
- * random draws depend only on the seed, the attack point and the batch's position (see evaluate.ts).
+ * copy of the model weights. The pool is generic: it holds models (weights copied once per worker,
+ * updated after an optimiser step, dropped) and runs named tasks whose handlers the upper layers
+ * define (tasks.ts): evaluation batches (src/eval/worker-tasks.ts), training micro-batch gradients
+ * (src/train/worker-tasks.ts). It imports neither.
  */
 import { availableParallelism, totalmem } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { UsageError } from '../errors.js';
-import type { BatchOutcome, BatchTask } from '../eval/batch.js';
 import type { CNNF } from '../models/cnnf.js';
-import type { FromWorker, GradOutcome, GradTask, ToWorker } from './protocol.js';
+import type { FromWorker, ToWorker } from './protocol.js';
+import type { TaskKind } from './tasks.js';
 
 /**
  * The worker thread's entry: compiled, the worker module itself (dist/parallel/worker.js); run from
- * the TypeScript sources (tests, `CNNF_FROM_SOURCE=1`), worker-entry.mjs, which registers tsx first.
+ * the TypeScript sources (tests, `CNNF_FROM_SOURCE=1`), worker-entry.mjs, which registers tsx first
+ * (task modules are then .ts URLs, loaded through tsx too).
  */
 const ENTRY = import.meta.url.endsWith('.ts')
   ? new URL('./worker-entry.mjs', import.meta.url)
@@ -48,9 +50,9 @@ async function weightArrays(model: CNNF): Promise<Array<[string, Float32Array]>>
 }
 
 interface Pending {
-  resolve: (o: BatchOutcome | GradOutcome) => void;
+  resolve: (o: unknown) => void;
   reject: (e: Error) => void;
-  onProgress?: (stage: string) => void;
+  onProgress?: (p: any) => void;
   /** The worker running it (-1 while queued). */
   worker: number;
   message: ToWorker;
@@ -67,6 +69,8 @@ export class WorkerPool {
   /** Jobs not yet sent: a worker gets the next one when it is idle, so uneven batches balance. */
   private readonly queue: number[] = [];
   private readonly models = new WeakMap<CNNF, Promise<number>>();
+  /** Task modules every worker has been told to load. */
+  private readonly loaded = new Set<string>();
   private nextJob = 1;
   private nextModel = 1;
   private failed: Error | null = null;
@@ -74,8 +78,11 @@ export class WorkerPool {
 
   private constructor(readonly size: number) {}
 
-  /** Starts `size` workers on `backend` ("wasm" or "cpu") and waits until each is ready. */
-  static async start(size: number, backend: string): Promise<WorkerPool> {
+  /**
+   * Starts `size` workers on `backend` ("wasm" or "cpu") and waits until each is ready. `tasks`:
+   * task kinds whose modules the workers load now (others load the first time one of their tasks runs).
+   */
+  static async start(size: number, backend: string, opts: { tasks?: Array<TaskKind<any, any, any>> } = {}): Promise<WorkerPool> {
     if (!PARALLEL_BACKENDS.includes(backend)) throw new UsageError(`worker threads need the wasm or cpu backend, not ${backend}`);
     const pool = new WorkerPool(size);
     try {
@@ -84,6 +91,7 @@ export class WorkerPool {
       await pool.close();
       throw e;
     }
+    for (const k of opts.tasks ?? []) pool.use(k);
     return pool;
   }
 
@@ -97,10 +105,11 @@ export class WorkerPool {
         if (m.type === 'ready') {
           ready = true;
           resolve();
-        } else if (m.type === 'progress') this.pending.get(m.job)?.onProgress?.(m.stage);
+        } else if (m.type === 'progress') this.pending.get(m.job)?.onProgress?.(m.progress);
         else if (m.type === 'done') this.settle(m.job, (p) => p.resolve(m.outcome));
         else {
-          const err = m.usage ? new UsageError(m.message) : Object.assign(new Error(`worker ${index}: ${m.message}`), { stack: m.stack });
+          // a UsageError stays one (same message and exit code) across the thread boundary
+          const err = m.usage ? new UsageError(m.message, m.exitCode) : Object.assign(new Error(`worker ${index}: ${m.message}`), { stack: m.stack });
           if (!ready) reject(err);
           else if (m.job !== undefined) this.settle(m.job, (p) => p.reject(err));
           else this.fail(err);
@@ -181,23 +190,28 @@ export class WorkerPool {
     for (let i = 0; i < this.size; i++) this.post(i, { type: 'drop', id });
   }
 
-  /** Runs one evaluation batch on the next idle worker. `onProgress` fires once per attack point done. */
-  async evalBatch(model: CNNF, task: BatchTask, onProgress?: (stage: string) => void): Promise<BatchOutcome> {
-    const id = await this.addModel(model);
-    return (await this.submit((job) => ({ type: 'evalBatch', job, model: id, task }), onProgress)) as BatchOutcome;
+  /** Has every worker load the module of a task kind (once per module; messages keep their order). */
+  use(kind: TaskKind<any, any, any>): void {
+    if (this.loaded.has(kind.module) || this.closed) return;
+    this.loaded.add(kind.module);
+    for (let i = 0; i < this.size; i++) this.post(i, { type: 'load', module: kind.module });
   }
 
-  /** Computes one micro-batch's training gradients on the next idle worker (weights as last synced). */
-  async gradients(model: CNNF, task: GradTask): Promise<GradOutcome> {
+  /**
+   * Runs one task of `kind` on `model` (weights as last synced) on the next idle worker. `onProgress`
+   * receives what the handler reports through its context.
+   */
+  async run<T, O, P>(kind: TaskKind<T, O, P>, model: CNNF, task: T, onProgress?: (p: P) => void): Promise<O> {
+    this.use(kind);
     const id = await this.addModel(model);
-    return (await this.submit((job) => ({ type: 'grads', job, model: id, task }))) as GradOutcome;
+    return (await this.submit((job) => ({ type: 'task', job, name: kind.name, model: id, task }), onProgress)) as O;
   }
 
-  private submit(message: (job: number) => ToWorker, onProgress?: (stage: string) => void): Promise<BatchOutcome | GradOutcome> {
+  private submit(message: (job: number) => ToWorker, onProgress?: (p: any) => void): Promise<unknown> {
     if (this.failed) return Promise.reject(this.failed);
     if (this.closed) return Promise.reject(new Error('the worker pool is closed'));
     const job = this.nextJob++;
-    const done = new Promise<BatchOutcome | GradOutcome>((resolve, reject) => {
+    const done = new Promise<unknown>((resolve, reject) => {
       this.pending.set(job, { resolve, reject, onProgress, worker: -1, message: message(job) });
     });
     this.queue.push(job);

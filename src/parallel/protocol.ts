@@ -1,36 +1,18 @@
 /** Messages between the main thread and cnnf worker threads (structured-clone data only). */
 import type { ModelConfig } from '../models/arch.js';
-import type { BatchOutcome, BatchTask } from '../eval/batch.js';
-
-/** One micro-batch of a training step (see train/step.ts). */
-export interface GradTask {
-  /** NHWC [n, 28, 28, 1]. */
-  images: Float32Array;
-  /** The perturbed copy for the pair loss, or null for clean cross-entropy. */
-  perturbed: Float32Array | null;
-  labels: Int32Array;
-  /** The micro-batch's share of the batch (size / batch size). */
-  scale: number;
-  cleanWeight: number;
-  reconWeight: number;
-}
-
-export interface GradOutcome {
-  value: number;
-  hits: number;
-  grads: Array<[string, Float32Array]>;
-}
 
 export type ToWorker =
   | { type: 'init'; backend: string }
+  /** Import a task module (a file URL) and register its `taskHandlers`. */
+  | { type: 'load'; module: string }
   | { type: 'model'; id: number; config: ModelConfig; arrays: Array<[string, Float32Array]> }
   | { type: 'weights'; id: number; arrays: Array<[string, Float32Array]> }
   | { type: 'drop'; id: number }
-  | { type: 'evalBatch'; job: number; model: number; task: BatchTask }
-  | { type: 'grads'; job: number; model: number; task: GradTask };
+  | { type: 'task'; job: number; name: string; model: number; task: unknown };
 
 export type FromWorker =
   | { type: 'ready'; job?: number }
-  | { type: 'progress'; job: number; stage: string }
-  | { type: 'done'; job: number; outcome: BatchOutcome | GradOutcome }
-  | { type: 'error'; job?: number; message: string; usage: boolean; stack?: string };
+  | { type: 'progress'; job: number; progress: unknown }
+  | { type: 'done'; job: number; outcome: unknown }
+  /** usage: the error was a UsageError (bad input), re-thrown as one with `exitCode` in the main thread. */
+  | { type: 'error'; job?: number; message: string; usage: boolean; exitCode?: number; stack?: string };

@@ -1,57 +1,14 @@
-/** Training-log CSVs (`epoch,batch,step,loss,accuracy,lr`, one row per batch) for the report's loss curves. */
-import { basename } from 'node:path';
-import { UsageError } from '../errors.js';
-import { INPUT_LIMITS, readInputFile } from '../io/files.js';
-
-export const TRAINLOG_COLUMNS = ['epoch', 'batch', 'step', 'loss', 'accuracy', 'lr'] as const;
-
-export interface TrainLogRow {
-  epoch: number;
-  batch: number;
-  step: number;
-  loss: number;
-  accuracy: number;
-  lr: number;
-}
-
-export interface TrainingLog {
-  /** Label shown in the report (the file name). */
-  name: string;
-  path: string;
-  rows: TrainLogRow[];
-}
-
 /**
- * Parses a training log. The header must contain every column of TRAINLOG_COLUMNS (any order,
- * extra columns ignored); every data row must have finite numbers in them.
+ * Training-log CSVs for the report's loss curves (parsing lives with the writer, train/trainlog.ts),
+ * and the loss-curve PNG `cnnf train` writes after every epoch.
  */
-export function parseTrainingLog(text: string, source: string): TrainingLog {
-  const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
-  const header = (lines[0] ?? '').split(',').map((h) => h.trim().toLowerCase());
-  const index = TRAINLOG_COLUMNS.map((col) => header.indexOf(col));
-  const missing = TRAINLOG_COLUMNS.filter((_, i) => index[i] === -1);
-  if (missing.length > 0) {
-    throw new UsageError(`${source}: not a training log (header must be ${TRAINLOG_COLUMNS.join(',')}; missing ${missing.join(', ')})`);
-  }
-  const rows: TrainLogRow[] = [];
-  for (let li = 1; li < lines.length; li++) {
-    const line = lines[li]!;
-    if (line.trim() === '') continue;
-    const cells = line.split(',');
-    const values = index.map((ci) => {
-      const s = (cells[ci] ?? '').trim();
-      return s === '' ? NaN : Number(s);
-    });
-    const bad = values.findIndex((v) => !Number.isFinite(v));
-    if (bad !== -1) {
-      throw new UsageError(`${source}:${li + 1}: ${TRAINLOG_COLUMNS[bad]} must be a number, got ${JSON.stringify((cells[index[bad]!] ?? '').trim())}`);
-    }
-    const [epoch, batch, step, loss, accuracy, lr] = values as [number, number, number, number, number, number];
-    rows.push({ epoch, batch, step, loss, accuracy, lr });
-  }
-  if (rows.length === 0) throw new UsageError(`${source}: training log has no data rows`);
-  return { name: basename(source), path: source, rows };
-}
+import { join } from 'node:path';
+import { writeFileAtomic } from '../io/atomic.js';
+import { INPUT_LIMITS, readInputFile } from '../io/files.js';
+import { parseTrainingLog, type TrainingLog, type TrainLogRow } from '../train/trainlog.js';
+import { lossChartSpec, renderVegaLite, svgToPng } from './charts.js';
+
+export { parseTrainingLog, TRAINLOG_COLUMNS, type TrainingLog, type TrainLogRow } from '../train/trainlog.js';
 
 export function readTrainingLog(path: string): TrainingLog {
   const text = readInputFile(path, 'training log', { maxBytes: INPUT_LIMITS.csv }).toString('utf8');
@@ -74,4 +31,16 @@ export function movingAverage(values: readonly number[], window: number): number
 /** Window used for the loss curve's moving average: ~5% of the batches, between 1 and 100. */
 export function defaultWindow(n: number): number {
   return Math.max(1, Math.min(100, Math.round(n / 20)));
+}
+
+/**
+ * Draws a training run's loss curve (per batch, with its moving average) into OUT/loss.png; nothing
+ * without rows. Passed as the `onOutputs` hook of trainModel by `cnnf train` and `cnnf grid`.
+ */
+export async function writeLossPng(o: { out: string; rows: readonly TrainLogRow[]; title: string }): Promise<void> {
+  if (o.rows.length === 0) return;
+  const loss = o.rows.map((r) => r.loss);
+  const w = defaultWindow(loss.length);
+  const svg = await renderVegaLite(lossChartSpec(o.title, o.rows.map((r) => r.step), loss, movingAverage(loss, w), w));
+  writeFileAtomic(join(o.out, 'loss.png'), await svgToPng(svg));
 }

@@ -8,7 +8,8 @@ import { loadDataset, type Dataset } from '../data/index.js';
 import { UsageError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { checkOutputDir } from '../io/files.js';
-import { trainModel, validateTrainOptions, type RunControl, type TrainHooks, type TrainOptions } from './train.js';
+import { validateTrainOptions, type TrainOptions } from './options.js';
+import { trainModel, type RunControl, type TrainHooks } from './train.js';
 
 export interface GridCell {
   resParam: number;

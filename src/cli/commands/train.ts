@@ -8,6 +8,7 @@ import {
   formatPerturbation,
   MODEL_KINDS,
   parsePerturbation,
+  perturbationSyntax,
   preflightTraining,
   readTrainState,
   SCHEDULE_NAMES,
@@ -21,6 +22,7 @@ import {
 import { addBackendOption, addSeedOption, addWorkersOption, initBackend, seedFrom } from '../common.js';
 import { createProgress } from '../progress.js';
 import { resolveWorkers } from '../../parallel/pool.js';
+import { writeLossPng } from '../../report/trainlog.js';
 import { parseChoice, parseInteger, parseNumber, parseNumberList } from '../options.js';
 import { addDatasetOptions, trainingDatasetFromFlags } from './data.js';
 
@@ -41,7 +43,8 @@ export function addTrainingOptions(cmd: Command): Command {
     .option('--clip <x>', 'gradient-norm clip (total L2 norm over all parameters); "none" disables', String(TRAIN_DEFAULTS.clip))
     .option('--clean-weight <x>', 'weight p_c of the clean cross-entropy in the pair loss', String(TRAIN_DEFAULTS.cleanWeight))
     .option('--recon-weight <x>', 'weight p_m of the reconstruction loss', String(TRAIN_DEFAULTS.reconWeight))
-    .option('--perturb <spec>', 'perturbed half of the pair loss: gaussian:SIGMA | fgsm:EPS | pgd:EPS,STEP,ITERS (attacks use the current model, first-pass gradients); cnnf default gaussian:0.3, cnn default none (plain cross-entropy)')
+    .option('--perturb <spec>', `perturbed half of the pair loss: ${perturbationSyntax()} (attacks use the current model, first-pass gradients; ` +
+      `PGD's STEP and ITERS are its stepSize and steps, bounded as in the attack registry); cnnf default gaussian:0.3, cnn default none (plain cross-entropy)`)
     .option('--eval-sigma <x>', 'sigma of the noisy test accuracy (default: the gaussian perturbation sigma, else 0.3)')
     .option('--ind <n>', 'feedback level: 0 input, 1/2 conv block output (cnn: 0; cnnf: 2, small: 1)')
     .option('--out <dir>', 'output directory (checkpoints, state, log, loss.png, summary.json)')
@@ -104,7 +107,7 @@ export function epochLine(m: EpochMetrics, epochs: number, cnnf: boolean): strin
 /**
  * Progress hooks: batches and each epoch's test evaluation as a bar on a TTY stderr, else as plain
  * lines (a line per stage, at most one per 15 s, with done/total and ETA; see ../progress.ts); one
- * stderr line per finished epoch; --json lines on stdout.
+ * stderr line per finished epoch; --json lines on stdout. Also draws OUT/loss.png after each epoch.
  */
 export function progressHooks(json: boolean, prefix = '', label = 'train'): TrainHooks & { stop(): void } {
   const progress = createProgress({ label });
@@ -113,6 +116,8 @@ export function progressHooks(json: boolean, prefix = '', label = 'train'): Trai
   const stop = () => progress.stop();
   return {
     stop,
+    // the report layer draws OUT/loss.png after each epoch
+    onOutputs: writeLossPng,
     onNotice: (msg) => process.stderr.write(`cnnf: ${prefix}${msg}\n`),
     onStart: (info) => {
       epochs = info.epochs;
