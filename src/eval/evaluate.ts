@@ -23,7 +23,7 @@ import { formatShape, pixelsPerImage, splitShape, type ImageShape, type Split } 
 import { trainingRecipe, type LoadedCheckpoint } from '../io/checkpoint.js';
 import type { Readout } from '../models/cnnf.js';
 import { getArch } from '../models/arch.js';
-import { isForeign, type ForeignClassifier } from '../models/foreign.js';
+import { isForeign } from '../models/foreign.js';
 import type { LoadedForeign } from '../io/tfjs.js';
 import { writeDump, type DumpExample } from '../io/images.js';
 import { metricKey, RESULTS_FORMAT, type AttackResult, type EvalResults, type ModelResult } from './results.js';

@@ -3,6 +3,7 @@
  *  [--test-subset stride:K] [--cycles N --readout last|average] [--dump DIR] --json results.json`.
  */
 import { Option, type Command } from 'commander';
+import { addAdapterOptions } from '../adapter-flags.js';
 import { addAttackParamOptions, attackHelp } from '../attack-flags.js';
 import { addBackendOption, addSeedOption, addWorkersOption } from '../common.js';
 import { addDatasetOptions } from './data.js';
@@ -26,7 +27,7 @@ export function register(program: Command): void {
     // bad flags: exactly one stderr line (exit 2)
     .showHelpAfterError(false);
   cmd
-    .option('--model <path>', 'checkpoint to evaluate (repeatable)', collect, [])
+    .option('--model <path>', 'cnnf checkpoint or TF.js model (DIR/model.json, detected by content) to evaluate (repeatable)', collect, [])
     .option('--name <path=label>', 'display name for a model, by its path or default name (repeatable)', collect, [])
     .option('--suite <file>', 'attack suite JSON (attacks/NAME.json; a bare NAME means the bundled attacks/NAME.json)')
     .option('--attacks <list>', 'instead of --suite: comma-separated methods (see the list below), run at --eps')
@@ -39,6 +40,7 @@ export function register(program: Command): void {
   addAttackParamOptions(cmd);
   cmd.addHelpText('after', attackHelp());
   addEvalRunOptions(cmd);
+  addAdapterOptions(cmd);
   addDatasetOptions(cmd);
   addSeedOption(cmd);
   addWorkersOption(cmd);
