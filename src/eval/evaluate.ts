@@ -15,7 +15,7 @@
  */
 import { makeDirs } from '../io/files.js';
 import * as tf from '@tensorflow/tfjs-core';
-import { basename, extname, join, relative } from 'node:path';
+import { basename, dirname, extname, join, relative, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { activeBackend } from '../backend/index.js';
@@ -154,9 +154,10 @@ export function effectiveCycles(ck: EvalModel, override?: number): number {
 /** Attack kinds that need the victim's input gradients (refused for models tfjs cannot differentiate). */
 const NEEDS_GRADIENTS = new Set(['gradient', 'ensemble']);
 
-/** Display name of a checkpoint: its file name without extension. */
+/** Display name of a model: its file name without extension (a TF.js DIR/model.json: DIR). */
 export function defaultModelName(path: string): string {
   const b = basename(path);
+  if (b === 'model.json' && basename(dirname(resolve(path)))) return basename(dirname(resolve(path)));
   return b.slice(0, b.length - extname(b).length) || b;
 }
 
