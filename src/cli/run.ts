@@ -105,7 +105,7 @@ function successIv(p: AttackPoint, n: number): Interval | null {
 /** "86.0% [80.5-90.1]": an accuracy with its 95% Wilson interval (percent). */
 const pctCi = (v: number, iv: Interval | null): string => (iv ? `${pct(v)} [${(iv.lower * 100).toFixed(1)}-${(iv.upper * 100).toFixed(1)}]` : pct(v));
 
-/** Whether a results arch names a foreign model ("TF.js LayersModel DIR/model.json"). */
+/** Whether a results arch names a foreign model ("TF.js LayersModel", "TF.js GraphModel"). */
 const isForeignArch = (arch: string): boolean => arch.startsWith('TF.js ');
 
 /** Accuracy-vs-epsilon tables: a summary (clean + worst case) and one table per attack. */
@@ -125,7 +125,7 @@ export function resultTables(results: EvalResults): string {
     `clean and worst-case accuracy (${n} examples, ${results.provenance.dataset} ${results.provenance.testSubset}; [95% interval, ${INTERVAL_METHOD.replace(/, 95%$/, '')}])`,
     summary.toString(),
   );
-  const foreign = results.models.filter((m) => isForeignArch(m.arch)).map((m) => `  ${m.name}: ${m.arch}`);
+  const foreign = results.models.filter((m) => isForeignArch(m.arch)).map((m) => `  ${m.name}: ${m.arch} ${m.path} (main thread)`);
   if (foreign.length > 0) out.push('foreign models:', ...foreign);
   const recipes = results.models.filter((m) => m.recipe !== undefined).map((m) => `  ${m.name}: ${m.recipe}`);
   if (recipes.length > 0) out.push('training:', ...recipes);
@@ -406,7 +406,7 @@ export async function runAttackCommand(flags: Flags): Promise<void> {
   const foreign = isForeignArch(m.arch);
   const modeNote = a.mode ? `, mode ${a.mode}${m.cycles === 0 && mode === 'e2e' ? ` (${foreign ? 'foreign model' : 'plain CNN'}: e2e = first)` : ''}` : '';
   process.stdout.write(
-    `${m.name}${foreign ? ` [${m.arch}]` : ''}: ${a.name} (${a.method}${a.targeted ? `, targeted ${String(target)}` : ''}${modeNote}, ${m.cycles} cycles, readout ${m.readout}) ` +
+    `${m.name}${foreign ? ` [${m.arch} ${m.path}]` : ''}: ${a.name} (${a.method}${a.targeted ? `, targeted ${String(target)}` : ''}${modeNote}, ${m.cycles} cycles, readout ${m.readout}) ` +
       `on ${results.provenance.examples} ${results.provenance.dataset} test images (${results.provenance.testSubset}), clean accuracy ${pctCi(m.clean.accuracy, intervalOf(m.clean, n))}\n` +
       `${t.toString()}\n(95% intervals: ${INTERVAL_METHOD.replace(/, 95%$/, '')})\n` +
       (m.dumps && m.dumps.length ? dumpNote(m.dumps.length, a.points.map((p) => p.eps), dumpDir!) : ''),

@@ -202,7 +202,7 @@ export interface LoadedForeign {
   path: string;
   /** sha256 over model.json and its weight shards. */
   sha256: string;
-  /** "TF.js LayersModel DIR/model.json" (shown as the model's arch in tables and reports). */
+  /** "TF.js LayersModel" or "TF.js GraphModel": the model's arch in results, tables and reports (no path, so shards on other machines agree). */
   source: string;
   /** From model.cnnf.json (else the data's). */
   classNames?: string[];
@@ -229,7 +229,7 @@ export async function buildTfjsModel(file: TfjsModelFile, adapter: Partial<Input
     m.dispose();
     throw e;
   }
-  return { model: m, path: file.path, sha256: file.sha256, source: m.source, ...(classNames ? { classNames } : {}) };
+  return { model: m, path: file.path, sha256: file.sha256, source: file.format === 'layers-model' ? 'TF.js LayersModel' : 'TF.js GraphModel', ...(classNames ? { classNames } : {}) };
 }
 
 const firstLine = (e: unknown): string => String((e as Error)?.message ?? e).split('\n')[0].slice(0, 200);
