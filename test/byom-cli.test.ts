@@ -18,7 +18,9 @@ import { cnnf, oneLineError, referenceModel } from './helpers/cli.js';
 import { encodeCifar10Batch, loadDataset, mulberry32 } from '../src/data/index.js';
 import { saveTfjsLayersModel } from '../src/io/tfjs.js';
 import { rowSize } from '../src/io/images.js';
-import { evaluate } from '../src/eval/evaluate.js';
+import { evaluate, evaluateShard, makePlan } from '../src/eval/evaluate.js';
+import { mergeShards } from '../src/eval/shard.js';
+import { parsePlan, planToJson } from '../src/eval/plan.js';
 import { parseSuite } from '../src/eval/suite.js';
 import { DEFAULT_ADAPTER, type ForeignClassifier } from '../src/models/foreign.js';
 import { UsageError } from '../src/errors.js';
@@ -277,5 +279,42 @@ describe('TF.js GraphModels', () => {
     const w = await cnnf(['eval', '--model', es, '--attacks', 'fgsm', '--eps', '0.2', '--test-size', '20'], { env: CLI_ENV });
     expect(w.code).toBe(2);
     expect(oneLineError(w)).toMatch(/tfjs cannot run this GraphModel: Kernel 'Einsum' not registered for backend 'wasm'/);
+  }, 300_000);
+});
+
+describe('shards and plans with a foreign 32x32x3 model', () => {
+  it('2 shards merged equal the unsharded run; the plan records the shape and refuses a bad one', async () => {
+    const w = tf.randomNormal([3072, 10], 0, 0.05, 'float32', 4);
+    const lin: ForeignClassifier = {
+      foreign: true, source: 'TF.js LayersModel lin/model.json', inputShape: [32, 32, 3], numClasses: 10, differentiable: true,
+      adapter: DEFAULT_ADAPTER,
+      logits: (x) => tf.tidy(() => tf.matMul(tf.reshape(x, [x.shape[0], 3072]), w) as tf.Tensor2D),
+      dispose: () => undefined,
+    };
+    const n = 12;
+    const rng = mulberry32(5);
+    const split = { images: Float32Array.from({ length: n * 3072 }, () => rng() * 2 - 1), labels: Int32Array.from({ length: n }, (_, i) => i % 10), count: n, height: 32, width: 32, channels: 3 };
+    const data = { name: 'cifar10', classNames: Array.from({ length: 10 }, (_, i) => `c${i}`), numClasses: 10, split, testSubset: 'full' };
+    const model = { model: lin, path: 'lin/model.json', sha256: 'a'.repeat(64), source: 'TF.js LayersModel' };
+    const suite = parseSuite({ name: 's', attacks: [{ method: 'pgd', eps: [0.05], modes: ['first'], steps: 3 }, { method: 'square', eps: [0.05], queries: 10 }] }, 't');
+    const opts = { seed: 3, batchSize: 5 };
+    const full = await evaluate([model], data, suite, opts);
+    const dir = tmp();
+    const files: string[] = [];
+    for (const index of [1, 2]) {
+      const s = await evaluateShard([model], data, suite, opts, { index, count: 2, source: 'test' });
+      expect(s.plan.shape).toEqual([32, 32, 3]);
+      files.push(join(dir, `s${index}.json`));
+      writeFileSync(files[files.length - 1], JSON.stringify(s));
+    }
+    const merged = mergeShards(files).results;
+    expect(merged.models[0].metrics).toEqual(full.models[0].metrics);
+    expect(merged.models[0].arch).toBe('TF.js LayersModel');
+    // a plan whose shape is absurd is refused with one line
+    const plan = makePlan([model], data, suite, opts);
+    expect(() => parsePlan({ ...planToJson(plan), shape: [32, 32, 0] }, 'x.json')).toThrow(/x.json: plan.shape must be \[h, w, c\]/);
+    expect(() => parsePlan({ ...planToJson(plan), shape: [65536, 65536, 3] }, 'x.json')).toThrow(UsageError);
+    expect(parsePlan(planToJson(plan), 'x.json').shape).toEqual([32, 32, 3]);
+    w.dispose();
   }, 300_000);
 });
