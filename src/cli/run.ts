@@ -11,15 +11,17 @@ import { backendNotice, initBackend, seedFrom } from './common.js';
 import { createProgress } from './progress.js';
 import { parseInteger, parseNumberList } from './options.js';
 import { datasetOptionsFromFlags } from './commands/data.js';
-import { formatShape, formatTestSubset, loadDatasetAsync, splitShape, type ImageShape } from '../data/index.js';
-import { getArch } from '../models/arch.js';
-import { buildCheckpoint, readCheckpointFile, type CheckpointFile, type LoadedCheckpoint } from '../io/checkpoint.js';
+import { formatTestSubset, loadDatasetAsync } from '../data/index.js';
+import { buildCheckpoint, readCheckpointFile, type CheckpointFile } from '../io/checkpoint.js';
 import { checkOutputDir, checkOutputFile } from '../io/files.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { validateResults } from '../report/results-file.js';
 import { attackMethods, flagName, getAttack, hasAttack, paramIndex, type TargetPolicy } from '../attacks/index.js';
 import type { Readout } from '../models/cnnf.js';
-import { defaultModelName, evaluate, evaluateShard, type EvalData, type EvalProgress } from '../eval/evaluate.js';
+import { defaultModelName, evaluate, evaluateShard, modelInputShape, type EvalData, type EvalModel, type EvalProgress } from '../eval/evaluate.js';
+import { buildTfjsModel, isTfjsModelPath, readTfjsModelFile, type TfjsModelFile } from '../io/tfjs.js';
+import { adapterFromFlags } from './adapter-flags.js';
+import type { InputAdapter } from '../models/foreign.js';
 import { mergeShards, resolveShard } from '../eval/shard.js';
 import type { AttackMode, AttackPoint, EvalResults } from '../eval/results.js';
 import { loadSuite, parseSuite, type Suite } from '../eval/suite.js';
@@ -63,31 +65,18 @@ function runOptions(flags: Flags): { cycles?: number; readout?: Readout; batchSi
   };
 }
 
-/** Input shape [h, w, c] of a cnnf model. */
-function modelShape(ck: LoadedCheckpoint): ImageShape {
-  const a = getArch(ck.model.config.arch);
-  return [a.height, a.width, a.inChannels];
-}
-
 /**
  * The test split the models are evaluated on. An image folder is read at the models' input shape;
- * any other dataset must already have it (one-line error otherwise).
+ * any other dataset must already have it (evaluate()'s plan checks it: one-line error otherwise).
  */
-async function loadData(flags: Flags, models: LoadedCheckpoint[], suiteSubset?: string): Promise<EvalData> {
+async function loadData(flags: Flags, models: EvalModel[], suiteSubset?: string): Promise<EvalData> {
   const f = { ...flags };
   if (f.testSubset === undefined && suiteSubset !== undefined) f.testSubset = suiteSubset;
   const opts = datasetOptionsFromFlags(f);
   if (opts.trainSize === undefined) opts.testOnly = true;
-  const want = models.length > 0 ? modelShape(models[0]) : undefined;
+  const want = models.length > 0 ? modelInputShape(models[0]) : undefined;
   if (opts.dataset === 'folder' && opts.imageShape === undefined && want) opts.imageShape = want;
   const ds = await loadDatasetAsync(opts);
-  const got = splitShape(ds.test);
-  for (const m of models) {
-    const shape = modelShape(m);
-    if (formatShape(shape) !== formatShape(got)) {
-      throw new UsageError(`${m.path} takes ${formatShape(shape)} images (HxWxC), the ${ds.name} test images are ${formatShape(got)}`);
-    }
-  }
   const parts = [
     opts.testSize !== undefined ? `test-size:${opts.testSize}` : '',
     opts.testSubset !== undefined ? (typeof opts.testSubset === 'string' ? opts.testSubset : formatTestSubset(opts.testSubset)) : '',
@@ -117,6 +106,9 @@ function successIv(p: AttackPoint, n: number): Interval | null {
 /** "86.0% [80.5-90.1]": an accuracy with its 95% Wilson interval (percent). */
 const pctCi = (v: number, iv: Interval | null): string => (iv ? `${pct(v)} [${(iv.lower * 100).toFixed(1)}-${(iv.upper * 100).toFixed(1)}]` : pct(v));
 
+/** Whether a results arch names a foreign model ("TF.js LayersModel", "TF.js GraphModel"). */
+const isForeignArch = (arch: string): boolean => arch.startsWith('TF.js ');
+
 /** Accuracy-vs-epsilon tables: a summary (clean + worst case) and one table per attack. */
 export function resultTables(results: EvalResults): string {
   const out: string[] = [];
@@ -134,6 +126,8 @@ export function resultTables(results: EvalResults): string {
     `clean and worst-case accuracy (${n} examples, ${results.provenance.dataset} ${results.provenance.testSubset}; [95% interval, ${INTERVAL_METHOD.replace(/, 95%$/, '')}])`,
     summary.toString(),
   );
+  const foreign = results.models.filter((m) => isForeignArch(m.arch)).map((m) => `  ${m.name}: ${m.arch} ${m.path} (main thread)`);
+  if (foreign.length > 0) out.push('foreign models:', ...foreign);
   const recipes = results.models.filter((m) => m.recipe !== undefined).map((m) => `  ${m.name}: ${m.recipe}`);
   if (recipes.length > 0) out.push('training:', ...recipes);
   const attackNames = [...new Set(results.models.flatMap((m) => m.attacks.map((a) => a.name)))];
@@ -173,25 +167,42 @@ export function resultTables(results: EvalResults): string {
   return `${out.join('\n')}\n`;
 }
 
-/** Reads and validates every checkpoint file (no backend needed). */
-function readModels(paths: string[]): CheckpointFile[] {
-  return paths.map((p) => {
+type ModelFile = { kind: 'cnnf'; file: CheckpointFile } | { kind: 'tfjs'; file: TfjsModelFile };
+
+const ADAPTER_FLAGS = ['inputRange', 'mean', 'std', 'layout', 'logits', 'probabilities'] as const;
+
+/**
+ * Reads and validates every model file (no backend needed): a TF.js model (a folder with
+ * model.json, or a JSON file: detected by content) or a cnnf checkpoint. The adapter flags apply to
+ * the foreign models only: given with cnnf checkpoints only, they are refused.
+ */
+function readModels(paths: string[], flags: Flags = {}): { files: ModelFile[]; adapter: Partial<InputAdapter> } {
+  const files = paths.map((p): ModelFile => {
     if (p.trim() === '') throw new UsageError('--model must not be empty');
-    return readCheckpointFile(p);
+    return isTfjsModelPath(p) ? { kind: 'tfjs', file: readTfjsModelFile(p) } : { kind: 'cnnf', file: readCheckpointFile(p) };
   });
+  const given = ADAPTER_FLAGS.filter((k) => flags[k] !== undefined && flags[k] !== false);
+  if (given.length > 0 && files.every((f) => f.kind === 'cnnf')) {
+    const flag = `--${given[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+    throw new UsageError(`${flag} applies to foreign models (a TF.js model.json) only; ${paths[0]} is a cnnf checkpoint, which records its own input space`);
+  }
+  return { files, adapter: adapterFromFlags(flags) };
 }
 
-/** Builds the models on the backend (each checked for finite outputs); frees them all if one fails. */
-function buildModels(files: CheckpointFile[]): LoadedCheckpoint[] {
-  const built: LoadedCheckpoint[] = [];
+/** Builds the models on the backend (cnnf ones checked for finite outputs); frees them all if one fails. */
+async function buildModels(read: { files: ModelFile[]; adapter: Partial<InputAdapter> }): Promise<EvalModel[]> {
+  const built: EvalModel[] = [];
   try {
-    for (const f of files) built.push(buildCheckpoint(f));
+    for (const f of read.files) built.push(f.kind === 'cnnf' ? buildCheckpoint(f.file) : await buildTfjsModel(f.file, read.adapter));
   } catch (e) {
     for (const m of built) m.model.dispose();
     throw e;
   }
   return built;
 }
+
+/** Worker threads for these models: foreign models run in the main thread only, so a run of foreign models starts none. */
+const workersFor = (files: ModelFile[], workers: number): number => (files.every((f) => f.kind === 'tfjs') ? 1 : workers);
 
 function suiteFromAttackFlags(flags: Flags): Suite {
   const list = [...new Set(str(flags, 'attacks')!.split(',').map((s) => s.trim()).filter((s) => s !== ''))];
@@ -267,10 +278,10 @@ export async function runEvalCommand(flags: Flags): Promise<void> {
   if (stateDir !== undefined && stateDir.trim() === '') throw new UsageError('--state must not be empty');
 
   datasetOptionsFromFlags(flags); // validate dataset flags before the slow work
-  const files = readModels(modelPaths);
+  const read = readModels(modelPaths, flags);
   const backend = await initBackend(flags as { backend?: string }, { quiet: true });
-  const workers = resolveWorkers(str(flags, 'workers'), backend.name);
-  const models = buildModels(files);
+  const workers = workersFor(read.files, resolveWorkers(str(flags, 'workers'), backend.name));
+  const models = await buildModels(read);
   const out = await withWorkers(workers, backend.name, async (started) => {
     const data = await loadData(flags, models, suite.testSubset);
     backendNotice(backend); // after every input check: a bad input is exactly one stderr line
@@ -354,10 +365,10 @@ export async function runAttackCommand(flags: Flags): Promise<void> {
   if (dumpDir !== undefined) checkOutputDir(dumpDir, '--dump');
 
   datasetOptionsFromFlags(flags); // validate dataset flags before the slow work
-  const files = readModels([modelPath]);
+  const read = readModels([modelPath], flags);
   const backend = await initBackend(flags as { backend?: string }, { quiet: true });
-  const workers = resolveWorkers(str(flags, 'workers'), backend.name);
-  const [model] = buildModels(files);
+  const workers = workersFor(read.files, resolveWorkers(str(flags, 'workers'), backend.name));
+  const [model] = await buildModels(read);
   const results = await withWorkers(workers, backend.name, async (started) => {
     const data = await loadData(flags, [model]);
     backendNotice(backend);
@@ -393,9 +404,10 @@ export async function runAttackCommand(flags: Flags): Promise<void> {
   });
   const n = results.provenance.examples;
   for (const p of a.points) t.push([p.eps, pctCi(p.accuracy, intervalOf(p, n)), ...(p.successRate !== undefined ? [pctCi(p.successRate, successIv(p, n))] : [])]);
-  const modeNote = a.mode ? `, mode ${a.mode}${m.cycles === 0 && mode === 'e2e' ? ' (plain CNN: e2e = first)' : ''}` : '';
+  const foreign = isForeignArch(m.arch);
+  const modeNote = a.mode ? `, mode ${a.mode}${m.cycles === 0 && mode === 'e2e' ? ` (${foreign ? 'foreign model' : 'plain CNN'}: e2e = first)` : ''}` : '';
   process.stdout.write(
-    `${m.name}: ${a.name} (${a.method}${a.targeted ? `, targeted ${String(target)}` : ''}${modeNote}, ${m.cycles} cycles, readout ${m.readout}) ` +
+    `${m.name}${foreign ? ` [${m.arch} ${m.path}]` : ''}: ${a.name} (${a.method}${a.targeted ? `, targeted ${String(target)}` : ''}${modeNote}, ${m.cycles} cycles, readout ${m.readout}) ` +
       `on ${results.provenance.examples} ${results.provenance.dataset} test images (${results.provenance.testSubset}), clean accuracy ${pctCi(m.clean.accuracy, intervalOf(m.clean, n))}\n` +
       `${t.toString()}\n(95% intervals: ${INTERVAL_METHOD.replace(/, 95%$/, '')})\n` +
       (m.dumps && m.dumps.length ? dumpNote(m.dumps.length, a.points.map((p) => p.eps), dumpDir!) : ''),
@@ -421,10 +433,10 @@ export async function runDemo(d: DemoRun): Promise<string> {
   const seed = seedFrom(d.seed);
   const flags: Flags = { dataset: 'fashion-mnist', testSubset: d.testSubset };
   datasetOptionsFromFlags({ ...flags, testSubset: d.testSubset ?? suite.testSubset }); // validate before the slow work
-  const files = readModels(d.models);
+  const read = readModels(d.models);
   const backend = await initBackend({ backend: d.backend }, { quiet: true });
-  const workers = resolveWorkers(d.workers, backend.name);
-  const models = buildModels(files);
+  const workers = workersFor(read.files, resolveWorkers(d.workers, backend.name));
+  const models = await buildModels(read);
   const json = join(d.out, 'results.json');
   const results = await withWorkers(workers, backend.name, async (started) => {
     const data = await loadData(flags, models, suite.testSubset);

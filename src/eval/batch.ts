@@ -1,5 +1,5 @@
 /**
- * One batch of an evaluation: clean predictions, then every attack point of every job. Runs the
+ * One batch of an evaluation (a cnnf model or a foreign classifier): clean predictions, then every attack point of every job. Runs the
  * same way in-process and in a worker thread (it takes and returns plain arrays), and every random
  * draw depends only on the seed, the attack point and the batch's first example index, so results
  * are the same whichever thread runs the batch, and in whichever order.
@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { chooseTargets, isStaged, predictLogits, verifyAdversarial, type Victim } from '../attacks/index.js';
 import { deriveSeed, mulberry32 } from '../data/index.js';
 import { readoutOf, type CNNF, type Readout } from '../models/cnnf.js';
+import { isForeign, type ForeignClassifier } from '../models/foreign.js';
 import type { AttackMode } from './results.js';
 import { buildAttack, type AttackSpec } from './suite.js';
 
@@ -20,7 +21,9 @@ export interface Job {
 export interface BatchTask {
   /** Index of the batch's first example in the test split (seeds derive from it). */
   start: number;
-  /** NHWC [n, 28, 28, 1] pixels in [-1, 1]. */
+  /** Image shape [h, w, c] (default [28, 28, 1]). */
+  shape?: [number, number, number];
+  /** NHWC [n, h, w, c] pixels in [-1, 1]. */
   images: Float32Array;
   labels: Int32Array;
   cycles: number;
@@ -60,19 +63,26 @@ function seedSource(seed: number, stream: string): () => number {
 }
 
 /** Runs a batch; `onPoint` is called after the clean pass ("clean") and after each attack point ("ATTACK[:MODE]"). */
-export async function evalBatch(model: CNNF, task: BatchTask, onPoint?: (stage: string) => void): Promise<BatchOutcome> {
+export async function evalBatch(model: CNNF | ForeignClassifier, task: BatchTask, onPoint?: (stage: string) => void): Promise<BatchOutcome> {
   const n = task.labels.length;
   const { start, cycles, readout } = task;
   const victims: Record<AttackMode, Victim> = {
     first: { model, mode: 'first', cycles, readout },
     e2e: { model, mode: 'e2e', cycles, readout },
   };
-  const x = tf.tensor4d(task.images, [n, 28, 28, 1]);
+  const shape = task.shape ?? [28, 28, 1];
+  const x = tf.tensor4d(task.images, [n, ...shape]);
+  const P = shape[0] * shape[1] * shape[2];
   const y = tf.tensor1d(task.labels, 'int32');
   const out: BatchOutcome = { clean: new Int32Array(0), cleanFirst: new Int32Array(0), preds: [], targets: [], advs: [], stages: [], ms: [] };
   try {
     if (task.clean !== false) {
       const [cleanPred, firstPred] = tf.tidy(() => {
+        if (isForeign(model)) {
+          // a foreign model has one pass: its prediction is also the "first pass" one
+          const p = tf.argMax(predictLogits(victims.first, x), 1);
+          return [p, tf.clone(p)];
+        }
         const res = model.run(x, { cycles });
         return [tf.argMax(readoutOf(res, readout), 1), tf.argMax(res.logits[0], 1)];
       });
@@ -112,7 +122,7 @@ export async function evalBatch(model: CNNF, task: BatchTask, onPoint?: (stage: 
           out.stages[ji].push(brokenBy);
           out.preds[ji].push((await pred.data()) as Int32Array);
           const keep = Math.min(n, task.keep[ji]?.[ei] ?? 0);
-          out.advs[ji].push(keep > 0 ? ((await xAdv.data()) as Float32Array).slice(0, keep * 28 * 28) : null);
+          out.advs[ji].push(keep > 0 ? ((await xAdv.data()) as Float32Array).slice(0, keep * P) : null);
           pred.dispose();
           xAdv.dispose();
           onPoint?.(`${spec.name}${job.mode ? `:${job.mode}` : ''}`);

@@ -10,6 +10,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { lossGradient, PGD, predictLogits, type Victim } from '../attacks/index.js';
 import type { CNNF, Readout } from '../models/cnnf.js';
+import { isForeign, type ForeignClassifier } from '../models/foreign.js';
 import type { AttackMode, AttackResult } from './results.js';
 
 export type CheckSeverity = 'warning' | 'info';
@@ -170,7 +171,8 @@ export function resultChecks(r: ResultCheckInput): EvalCheck[] {
 }
 
 export interface ProbeOptions {
-  model: CNNF;
+  /** A cnnf model or a foreign classifier (one the checks cannot differentiate skips checks 1 and 7). */
+  model: CNNF | ForeignClassifier;
   name: string;
   cycles: number;
   readout: Readout;
@@ -192,7 +194,9 @@ export async function probeChecks(o: ProbeOptions): Promise<EvalCheck[]> {
   };
   const x = tf.tensor4d(o.images, [n, ...o.shape]);
   const y = tf.tensor1d(o.labels, 'int32');
-  const modes: AttackMode[] = o.cycles > 0 ? ['first', 'e2e'] : ['first'];
+  // checks 1 and 7 need input gradients: not for a model tfjs cannot differentiate
+  const gradients = !isForeign(o.model) || o.model.differentiable;
+  const modes: AttackMode[] = !gradients ? [] : o.cycles > 0 ? ['first', 'e2e'] : ['first'];
   try {
     for (const mode of modes) {
       const v: Victim = { model: o.model, mode, cycles: o.cycles, readout: o.readout };
@@ -239,7 +243,7 @@ export async function probeChecks(o: ProbeOptions): Promise<EvalCheck[]> {
       }
     }
     const chance = 1 / o.numClasses;
-    if (worst > chance + noiseMargin(chance, n)) {
+    if (gradients && worst > chance + noiseMargin(chance, n)) {
       push(7, `an unbounded attack (PGD-20 with eps = 2, the whole [-1, 1] box) still leaves ${pct(worst)} accuracy on ${n} probe examples (best path ${worstMode}; chance is ${pct(chance)}): ` +
         'with an unbounded budget any classifier can be fooled, so the gradient attack is broken on this model (Carlini et al. 2019 §5.3; masked gradients likely).',
       { accuracy: worst, mode: worstMode, probeExamples: n, chance });

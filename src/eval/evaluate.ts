@@ -15,13 +15,16 @@
  */
 import { makeDirs } from '../io/files.js';
 import * as tf from '@tensorflow/tfjs-core';
-import { basename, extname, join, relative } from 'node:path';
+import { basename, dirname, extname, join, relative, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { activeBackend } from '../backend/index.js';
-import { IMAGE_PIXELS, type Split } from '../data/index.js';
+import { formatShape, pixelsPerImage, splitShape, type ImageShape, type Split } from '../data/index.js';
 import { trainingRecipe, type LoadedCheckpoint } from '../io/checkpoint.js';
 import type { Readout } from '../models/cnnf.js';
+import { getArch } from '../models/arch.js';
+import { isForeign } from '../models/foreign.js';
+import type { LoadedForeign } from '../io/tfjs.js';
 import { writeDump, type DumpExample } from '../io/images.js';
 import { metricKey, RESULTS_FORMAT, type AttackResult, type EvalResults, type ModelResult } from './results.js';
 import { attackSettings, buildAttack, type Suite } from './suite.js';
@@ -128,14 +131,34 @@ export interface ModelAcc {
 
 const zeros = (k: number): number[][] => Array.from({ length: k }, () => new Array<number>(k).fill(0));
 
-/** Effective cycles of a checkpoint under an optional override. */
-export function effectiveCycles(ck: LoadedCheckpoint, override?: number): number {
-  return ck.info.config.cycles === 0 ? 0 : (override ?? ck.info.config.cycles);
+/** A model evaluate() takes: a cnnf checkpoint, or a foreign classifier (src/io/tfjs.ts). */
+export type EvalModel = LoadedCheckpoint | LoadedForeign;
+
+/** The foreign model, or null for a cnnf checkpoint. */
+export const foreignOf = (m: EvalModel): LoadedForeign | null => (isForeign(m.model) ? (m as LoadedForeign) : null);
+
+/** Input shape [h, w, c] a model takes. */
+export function modelInputShape(m: EvalModel): ImageShape {
+  const f = foreignOf(m);
+  if (f) return [...f.model.inputShape];
+  const a = getArch((m as LoadedCheckpoint).info.config.arch);
+  return [a.height, a.width, a.inChannels];
 }
 
-/** Display name of a checkpoint: its file name without extension. */
+/** Effective cycles of a checkpoint under an optional override (foreign models: 0). */
+export function effectiveCycles(ck: EvalModel, override?: number): number {
+  if (foreignOf(ck)) return 0;
+  const c = (ck as LoadedCheckpoint).info.config.cycles;
+  return c === 0 ? 0 : (override ?? c);
+}
+
+/** Attack kinds that need the victim's input gradients (refused for models tfjs cannot differentiate). */
+const NEEDS_GRADIENTS = new Set(['gradient', 'ensemble']);
+
+/** Display name of a model: its file name without extension (a TF.js DIR/model.json: DIR). */
 export function defaultModelName(path: string): string {
   const b = basename(path);
+  if (b === 'model.json' && basename(dirname(resolve(path)))) return basename(dirname(resolve(path)));
   return b.slice(0, b.length - extname(b).length) || b;
 }
 
@@ -184,7 +207,7 @@ export function pickDumpExamples(cands: ReadonlyArray<{ index: number; label: nu
 const safe = (s: string): string => s.replace(/[^A-Za-z0-9_.-]+/g, '_');
 
 /** Step 1: checks the inputs and makes the plan (names, cycles, readouts, batches, units). */
-export function makePlan(models: LoadedCheckpoint[], data: EvalData, suite: Suite, opts: EvaluateOptions): EvalPlan {
+export function makePlan(models: EvalModel[], data: EvalData, suite: Suite, opts: EvaluateOptions): EvalPlan {
   if (models.length === 0) throw new UsageError('evaluate needs at least one model');
   const batchSize = opts.batchSize ?? suite.batchSize ?? 100;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new UsageError(`batch size must be a positive integer, got ${batchSize}`);
@@ -196,9 +219,22 @@ export function makePlan(models: LoadedCheckpoint[], data: EvalData, suite: Suit
   names.forEach((n, i) => {
     if (names.indexOf(n) !== i) throw new UsageError(`two models are named ${JSON.stringify(n)}; give them distinct names with --name PATH=LABEL`);
   });
+  const shape = splitShape(split);
   for (const [i, m] of models.entries()) {
-    if (m.info.config.numClasses !== k) {
-      throw new UsageError(`${m.path}: the model has ${m.info.config.numClasses} classes but ${data.name} has ${k}`);
+    const want = modelInputShape(m);
+    if (formatShape(want) !== formatShape(shape)) {
+      throw new UsageError(`${m.path} takes ${formatShape(want)} images (HxWxC), the ${data.name} test images are ${formatShape(shape)}`);
+    }
+    const f = foreignOf(m);
+    const mk = f ? f.model.numClasses : (m as LoadedCheckpoint).info.config.numClasses;
+    if (mk !== k) {
+      throw new UsageError(`${m.path}: the model has ${mk} classes but ${data.name} has ${k}`);
+    }
+    if (f && !f.model.differentiable) {
+      const bad = suite.attacks.filter((a) => NEEDS_GRADIENTS.has(getAttack(a.method).kind)).map((a) => a.name);
+      if (bad.length > 0) {
+        throw new UsageError(`${m.path}: tfjs cannot differentiate this ${f.source}, so gradient attacks (${bad.join(', ')}) cannot run on it; use the gradient-free square, spsa or transfer (and gaussian)`);
+      }
     }
     for (const spec of suite.attacks) {
       if (spec.targeted && typeof spec.target === 'number' && spec.target >= k) {
@@ -206,7 +242,7 @@ export function makePlan(models: LoadedCheckpoint[], data: EvalData, suite: Suit
       }
     }
   }
-  for (const spec of suite.attacks) getAttack(spec.method).prepare?.(spec, { numClasses: k, shape: [28, 28, 1] });
+  for (const spec of suite.attacks) getAttack(spec.method).prepare?.(spec, { numClasses: k, shape });
   if (opts.flatDump && (models.length !== 1 || suite.attacks.length !== 1)) throw new Error('flatDump needs one model and one attack');
   return {
     format: PLAN_FORMAT,
@@ -219,13 +255,27 @@ export function makePlan(models: LoadedCheckpoint[], data: EvalData, suite: Suit
     examples: split.count,
     numClasses: k,
     classNames: [...data.classNames],
-    dataSha256: dataHash(split.images.subarray(0, split.count * IMAGE_PIXELS), split.labels.subarray(0, split.count)),
+    shape,
+    dataSha256: dataHash(split.images.subarray(0, split.count * pixelsPerImage(split)), split.labels.subarray(0, split.count)),
     labels: Array.from(split.labels.subarray(0, split.count)),
     suite,
     checks: opts.checks !== false,
     probeSize: Math.min(opts.probeSize ?? 64, split.count),
     dumpCount: opts.dumpDir ? Math.min(opts.dumpCount ?? 4, split.count) : 0,
-    models: models.map((ck, i) => {
+    models: models.map((m, i) => {
+      const f = foreignOf(m);
+      if (f) {
+        return {
+          name: names[i],
+          path: f.path,
+          sha256: f.sha256,
+          arch: f.source,
+          cycles: 0,
+          readout: 'last' as const,
+          classNames: [...(f.classNames?.length === k ? f.classNames : data.classNames)],
+        };
+      }
+      const ck = m as LoadedCheckpoint;
       const cfg = ck.info.config;
       const recipe = trainingRecipe(ck);
       return {
@@ -242,6 +292,9 @@ export function makePlan(models: LoadedCheckpoint[], data: EvalData, suite: Suit
   };
 }
 
+/** Values per image of the plan's data. */
+export const planPixels = (plan: EvalPlan): number => plan.shape[0] * plan.shape[1] * plan.shape[2];
+
 /** Indices of the plan's dump candidates (none without dumps). */
 function planDumpCandidates(plan: EvalPlan): number[] {
   return plan.dumpCount > 0 ? dumpCandidates(plan.labels, plan.examples, plan.numClasses, plan.dumpCount) : [];
@@ -252,9 +305,11 @@ export function unitTask(plan: EvalPlan, unit: PlanUnit, split: Split, dumpCands
   const start = unit.batch * plan.batchSize;
   const n = Math.min(plan.batchSize, plan.examples - start);
   const pm = plan.models[unit.model];
+  const P = planPixels(plan);
   const base = {
     start,
-    images: split.images.slice(start * IMAGE_PIXELS, (start + n) * IMAGE_PIXELS),
+    shape: plan.shape,
+    images: split.images.slice(start * P, (start + n) * P),
     labels: Int32Array.from(split.labels.subarray(start, start + n)),
     cycles: pm.cycles,
     readout: pm.readout,
@@ -270,7 +325,7 @@ export function unitTask(plan: EvalPlan, unit: PlanUnit, split: Split, dumpCands
 }
 
 export interface RunContext {
-  models: LoadedCheckpoint[];
+  models: EvalModel[];
   split: Split;
   pool?: WorkerPool | null;
   /** Records already finished (a resumed run): not run again. */
@@ -306,13 +361,16 @@ export async function runUnits(plan: EvalPlan, units: PlanUnit[], ctx: RunContex
       out.set(u.id, r);
     };
     const batches = mine.filter((u) => u.kind !== 'probe');
-    const pool = ctx.pool;
+    // foreign models run in this thread (the pool ships cnnf weights); results are the same either way
+    const foreign = foreignOf(ck);
+    const pool = foreign ? null : ctx.pool;
     if (pool && batches.length > 0) {
       // every unit goes to the pool at once (it hands them out as workers become idle)
+      const model = (ck as LoadedCheckpoint).model;
       try {
-        await Promise.all(batches.map(async (u) => finish(u, await runEvalBatch(pool, ck.model, unitTask(plan, u, ctx.split, dumpCands), onPoint))));
+        await Promise.all(batches.map(async (u) => finish(u, await runEvalBatch(pool, model, unitTask(plan, u, ctx.split, dumpCands), onPoint))));
       } finally {
-        await pool.dropModel(ck.model);
+        await pool.dropModel(model);
       }
     } else {
       for (const u of batches) finish(u, await evalBatch(ck.model, unitTask(plan, u, ctx.split, dumpCands), onPoint));
@@ -321,8 +379,8 @@ export async function runUnits(plan: EvalPlan, units: PlanUnit[], ctx: RunContex
       const pm = plan.models[mi];
       const pn = plan.probeSize;
       const checks = await probeChecks({
-        model: ck.model, name, cycles: pm.cycles, readout: pm.readout, numClasses: plan.numClasses, seed: plan.seed, shape: [28, 28, 1],
-        images: ctx.split.images.subarray(0, pn * IMAGE_PIXELS), labels: ctx.split.labels.subarray(0, pn),
+        model: ck.model, name, cycles: pm.cycles, readout: pm.readout, numClasses: plan.numClasses, seed: plan.seed, shape: plan.shape,
+        images: ctx.split.images.subarray(0, pn * planPixels(plan)), labels: ctx.split.labels.subarray(0, pn),
       });
       const r: UnitRecord = { id: u.id, kind: 'probe', checks };
       ctx.onRecord?.(r);
@@ -341,6 +399,7 @@ export function accumulate(plan: EvalPlan, records: Map<number, UnitRecord>): Mo
   const k = plan.numClasses;
   const wcEps = worstCaseEps(plan.suite);
   const dumpCands = planDumpCandidates(plan);
+  const P = planPixels(plan);
   const accs: ModelAcc[] = plan.models.map((pm) => {
     const jobs = jobsFor(plan.suite, pm.cycles);
     return {
@@ -403,11 +462,11 @@ export function accumulate(plan: EvalPlan, records: Map<number, UnitRecord>): Mo
       if (adv) {
         const dkey = `${spec.name}${job.mode ? `-${job.mode}` : ''}-eps${eps}`;
         const entry = a.dumpAdv.get(dkey) ?? { eps, items: [] };
-        const m = adv.length / IMAGE_PIXELS;
+        const m = adv.length / P;
         for (const i of dumpCands) {
           if (i < start || i >= start + m) continue;
           const r = i - start;
-          entry.items.push({ index: i, adv: adv.slice(r * IMAGE_PIXELS, (r + 1) * IMAGE_PIXELS), pred: pa[r]!, target: o.targets[0]?.[r] });
+          entry.items.push({ index: i, adv: adv.slice(r * P, (r + 1) * P), pred: pa[r]!, target: o.targets[0]?.[r] });
         }
         a.dumpAdv.set(dkey, entry);
       }
@@ -417,7 +476,7 @@ export function accumulate(plan: EvalPlan, records: Map<number, UnitRecord>): Mo
 }
 
 /** Writes the PNG dumps of one model (needs the model and the images); returns their paths. */
-async function writeModelDumps(plan: EvalPlan, mi: number, a: ModelAcc, ck: LoadedCheckpoint, split: Split, opts: EvaluateOptions): Promise<string[]> {
+async function writeModelDumps(plan: EvalPlan, mi: number, a: ModelAcc, ck: EvalModel, split: Split, opts: EvaluateOptions): Promise<string[]> {
   const dumps: string[] = [];
   const pm = plan.models[mi];
   const severalEps = plan.suite.attacks.some((s) => s.eps.length > 1);
@@ -427,14 +486,15 @@ async function writeModelDumps(plan: EvalPlan, mi: number, a: ModelAcc, ck: Load
     })), plan.dumpCount));
     const sel = items.filter((it) => chosen.has(it.index));
     const m = sel.length;
-    const cleanPx = new Float32Array(m * IMAGE_PIXELS);
-    const advPx = new Float32Array(m * IMAGE_PIXELS);
+    const P = planPixels(plan);
+    const cleanPx = new Float32Array(m * P);
+    const advPx = new Float32Array(m * P);
     sel.forEach((it, r) => {
-      cleanPx.set(split.images.subarray(it.index * IMAGE_PIXELS, (it.index + 1) * IMAGE_PIXELS), r * IMAGE_PIXELS);
-      advPx.set(it.adv, r * IMAGE_PIXELS);
+      cleanPx.set(split.images.subarray(it.index * P, (it.index + 1) * P), r * P);
+      advPx.set(it.adv, r * P);
     });
-    const xs = tf.tensor4d(cleanPx, [m, 28, 28, 1]);
-    const as = tf.tensor4d(advPx, [m, 28, 28, 1]);
+    const xs = tf.tensor4d(cleanPx, [m, ...plan.shape]);
+    const as = tf.tensor4d(advPx, [m, ...plan.shape]);
     let examples: DumpExample[];
     try {
       const targets = sel.some((it) => it.target !== undefined) ? sel.map((it) => it.target ?? -1) : undefined;
@@ -561,7 +621,7 @@ export function assemble(plan: EvalPlan, accs: ModelAcc[], extras: AssembleExtra
 }
 
 /** Runs the plan's `units` with the options' pool or workers, recording to a state directory if one is given. */
-async function runWithState(plan: EvalPlan, units: PlanUnit[], models: LoadedCheckpoint[], split: Split, opts: EvaluateOptions, shard?: ShardSpec): Promise<Map<number, UnitRecord>> {
+async function runWithState(plan: EvalPlan, units: PlanUnit[], models: EvalModel[], split: Split, opts: EvaluateOptions, shard?: ShardSpec): Promise<Map<number, UnitRecord>> {
   let store: StateStore | undefined;
   let have: Map<number, UnitRecord> | undefined;
   if (opts.stateDir !== undefined) {
@@ -571,7 +631,8 @@ async function runWithState(plan: EvalPlan, units: PlanUnit[], models: LoadedChe
     const done = counted.filter((u) => have!.has(u.id)).length;
     if (have.size > 0) opts.onResume?.(done, counted.length);
   }
-  const workers = Math.min(opts.workers ?? 1, planBatchCount(plan));
+  // foreign models never use the pool (see runUnits): no workers for a run of foreign models only
+  const workers = models.every((m) => foreignOf(m)) ? 1 : Math.min(opts.workers ?? 1, planBatchCount(plan));
   const ownPool = !opts.pool && workers > 1 ? await WorkerPool.start(workers, activeBackend()) : null;
   try {
     return await runUnits(plan, units, {
@@ -584,7 +645,7 @@ async function runWithState(plan: EvalPlan, units: PlanUnit[], models: LoadedChe
 }
 
 /** Runs the suite on every model; returns a results object `validateResults` accepts. */
-export async function evaluate(models: LoadedCheckpoint[], data: EvalData, suite: Suite, opts: EvaluateOptions): Promise<EvalResults> {
+export async function evaluate(models: EvalModel[], data: EvalData, suite: Suite, opts: EvaluateOptions): Promise<EvalResults> {
   const t0 = performance.now();
   const plan = makePlan(models, data, suite, opts);
   const records = await runWithState(plan, planUnits(plan), models, data.split, opts);
@@ -614,7 +675,7 @@ export interface ShardFile {
  * Runs one shard of the plan (`--shard K/N`): only the units shardOf() gives to shard K. The
  * returned object is what `cnnf merge` reads; merging all N gives the results evaluate() gives.
  */
-export async function evaluateShard(models: LoadedCheckpoint[], data: EvalData, suite: Suite, opts: EvaluateOptions, shard: ShardSpec): Promise<ShardFile> {
+export async function evaluateShard(models: EvalModel[], data: EvalData, suite: Suite, opts: EvaluateOptions, shard: ShardSpec): Promise<ShardFile> {
   const t0 = performance.now();
   if (!Number.isInteger(shard.count) || shard.count < 1 || !Number.isInteger(shard.index) || shard.index < 1 || shard.index > shard.count) {
     throw new UsageError(`shard must be K/N with 1 <= K <= N, got ${shard.index}/${shard.count}`);
@@ -641,21 +702,25 @@ export async function evaluateShard(models: LoadedCheckpoint[], data: EvalData, 
 
 /**
  * Image rows for the first `m` examples of a batch: clean, perturbed, and the model's
- * reconstructions of the perturbed input after each feedback cycle, decoded to input space.
+ * reconstructions of the perturbed input after each feedback cycle, decoded to input space (none
+ * for a plain CNN or a foreign model). The images' shape is that of `x`.
  */
 export async function dumpRows(
-  ck: LoadedCheckpoint, cycles: number, x: tf.Tensor4D, xAdv: tf.Tensor4D, labels: ArrayLike<number>, preds: ArrayLike<number>,
+  ck: EvalModel, cycles: number, x: tf.Tensor4D, xAdv: tf.Tensor4D, labels: ArrayLike<number>, preds: ArrayLike<number>,
   targets: ArrayLike<number> | undefined, start: number, m: number, classNames: string[],
 ): Promise<DumpExample[]> {
+  const [, h, w, c] = x.shape;
+  const shape: [number, number, number] = [h, w, c];
   const parts = tf.tidy(() => {
-    const xs = tf.slice(x, [0, 0, 0, 0], [m, 28, 28, 1]);
-    const as = tf.slice(xAdv, [0, 0, 0, 0], [m, 28, 28, 1]);
-    const recons = cycles > 0 ? ck.model.run(as, { cycles, decodeToInput: true }).cycles.map((c) => tf.reshape(c.image!, [m, 28, 28, 1])) : [];
+    const xs = tf.slice(x, [0, 0, 0, 0], [m, h, w, c]);
+    const as = tf.slice(xAdv, [0, 0, 0, 0], [m, h, w, c]);
+    const model = ck.model;
+    const recons = cycles > 0 && !isForeign(model) ? model.run(as, { cycles, decodeToInput: true }).cycles.map((cy) => tf.reshape(cy.image!, [m, h, w, c])) : [];
     return [xs, as, ...recons];
   });
   const arrays = await Promise.all(parts.map((t) => t.data() as Promise<Float32Array>));
   parts.forEach((t) => t.dispose());
-  const px = IMAGE_PIXELS;
+  const px = h * w * c;
   const out: DumpExample[] = [];
   for (let i = 0; i < m; i++) {
     out.push({
@@ -667,6 +732,7 @@ export async function dumpRows(
       pred: preds[i],
       target: targets?.[i],
       classNames,
+      shape,
     });
   }
   return out;

@@ -38,6 +38,8 @@ export interface EvalPlan {
   examples: number;
   numClasses: number;
   classNames: string[];
+  /** Input shape [h, w, c] of every image (NHWC). */
+  shape: [number, number, number];
   /** sha256 of the split's pixels (float32, little-endian) and labels (int32). */
   dataSha256: string;
   /** The split's labels (the merge step needs them; it has no images). */
@@ -165,6 +167,8 @@ export function dataHash(images: Float32Array, labels: ArrayLike<number>): strin
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const MAX_EXAMPLES = 10_000_000;
 const MAX_MODELS = 64;
+/** Values per image a plan may claim (4096x4096x4). */
+const MAX_IMAGE_VALUES = 4096 * 4096 * 4;
 
 /** Reads a plan back from JSON, checking every field (plans come from files: shards and state dirs). */
 export function parsePlan(v: unknown, source: string): EvalPlan {
@@ -208,6 +212,9 @@ export function parsePlan(v: unknown, source: string): EvalPlan {
       ...(mv.recipe !== undefined ? { recipe: str('recipe', mv, `models[${i}].recipe`) } : {}),
     };
   });
+  const sh = v.shape;
+  if (!Array.isArray(sh) || sh.length !== 3 || sh.some((d) => typeof d !== 'number' || !Number.isInteger(d) || d < 1 || d > 65_536) ||
+    (sh as number[]).reduce((a, b) => a * b, 1) > MAX_IMAGE_VALUES) fail('shape', `must be [h, w, c]: positive integers, at most ${MAX_IMAGE_VALUES} values`);
   const dataSha = str('dataSha256');
   if (!/^[0-9a-f]{64}$/.test(dataSha)) fail('dataSha256', 'must be 64 hex digits');
   return {
@@ -221,6 +228,7 @@ export function parsePlan(v: unknown, source: string): EvalPlan {
     examples,
     numClasses,
     classNames: strs('classNames', 100_000),
+    shape: [...(sh as number[])] as [number, number, number],
     dataSha256: dataSha,
     labels: labels as number[],
     suite: parseSuite(v.suite, `${source}: plan.suite`),

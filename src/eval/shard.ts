@@ -7,7 +7,6 @@
 import { UsageError } from '../errors.js';
 import { INPUT_LIMITS, readInputFile } from '../io/files.js';
 import { parseJsonText } from '../io/json.js';
-import { IMAGE_PIXELS } from '../data/index.js';
 import type { EvalResults } from './results.js';
 import { parsePlan, planUnits, runIdOf, shardOf, type EvalPlan, type ShardSpec } from './plan.js';
 import { recordFromJson, type UnitRecord } from './units.js';
@@ -124,7 +123,7 @@ export function mergeShards(paths: string[], command = 'cnnf merge'): MergeOutco
     if (s.units.length !== expected.length) {
       throw new UsageError(`${s.path}: shard ${s.shard.index}/${count} must hold ${expected.length} units, holds ${s.units.length} (an interrupted or edited shard?)`);
     }
-    expected.forEach((u, i) => records.set(u.id, recordFromJson(s.units[i], u, plan, IMAGE_PIXELS, s.path)));
+    expected.forEach((u, i) => records.set(u.id, recordFromJson(s.units[i], u, plan, s.path)));
   }
   const accs = accumulate(plan, records);
   const results = assemble(plan, accs, {

@@ -11,7 +11,6 @@ import { UsageError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { INPUT_LIMITS, makeDirs, readInputFile } from '../io/files.js';
 import { parseJsonText } from '../io/json.js';
-import { IMAGE_PIXELS } from '../data/index.js';
 import { planToJson, runIdOf, type EvalPlan, type PlanUnit, type ShardSpec } from './plan.js';
 import { recordFromJson, recordToJson, type UnitRecord } from './units.js';
 
@@ -66,7 +65,7 @@ export function openState(dir: string, plan: EvalPlan, shard?: ShardSpec): State
         if (!u) throw new UsageError(`${join(unitsDir, f)}: not a unit of this run (delete it)`);
         const path = join(unitsDir, f);
         const v = parseJsonText(readInputFile(path, 'state unit', { maxBytes: INPUT_LIMITS.results }).toString('utf8'), path);
-        out.set(u.id, recordFromJson(v, u, plan, IMAGE_PIXELS, path));
+        out.set(u.id, recordFromJson(v, u, plan, path));
       }
       return out;
     },

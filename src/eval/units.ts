@@ -44,10 +44,11 @@ export function batchLength(plan: EvalPlan, batch: number): number {
 }
 
 /**
- * Reads a record for `unit` back from JSON; `pixels` is the size of one image (for dump images).
- * Anything that does not fit the plan is a one-line UsageError naming `source`.
+ * Reads a record for `unit` back from JSON (dump images have the plan's shape). Anything that does
+ * not fit the plan is a one-line UsageError naming `source`.
  */
-export function recordFromJson(v: unknown, unit: PlanUnit, plan: EvalPlan, pixels: number, source: string): UnitRecord {
+export function recordFromJson(v: unknown, unit: PlanUnit, plan: EvalPlan, source: string): UnitRecord {
+  const pixels = plan.shape[0] * plan.shape[1] * plan.shape[2];
   const fail = (what: string): never => {
     throw new UsageError(`${source}: unit ${unit.id} ${what}`);
   };

@@ -7,11 +7,12 @@
  * (`{"inputRange": "0,1", "mean": [...], "std": [...], "layout": "NHWC", "output": "logits",
  * "classNames": [...]}`) so that it is typed once.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, normalize, resolve, sep } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { UsageError } from '../errors.js';
-import { checkAdapter, DEFAULT_ADAPTER, TfjsLayersClassifier, type InputAdapter } from '../models/foreign.js';
+import { checkAdapter, DEFAULT_ADAPTER, TfjsGraphClassifier, TfjsLayersClassifier, type ForeignClassifier, type InputAdapter } from '../models/foreign.js';
 import { writeFileAtomic } from './atomic.js';
 
 export const MAX_MODEL_JSON_BYTES = 64 * 1024 ** 2;
@@ -59,12 +60,55 @@ export function modelJsonPath(path: string): string {
 
 /** Reads model.json + shards into tfjs ModelArtifacts (validated, bounded). */
 export function readLayersModelArtifacts(path: string): { artifacts: tf.io.ModelArtifacts; format: string } {
+  const r = readTfjsModelArtifacts(path);
+  if (r.format === 'graph-model') throw new UsageError(`${modelJsonPath(path)}: a TF.js GraphModel; cnnf reads LayersModels here (tensorflowjs_converter --output_format tfjs_layers_model, or model.save from tfjs-layers)`);
+  return r;
+}
+
+/**
+ * Whether `path` is a TF.js model by its content: a folder holding model.json, or a file whose first
+ * bytes open a JSON object (a safetensors checkpoint starts with an 8-byte binary length).
+ */
+export function isTfjsModelPath(path: string): boolean {
+  let fd: number | undefined;
+  try {
+    if (statSync(path).isDirectory()) return existsSync(join(path, 'model.json'));
+    fd = openSync(path, 'r');
+    const head = Buffer.alloc(64);
+    const n = readSync(fd, head, 0, 64, 0);
+    const text = head.subarray(0, n);
+    if (text.includes(0)) return false;
+    return /^\s*\{/.test(text.toString('latin1'));
+  } catch {
+    return false;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/** A TF.js model read from files and checked (no backend needed yet); its sha256 covers model.json and every shard, in manifest order. */
+export interface TfjsModelFile {
+  /** The path as given. */
+  path: string;
+  artifacts: tf.io.ModelArtifacts;
+  format: 'layers-model' | 'graph-model';
+  sha256: string;
+}
+
+/** Reads a LayersModel or GraphModel model.json + shards (validated, bounded) and hashes them. */
+export function readTfjsModelFile(path: string): TfjsModelFile {
+  const r = readTfjsModelArtifacts(path);
+  return { path, ...r };
+}
+
+function readTfjsModelArtifacts(path: string): { artifacts: tf.io.ModelArtifacts; format: 'layers-model' | 'graph-model'; sha256: string } {
   const file = modelJsonPath(path);
-  const json = parseJson(readBounded(file, MAX_MODEL_JSON_BYTES, 'model.json'), file) as Record<string, unknown>;
+  const raw = readBounded(file, MAX_MODEL_JSON_BYTES, 'model.json');
+  const hash = createHash('sha256').update(raw);
+  const json = parseJson(raw, file) as Record<string, unknown>;
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new UsageError(`${file}: not a TF.js model.json (not a JSON object)`);
   const format = typeof json.format === 'string' ? json.format : 'layers-model';
-  if (format === 'graph-model') throw new UsageError(`${file}: a TF.js GraphModel; cnnf reads LayersModels (tensorflowjs_converter --output_format tfjs_layers_model, or model.save from tfjs-layers)`);
-  if (format !== 'layers-model') throw new UsageError(`${file}: unknown TF.js model format ${JSON.stringify(format).slice(0, 40)}`);
+  if (format !== 'layers-model' && format !== 'graph-model') throw new UsageError(`${file}: unknown TF.js model format ${JSON.stringify(format).slice(0, 40)}`);
   const topology = json.modelTopology;
   if (typeof topology !== 'object' || topology === null) throw new UsageError(`${file}: model.json has no modelTopology`);
   const manifest = json.weightsManifest;
@@ -96,6 +140,7 @@ export function readLayersModelArtifacts(path: string): { artifacts: tf.io.Model
       const full = resolve(dir, normalize(p));
       if (!full.startsWith(dir + sep)) throw new UsageError(`${file}: weight shard path ${JSON.stringify(p)} leaves the model's folder`);
       const b = readBounded(full, MAX_WEIGHT_BYTES - total, 'weight shard');
+      hash.update(b);
       total += b.length;
       have += b.length;
       shards.push(b);
@@ -108,7 +153,13 @@ export function readLayersModelArtifacts(path: string): { artifacts: tf.io.Model
     data.set(s, off);
     off += s.length;
   }
-  return { artifacts: { modelTopology: topology, weightSpecs: specs, weightData: data.buffer, format }, format };
+  const extra: Partial<tf.io.ModelArtifacts> = {};
+  if (format === 'graph-model') {
+    if (typeof json.signature === 'object' && json.signature !== null) extra.signature = json.signature as object;
+    if (typeof json.userDefinedMetadata === 'object' && json.userDefinedMetadata !== null) extra.userDefinedMetadata = json.userDefinedMetadata as { [key: string]: object };
+    if (typeof json.modelInitializer === 'object' && json.modelInitializer !== null) extra.modelInitializer = json.modelInitializer as object;
+  }
+  return { artifacts: { modelTopology: topology as object, weightSpecs: specs, weightData: data.buffer, format, ...extra }, format, sha256: hash.digest('hex') };
 }
 
 /** Reads `model.cnnf.json` beside model.json, if any. */
@@ -139,19 +190,68 @@ export function readSidecar(path: string): TfjsModelSidecar {
 /** Loads a TF.js LayersModel (folder or model.json) as a classifier; `adapter` fields override model.cnnf.json. */
 export async function loadTfjsLayersModel(path: string, adapter: Partial<InputAdapter> = {}): Promise<TfjsLayersClassifier & { classNames?: string[] }> {
   const { artifacts } = readLayersModelArtifacts(path);
+  const { a, classNames } = adapterFor(path, adapter);
+  const m = new TfjsLayersClassifier(await buildLayers(path, artifacts), a, sourceLabel('LayersModel', path));
+  checkSidecarClasses(path, classNames, m.numClasses);
+  return Object.assign(m, { classNames });
+}
+
+/** A foreign model ready for evaluate(): the classifier, where it came from and what identifies it. */
+export interface LoadedForeign {
+  model: ForeignClassifier;
+  path: string;
+  /** sha256 over model.json and its weight shards. */
+  sha256: string;
+  /** "TF.js LayersModel" or "TF.js GraphModel": the model's arch in results, tables and reports (no path, so shards on other machines agree). */
+  source: string;
+  /** From model.cnnf.json (else the data's). */
+  classNames?: string[];
+}
+
+/** Builds a read TF.js model (LayersModel, or GraphModel) on the active backend; `adapter` fields override model.cnnf.json. */
+export async function buildTfjsModel(file: TfjsModelFile, adapter: Partial<InputAdapter> = {}): Promise<LoadedForeign> {
+  const { a, classNames } = adapterFor(file.path, adapter);
+  let m: ForeignClassifier;
+  if (file.format === 'layers-model') {
+    m = new TfjsLayersClassifier(await buildLayers(file.path, file.artifacts), a, sourceLabel('LayersModel', file.path));
+  } else {
+    let net: tf.GraphModel;
+    try {
+      net = await tf.loadGraphModel(tf.io.fromMemory(file.artifacts));
+    } catch (e) {
+      throw new UsageError(`${modelJsonPath(file.path)}: tfjs cannot build this GraphModel: ${firstLine(e)}`);
+    }
+    m = TfjsGraphClassifier.create(net, a, sourceLabel('GraphModel', file.path));
+  }
+  try {
+    checkSidecarClasses(file.path, classNames, m.numClasses);
+  } catch (e) {
+    m.dispose();
+    throw e;
+  }
+  return { model: m, path: file.path, sha256: file.sha256, source: file.format === 'layers-model' ? 'TF.js LayersModel' : 'TF.js GraphModel', ...(classNames ? { classNames } : {}) };
+}
+
+const firstLine = (e: unknown): string => String((e as Error)?.message ?? e).split('\n')[0].slice(0, 200);
+const sourceLabel = (kind: string, path: string): string => `TF.js ${kind} ${basename(dirname(resolve(modelJsonPath(path))))}/${basename(modelJsonPath(path))}`;
+
+function adapterFor(path: string, adapter: Partial<InputAdapter>): { a: InputAdapter; classNames?: string[] } {
   const side = readSidecar(path);
   const defined = <T extends object>(o: T) => Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)) as Partial<T>;
   const { classNames, ...sideAdapter } = side;
-  const a = checkAdapter({ ...DEFAULT_ADAPTER, ...defined(sideAdapter), ...defined(adapter) });
-  let net: tf.LayersModel;
+  return { a: checkAdapter({ ...DEFAULT_ADAPTER, ...defined(sideAdapter), ...defined(adapter) }), classNames };
+}
+
+async function buildLayers(path: string, artifacts: tf.io.ModelArtifacts): Promise<tf.LayersModel> {
   try {
-    net = await tf.loadLayersModel(tf.io.fromMemory(artifacts));
+    return await tf.loadLayersModel(tf.io.fromMemory(artifacts));
   } catch (e) {
-    throw new UsageError(`${modelJsonPath(path)}: tfjs cannot build this LayersModel: ${String((e as Error).message ?? e).split('\n')[0].slice(0, 200)}`);
+    throw new UsageError(`${modelJsonPath(path)}: tfjs cannot build this LayersModel: ${firstLine(e)}`);
   }
-  const m = new TfjsLayersClassifier(net, a, `TF.js LayersModel ${basename(dirname(resolve(modelJsonPath(path))))}/model.json`);
-  if (classNames && classNames.length !== m.numClasses) throw new UsageError(`${path}: model.cnnf.json names ${classNames.length} classes for a model with ${m.numClasses} outputs`);
-  return Object.assign(m, { classNames });
+}
+
+function checkSidecarClasses(path: string, classNames: string[] | undefined, numClasses: number): void {
+  if (classNames && classNames.length !== numClasses) throw new UsageError(`${path}: model.cnnf.json names ${classNames.length} classes for a model with ${numClasses} outputs`);
 }
 
 /** Saves a LayersModel as `dir/model.json` + `dir/weights.bin` (the layout of tfjs-node's file:// handler). */

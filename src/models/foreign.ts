@@ -7,7 +7,7 @@
  * logits: softmax(log p) = p, so the cross-entropy and every margin are those of the model).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { LayersModel } from '@tensorflow/tfjs';
+import type { GraphModel, LayersModel } from '@tensorflow/tfjs';
 import { UsageError } from '../errors.js';
 
 export type InputRange = '0,1' | '-1,1' | '0,255';
@@ -99,6 +99,71 @@ export class TfjsLayersClassifier implements ForeignClassifier {
   logits(x: tf.Tensor4D): tf.Tensor2D {
     return tf.tidy(() => {
       const y = this.net.apply(adaptInput(x, this.adapter), { training: false }) as tf.Tensor2D;
+      return this.adapter.output === 'probabilities' ? (tf.log(tf.maximum(y, 1e-30)) as tf.Tensor2D) : y;
+    });
+  }
+
+  dispose(): void {
+    this.net.dispose();
+  }
+}
+
+/**
+ * A TF.js GraphModel (tensorflowjs_converter's default output) behind the adapter. White-box only
+ * where tfjs can differentiate its ops: create() tries an input gradient once and records the answer
+ * in `differentiable` (false: only the gradient-free attacks apply).
+ */
+export class TfjsGraphClassifier implements ForeignClassifier {
+  readonly foreign = true as const;
+
+  private constructor(
+    readonly net: GraphModel, readonly adapter: InputAdapter, readonly source: string,
+    readonly inputShape: [number, number, number], readonly numClasses: number, readonly differentiable: boolean,
+  ) {}
+
+  static create(net: GraphModel, adapter: InputAdapter, source: string): TfjsGraphClassifier {
+    try {
+      checkAdapter(adapter);
+      if (net.inputs.length !== 1 || net.outputs.length !== 1) throw new UsageError(`${source}: expected one input and one output, got ${net.inputs.length} and ${net.outputs.length}`);
+      const s = net.inputs[0].shape ?? [];
+      if (s.length !== 4 || s.slice(1).some((d) => !Number.isInteger(d) || d <= 0)) {
+        throw new UsageError(`${source}: input shape [${s.join(', ')}] is not an image batch [-1, H, W, C] with fixed H, W, C`);
+      }
+      const [a, b, c] = s.slice(1);
+      const inputShape: [number, number, number] = adapter.layout === 'NCHW' ? [b, c, a] : [a, b, c];
+      const x = tf.zeros([1, ...inputShape]) as tf.Tensor4D;
+      let out: tf.Tensor;
+      try {
+        out = tf.tidy(() => net.execute(adaptInput(x, adapter)) as tf.Tensor);
+      } catch (e) {
+        x.dispose();
+        throw new UsageError(`${source}: tfjs cannot run this GraphModel: ${String((e as Error)?.message ?? e).split('\n')[0].slice(0, 200)}`);
+      }
+      const shape = out.shape;
+      out.dispose();
+      if (shape.length !== 2 || shape[0] !== 1 || shape[1] < 2) {
+        x.dispose();
+        throw new UsageError(`${source}: output shape [${shape.join(', ')}] for one image is not [1, classes] with at least 2 classes`);
+      }
+      let differentiable = true;
+      try {
+        const g = tf.grad((v: tf.Tensor) => tf.sum(net.execute(adaptInput(v as tf.Tensor4D, adapter)) as tf.Tensor))(x);
+        differentiable = g.shape.join('x') === x.shape.join('x');
+        g.dispose();
+      } catch {
+        differentiable = false;
+      }
+      x.dispose();
+      return new TfjsGraphClassifier(net, adapter, source, inputShape, shape[1], differentiable);
+    } catch (e) {
+      net.dispose();
+      throw e;
+    }
+  }
+
+  logits(x: tf.Tensor4D): tf.Tensor2D {
+    return tf.tidy(() => {
+      const y = this.net.execute(adaptInput(x, this.adapter)) as tf.Tensor2D;
       return this.adapter.output === 'probabilities' ? (tf.log(tf.maximum(y, 1e-30)) as tf.Tensor2D) : y;
     });
   }

@@ -5,6 +5,7 @@
  */
 import { Option, type Command } from 'commander';
 import { attackMethods } from '../../attacks/index.js';
+import { addAdapterOptions } from '../adapter-flags.js';
 import { addAttackParamOptions, attackHelp } from '../attack-flags.js';
 import { addBackendOption, addSeedOption, addWorkersOption } from '../common.js';
 import { addDatasetOptions } from './data.js';
@@ -14,10 +15,11 @@ export function register(program: Command): void {
   const cmd = program
     .command('attack')
     .description('attack one checkpoint at one or more epsilons and print its accuracy (and targeted success rate) per epsilon')
-    // bad flags: exactly one stderr line (exit 2)
-    .showHelpAfterError(false);
+    // bad flags: exactly one stderr line (exit 2; no "(Did you mean ...?)" second line)
+    .showHelpAfterError(false)
+    .showSuggestionAfterError(false);
   cmd
-    .requiredOption('--model <path>', 'checkpoint to attack')
+    .requiredOption('--model <path>', 'cnnf checkpoint or TF.js model (DIR/model.json, detected by content) to attack')
     .addOption(new Option('--method <m>', 'attack (see the list below)').choices(attackMethods()).makeOptionMandatory())
     .requiredOption('--eps <list>', 'comma-separated epsilons (radius in [-1, 1] input units; gaussian: sigma)')
     .option('--target <t>', 'targeted attack: a class index, next ((y+1) mod K) or random')
@@ -26,6 +28,7 @@ export function register(program: Command): void {
   addAttackParamOptions(cmd);
   cmd.addHelpText('after', attackHelp());
   addEvalRunOptions(cmd);
+  addAdapterOptions(cmd);
   addDatasetOptions(cmd);
   addSeedOption(cmd);
   addWorkersOption(cmd);

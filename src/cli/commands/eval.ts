@@ -3,6 +3,7 @@
  *  [--test-subset stride:K] [--cycles N --readout last|average] [--dump DIR] --json results.json`.
  */
 import { Option, type Command } from 'commander';
+import { addAdapterOptions } from '../adapter-flags.js';
 import { addAttackParamOptions, attackHelp } from '../attack-flags.js';
 import { addBackendOption, addSeedOption, addWorkersOption } from '../common.js';
 import { addDatasetOptions } from './data.js';
@@ -23,10 +24,11 @@ export function register(program: Command): void {
   const cmd = program
     .command('eval')
     .description('evaluate checkpoints against an attack suite: accuracy-vs-epsilon tables on stdout, results JSON for report/gate')
-    // bad flags: exactly one stderr line (exit 2)
-    .showHelpAfterError(false);
+    // bad flags: exactly one stderr line (exit 2; no "(Did you mean ...?)" second line)
+    .showHelpAfterError(false)
+    .showSuggestionAfterError(false);
   cmd
-    .option('--model <path>', 'checkpoint to evaluate (repeatable)', collect, [])
+    .option('--model <path>', 'cnnf checkpoint or TF.js model (DIR/model.json, detected by content) to evaluate (repeatable)', collect, [])
     .option('--name <path=label>', 'display name for a model, by its path or default name (repeatable)', collect, [])
     .option('--suite <file>', 'attack suite JSON (attacks/NAME.json; a bare NAME means the bundled attacks/NAME.json)')
     .option('--attacks <list>', 'instead of --suite: comma-separated methods (see the list below), run at --eps')
@@ -39,6 +41,7 @@ export function register(program: Command): void {
   addAttackParamOptions(cmd);
   cmd.addHelpText('after', attackHelp());
   addEvalRunOptions(cmd);
+  addAdapterOptions(cmd);
   addDatasetOptions(cmd);
   addSeedOption(cmd);
   addWorkersOption(cmd);
