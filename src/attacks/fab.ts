@@ -494,9 +494,9 @@ export const fabAttack: AttackDescriptor = {
     iterations: { type: 'int', min: 1, max: FAB_MAX_ITERATIONS, default: 100, description: 'iterations per run' },
     restarts: { type: 'int', min: 1, max: 1000, default: 1, description: 'restarts, each on examples still robust' },
     nTargetClasses: { type: 'int', min: 1, max: 1000, default: 9, description: 'FAB-T target classes (the most likely wrong ones)' },
-    alphaMax: { type: 'number', min: 0, max: 1, default: 0.1, description: 'FAB: largest weight of the step from the clean point' },
-    eta: { type: 'number', min: 1, max: 10, default: 1.05, description: 'FAB: overshoot of the projection step' },
-    beta: { type: 'number', positive: true, max: 1, default: 0.9, description: 'FAB: backward step towards the clean point after a success' },
+    alphaMax: { type: 'number', min: 0, max: 1, default: 0.1, description: 'largest weight of the step from the clean point' },
+    eta: { type: 'number', min: 1, max: 10, default: 1.05, description: 'overshoot of the projection step' },
+    beta: { type: 'number', positive: true, max: 1, default: 0.9, description: 'backward step towards the clean point after a success' },
   },
   defaultName: () => 'fab-t',
   build: (spec) => new FAB({
