@@ -270,6 +270,40 @@ describe('FAB-T on the adversarially trained reference CNN', () => {
     expect(tf.memory().numTensors, 'FAB frees its tensors').toBe(before);
   });
 
+  it('restarts after the first start from a seeded random point at radius eps / 2 (AutoAttack), only over still-robust examples', async () => {
+    const v = victim();
+    const xs = tf.slice(x, 0, 8);
+    const ys = tf.slice(y, 0, 8);
+    const eps = 0.15;
+    const start = FAB.randomStart('linf', xs, eps, 7);
+    const xv = xs.dataSync();
+    let far = 0;
+    start.forEach((s, q) => {
+      const d = Math.abs(s - xv[q]);
+      expect(d).toBeLessThanOrEqual(eps / 2 + 1e-6);
+      far = Math.max(far, d);
+      expect(s).toBeGreaterThanOrEqual(-1);
+      expect(s).toBeLessThanOrEqual(1);
+    });
+    expect(far).toBeGreaterThan(eps / 2 - 1e-6); // on the sphere of radius eps / 2 (Linf)
+    const l2 = FAB.randomStart('l2', xs, 1, 7);
+    for (let i = 0; i < 8; i++) {
+      let ss = 0;
+      for (let q = i * IMAGE_PIXELS; q < (i + 1) * IMAGE_PIXELS; q++) ss += (l2[q] - xv[q]) ** 2;
+      expect(Math.sqrt(ss)).toBeLessThanOrEqual(0.5 + 1e-5); // radius eps / 2 before clipping to the box
+    }
+    const a = new FAB({ iterations: 5, nTargetClasses: 1, restarts: 3 }).perturb(v, xs, ys, eps, 5);
+    await tick();
+    const b = new FAB({ iterations: 5, nTargetClasses: 1, restarts: 3 }).perturb(v, xs, ys, eps, 5);
+    expect(Array.from(a.dataSync())).toEqual(Array.from(b.dataSync())); // seeded
+    const one = new FAB({ iterations: 5, nTargetClasses: 1, restarts: 1 }).perturb(v, xs, ys, eps, 5);
+    const ok3 = correct(v, a, ys);
+    const ok1 = correct(v, one, ys);
+    for (let i = 0; i < 8; i++) if (!ok1[i]) expect(ok3[i], `example ${i}: broken by the first restart, stays broken`).toBe(0);
+    expect(count(ok3)).toBeLessThanOrEqual(count(ok1));
+    tf.dispose([xs, ys, a, b, one]);
+  });
+
   it('is a stage of the autoattack ensemble in AutoAttack\'s order (APGD-CE, APGD-T, FAB-T, Square), and runs alone', async () => {
     expect(new AutoAttack().stageLabels(0)).toEqual(['apgd-ce:first', 'apgd-t:first', 'fab-t:first', 'square']);
     expect(new AutoAttack().stageLabels(1)).toEqual(['apgd-ce:first', 'apgd-ce:e2e', 'apgd-t:first', 'apgd-t:e2e', 'fab-t:first', 'fab-t:e2e', 'square']);
