@@ -115,7 +115,7 @@ describe('a 32x32x3 TF.js LayersModel as the victim of PGD, APGD and Square', ()
   it('every registered attack runs on it with small budgets, shape kept, inside the ball and the box', async () => {
     const { v, x, y } = await setup();
     const small: Record<string, Record<string, unknown>> = {
-      pgd: { steps: 3 }, apgd: { iterations: 5 }, square: { queries: 30 }, spsa: { steps: 2, samples: 4 },
+      pgd: { steps: 3 }, apgd: { iterations: 5 }, fab: { iterations: 5, nTargetClasses: 2 }, square: { queries: 30 }, spsa: { steps: 2, samples: 4 },
       autoattack: { iterations: 3, queries: 20, nTargetClasses: 2 },
     };
     const ran: string[] = [];
@@ -144,6 +144,6 @@ describe('a 32x32x3 TF.js LayersModel as the victim of PGD, APGD and Square', ()
       adv.dispose();
       ran.push(method);
     }
-    expect(ran).toEqual(['gaussian', 'fgsm', 'pgd', 'apgd', 'square', 'spsa', 'autoattack']);
+    expect(ran).toEqual(['gaussian', 'fgsm', 'pgd', 'apgd', 'fab', 'square', 'spsa', 'autoattack']);
   }, 180_000);
 });

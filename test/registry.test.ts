@@ -29,7 +29,7 @@ const bad = (attacks: unknown[], re: RegExp): void => {
 
 describe('attack registry', () => {
   it('lists every attack once, each buildable from a minimal entry with its defaults', () => {
-    expect(attackMethods()).toEqual(['gaussian', 'fgsm', 'pgd', 'apgd', 'square', 'spsa', 'transfer', 'autoattack']);
+    expect(attackMethods()).toEqual(['gaussian', 'fgsm', 'pgd', 'apgd', 'fab', 'square', 'spsa', 'transfer', 'autoattack']);
     for (const d of allAttacks()) {
       const entry: Record<string, unknown> = { method: d.method, eps: [0.1] };
       if (d.method === 'transfer') entry.surrogate = referenceModel('cnn-standard');

@@ -8,6 +8,7 @@ import { UsageError } from '../errors.js';
 import type { Attack, AttackKind, Norm, TargetPolicy } from './base.js';
 import { apgdAttack } from './apgd.js';
 import { autoAttack } from './autoattack.js';
+import { fabAttack } from './fab.js';
 import { fgsmAttack } from './fgsm.js';
 import { gaussianAttack } from './gaussian.js';
 import { pgdAttack } from './pgd.js';
@@ -79,6 +80,7 @@ const ATTACKS: AttackDescriptor[] = [
   fgsmAttack,
   pgdAttack,
   apgdAttack,
+  fabAttack,
   squareAttack,
   spsaAttack,
   transferAttack,
