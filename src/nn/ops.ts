@@ -85,3 +85,34 @@ function insNormGrad(dy: tf.Tensor, x: tf.Tensor, sd: tf.Tensor): tf.Tensor {
   const m = tf.div(tf.mean(tf.mul(dy, x), [1, 2], true), tf.mul(sd, tf.square(sd)));
   return tf.sub(tf.div(dy, sd), tf.mul(x, m));
 }
+
+/**
+ * x + b with b broadcast over x's leading axes (a bias). The same values and gradients as tf.add
+ * (dx = dy, db = sum of dy over the broadcast axes), but the tape keeps nothing: tf.add saves both
+ * inputs (for their shapes), which kept every pre-bias activation alive until the backward pass.
+ */
+export function addBias(x: tf.Tensor, b: tf.Tensor): tf.Tensor {
+  const xShape = x.shape;
+  const bShape = b.shape;
+  const axes = tf.backend_util.getReductionAxes(bShape, tf.backend_util.assertAndGetBroadcastShape(xShape, bShape));
+  return lazyGradOp(
+    [x, b],
+    () => tf.add(x, b),
+    (dy) => [() => tf.reshape(dy, xShape), () => tf.reshape(axes.length > 0 ? tf.sum(dy, axes) : dy, bShape)],
+  );
+}
+
+/**
+ * x * m where m is a constant (a 0/1 mask computed off the tape): the same values and x-gradient as
+ * tf.mul (dx = dy m), but the tape keeps only m, not x, and never computes a gradient for m.
+ */
+export function mulConst(x: tf.Tensor, m: tf.Tensor): tf.Tensor {
+  return lazyGradOp(
+    [x],
+    (save) => {
+      save([m]);
+      return tf.mul(x, m);
+    },
+    (dy, [sm]) => [() => tf.mul(dy, sm)],
+  );
+}
