@@ -20,6 +20,9 @@ interface EngineInternals {
 export function lazyGradOp(inputs: tf.Tensor[], forward: (save: Save) => tf.Tensor, grads: GradThunks): tf.Tensor {
   patchWasmCopies();
   releaseEarlyInBackprop();
+  // no gradient tape recording (inference, or inside another kernel): the forward alone, same values
+  const state = (tf.engine() as unknown as { state: { gradientDepth: number; kernelDepth: number } }).state;
+  if (state.gradientDepth === 0 || state.kernelDepth > 0) return tf.tidy(() => forward(() => undefined));
   const named: Record<string, tf.Tensor> = {};
   inputs.forEach((t, i) => (named[i] = t));
   return (tf.engine() as unknown as EngineInternals).runKernelFunc({
