@@ -5,6 +5,7 @@
  *
  *   npm run bench [-- --json] [-- --batch 64 --cycles 2 --reps 5 --warmup 1 --backend wasm --no-torch]
  *   npm run bench -- --startup-only      (just the CLI start-up row: `node bin/cnnf --help`)
+ *   npm run bench -- --memory-only       (just the peak-RSS rows: `cnnf eval` and `cnnf train`, 2 workers)
  *
  * Tasks (ms per batch = median of `reps` runs after `warmup` runs):
  *   infer     model.logits(x) with cycles, in tf.tidy, + data()
@@ -13,9 +14,9 @@
  * FLOP counts are analytic (see flopModel and bench/README.md). Exit 1 when tf.memory().numTensors
  * grows across the benchmark (a leak) or on bad arguments.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import os, { availableParallelism } from 'node:os';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os, { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
@@ -53,18 +54,24 @@ interface Options {
   /** Measure only the CLI start-up (`node bin/cnnf --help`, compiled dist/) and exit. */
   startupOnly: boolean;
   attackRows: boolean;
+  /** Measure the peak RSS of `cnnf eval` and `cnnf train` child processes (--no-memory: skip). */
+  memory: boolean;
+  /** Only the memory rows, then exit. */
+  memoryOnly: boolean;
+  /** Only the one-wasm-thread peak GFLOP/s probe, then exit. */
+  peakOnly: boolean;
 }
 
 const TASKS = ['infer', 'train', 'pgd7_e2e'] as const;
 type TaskName = (typeof TASKS)[number];
 
 function usage(msg: string): never {
-  process.stderr.write(`bench: ${msg}\nusage: npm run bench -- [--json] [--batch N] [--cycles N] [--reps N] [--warmup N] [--backend wasm|cpu|...] [--no-torch] [--torch-threads N] [--workers N] [--tasks infer,train,pgd7_e2e] [--startup-only] [--no-attack-rows]\n`);
+  process.stderr.write(`bench: ${msg}\nusage: npm run bench -- [--json] [--batch N] [--cycles N] [--reps N] [--warmup N] [--backend wasm|cpu|...] [--no-torch] [--torch-threads N] [--workers N] [--tasks infer,train,pgd7_e2e] [--startup-only] [--no-attack-rows] [--no-memory] [--memory-only] [--peak-only]\n`);
   process.exit(2);
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { json: false, batch: 64, cycles: 2, reps: 5, warmup: 1, backend: 'wasm', torch: true, torchThreads: 2, workers: availableParallelism(), tasks: [...TASKS], startupOnly: false, attackRows: true };
+  const o: Options = { json: false, batch: 64, cycles: 2, reps: 5, warmup: 1, backend: 'wasm', torch: true, torchThreads: 2, workers: availableParallelism(), tasks: [...TASKS], startupOnly: false, attackRows: true, memory: true, memoryOnly: false, peakOnly: false };
   const int = (flag: string, v: string | undefined, min: number): number => {
     const n = Number(v);
     if (v === undefined || !Number.isInteger(n) || n < min) usage(`${flag} needs an integer >= ${min}, got ${JSON.stringify(v)}`);
@@ -75,6 +82,9 @@ function parseArgs(argv: string[]): Options {
     if (a === '--json') o.json = true;
     else if (a === '--startup-only') o.startupOnly = true;
     else if (a === '--no-attack-rows') o.attackRows = false;
+    else if (a === '--no-memory') o.memory = false;
+    else if (a === '--memory-only') o.memoryOnly = true;
+    else if (a === '--peak-only') o.peakOnly = true;
     else if (a === '--no-torch') o.torch = false;
     else if (a === '--batch') o.batch = int(a, argv[++i], 1);
     else if (a === '--cycles') o.cycles = int(a, argv[++i], 0);
@@ -232,6 +242,125 @@ function startupLine(s: ReturnType<typeof cliStartup>): string {
     : `cli start-up: cnnf --help ${s.helpMs.toFixed(0)} ms (node -e 0 alone: ${s.nodeMs.toFixed(0)} ms), median of ${s.allHelpMs.length}`;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Memory: peak RSS of whole `cnnf` processes (main thread and worker threads are one process).
+// ---------------------------------------------------------------------------------------------
+
+const GNU_TIME = '/usr/bin/time';
+
+interface PeakRss {
+  /** Peak resident set size of the child process in MB, or null when it could not be measured. */
+  mb: number | null;
+  /** How: "getrusage (GNU time -f %M)" or "VmHWM sampled from /proc every 50 ms". */
+  method: string;
+  ms: number;
+  command: string;
+  error?: string;
+}
+
+/**
+ * Runs `node bin/cnnf ARGS` (the compiled dist/ when built, else the TypeScript sources through tsx,
+ * which costs more memory: `source` says which) and measures its peak RSS: exactly with GNU time
+ * (getrusage of the child) when /usr/bin/time exists, else the VmHWM high-water mark of
+ * /proc/PID/status, sampled until the child exits.
+ */
+async function peakRss(args: string[], cwd: string): Promise<PeakRss> {
+  const bin = join(ROOT, 'bin', 'cnnf');
+  const env: NodeJS.ProcessEnv = { ...process.env, CNNF_QUIET_BACKEND: '1' };
+  const fromSource = !existsSync(join(ROOT, 'dist', 'cli', 'main.js'));
+  if (fromSource) env.CNNF_FROM_SOURCE = '1';
+  else delete env.CNNF_FROM_SOURCE;
+  const command = `cnnf ${args.join(' ')}${fromSource ? ' (from source: dist/ is missing)' : ''}`;
+  const gnu = existsSync(GNU_TIME) && spawnSync(GNU_TIME, ['-f', '%M', 'true'], { encoding: 'utf8' }).status === 0;
+  const out = join(cwd, 'time.txt');
+  const argv = gnu ? [GNU_TIME, '-f', '%M', '-o', out, process.execPath, bin, ...args] : [process.execPath, bin, ...args];
+  const t0 = performance.now();
+  const child = spawn(argv[0], argv.slice(1), { cwd, env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+  let hwmKB = 0;
+  const sample = (): void => {
+    try {
+      const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+      if (m) hwmKB = Math.max(hwmKB, Number(m[1]));
+    } catch {
+      // the child is gone, or no /proc
+    }
+  };
+  const timer = gnu ? null : setInterval(sample, 50);
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  if (timer) clearInterval(timer);
+  const ms = performance.now() - t0;
+  if (code !== 0) return { mb: null, method: '', ms, command, error: `exit ${code}: ${stderr.trim().split('\n').pop() ?? ''}` };
+  if (gnu) {
+    const kb = Number(readFileSync(out, 'utf8').trim().split('\n').pop());
+    return { mb: Number.isFinite(kb) ? +(kb / 1024).toFixed(0) : null, method: 'getrusage (GNU time -f %M)', ms, command };
+  }
+  return { mb: hwmKB > 0 ? +(hwmKB / 1024).toFixed(0) : null, method: 'VmHWM sampled from /proc every 50 ms', ms, command };
+}
+
+/** Targets of issue 13 on a 2-core machine. */
+const MEMORY_TARGETS = { evalPeakRssMB: 1000, trainPeakRssMB: 1500 };
+
+/**
+ * (a) `cnnf eval` of the two shipped models (cnn-fmnist, cnnf-fmnist) with the quick suite (100 test
+ * images, batch 50) and 2 workers; (b) `cnnf train --model cnnf` on 256 images, one epoch, batch 128,
+ * 2 workers. Both on --backend (wasm by default), each in a fresh process.
+ */
+async function memoryBench(o: Options): Promise<{ evalPeakRssMB: number | null; trainPeakRssMB: number | null; targets: typeof MEMORY_TARGETS; eval: PeakRss; train: PeakRss }> {
+  const dir = mkdtempSync(join(tmpdir(), 'cnnf-bench-mem-'));
+  try {
+    const models = ['cnn-fmnist', 'cnnf-fmnist'].flatMap((m) => ['--model', join(ROOT, 'models', `${m}.safetensors`)]);
+    const ev = await peakRss(['eval', ...models, '--suite', 'quick', '--workers', '2', '--backend', o.backend, '--json', join(dir, 'eval.json')], dir);
+    if (!o.json) process.stderr.write(`bench: memory: eval ${ev.mb ?? 'n/a'} MB\n`);
+    const tr = await peakRss(['train', '--model', 'cnnf', '--train-size', '256', '--test-size', '100', '--epochs', '1', '--workers', '2', '--backend', o.backend, '--seed', '1', '--out', join(dir, 'train')], dir);
+    if (!o.json) process.stderr.write(`bench: memory: train ${tr.mb ?? 'n/a'} MB\n`);
+    return { evalPeakRssMB: ev.mb, trainPeakRssMB: tr.mb, targets: MEMORY_TARGETS, eval: ev, train: tr };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The machine's measured peak for one wasm thread: the best GFLOP/s of a large plain matMul
+ * (1024x1024 @ 1024x1024) and of a 3x3 conv as the model's (batch 64, 28x28, 32 -> 32 channels),
+ * each the best of `reps` runs after a warm-up, on this thread's backend instance.
+ */
+async function measurePeak(reps: number): Promise<{ gflops: number; matMulGflops: number; convGflops: number; backend: string }> {
+  const best = async (flops: number, f: () => tf.Tensor): Promise<number> => {
+    let min = Infinity;
+    for (let i = 0; i <= reps; i++) {
+      const t0 = performance.now();
+      const r = f();
+      await r.data();
+      const ms = performance.now() - t0;
+      r.dispose();
+      if (i > 0) min = Math.min(min, ms);
+    }
+    return flops / (min / 1000) / 1e9;
+  };
+  const n = 1024;
+  const a = tf.randomUniform([n, n], -1, 1, 'float32', 7) as tf.Tensor2D;
+  const b = tf.randomUniform([n, n], -1, 1, 'float32', 8) as tf.Tensor2D;
+  const x = tf.randomUniform([64, 28, 28, 32], -1, 1, 'float32', 9) as tf.Tensor4D;
+  const w = tf.randomUniform([3, 3, 32, 32], -1, 1, 'float32', 10) as tf.Tensor4D;
+  try {
+    const matMulGflops = await best(2 * n * n * n, () => tf.matMul(a, b));
+    const convGflops = await best(2 * 64 * 28 * 28 * 32 * 32 * 9, () => tf.conv2d(x, w, 1, 'same'));
+    return { gflops: +Math.max(matMulGflops, convGflops).toFixed(2), matMulGflops: +matMulGflops.toFixed(2), convGflops: +convGflops.toFixed(2), backend: tf.getBackend() };
+  } finally {
+    tf.dispose([a, b, x, w]);
+  }
+}
+
+function memoryLines(m: Awaited<ReturnType<typeof memoryBench>>): string[] {
+  const row = (what: string, r: PeakRss, target: number) =>
+    r.mb === null
+      ? `peak RSS ${what}: n/a - ${r.error ?? 'not measurable here'}`
+      : `peak RSS ${what}: ${r.mb} MB (target <= ${target} MB${r.mb <= target ? ', met' : ', MISSED'}; ${(r.ms / 1000).toFixed(0)} s; ${r.method})`;
+  return [row('cnnf eval, 2 models, quick suite, 2 workers', m.eval, m.targets.evalPeakRssMB), row('cnnf train cnnf, 256 images, 1 epoch, 2 workers', m.train, m.targets.trainPeakRssMB)];
+}
+
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   if (o.startupOnly) {
@@ -239,7 +368,17 @@ async function main(): Promise<void> {
     process.stdout.write(o.json ? `${JSON.stringify({ startup: s }, null, 2)}\n` : `${startupLine(s)}\n`);
     return;
   }
+  if (o.memoryOnly) {
+    const m = await memoryBench(o);
+    process.stdout.write(o.json ? `${JSON.stringify({ memory: m }, null, 2)}\n` : `${memoryLines(m).join('\n')}\n`);
+    return;
+  }
   const info = await useBackend(o.backend, { quiet: true });
+  if (o.peakOnly) {
+    const p = await measurePeak(o.reps);
+    process.stdout.write(o.json ? `${JSON.stringify({ peak: p }, null, 2)}\n` : `one-thread peak on ${p.backend}: ${p.gflops} GFLOP/s (matMul 1024^3 ${p.matMulGflops}, conv 3x3 64x28x28x32->32 ${p.convGflops})\n`);
+    return;
+  }
   const fc = [1000, 128];
   const ind = 2;
   const model = CNNF.init({ arch: 'fmnist', fc, ind, cycles: o.cycles, resParam: 0.1 }, 1234);
@@ -288,6 +427,8 @@ async function main(): Promise<void> {
     },
   };
 
+  if (!o.json) process.stderr.write('bench: measuring the one-thread peak (matMul, conv) ...\n');
+  const peak = await measurePeak(o.reps);
   const tensorsBefore = tf.memory().numTensors;
   const flops = flopModel(B, o.cycles, ind, fc);
   const results: Partial<Record<TaskName, TaskResult>> = {};
@@ -378,6 +519,8 @@ async function main(): Promise<void> {
     wasmThreads = wasm.getThreadsCount();
   }
   const leaked = tensorsAfter > tensorsBefore;
+  if (!o.json && o.memory) process.stderr.write('bench: measuring peak RSS of cnnf eval and cnnf train (2 workers) ...\n');
+  const mem = o.memory ? await memoryBench(o) : null;
   const report = {
     backend: info.name,
     wasmThreads,
@@ -398,13 +541,20 @@ async function main(): Promise<void> {
         const p = parallel[t];
         return [t, {
           cnnfMs: +r.ms.toFixed(1), allMs: r.allMs, torchMs: tm ?? null, speedup: tm ? +(tm / r.ms).toFixed(3) : null, gflop: +(r.flops / 1e9).toFixed(3), gflops: +r.gflops.toFixed(2),
+          ofPeak: +(r.gflops / peak.gflops).toFixed(3),
           workersMs: p ? +p.ms.toFixed(1) : null, workersAllMs: p?.allMs ?? null, workersSpeedup: p && tm ? +(tm / p.ms).toFixed(3) : null, workersGflops: p ? +p.gflops.toFixed(2) : null,
+          workersOfPeak: p ? +(p.gflops / peak.gflops).toFixed(3) : null,
         }];
       }),
     ),
+    peak,
     torch: { available: torch.available, version: torch.version ?? null, threads: torch.threads ?? null, reason: torch.reason ?? null },
     flopModel: { convMacsPerSample: flops.convMacs, fcMacsPerSample: flops.fcMacs, fullForward: flops.fullForward, partialForward: flops.partialForward, feedback: flops.feedback },
-    memory: { tensorsBefore, tensorsAfter, leaked, peakRssMB: +maxRssMB.toFixed(1) },
+    memory: {
+      tensorsBefore, tensorsAfter, leaked, peakRssMB: +maxRssMB.toFixed(1),
+      evalPeakRssMB: mem?.evalPeakRssMB ?? null, trainPeakRssMB: mem?.trainPeakRssMB ?? null, targets: MEMORY_TARGETS,
+      eval: mem?.eval ?? null, train: mem?.train ?? null,
+    },
     startup: cliStartup(o.reps),
     attacks: attackRows,
   };
@@ -421,19 +571,21 @@ async function main(): Promise<void> {
         : `torch: n/a - ${torch.reason}`,
     );
     const W = o.workers;
-    const head = ['task', 'torch ms', 'cnnf ms, 1 thread', 'speed-up', `cnnf ms, ${W} workers`, 'speed-up', 'GFLOP', 'GFLOP/s 1 / W'];
+    const head = ['task', 'torch ms', 'cnnf ms, 1 thread', 'speed-up', `cnnf ms, ${W} workers`, 'speed-up', 'GFLOP', 'GFLOP/s 1 / W', '1 thread / peak'];
     const na = (v: number | null, f: (v: number) => string) => (v === null ? 'n/a' : f(v));
     const rows = o.tasks.map((t) => {
-      const r = report.tasks[t] as { cnnfMs: number; torchMs: number | null; speedup: number | null; gflop: number; gflops: number; workersMs: number | null; workersSpeedup: number | null; workersGflops: number | null };
-      return [t, na(r.torchMs, (v) => v.toFixed(1)), r.cnnfMs.toFixed(1), na(r.speedup, (v) => `${v.toFixed(2)}x`), na(r.workersMs, (v) => v.toFixed(1)), na(r.workersSpeedup, (v) => `${v.toFixed(2)}x`), r.gflop.toFixed(2), `${r.gflops.toFixed(1)} / ${na(r.workersGflops, (v) => v.toFixed(1))}`];
+      const r = report.tasks[t] as { cnnfMs: number; torchMs: number | null; speedup: number | null; gflop: number; gflops: number; ofPeak: number; workersMs: number | null; workersSpeedup: number | null; workersGflops: number | null };
+      return [t, na(r.torchMs, (v) => v.toFixed(1)), r.cnnfMs.toFixed(1), na(r.speedup, (v) => `${v.toFixed(2)}x`), na(r.workersMs, (v) => v.toFixed(1)), na(r.workersSpeedup, (v) => `${v.toFixed(2)}x`), r.gflop.toFixed(2), `${r.gflops.toFixed(1)} / ${na(r.workersGflops, (v) => v.toFixed(1))}`, `${(r.ofPeak * 100).toFixed(0)} %`];
     });
     const wid = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
     const fmt = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(wid[i]) : c.padStart(wid[i]))).join('  ');
     lines.push(fmt(head), wid.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmt));
+    lines.push(`one-thread peak on ${peak.backend}: ${peak.gflops} GFLOP/s (best of matMul 1024^3 ${peak.matMulGflops} and conv 3x3 64x28x28x32->32 ${peak.convGflops}); "/ peak" = 1-thread GFLOP/s / that`);
     for (const [name, r] of Object.entries(attackRows)) {
       lines.push(`${name}: ${r.ms} ms for ${B} images (${r.msPerImage} ms/image, 1 thread, reference-cnnf-adv, eps 0.2 Linf): accuracy ${(r.clean * 100).toFixed(1)}% -> ${(r.robustAccuracy * 100).toFixed(1)}%; no PyTorch baseline`);
     }
-    lines.push(`tensors before ${tensorsBefore}, after ${tensorsAfter}${leaked ? '  LEAK' : ''}; peak RSS ${maxRssMB.toFixed(0)} MB`);
+    lines.push(`tensors before ${tensorsBefore}, after ${tensorsAfter}${leaked ? '  LEAK' : ''}; peak RSS of this bench ${maxRssMB.toFixed(0)} MB`);
+    if (mem) lines.push(...memoryLines(mem));
     lines.push('speed-up = torch ms / cnnf ms (torch uses its --torch-threads threads for one batch)');
     if (W > 1) lines.push(`${W} workers: infer and pgd7_e2e are throughput (${W} batches at once, ms per batch; the pgd unit also predicts the attacked batch), train is one data-parallel step`);
     lines.push(startupLine(report.startup));

@@ -3,6 +3,7 @@
  * reports and CI gates, worker-thread parallelism. Call `useBackend()` once before computing.
  */
 export { useBackend, activeBackend, BACKEND_CHOICES, type BackendChoice, type BackendInfo } from './backend/index.js';
+export { lazyGradOp, untaped, convFilterGrad, flipFilter, matMulBT, type GradThunks, type Save } from './backend/index.js';
 export * from './nn/index.js';
 export * from './models/index.js';
 export * from './io/index.js';

@@ -2,8 +2,9 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { tf, wasm, arr, maxAbsDiff } from './helpers/tf.js';
 import {
   AvgPool2d, Bias, Conv2d, Dropout, Flatten, InsNorm, Linear, MaxPool2d, ResReLU, RunState,
-  convFilterGrad, type LayerContext,
+  type LayerContext,
 } from '../src/nn/index.js';
+import { convFilterGrad } from '../src/backend/index.js';
 
 function ctx(params: Record<string, tf.Tensor> = {}, resParam = 0.1, training = false): LayerContext {
   return { state: new RunState(), params: new Map(Object.entries(params)), resParam, training };

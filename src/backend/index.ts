@@ -87,3 +87,5 @@ export function activeBackend(): string {
 }
 
 export { tf };
+export { lazyGradOp, untaped, type GradThunks, type Save } from './engine.js';
+export { convFilterGrad, flipFilter, matMulBT, patchWasmCopies } from './kernels.js';

@@ -4,7 +4,7 @@
  * The plain CNN is the same network with 0 cycles. Inputs are NHWC [N,H,W,C] in [-1,1].
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { Bias, Conv2d, Flatten, InsNorm, Linear, MaxPool2d, ResReLU, RunState, type LayerContext, type MaskRule, type Params } from '../nn/index.js';
+import { Bias, Conv2d, Flatten, InsNorm, Linear, MaxPool2d, ResReLU, RunState, scoped, type LayerContext, type MaskRule, type Params } from '../nn/index.js';
 import { getArch, paramSpecs, makeConfig, type ArchSpec, type ConfigInput, type ModelConfig } from './arch.js';
 
 class ConvBlock {
@@ -194,13 +194,17 @@ export class CNNF {
     const taps: Record<string, tf.Tensor> = {};
     for (let k = first ? 0 : ind; k < this.blocks.length; k++) {
       if (first && k === ind) orig = v;
-      const r = this.blocks[k].forward(ctx, v);
+      const block = this.blocks[k];
+      const r = scoped(ctx, () => block.forward(ctx, v));
       if (this.blocks[k].tap) taps[this.blocks[k].tap!] = r.act;
       v = r.out;
     }
     if (first && ind === this.blocks.length) orig = v;
     v = this.flatten.forward(ctx, v);
-    for (const fc of this.fcs) v = fc.forward(ctx, v);
+    for (const fc of this.fcs) {
+      const input = v;
+      v = scoped(ctx, () => fc.forward(ctx, input));
+    }
     return { logits: v as tf.Tensor2D, orig, taps };
   }
 
@@ -208,13 +212,19 @@ export class CNNF {
   feedback(ctx: LayerContext, logits: tf.Tensor, decodeToInput = false): FeedbackResult {
     const ind = this.config.ind;
     let v: tf.Tensor = logits;
-    for (let i = this.fcs.length - 1; i >= 0; i--) v = this.fcs[i].feedback(ctx, v);
+    for (let i = this.fcs.length - 1; i >= 0; i--) {
+      const fc = this.fcs[i];
+      const input = v;
+      v = scoped(ctx, () => fc.feedback(ctx, input));
+    }
     v = this.flatten.feedback(ctx, v);
     const taps: Record<string, tf.Tensor> = {};
     let recon: tf.Tensor | undefined;
     const stop = decodeToInput ? 0 : ind;
     for (let k = this.blocks.length - 1; k >= stop; k--) {
-      const r = this.blocks[k].feedback(ctx, v);
+      const block = this.blocks[k];
+      const input = v;
+      const r = scoped(ctx, () => block.feedback(ctx, input));
       if (this.blocks[k].tap) taps[`${this.blocks[k].tap}_recon`] = r.act;
       v = r.out;
       if (k === ind) recon = v;

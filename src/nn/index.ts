@@ -1,5 +1,5 @@
 /** Feedback layers: each has forward and feedback side by side and keeps its latent state in a RunState.
- *  Also the backend-portable differentiable ops they are built from (ops.ts). */
+ *  Also the differentiable ops they are built from (ops.ts; backend workarounds are in src/backend/). */
 export * from './state.js';
 export * from './ops.js';
 export { Conv2d } from './conv2d.js';

@@ -11,7 +11,8 @@
  * tape with native pooling kernels; exactly one position per window receives a value.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { lazyGradOp, positive, untaped } from './ops.js';
+import { lazyGradOp, untaped } from '../backend/engine.js';
+import { positive } from './ops.js';
 import type { FeedbackLayer, LayerContext } from './state.js';
 
 interface PoolState {

@@ -1,111 +1,11 @@
 /**
- * Differentiable building blocks with hand-written gradients that run on every tfjs backend.
- * tfjs-wasm has no Conv2DBackpropFilter kernel (tensorflow/tfjs#8474) and is slow on
- * conv2dTranspose and transposed matMuls, so convolutions, transposed convolutions and the
- * tied-weight products are expressed through Conv2D, MatMul, Slice and Concat only.
+ * Differentiable building blocks of the feedback layers, with hand-written gradients: the layer math
+ * only. Backend workarounds (gradient formulations for kernels tfjs-wasm lacks, buffer-sharing kernels)
+ * live in src/backend/kernels.ts, the gradient-tape plumbing in src/backend/engine.ts.
  */
 import * as tf from '@tensorflow/tfjs-core';
-// the union package registers every op gradient on the shared tfjs-core engine
-import '@tensorflow/tfjs';
-
-/** [kh,kw,in,out] -> spatially flipped [kh,kw,out,in]: turns a transposed conv into a plain conv. */
-export function flipFilter(w: tf.Tensor4D): tf.Tensor4D {
-  return tf.transpose(tf.reverse(w, [0, 1]), [0, 1, 3, 2]);
-}
-
-/**
- * Gradient of a stride-1 'same' convolution with respect to its filter, without
- * Conv2DBackpropFilter: dW[a,b,i,o] = sum_{n,h,w} x[n,h,w,i] dy[n,h-a+ph,w-b+pw,o] (zero outside).
- * The shifted copies of dy come from one depthwise conv with a one-hot filter (exact: one product
- * with 1, the rest with 0), laid out [NHW, Co*kh*kw]; then one plain matMul x^T [Ci,NHW] @ that.
- * This replaces the im2col slices (JS loops that copy the whole input on wasm) and the concat.
- * x [N,H,W,Ci], dy [N,H,W,Co] -> [kh,kw,Ci,Co].
- */
-export function convFilterGrad(x: tf.Tensor4D, dy: tf.Tensor4D, kh: number, kw: number): tf.Tensor4D {
-  return tf.tidy(() => {
-    const [n, h, w, ci] = x.shape;
-    const co = dy.shape[3];
-    const k = kh * kw;
-    const shifted = tf.depthwiseConv2d(dy, shiftFilter(kh, kw, co), 1, 'same');
-    const xt = tf.transpose(tf.reshape(x, [n * h * w, ci]));
-    const g = tf.matMul(xt, tf.reshape(shifted, [n * h * w, co * k]));
-    return tf.transpose(tf.reshape(g, [ci, co, kh, kw]), [2, 3, 0, 1]);
-  });
-}
-
-/** One-hot depthwise filter [kh,kw,C,kh*kw]: output q = a*kw+b of channel c is input c at offset (ph-a, pw-b). */
-function shiftFilter(kh: number, kw: number, c: number): tf.Tensor4D {
-  const k = kh * kw;
-  const f = new Float32Array(k * c * k);
-  for (let i = 0; i < kh; i++) {
-    for (let j = 0; j < kw; j++) {
-      const q = (kh - 1 - i) * kw + (kw - 1 - j);
-      for (let ch = 0; ch < c; ch++) f[((i * kw + j) * c + ch) * k + q] = 1;
-    }
-  }
-  return tf.tensor4d(f, [kh, kw, c, k]);
-}
-
-/**
- * wasm's Identity and same-dtype Cast kernels copy the whole buffer, and the engine clones (Identity)
- * every tensor it saves for backprop, so under a gradient tape every saved activation was copied once
- * more (double the memory: a batch-64 training step overflowed the 4 GB wasm heap). Tensor data is
- * immutable in tfjs, so these kernels can share the input's buffer by reference count, as the cpu
- * backend's Identity does. Installed on first use of the ops below, after the wasm backend registered.
- */
-type KernelArgs = { inputs: { x: tf.TensorInfo }; attrs?: { dtype?: tf.DataType }; backend: { incRef(id: tf.DataId): void } };
-function shareBuffer({ inputs: { x }, backend }: KernelArgs): tf.TensorInfo {
-  backend.incRef(x.dataId);
-  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
-}
-let wasmPatched = false;
-function patchWasmCopies(): void {
-  if (wasmPatched) return;
-  const identity = tf.getKernel('Identity', 'wasm');
-  const cast = tf.getKernel('Cast', 'wasm');
-  if (!identity || !cast) return; // wasm not loaded yet (or another backend): nothing to do
-  wasmPatched = true;
-  const copyCast = cast.kernelFunc;
-  tf.unregisterKernel('Identity', 'wasm');
-  tf.registerKernel({ kernelName: 'Identity', backendName: 'wasm', kernelFunc: shareBuffer as unknown as tf.KernelFunc });
-  tf.unregisterKernel('Cast', 'wasm');
-  tf.registerKernel({
-    kernelName: 'Cast',
-    backendName: 'wasm',
-    kernelFunc: ((args: KernelArgs) => (args.attrs?.dtype === args.inputs.x.dtype ? shareBuffer(args) : copyCast(args as any))) as unknown as tf.KernelFunc,
-  });
-}
-
-export type Save = (tensors: tf.Tensor[]) => void;
-export type GradThunks = (dy: tf.Tensor, saved: tf.Tensor[]) => Array<() => tf.Tensor>;
-interface EngineInternals {
-  runKernelFunc(p: { forwardFunc: (backend: unknown, save: Save) => tf.Tensor; backwardsFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => Record<string, () => tf.Tensor>; inputs: Record<string, tf.Tensor> }): tf.Tensor;
-}
-
-/**
- * Like tf.customGrad, but each input's gradient is a thunk that the engine only calls when that input
- * is on the differentiated path (tf.customGrad computes every input's gradient eagerly). So an input
- * gradient (attacks) never computes filter or weight gradients, and a weight gradient (training) never
- * computes the gradient of the data entering the first layer.
- */
-export function lazyGradOp(inputs: tf.Tensor[], forward: (save: Save) => tf.Tensor, grads: GradThunks): tf.Tensor {
-  patchWasmCopies();
-  const named: Record<string, tf.Tensor> = {};
-  inputs.forEach((t, i) => (named[i] = t));
-  return (tf.engine() as unknown as EngineInternals).runKernelFunc({
-    forwardFunc: (_backend, save) => forward(save),
-    backwardsFunc: (dy, saved) => Object.fromEntries(grads(dy, saved).map((g, i) => [String(i), g])),
-    inputs: named,
-  });
-}
-
-/**
- * Runs f without recording to the gradient tape (its result is a constant for backprop) and frees its
- * intermediates right away. For values whose gradient is zero anyway, such as selection masks.
- */
-export function untaped(f: () => tf.Tensor): tf.Tensor {
-  return lazyGradOp([], () => f(), () => []);
-}
+import { lazyGradOp } from '../backend/engine.js';
+import { convFilterGrad, flipFilter, matMulBT } from '../backend/kernels.js';
 
 /** Stride-1 'same' (zero padding (k-1)/2) convolution, NHWC input, [kh,kw,in,out] filter. */
 export function conv2dSame(x: tf.Tensor4D, w: tf.Tensor4D): tf.Tensor4D {
@@ -129,14 +29,6 @@ export function conv2dSame(x: tf.Tensor4D, w: tf.Tensor4D): tf.Tensor4D {
  */
 export function convTransposeSame(y: tf.Tensor4D, w: tf.Tensor4D): tf.Tensor4D {
   return conv2dSame(y, flipFilter(w));
-}
-
-/**
- * a [M,K] @ b^T where b is [N,K], computed as (b @ a^T)^T: wasm's matMul with transposeB and its
- * transpose of a large matrix are both slow, so only the small operand and the result are transposed.
- */
-export function matMulBT(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
-  return tf.transpose(tf.matMul(b, tf.transpose(a))) as tf.Tensor2D;
 }
 
 /** x [N,in] @ w [in,out] with gradients written as plain (untransposed-flag) matMuls. */
@@ -192,4 +84,35 @@ export function insNorm(x: tf.Tensor4D): tf.Tensor4D {
 function insNormGrad(dy: tf.Tensor, x: tf.Tensor, sd: tf.Tensor): tf.Tensor {
   const m = tf.div(tf.mean(tf.mul(dy, x), [1, 2], true), tf.mul(sd, tf.square(sd)));
   return tf.sub(tf.div(dy, sd), tf.mul(x, m));
+}
+
+/**
+ * x + b with b broadcast over x's leading axes (a bias). The same values and gradients as tf.add
+ * (dx = dy, db = sum of dy over the broadcast axes), but the tape keeps nothing: tf.add saves both
+ * inputs (for their shapes), which kept every pre-bias activation alive until the backward pass.
+ */
+export function addBias(x: tf.Tensor, b: tf.Tensor): tf.Tensor {
+  const xShape = x.shape;
+  const bShape = b.shape;
+  const axes = tf.backend_util.getReductionAxes(bShape, tf.backend_util.assertAndGetBroadcastShape(xShape, bShape));
+  return lazyGradOp(
+    [x, b],
+    () => tf.add(x, b),
+    (dy) => [() => tf.reshape(dy, xShape), () => tf.reshape(axes.length > 0 ? tf.sum(dy, axes) : dy, bShape)],
+  );
+}
+
+/**
+ * x * m where m is a constant (a 0/1 mask computed off the tape): the same values and x-gradient as
+ * tf.mul (dx = dy m), but the tape keeps only m, not x, and never computes a gradient for m.
+ */
+export function mulConst(x: tf.Tensor, m: tf.Tensor): tf.Tensor {
+  return lazyGradOp(
+    [x],
+    (save) => {
+      save([m]);
+      return tf.mul(x, m);
+    },
+    (dy, [sm]) => [() => tf.mul(dy, sm)],
+  );
 }

@@ -3,7 +3,8 @@
  * an earlier feedback: x' = x + r (h - x), mask = x' h > 0. Feedback(y): hidden = y, out = y * mask.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { positive } from './ops.js';
+import { untaped } from '../backend/engine.js';
+import { mulConst, positive } from './ops.js';
 import type { FeedbackLayer, LayerContext } from './state.js';
 
 interface ReluState {
@@ -19,18 +20,19 @@ export class ResReLU implements FeedbackLayer {
     if (s.hidden) {
       const h = s.hidden;
       const xr = ctx.resParam === 0 ? x : tf.add(x, tf.mul(tf.sub(h, x), ctx.resParam));
-      s.mask = this.mask(ctx, tf.mul(xr, h), h);
-      return tf.mul(xr, s.mask);
+      // the mask has zero gradient: computed off the tape, so the tape keeps neither xr h nor x
+      s.mask = untaped(() => this.mask(ctx, tf.mul(xr, h), h));
+      return mulConst(xr, s.mask);
     }
-    s.mask = this.mask(ctx, x);
-    return tf.mul(x, s.mask);
+    s.mask = untaped(() => this.mask(ctx, x));
+    return mulConst(x, s.mask);
   }
 
   feedback(ctx: LayerContext, y: tf.Tensor): tf.Tensor {
     const s = ctx.state.slot<ReluState>(this.name);
     if (!s.mask) throw new Error(`${this.name}: feedback before forward`);
     s.hidden = y;
-    return tf.mul(y, s.mask);
+    return mulConst(y, s.mask);
   }
 
   private mask(ctx: LayerContext, pre: tf.Tensor, hidden?: tf.Tensor): tf.Tensor {

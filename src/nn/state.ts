@@ -4,6 +4,7 @@
  * forward and feedback, so two evaluations can never share masks by accident.
  */
 import type * as tf from '@tensorflow/tfjs-core';
+import { tidy } from '@tensorflow/tfjs-core';
 
 export type Params = Map<string, tf.Variable | tf.Tensor>;
 
@@ -46,10 +47,35 @@ export class RunState {
     this.slots.delete(name);
   }
 
+  /** Every tensor held in the state (masks, hidden values, selections). */
+  tensors(): tf.Tensor[] {
+    const out: tf.Tensor[] = [];
+    for (const slot of this.slots.values()) {
+      for (const v of Object.values(slot)) if (isTensor(v)) out.push(v);
+    }
+    return out;
+  }
+
   /** Clears every layer's state: must precede each new input batch. */
   resetAll(): void {
     this.slots.clear();
   }
+}
+
+function isTensor(v: unknown): v is tf.Tensor {
+  return typeof v === 'object' && v !== null && 'dataId' in v && 'shape' in v && typeof (v as { dispose?: unknown }).dispose === 'function';
+}
+
+/**
+ * Runs one layer or block f in its own tf.tidy, keeping only its result and the layer state: the
+ * intermediates (and, under a gradient tape, those no kernel saved for backprop) are freed as soon as
+ * the block ends instead of when the whole evaluation does. Values are unchanged.
+ */
+export function scoped<T extends tf.TensorContainer>(ctx: LayerContext, f: () => T): T {
+  return tidy(() => {
+    const r = f();
+    return { r, kept: ctx.state.tensors() };
+  }).r;
 }
 
 export function param(ctx: LayerContext, name: string): tf.Tensor {

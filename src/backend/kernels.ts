@@ -1,0 +1,86 @@
+/**
+ * Backend-specific kernel work. tfjs-wasm has no Conv2DBackpropFilter kernel (tensorflow/tfjs#8474)
+ * and is slow on conv2dTranspose, transposed matMuls and large transposes, so the gradients of
+ * convolutions and of the tied-weight products are formulated here with Conv2D, DepthwiseConv2D and
+ * plain MatMul only (exact on every backend); and wasm's buffer-copying Identity and Cast kernels are
+ * replaced by reference-counted sharing. src/nn/ builds its layers from these.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+// the union package registers every op gradient on the shared tfjs-core engine
+import '@tensorflow/tfjs';
+
+/** [kh,kw,in,out] -> spatially flipped [kh,kw,out,in]: turns a transposed conv into a plain conv. */
+export function flipFilter(w: tf.Tensor4D): tf.Tensor4D {
+  return tf.transpose(tf.reverse(w, [0, 1]), [0, 1, 3, 2]);
+}
+
+/**
+ * Gradient of a stride-1 'same' convolution with respect to its filter, without
+ * Conv2DBackpropFilter: dW[a,b,i,o] = sum_{n,h,w} x[n,h,w,i] dy[n,h-a+ph,w-b+pw,o] (zero outside).
+ * The shifted copies of dy come from one depthwise conv with a one-hot filter (exact: one product
+ * with 1, the rest with 0), laid out [NHW, Co*kh*kw]; then one plain matMul x^T [Ci,NHW] @ that.
+ * This replaces the im2col slices (JS loops that copy the whole input on wasm) and the concat.
+ * x [N,H,W,Ci], dy [N,H,W,Co] -> [kh,kw,Ci,Co].
+ */
+export function convFilterGrad(x: tf.Tensor4D, dy: tf.Tensor4D, kh: number, kw: number): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [n, h, w, ci] = x.shape;
+    const co = dy.shape[3];
+    const k = kh * kw;
+    const shifted = tf.depthwiseConv2d(dy, shiftFilter(kh, kw, co), 1, 'same');
+    const xt = tf.transpose(tf.reshape(x, [n * h * w, ci]));
+    const g = tf.matMul(xt, tf.reshape(shifted, [n * h * w, co * k]));
+    return tf.transpose(tf.reshape(g, [ci, co, kh, kw]), [2, 3, 0, 1]);
+  });
+}
+
+/** One-hot depthwise filter [kh,kw,C,kh*kw]: output q = a*kw+b of channel c is input c at offset (ph-a, pw-b). */
+function shiftFilter(kh: number, kw: number, c: number): tf.Tensor4D {
+  const k = kh * kw;
+  const f = new Float32Array(k * c * k);
+  for (let i = 0; i < kh; i++) {
+    for (let j = 0; j < kw; j++) {
+      const q = (kh - 1 - i) * kw + (kw - 1 - j);
+      for (let ch = 0; ch < c; ch++) f[((i * kw + j) * c + ch) * k + q] = 1;
+    }
+  }
+  return tf.tensor4d(f, [kh, kw, c, k]);
+}
+
+/**
+ * a [M,K] @ b^T where b is [N,K], computed as (b @ a^T)^T: wasm's matMul with transposeB and its
+ * transpose of a large matrix are both slow, so only the small operand and the result are transposed.
+ */
+export function matMulBT(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
+  return tf.transpose(tf.matMul(b, tf.transpose(a))) as tf.Tensor2D;
+}
+
+/**
+ * wasm's Identity and same-dtype Cast kernels copy the whole buffer, and the engine clones (Identity)
+ * every tensor it saves for backprop, so under a gradient tape every saved activation was copied once
+ * more (double the memory: a batch-64 training step overflowed the 4 GB wasm heap). Tensor data is
+ * immutable in tfjs, so these kernels can share the input's buffer by reference count, as the cpu
+ * backend's Identity does. Installed on first use of the gradient ops (after the wasm backend registered).
+ */
+type KernelArgs = { inputs: { x: tf.TensorInfo }; attrs?: { dtype?: tf.DataType }; backend: { incRef(id: tf.DataId): void } };
+function shareBuffer({ inputs: { x }, backend }: KernelArgs): tf.TensorInfo {
+  backend.incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+let wasmPatched = false;
+export function patchWasmCopies(): void {
+  if (wasmPatched) return;
+  const identity = tf.getKernel('Identity', 'wasm');
+  const cast = tf.getKernel('Cast', 'wasm');
+  if (!identity || !cast) return; // wasm not loaded yet (or another backend): nothing to do
+  wasmPatched = true;
+  const copyCast = cast.kernelFunc;
+  tf.unregisterKernel('Identity', 'wasm');
+  tf.registerKernel({ kernelName: 'Identity', backendName: 'wasm', kernelFunc: shareBuffer as unknown as tf.KernelFunc });
+  tf.unregisterKernel('Cast', 'wasm');
+  tf.registerKernel({
+    kernelName: 'Cast',
+    backendName: 'wasm',
+    kernelFunc: ((args: KernelArgs) => (args.attrs?.dtype === args.inputs.x.dtype ? shareBuffer(args) : copyCast(args as any))) as unknown as tf.KernelFunc,
+  });
+}
