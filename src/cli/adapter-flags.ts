@@ -24,7 +24,16 @@ export function addAdapterOptions(cmd: Command): Command {
     .option('--std <list>', 'foreign models: per-channel std divided by after the mean')
     .option('--layout <l>', 'foreign models: input layout NHWC | NCHW (default NHWC)')
     .option('--logits', 'foreign models: the model outputs logits (default)')
-    .option('--probabilities', 'foreign models: the model outputs probabilities (their log is used as logits)');
+    .option('--probabilities', 'foreign models: the model outputs probabilities (their log is used as logits)')
+    .option('--format <kind>', 'model file kind: auto (from the content: a TF.js model.json or folder, else a cnnf checkpoint), cnnf, tfjs', 'auto');
+}
+
+export type ModelFormat = 'auto' | 'cnnf' | 'tfjs';
+export const MODEL_FORMATS: readonly ModelFormat[] = ['auto', 'cnnf', 'tfjs'];
+
+/** --format, checked (default auto). */
+export function modelFormatFromFlags(f: { format?: unknown }): ModelFormat {
+  return f.format === undefined ? 'auto' : parseChoice('--format', String(f.format), MODEL_FORMATS);
 }
 
 export function adapterFromFlags(f: AdapterFlags): Partial<InputAdapter> {

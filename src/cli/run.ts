@@ -20,7 +20,7 @@ import { attackMethods, flagName, getAttack, hasAttack, paramIndex, type TargetP
 import type { Readout } from '../models/cnnf.js';
 import { defaultModelName, evaluate, evaluateShard, modelInputShape, type EvalData, type EvalModel, type EvalProgress } from '../eval/evaluate.js';
 import { buildTfjsModel, isTfjsModelPath, readTfjsModelFile, type TfjsModelFile } from '../io/tfjs.js';
-import { adapterFromFlags } from './adapter-flags.js';
+import { adapterFromFlags, modelFormatFromFlags } from './adapter-flags.js';
 import type { InputAdapter } from '../models/foreign.js';
 import { mergeShards, resolveShard } from '../eval/shard.js';
 import type { AttackMode, AttackPoint, EvalResults } from '../eval/results.js';
@@ -177,9 +177,13 @@ const ADAPTER_FLAGS = ['inputRange', 'mean', 'std', 'layout', 'logits', 'probabi
  * the foreign models only: given with cnnf checkpoints only, they are refused.
  */
 function readModels(paths: string[], flags: Flags = {}): { files: ModelFile[]; adapter: Partial<InputAdapter> } {
+  const format = modelFormatFromFlags(flags);
   const files = paths.map((p): ModelFile => {
     if (p.trim() === '') throw new UsageError('--model must not be empty');
-    return isTfjsModelPath(p) ? { kind: 'tfjs', file: readTfjsModelFile(p) } : { kind: 'cnnf', file: readCheckpointFile(p) };
+    const tfjs = format === 'auto' ? isTfjsModelPath(p) : format === 'tfjs';
+    if (format === 'tfjs' && !isTfjsModelPath(p)) throw new UsageError(`--format tfjs: ${p} is not a TF.js model (a model.json, or a folder holding one)`);
+    if (format === 'cnnf' && isTfjsModelPath(p)) throw new UsageError(`--format cnnf: ${p} is a TF.js model (model.json), not a cnnf checkpoint; use --format tfjs or auto`);
+    return tfjs ? { kind: 'tfjs', file: readTfjsModelFile(p) } : { kind: 'cnnf', file: readCheckpointFile(p) };
   });
   const given = ADAPTER_FLAGS.filter((k) => flags[k] !== undefined && flags[k] !== false);
   if (given.length > 0 && files.every((f) => f.kind === 'cnnf')) {
