@@ -8,7 +8,8 @@
  * "classNames": [...]}`) so that it is typed once.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { readInputFile } from './files.js';
 import { basename, dirname, isAbsolute, join, normalize, resolve, sep } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { UsageError } from '../errors.js';
@@ -25,19 +26,9 @@ export interface TfjsModelSidecar extends Partial<InputAdapter> {
   classNames?: string[];
 }
 
+/** Reads a regular file whole after checking, on the opened descriptor, its kind and size (no race, no FIFO hang). */
 function readBounded(path: string, max: number, what: string): Buffer {
-  let size: number;
-  try {
-    const st = statSync(path);
-    if (!st.isFile()) throw new UsageError(`${path}: ${what} is not a regular file`);
-    size = st.size;
-  } catch (e) {
-    if (e instanceof UsageError) throw e;
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new UsageError(`cannot read ${what} ${path}: ${code === 'ENOENT' ? 'no such file' : code ?? (e as Error).message}`);
-  }
-  if (size > max) throw new UsageError(`${path}: ${what} of ${size} bytes (at most ${max} read)`);
-  return readFileSync(path);
+  return readInputFile(path, what, { maxBytes: max, missing: (p) => `cannot read ${what} ${p}: no such file` });
 }
 
 function parseJson(buf: Buffer, path: string): unknown {
@@ -72,8 +63,13 @@ export function readLayersModelArtifacts(path: string): { artifacts: tf.io.Model
 export function isTfjsModelPath(path: string): boolean {
   let fd: number | undefined;
   try {
-    if (statSync(path).isDirectory()) return existsSync(join(path, 'model.json'));
-    fd = openSync(path, 'r');
+    const st = statSync(path);
+    if (st.isDirectory()) return existsSync(join(path, 'model.json'));
+    // only a regular file is sniffed: opening a FIFO would block, a device would read forever; the
+    // checkpoint reader then refuses those with one line
+    if (!st.isFile()) return false;
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    if (!fstatSync(fd).isFile()) return false;
     const head = Buffer.alloc(64);
     const n = readSync(fd, head, 0, 64, 0);
     const text = head.subarray(0, n);
