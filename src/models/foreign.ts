@@ -75,10 +75,14 @@ export function checkAdapter(a: InputAdapter): InputAdapter {
   return a;
 }
 
-/** A TF.js LayersModel behind the adapter. Differentiable: every attack applies. */
+/**
+ * A TF.js LayersModel behind the adapter. White-box when tfjs can take its input gradient on this
+ * backend (probed once at load: e.g. tfjs-layers' fused Conv2D gradient needs Conv2DBackpropFilter,
+ * which tfjs-wasm lacks); otherwise the gradient-free attacks only, as for GraphModels.
+ */
 export class TfjsLayersClassifier implements ForeignClassifier {
   readonly foreign = true as const;
-  readonly differentiable = true;
+  readonly differentiable: boolean;
   readonly inputShape: [number, number, number];
   readonly numClasses: number;
 
@@ -94,6 +98,16 @@ export class TfjsLayersClassifier implements ForeignClassifier {
     const o = net.outputs[0].shape;
     if (o.length !== 2 || o[1] === null || (o[1] as number) < 2) throw new UsageError(`${source}: output shape [${o.join(', ')}] is not [null, classes] with at least 2 classes`);
     this.numClasses = o[1] as number;
+    const x = tf.zeros([1, ...this.inputShape]) as tf.Tensor4D;
+    try {
+      const g = tf.grad((v: tf.Tensor) => tf.sum(this.logits(v as tf.Tensor4D)))(x);
+      this.differentiable = g.shape.join('x') === x.shape.join('x');
+      g.dispose();
+    } catch {
+      this.differentiable = false;
+    } finally {
+      x.dispose();
+    }
   }
 
   logits(x: tf.Tensor4D): tf.Tensor2D {
