@@ -1,9 +1,14 @@
-/** `cnnf export --to pytorch`: cnnf checkpoint -> reference PyTorch names and layouts (safetensors or .pt). */
+/**
+ * `cnnf export --to pytorch`: cnnf checkpoint -> reference PyTorch names and layouts (safetensors or .pt).
+ * `cnnf export --to tfjs`: plain CNN checkpoint -> TF.js LayersModel directory (stock layers only).
+ */
 import type { Command } from 'commander';
 import { useBackend } from '../../backend/index.js';
 import { addBackendOption } from '../common.js';
 import { exportPyTorch } from '../../io/export.js';
+import { exportTfjs } from '../../io/export-tfjs.js';
 import { parseChoice } from '../options.js';
+import { UsageError } from '../../errors.js';
 
 interface ExportFlags {
   to: string;
@@ -11,19 +16,30 @@ interface ExportFlags {
   format?: string;
   prefix: string;
   out: string;
+  force?: boolean;
 }
 
 export function register(program: Command): void {
   const cmd = program
     .command('export')
-    .description('write a cnnf checkpoint\'s weights in the reference PyTorch names and layouts (inverse of cnnf import)')
+    .description('write a cnnf checkpoint\'s weights in the reference PyTorch names and layouts (inverse of cnnf import), or a plain CNN as a TF.js LayersModel folder')
     .argument('<checkpoint>', 'cnnf checkpoint (.safetensors)')
-    .requiredOption('--to <format>', 'target framework (pytorch)')
+    .requiredOption('--to <format>', 'target framework: pytorch | tfjs (plain CNNs: a LayersModel folder with model.json, weight shard and model.cnnf.json)')
     .option('--format <f>', 'file format: safetensors | pt (torch.save zip, torch.load(weights_only=True) reads it); default from the -o extension')
     .option('--prefix <p>', 'prepended to every tensor name (e.g. "module.")', '')
-    .requiredOption('-o, --out <file>', 'output file (.safetensors, or .pt/.pth)');
+    .requiredOption('-o, --out <file>', 'output file (.safetensors, or .pt/.pth); with --to tfjs an output folder')
+    .option('--force', 'with --to tfjs: allow a non-empty output folder (replaces the model files in it)');
   addBackendOption(cmd).action(async (ckpt: string, f: ExportFlags) => {
-      parseChoice('--to', f.to, ['pytorch'] as const);
+      const to = parseChoice('--to', f.to, ['pytorch', 'tfjs'] as const);
+      if (to === 'tfjs') {
+        if (f.format !== undefined || f.prefix !== '') throw new UsageError('--format and --prefix apply to --to pytorch only');
+        await useBackend(f.backend, { quiet: true });
+        const r = await exportTfjs(ckpt, f.out, { force: Boolean(f.force) });
+        const c = r.config;
+        process.stdout.write(`wrote ${f.out}/model.json (TF.js LayersModel, ${r.layers} stock layers, ${r.weightBytes} weight bytes; ${c.arch}, fc ${c.fc.join(',')}, ${c.numClasses} classes; input [-1,1] NHWC in model.cnnf.json)\n`);
+        return;
+      }
+      if (f.force) throw new UsageError('--force applies to --to tfjs only');
       const format = f.format === undefined ? undefined : parseChoice('--format', f.format, ['safetensors', 'pt'] as const);
       await useBackend(f.backend, { quiet: true }); // only holds the weights while they are read
       const r = await exportPyTorch(ckpt, f.out, { format, prefix: f.prefix });
