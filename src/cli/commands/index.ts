@@ -38,7 +38,7 @@ export const COMMANDS: CommandEntry[] = [
   },
   {
     name: 'export',
-    description: 'write a cnnf checkpoint\'s weights in the reference PyTorch names and layouts (inverse of cnnf import)',
+    description: 'write a cnnf checkpoint\'s weights in the reference PyTorch names and layouts (inverse of cnnf import), or a plain CNN as a TF.js LayersModel folder',
     load: () => import('./export.js'),
   },
   {
