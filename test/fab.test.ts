@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useBackend } from '../src/backend/index.js';
 import { AutoAttack, FAB, fabSingleRun, predictLogits, projectionL2, projectionLinf, type Victim } from '../src/attacks/index.js';
-import { parseSuite } from '../src/index.js';
+import { parseSuite, relativeError } from '../src/index.js';
 import { IMAGE_PIXELS, loadDataset } from '../src/data/index.js';
 import { UsageError } from '../src/errors.js';
 import { loadCheckpoint, type LoadedCheckpoint } from '../src/io/checkpoint.js';
@@ -33,17 +33,6 @@ const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
  * examples match within 4e-6.
  */
 const KNOWN_GAPS = new Set<string>(['attack.fab.Linf.adv[3]', 'attack.fab.Linf.distance[3]', 'attack.fab.L2.adv[1]', 'attack.fab.L2.distance[1]']);
-
-function relErr(ours: ArrayLike<number>, ref: ArrayLike<number>): number {
-  let md = 0;
-  let mx = 0;
-  for (let i = 0; i < ref.length; i++) {
-    const d = Math.abs(ref[i] - ours[i]);
-    md = Number.isNaN(d) ? Infinity : Math.max(md, d);
-    mx = Math.max(mx, Math.abs(ref[i]));
-  }
-  return mx === 0 ? md : md / mx;
-}
 
 describe('conformance with AutoAttack FAB-T golden tensors (fixture autoattack-fab-ind2-c2)', () => {
   it('reproduces AutoAttack\'s float64 attack_single_run (100 iterations, Linf and L2) within 1e-5 relative per example, except the known gaps', { timeout: 900_000 }, async () => {
@@ -90,7 +79,7 @@ describe('conformance with AutoAttack FAB-T golden tensors (fixture autoattack-f
       const refDist = need(`attack.fab.${key}.distance`).data;
       const refOk = need(`attack.fab.${key}.success`).data;
       for (let i = 0; i < n; i++) {
-        rows.set(`attack.fab.${key}.adv[${i}]`, relErr(r.adv.subarray(i * per, (i + 1) * per), refAdv.subarray(i * per, (i + 1) * per)));
+        rows.set(`attack.fab.${key}.adv[${i}]`, relativeError(r.adv.subarray(i * per, (i + 1) * per), refAdv.subarray(i * per, (i + 1) * per)).rel);
         rows.set(`attack.fab.${key}.distance[${i}]`, Math.abs(r.distance[i] - refDist[i]) / refDist[i]);
         expect(r.success[i], `${key} success ${i}`).toBe(refOk[i]);
         expect(r.attacked[i]).toBe(1);
