@@ -9,7 +9,9 @@
  *
  * Tasks (ms per batch = median of `reps` runs after `warmup` runs):
  *   infer     model.logits(x) with cycles, in tf.tidy, + data()
- *   train     tf.variableGrads(pairLoss(...)) on [x; x_noisy] + SGD momentum/weight-decay update
+ *   train     the gradient of pairLoss(...) on [x; x_noisy] + SGD momentum/weight-decay update, as `cnnf
+ *             train` computes it: summed over micro-batches of DEFAULT_MICRO_BATCH pairs (--micro-batch 0:
+ *             one tf.variableGrads over the whole batch, as the PyTorch baseline does)
  *   pgd7_e2e  7-step Linf PGD (eps 0.2, step 0.071, no random start) through every cycle
  * FLOP counts are analytic (see flopModel and bench/README.md). Exit 1 when tf.memory().numTensors
  * grows across the benchmark (a leak) or on bad arguments.
@@ -30,6 +32,8 @@ import { CNNF } from '../src/models/cnnf.js';
 import { pairLoss } from '../src/models/loss.js';
 import { WorkerPool } from '../src/parallel/pool.js';
 import { pooledGradients } from '../src/train/worker-tasks.js';
+import { DEFAULT_MICRO_BATCH } from '../src/train/options.js';
+import { microBatchGradients } from '../src/train/step.js';
 import { runEvalBatch } from '../src/eval/worker-tasks.js';
 import type { BatchTask } from '../src/eval/batch.js';
 import { parseSuite } from '../src/eval/suite.js';
@@ -58,6 +62,8 @@ interface Options {
   memory: boolean;
   /** Only the memory rows, then exit. */
   memoryOnly: boolean;
+  /** Images per micro-batch of the train task (default: cnnf train's; 0: the whole batch in one variableGrads, or one part per worker). */
+  microBatch: number;
   /** Only the one-wasm-thread peak GFLOP/s probe, then exit. */
   peakOnly: boolean;
 }
@@ -66,12 +72,12 @@ const TASKS = ['infer', 'train', 'pgd7_e2e'] as const;
 type TaskName = (typeof TASKS)[number];
 
 function usage(msg: string): never {
-  process.stderr.write(`bench: ${msg}\nusage: npm run bench -- [--json] [--batch N] [--cycles N] [--reps N] [--warmup N] [--backend wasm|cpu|...] [--no-torch] [--torch-threads N] [--workers N] [--tasks infer,train,pgd7_e2e] [--startup-only] [--no-attack-rows] [--no-memory] [--memory-only] [--peak-only]\n`);
+  process.stderr.write(`bench: ${msg}\nusage: npm run bench -- [--json] [--batch N] [--cycles N] [--reps N] [--warmup N] [--backend wasm|cpu|...] [--no-torch] [--torch-threads N] [--workers N] [--tasks infer,train,pgd7_e2e] [--startup-only] [--no-attack-rows] [--no-memory] [--memory-only] [--peak-only] [--micro-batch N|0]\n`);
   process.exit(2);
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { json: false, batch: 64, cycles: 2, reps: 5, warmup: 1, backend: 'wasm', torch: true, torchThreads: 2, workers: availableParallelism(), tasks: [...TASKS], startupOnly: false, attackRows: true, memory: true, memoryOnly: false, peakOnly: false };
+  const o: Options = { json: false, batch: 64, cycles: 2, reps: 5, warmup: 1, backend: 'wasm', torch: true, torchThreads: 2, workers: availableParallelism(), tasks: [...TASKS], startupOnly: false, attackRows: true, memory: true, memoryOnly: false, peakOnly: false, microBatch: DEFAULT_MICRO_BATCH };
   const int = (flag: string, v: string | undefined, min: number): number => {
     const n = Number(v);
     if (v === undefined || !Number.isInteger(n) || n < min) usage(`${flag} needs an integer >= ${min}, got ${JSON.stringify(v)}`);
@@ -92,6 +98,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--warmup') o.warmup = int(a, argv[++i], 0);
     else if (a === '--torch-threads') o.torchThreads = int(a, argv[++i], 1);
     else if (a === '--workers') o.workers = int(a, argv[++i], 1);
+    else if (a === '--micro-batch') o.microBatch = int(a, argv[++i], 0);
     else if (a === '--backend') o.backend = argv[++i] ?? usage('--backend needs a value');
     else if (a === '--tasks') {
       const names = (argv[++i] ?? '').split(',').filter(Boolean);
@@ -404,6 +411,7 @@ async function main(): Promise<void> {
     });
   };
 
+  const mbOne = o.microBatch === 0 ? B : o.microBatch;
   const pgd = new PGD({ steps: 7, stepSize: 0.071, randomStart: false });
   let seed = 1;
   const victim = { model, mode: 'e2e' as const, cycles: o.cycles, readout: 'last' as const };
@@ -413,12 +421,38 @@ async function main(): Promise<void> {
       await lg.data();
       lg.dispose();
     },
+    // as `cnnf train` runs a step: the batch's gradient summed over micro-batches (the same update as
+    // one variableGrads over the batch up to float rounding), then the SGD update
     train: async () => {
-      const { value, grads } = tf.variableGrads(() => pairLoss(model, x, xNoisy, y, { cleanWeight: 0.1, reconWeight: 0.1 }));
-      sgdStep(grads);
-      await value.data();
-      value.dispose();
-      tf.dispose(grads);
+      if (mbOne >= B) {
+        const { value, grads } = tf.variableGrads(() => pairLoss(model, x, xNoisy, y, { cleanWeight: 0.1, reconWeight: 0.1 }));
+        sgdStep(grads);
+        await value.data();
+        value.dispose();
+        tf.dispose(grads);
+        return;
+      }
+      const acc: tf.NamedTensorMap = {};
+      let loss: tf.Tensor = tf.scalar(0);
+      for (let c = 0; c < B; c += mbOne) {
+        const m = Math.min(mbOne, B - c);
+        const part = tf.tidy(() => [tf.slice(x, c, m), tf.slice(xNoisy, c, m), tf.slice(y, c, m)] as [tf.Tensor4D, tf.Tensor4D, tf.Tensor1D]);
+        const r = microBatchGradients(model, part[0], part[1], part[2], m / B, { cleanWeight: 0.1, reconWeight: 0.1 });
+        tf.dispose([...part, r.hits]);
+        const next = tf.add(loss, r.value);
+        tf.dispose([loss, r.value]);
+        loss = next;
+        for (const [name, g] of r.grads) {
+          const key = (model.params.get(name) as tf.Variable).name;
+          const old = acc[key];
+          acc[key] = old ? tf.add(old, g) : g;
+          if (old) tf.dispose([old, g]);
+        }
+      }
+      sgdStep(acc);
+      await loss.data();
+      loss.dispose();
+      tf.dispose(Object.values(acc));
     },
     pgd7_e2e: async () => {
       const adv = pgd.perturb(victim, x, y, 0.2, { nextSeed: () => seed++ });
@@ -467,7 +501,7 @@ async function main(): Promise<void> {
   // The same work spread over worker threads, as `cnnf eval/attack/train --workers N` run it:
   // infer and pgd7_e2e are evaluation units (throughput: N batches at once, one per worker; the
   // pgd unit also predicts the attacked batch, 1 extra inference), train is one
-  // data-parallel step (one micro-batch per worker, gradients added here, SGD, weights sent back).
+  // data-parallel step (micro-batches of DEFAULT_MICRO_BATCH spread over the workers, gradients added here in order, SGD, weights sent back).
   const parallel: Partial<Record<TaskName, TaskResult>> = {};
   if (o.workers > 1) {
     if (!o.json) process.stderr.write(`bench: starting ${o.workers} worker threads ...\n`);
@@ -481,7 +515,7 @@ async function main(): Promise<void> {
       const throughput = (task: BatchTask) => async () => {
         await Promise.all(Array.from({ length: o.workers }, () => runEvalBatch(pool, model, task)));
       };
-      const mb = Math.ceil(B / o.workers);
+      const mb = o.microBatch === 0 ? Math.ceil(B / o.workers) : o.microBatch;
       const ptasks: Record<TaskName, () => Promise<void>> = {
         infer: throughput(batch([])),
         pgd7_e2e: throughput(batch([{ spec: pgdSuite.attacks[0], mode: 'e2e' }])),

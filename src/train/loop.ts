@@ -24,9 +24,8 @@ export interface StepSettings {
   microBatch: number;
   weights: LossWeights;
   lr: number;
-  /** Names the batch and micro-batch sizes in the out-of-memory message. */
+  /** Names the batch size in the out-of-memory message. */
   batchSize: number;
-  microBatchFlag?: number;
   backend: string;
 }
 
@@ -87,7 +86,7 @@ export async function trainStep(
   } catch (e) {
     const msg = (e as Error).message ?? '';
     if (/out of bounds|out of memory|Cannot allocate|Array buffer allocation/i.test(msg)) {
-      throw new UsageError(`out of ${s.backend} memory at batch size ${s.batchSize}${s.microBatchFlag ? ` (micro-batch ${s.microBatchFlag})` : ''}: lower --micro-batch (gradient accumulation, same update) or --batch-size`, 1);
+      throw new UsageError(`out of ${s.backend} memory at batch size ${s.batchSize}, micro-batch ${s.microBatch}: lower --micro-batch (gradient accumulation, same update) or --batch-size`, 1);
     }
     throw e;
   }

@@ -22,7 +22,10 @@ export interface TrainOptions {
   resParam?: number;
   epochs: number;
   batchSize: number;
-  /** Compute each batch's gradient in chunks of this many images and add them up (memory; default: whole batch). */
+  /**
+   * Compute each batch's gradient in chunks of this many images and add them up (default
+   * DEFAULT_MICRO_BATCH, whatever the worker count).
+   */
   microBatch?: number;
   lr: number;
   momentum: number;
@@ -41,6 +44,15 @@ export interface TrainOptions {
   evalSigma?: number;
   dataset: LoadDatasetOptions;
 }
+
+/**
+ * Images per micro-batch when --micro-batch is not given. Fixed, so that the float sums of a step (and
+ * so the trained weights) do not depend on the worker count; small, because a micro-batch's backward
+ * pass through CNN-F's cycles keeps ~20 MB of activations per image in the wasm heap (which never
+ * shrinks). 8 was also the fastest size per image on one wasm thread (fmnist CNN-F, 2026-11-27, AMD
+ * EPYC: 3.7 s per 64 images in micro-batches of 8 or 16, 5.1 s as one batch of 64).
+ */
+export const DEFAULT_MICRO_BATCH = 8;
 
 export const TRAIN_DEFAULTS = {
   epochs: 10,

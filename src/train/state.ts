@@ -48,9 +48,14 @@ export interface TrainState {
   /** Every random stream is derived from (seed, epoch[, batch]), so the position is the next epoch. */
   rng: { scheme: string; seed: number; nextEpoch: number };
   /**
-   * Without --micro-batch, each batch is split into this many micro-batches (the run's worker count;
-   * the float sums depend on the split). A resumed run keeps it whatever its own --workers, so that it
-   * ends bit-identical to an uninterrupted one. Absent in states of earlier versions.
+   * The micro-batch size the run uses (--micro-batch, else the default of the version that started it;
+   * the float sums depend on it). A resumed run keeps it, so that it ends bit-identical to an
+   * uninterrupted one. Absent in states of earlier versions.
+   */
+  microBatchSize?: number;
+  /**
+   * States of the previous version: without --micro-batch each batch was split into this many parts
+   * (its worker count). A resumed run keeps that split. Absent otherwise.
    */
   microBatchParts?: number;
 }
@@ -193,6 +198,7 @@ export function validateTrainState(raw: unknown, path: string): TrainState {
   if (rng.seed !== opts.seed) fail('rng.seed', `must equal options.seed ${opts.seed}, got ${JSON.stringify(rng.seed)}`);
   if (rng.nextEpoch !== done + 1) fail('rng.nextEpoch', `must be ${done + 1}, got ${JSON.stringify(rng.nextEpoch)}`);
   if (raw.microBatchParts !== undefined) int(raw.microBatchParts, 'microBatchParts', 1, 256);
+  if (raw.microBatchSize !== undefined) int(raw.microBatchSize, 'microBatchSize', 1, 65_536);
   return raw as unknown as TrainState;
 }
 

@@ -16,10 +16,10 @@ import { paramSpecs, type ModelConfig } from '../models/arch.js';
 import { CNNF } from '../models/cnnf.js';
 import { WorkerPool } from '../parallel/pool.js';
 import { EVAL_BATCH } from '../eval/worker-tasks.js';
-import { evaluateAccuracy, evaluateAccuracyParallel, noisyCopy } from './accuracy.js';
+import { ACCURACY_BATCH, evaluateAccuracy, evaluateAccuracyParallel, noisyCopy } from './accuracy.js';
 import { trainStep } from './loop.js';
 import { learningRate, SGD, type Schedule } from './optimizer.js';
-import { effectivePerturbation, resolveModelConfig, TRAIN_DEFAULTS, validateTrainOptions, type TrainOptions } from './options.js';
+import { DEFAULT_MICRO_BATCH, effectivePerturbation, resolveModelConfig, TRAIN_DEFAULTS, validateTrainOptions, type TrainOptions } from './options.js';
 import { clearOutputs, resumedLogRows, writeEpochOutputs } from './outputs.js';
 import { formatPerturbation, Perturber, type Perturbation } from './perturb.js';
 import { readTrainState, RNG_SCHEME, STATE_FORMAT, type EpochMetrics, type TrainState } from './state.js';
@@ -212,12 +212,15 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
     rows = resumedLogRows(out, st.completedEpochs);
   }
 
-  // the micro-batch split of a batch without --micro-batch: one part per worker, kept on resume
+  // micro-batch size: --micro-batch, else the saved run's, else the default (never the worker count);
+  // a state of the previous version split each batch into one part per worker: kept, with a notice
   const workers = ctl.workers ?? 1;
-  const parts = resumed?.state.microBatchParts ?? workers;
-  if (opts.microBatch === undefined && parts !== workers) {
-    hooks.onNotice?.(`the saved run split each batch into ${parts} micro-batch(es) (its --workers); this run keeps that split so that it ends as the uninterrupted run would`);
+  const legacyParts = opts.microBatch === undefined && resumed?.state.microBatchSize === undefined ? resumed?.state.microBatchParts ?? null : null;
+  const microBatchSize = legacyParts !== null ? null : opts.microBatch ?? resumed?.state.microBatchSize ?? DEFAULT_MICRO_BATCH;
+  if (legacyParts !== null) {
+    hooks.onNotice?.(`the saved run split each batch into ${legacyParts} micro-batch(es) (its --workers, as earlier cnnf versions did); this run keeps that split so that it ends as the uninterrupted run would`);
   }
+  const microBatchOf = (n: number): number => Math.min(n, microBatchSize ?? Math.ceil(n / legacyParts!));
 
   if (resumed && perturb?.kind === 'pgd' && resumed.state.rng.scheme !== RNG_SCHEME) {
     hooks.onNotice?.('the saved run drew PGD random starts per batch (an earlier cnnf); this one draws them per example, so it will not end exactly where the saved run would have');
@@ -245,7 +248,8 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
       command: ctl.command ?? null,
       options: opts,
       workers,
-      microBatchParts: opts.microBatch === undefined ? parts : null,
+      microBatch: microBatchSize,
+      ...(legacyParts !== null ? { microBatchParts: legacyParts } : {}),
       config,
       perturb: formatPerturbation(perturb),
       perturbDefaulted: defaulted,
@@ -288,9 +292,9 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
           y[k] = ds.train.labels[i];
         }
         lr = learningRate(schedule, step);
-        // micro-batches: chunks whose gradients add up to the batch's (one per worker by default)
+        // micro-batches: chunks whose gradients add up to the batch's
         const { loss, hits } = await trainStep(model, sgd, pool, perturber, { images: x, labels: y, indices: order.subarray(start, start + n) }, {
-          microBatch: Math.min(n, opts.microBatch ?? Math.ceil(n / parts)), weights: lossW, lr, batchSize: bs, microBatchFlag: opts.microBatch, backend,
+          microBatch: microBatchOf(n), weights: lossW, lr, batchSize: bs, backend,
         });
         // wasm data() resolves without a macrotask turn: yield so timers, signals and IPC keep running
         await new Promise<void>((r) => setImmediate(r));
@@ -314,8 +318,8 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
         const report = (done: number, total: number) => hooks.onEvalProgress?.({ epoch, split, done, total });
         report(0, ds.test.count);
         return pool
-          ? evaluateAccuracyParallel(pool, model, images, ds.test.labels, 500, report)
-          : Promise.resolve(evaluateAccuracy(model, images, ds.test.labels, 500, report));
+          ? evaluateAccuracyParallel(pool, model, images, ds.test.labels, ACCURACY_BATCH, report)
+          : Promise.resolve(evaluateAccuracy(model, images, ds.test.labels, ACCURACY_BATCH, report));
       };
       const clean = await accuracy(ds.test.images, 'test');
       const noisy = await accuracy(noisyTest, 'noisy test');
@@ -334,7 +338,7 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
         wallSeconds: priorWall + (performance.now() - t0) / 1000,
         dataset: { name: ds.name, numClasses: ds.numClasses, classNames: ds.classNames, trainCount: ds.train.count, testCount: ds.test.count },
         rng: { scheme: RNG_SCHEME, seed: opts.seed, nextEpoch: epoch + 1 },
-        microBatchParts: parts,
+        ...(microBatchSize !== null ? { microBatchSize } : { microBatchParts: legacyParts! }),
       };
       await writeEpochOutputs({
         out, rows, model, sgd, state, isBest, summary: summaryOf,

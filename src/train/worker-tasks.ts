@@ -70,7 +70,10 @@ export interface BatchArrays {
 
 /**
  * The batch's gradients with its micro-batches (of `microBatch` images) computed in the pool's workers
- * and added here in micro-batch order, as the in-process loop adds them, so the sums are bit-identical.
+ * and added here in micro-batch order, as the in-process loop adds them, so the sums are bit-identical
+ * (a float32 sum computed in float64 and rounded once is the float32 sum). Each outcome is added as soon
+ * as every earlier one has been, then dropped: the main thread holds one running sum, not every
+ * micro-batch's gradients at once, and no tensors until the end.
  */
 export async function pooledGradients(pool: WorkerPool, model: CNNF, batch: BatchArrays, microBatch: number, w: LossWeights): Promise<MicroBatchGradients> {
   const n = batch.labels.length;
@@ -84,22 +87,35 @@ export async function pooledGradients(pool: WorkerPool, model: CNNF, batch: Batc
       images: cut(batch.images), perturbed: batch.perturbed ? cut(batch.perturbed) : null, attack, labels: batch.labels.slice(c, c + m), scale: m / n, ...w,
     }));
   }
-  const outs = await Promise.all(parts);
-  const sum = tf.tidy(() => {
-    let value: tf.Tensor | null = null;
-    let hits: tf.Tensor | null = null;
-    const grads = new Map<string, tf.Tensor>();
-    for (const o of outs) {
-      value = value ? tf.add(value, o.value) : tf.scalar(o.value);
-      hits = hits ? tf.add(hits, o.hits) : tf.scalar(o.hits);
-      for (const [name, g] of o.grads) {
-        const gt = tf.tensor(g, model.params.get(name)!.shape, 'float32');
-        const old = grads.get(name);
-        grads.set(name, old ? tf.add(old, gt) : gt);
-      }
+  // awaited in order below: a later part failing first must not be an unhandled rejection meanwhile
+  for (const p of parts) p.catch(() => undefined);
+  // value and hits as float32 sums, like the tf.add chain of the in-process loop
+  const f32 = Math.fround;
+  let value = 0;
+  let hits = 0;
+  let sums: Map<string, Float32Array> | null = null;
+  for (const [k, p] of parts.entries()) {
+    const o = await p;
+    parts[k] = DONE;
+    value = k === 0 ? f32(o.value) : f32(value + o.value);
+    hits = k === 0 ? f32(o.hits) : f32(hits + o.hits);
+    if (!sums) {
+      sums = new Map(o.grads);
+      continue;
     }
-    // tf.tidy keeps the tensors of the returned object (a Map is not a tensor container: entries are)
-    return { value: value!, hits: hits!, grads: [...grads.entries()] };
-  });
-  return { value: sum.value as tf.Scalar, hits: sum.hits as tf.Scalar, grads: new Map(sum.grads) };
+    for (const [name, g] of o.grads) {
+      const acc = sums.get(name);
+      if (!acc) {
+        sums.set(name, g);
+        continue;
+      }
+      for (let i = 0; i < acc.length; i++) acc[i] += g[i];
+    }
+  }
+  const grads = new Map<string, tf.Tensor>();
+  for (const [name, g] of sums!) grads.set(name, tf.tensor(g, model.params.get(name)!.shape, 'float32'));
+  return { value: tf.scalar(value), hits: tf.scalar(hits), grads };
 }
+
+/** Replaces a consumed outcome's promise so that its arrays can be collected. */
+const DONE: Promise<GradOutcome> = Promise.resolve({ value: 0, hits: 0, grads: [] });

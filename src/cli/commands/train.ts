@@ -5,6 +5,7 @@ import { formatTestSubset, type TestSubset } from '../../data/index.js';
 import { UsageError } from '../../errors.js';
 import { ARCH_NAMES, type ArchName } from '../../models/arch.js';
 import {
+  DEFAULT_MICRO_BATCH,
   formatPerturbation,
   MODEL_KINDS,
   parsePerturbation,
@@ -34,7 +35,7 @@ export function addTrainingOptions(cmd: Command): Command {
     .option('--fc <widths>', 'hidden fc widths, comma-separated (fmnist: 1000,128; small: 128)')
     .option('--epochs <n>', 'training epochs', String(TRAIN_DEFAULTS.epochs))
     .option('--batch-size <n>', 'images per batch (the paper uses 256; 128 halves peak memory on the wasm backend)', String(TRAIN_DEFAULTS.batchSize))
-    .option('--micro-batch <n>', 'accumulate each batch\'s gradient over chunks of N images (same update, less memory; e.g. 32 for cnnf fmnist full width on wasm)')
+    .option('--micro-batch <n>', `accumulate each batch's gradient over chunks of N images (default ${DEFAULT_MICRO_BATCH}, for any --workers; same update up to float rounding; larger chunks need ~20 MB per image on wasm)`)
     .option('--lr <x>', 'base learning rate', String(TRAIN_DEFAULTS.lr))
     .option('--momentum <x>', 'SGD momentum', String(TRAIN_DEFAULTS.momentum))
     .option('--weight-decay <x>', 'SGD weight decay (added to the gradient, as PyTorch)', String(TRAIN_DEFAULTS.weightDecay))
