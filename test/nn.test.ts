@@ -5,6 +5,7 @@ import {
   type LayerContext,
 } from '../src/nn/index.js';
 import { convFilterGrad } from '../src/backend/index.js';
+import { CONV_FORM_MIN_CHANNELS, convFilterGradConv, convFilterGradIm2col } from '../src/backend/kernels.js';
 
 function ctx(params: Record<string, tf.Tensor> = {}, resParam = 0.1, training = false): LayerContext {
   return { state: new RunState(), params: new Map(Object.entries(params)), resParam, training };
@@ -30,18 +31,33 @@ describe('Conv2d', () => {
     expect(arr(out)).toEqual([5, 8, 3, 14, 17, 6, 23, 26, 9]);
   });
 
-  it('filter gradient (im2col, no Conv2DBackpropFilter) matches the cpu backend kernel', async () => {
-    const x = tf.randomNormal([3, 6, 6, 4], 0, 1, 'float32', 3) as tf.Tensor4D;
-    const dy = tf.randomNormal([3, 6, 6, 5], 0, 1, 'float32', 4) as tf.Tensor4D;
-    const ours = arr(convFilterGrad(x, dy, 3, 3));
-    const xs = x.dataSync().slice();
-    const dys = dy.dataSync().slice();
-    await tf.setBackend('cpu');
-    const xc = tf.tensor4d(xs, [3, 6, 6, 4]);
-    const dyc = tf.tensor4d(dys, [3, 6, 6, 5]);
-    const ref = arr(tf.grad((w: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(xc, w as tf.Tensor4D, 1, 'same'), dyc)))(tf.zeros([3, 3, 4, 5])));
-    await tf.setBackend('wasm');
-    expect(maxAbsDiff(ours, ref)).toBeLessThan(1e-4);
+  it('filter gradient (a Conv2D, no Conv2DBackpropFilter) matches the cpu backend kernel and the im2col form, odd and even kernels', async () => {
+    for (const [kh, kw, seed] of [[3, 3, 3], [5, 5, 5], [2, 2, 7], [1, 3, 9], [4, 3, 11]]) {
+      const x = tf.randomNormal([3, 6, 7, 4], 0, 1, 'float32', seed) as tf.Tensor4D;
+      const dy = tf.randomNormal([3, 6, 7, 5], 0, 1, 'float32', seed + 1) as tf.Tensor4D;
+      const g = convFilterGradConv(x, dy, kh, kw);
+      expect(g.shape, `${kh}x${kw}`).toEqual([kh, kw, 4, 5]);
+      const ours = arr(g);
+      const xs = x.dataSync().slice();
+      const dys = dy.dataSync().slice();
+      await tf.setBackend('cpu');
+      const xc = tf.tensor4d(xs, [3, 6, 7, 4]);
+      const dyc = tf.tensor4d(dys, [3, 6, 7, 5]);
+      const ref = arr(tf.grad((w: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(xc, w as tf.Tensor4D, 1, 'same'), dyc)))(tf.zeros([kh, kw, 4, 5])));
+      await tf.setBackend('wasm');
+      expect(Math.max(...ref.map(Math.abs)), 'a real gradient').toBeGreaterThan(1);
+      expect(maxAbsDiff(ours, ref), `${kh}x${kw} vs cpu Conv2DBackpropFilter`).toBeLessThan(1e-4);
+      // the im2col form (odd kernels: its depthwise shifts assume centred padding), which convFilterGrad
+      // uses below CONV_FORM_MIN_CHANNELS input channels
+      if (kh % 2 === 1 && kw % 2 === 1) {
+        expect(maxAbsDiff(ours, arr(convFilterGradIm2col(x, dy, kh, kw))), `${kh}x${kw} vs im2col`).toBeLessThan(1e-4);
+        expect(maxAbsDiff(arr(convFilterGrad(x, dy, kh, kw)), arr(convFilterGradIm2col(x, dy, kh, kw))), `${kh}x${kw} dispatch`).toBe(0);
+      }
+    }
+    // with CONV_FORM_MIN_CHANNELS input channels, wasm dispatches to the Conv2D form
+    const x8 = tf.randomNormal([2, 5, 5, CONV_FORM_MIN_CHANNELS], 0, 1, 'float32', 21) as tf.Tensor4D;
+    const dy8 = tf.randomNormal([2, 5, 5, 3], 0, 1, 'float32', 22) as tf.Tensor4D;
+    expect(maxAbsDiff(arr(convFilterGrad(x8, dy8, 3, 3)), arr(convFilterGradConv(x8, dy8, 3, 3)))).toBe(0);
   });
 
   it('gradients of both uses (forward and feedback) reach W on wasm', () => {
