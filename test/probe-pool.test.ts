@@ -8,13 +8,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { lossGradient } from '../src/attacks/index.js';
 import { loadDataset, type Split } from '../src/data/index.js';
-import { evaluate, parseSuite, type EvalData } from '../src/eval/index.js';
+import { evaluate, makePlan, parseSuite, planUnits, runUnits, type EvalData } from '../src/eval/index.js';
 import { PROBE_CHUNK, probeChecks, type ProbeTask } from '../src/eval/checks.js';
-import { runEvalProbe } from '../src/eval/worker-tasks.js';
+import { EVAL_PROBE, runEvalProbe } from '../src/eval/worker-tasks.js';
 import { loadCheckpoint, type LoadedCheckpoint } from '../src/io/checkpoint.js';
 import { WorkerPool } from '../src/parallel/pool.js';
 import { ROOT, referenceModel } from './helpers/cli.js';
@@ -23,7 +23,7 @@ import { wasm } from './helpers/tf.js';
 
 let tmp: string;
 let masked: LoadedCheckpoint;
-let cnnf: LoadedCheckpoint;
+let maskedF: LoadedCheckpoint;
 let split: Split;
 let pool: WorkerPool;
 
@@ -40,7 +40,9 @@ beforeAll(async () => {
   const path = join(tmp, 'masked.safetensors');
   await writeScaledLogitsModel(referenceModel('cnn-adv'), path, 1e4);
   masked = loadCheckpoint(path);
-  cnnf = loadCheckpoint(join(ROOT, 'models', 'cnnf-fmnist.safetensors'));
+  const pathF = join(tmp, 'masked-cnnf.safetensors');
+  await writeScaledLogitsModel(join(ROOT, 'models', 'cnnf-fmnist.safetensors'), pathF, 1e4);
+  maskedF = loadCheckpoint(pathF);
   split = loadDataset({ dataset: 'fashion-mnist', testSubset: 'stride:100' }).test;
   pool = await WorkerPool.start(2, 'wasm');
 });
@@ -48,7 +50,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await pool?.close();
   masked?.model.dispose();
-  cnnf?.model.dispose();
+  maskedF?.model.dispose();
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -76,28 +78,45 @@ describe('probe checks in a pool worker', () => {
     expect(here.every((c) => c.model === 'masked')).toBe(true);
   }, 120_000);
 
-  it('CNN-F (first and e2e paths): pooled and in-process agree on every check', async () => {
-    const t = task(cnnf, 'cnnf', PROBE_CHUNK + 4, 11);
+  it('masked CNN-F (first and e2e paths): pooled and in-process agree on every check, the sanity attack\'s accuracy included', async () => {
+    const t = task(maskedF, 'masked-cnnf', PROBE_CHUNK + 4, 11);
     expect(t.cycles).toBeGreaterThan(0);
-    const here = await probeChecks({ ...t, model: cnnf.model });
-    const pooled = await runEvalProbe(pool, cnnf.model, t);
+    const here = await probeChecks({ ...t, model: maskedF.model });
+    const pooled = await runEvalProbe(pool, maskedF.model, t);
     expect(pooled).toEqual(here);
-    // the shipped CNN-F passes the probe: its gradients are not masked and the unbounded attack breaks it
-    expect(here).toEqual([]);
+    expect(here.map((c) => [c.id, c.evidence.mode])).toEqual([['zero-gradient', 'first'], ['zero-gradient', 'e2e'], ['unbounded-attack-fails', 'first']]);
+    for (const c of here.slice(0, 2)) expect(c.evidence.zeroGradientExamples).toBeGreaterThan(PROBE_CHUNK / 2);
+    // PGD-20 over the whole box leaves about half of the masked model's 20 probe examples correct (measured 0.5)
+    expect(here[2].evidence.accuracy).toBeGreaterThan(0.3);
+    expect(here[2].evidence.probeExamples).toBe(PROBE_CHUNK + 4);
   }, 300_000);
 });
 
 describe('evaluate() with and without a pool', () => {
-  it('gives the same checks (probe units run in a worker when there is a pool)', async () => {
+  it('gives the same checks; with a pool the probe unit runs in a worker, also when it is the only unit left (a resumed run or a shard)', async () => {
     const suite = parseSuite({ name: 'probe-pool', attacks: [{ name: 'gaussian', method: 'gaussian', eps: [0.2] }] }, 'probe-pool');
     const ds = loadDataset({ dataset: 'fashion-mnist', testSubset: 'first:40' });
     const data: EvalData = { name: ds.name, classNames: ds.classNames, numClasses: ds.numClasses, split: ds.test, testSubset: 'first:40' };
     const opts = { seed: 2, batchSize: 20, names: ['masked'], probeSize: 40 };
     const alone = await evaluate([masked], data, suite, opts);
-    const pooled = await evaluate([masked], data, suite, { ...opts, pool });
-    const checks = alone.checks ?? [];
-    expect(checks.map((c) => c.id)).toContain('zero-gradient');
-    expect(pooled.checks).toEqual(checks);
-    expect(pooled.models[0].metrics).toEqual(alone.models[0].metrics);
+    const spy = vi.spyOn(pool, 'run');
+    try {
+      const pooled = await evaluate([masked], data, suite, { ...opts, pool });
+      const checks = alone.checks ?? [];
+      expect(checks.map((c) => c.id)).toContain('zero-gradient');
+      expect(pooled.checks).toEqual(checks);
+      expect(pooled.models[0].metrics).toEqual(alone.models[0].metrics);
+      // 2 batches x (clean + gaussian) + the probe
+      expect(spy.mock.calls.map((c) => c[0].name).sort()).toEqual(['evalBatch', 'evalBatch', 'evalBatch', 'evalBatch', 'evalProbe']);
+      spy.mockClear();
+      const plan = makePlan([masked], data, suite, opts);
+      const probe = planUnits(plan).filter((u) => u.kind === 'probe');
+      expect(probe.length).toBe(1);
+      const rec = (await runUnits(plan, probe, { models: [masked], split: ds.test, pool })).get(probe[0].id);
+      expect(spy.mock.calls.map((c) => c[0])).toEqual([EVAL_PROBE]);
+      expect(rec).toEqual({ id: probe[0].id, kind: 'probe', checks: checks.filter((c) => [1, 6, 7].includes(c.number)) });
+    } finally {
+      spy.mockRestore();
+    }
   }, 120_000);
 });
