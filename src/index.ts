@@ -15,7 +15,7 @@ export * from './report/index.js';
 export * from './gate/index.js';
 export { WorkerPool, resolveWorkers, PARALLEL_BACKENDS } from './parallel/pool.js';
 export { defineTask, type TaskKind, type TaskContext, type TaskHandler, type TaskHandlers } from './parallel/tasks.js';
-export { EVAL_BATCH, runEvalBatch } from './eval/worker-tasks.js';
+export { EVAL_BATCH, EVAL_PROBE, runEvalBatch, runEvalProbe } from './eval/worker-tasks.js';
 export { UsageError } from './errors.js';
 export { VERSION } from './version.js';
 export { humanNumber } from './format.js';

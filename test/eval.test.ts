@@ -123,6 +123,9 @@ describe('evaluate()', () => {
     const two = await evaluate(models, d, suite, { ...opts, dumpDir: join(tmp, 'w2'), dumpBase: join(tmp, 'w2'), workers: 2 });
     expect(tf.memory().numTensors).toBe(before);
     expect(two.models).toEqual(one.models);
+    // the probe checks run in a worker with the pool, here without: the same checks
+    expect(two.checks).toEqual(one.checks);
+    expect(one.checks).toBeDefined();
     expect(one.models[0].dumps!.length).toBe(2 * 10); // 2 examples x 10 attack points (every epsilon of every attack and mode)
     // each attack point's dump shows two different classes
     const labelsOf = (dir: string): number[] =>

@@ -29,7 +29,7 @@ import { attackFieldsFromFlags } from './attack-flags.js';
 import { compareResults, intervalOf } from '../eval/compare.js';
 import { countsOf, INTERVAL_METHOD, PAIRED_TEST, wilson, type Interval } from '../eval/stats.js';
 import { resolveWorkers, WorkerPool } from '../parallel/pool.js';
-import { EVAL_BATCH } from '../eval/worker-tasks.js';
+import { EVAL_BATCH, EVAL_PROBE } from '../eval/worker-tasks.js';
 
 const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -232,7 +232,7 @@ function suiteFromAttackFlags(flags: Flags): Suite {
  * `started()` waits for them. They are stopped afterwards, whatever happens.
  */
 async function withWorkers<T>(workers: number, backend: string, body: (started: () => Promise<WorkerPool | undefined>) => Promise<T>): Promise<T> {
-  const starting = workers > 1 ? WorkerPool.start(workers, backend, { tasks: [EVAL_BATCH] }) : Promise.resolve(undefined);
+  const starting = workers > 1 ? WorkerPool.start(workers, backend, { tasks: [EVAL_BATCH, EVAL_PROBE] }) : Promise.resolve(undefined);
   starting.catch(() => undefined); // a start failure surfaces through started()
   try {
     return await body(() => starting);

@@ -9,6 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { lossGradient, PGD, predictLogits, type Victim } from '../attacks/index.js';
+import { deriveSeed, mulberry32 } from '../data/index.js';
 import type { CNNF, Readout } from '../models/cnnf.js';
 import { isForeign, type ForeignClassifier } from '../models/foreign.js';
 import type { AttackMode, AttackResult } from './results.js';
@@ -184,6 +185,16 @@ export interface ProbeOptions {
   seed: number;
 }
 
+/** The probe as a worker task: everything but the model, which the pool ships (src/eval/worker-tasks.ts). */
+export type ProbeTask = Omit<ProbeOptions, 'model'>;
+
+/**
+ * Probe examples computed at once: bounds the probe's memory (a tfjs wasm heap never shrinks, and
+ * CNN-F end-to-end input gradients take ~10 MB per image). The checks do not depend on the worker
+ * count: the chunking is fixed, and each chunk's random draws derive from the seed and its index.
+ */
+export const PROBE_CHUNK = 16;
+
 /** Checks 1, 6 and 7: zero gradients, non-determinism, an unbounded attack that fails. */
 export async function probeChecks(o: ProbeOptions): Promise<EvalCheck[]> {
   const out: EvalCheck[] = [];
@@ -192,65 +203,82 @@ export async function probeChecks(o: ProbeOptions): Promise<EvalCheck[]> {
   const push = (num: keyof typeof CHECK_IDS, message: string, evidence: Record<string, unknown>): void => {
     out.push({ id: CHECK_IDS[num], number: num, severity: 'warning', model: o.name, message, evidence });
   };
-  const x = tf.tensor4d(o.images, [n, ...o.shape]);
-  const y = tf.tensor1d(o.labels, 'int32');
   // checks 1 and 7 need input gradients: not for a model tfjs cannot differentiate
   const gradients = !isForeign(o.model) || o.model.differentiable;
   const modes: AttackMode[] = !gradients ? [] : o.cycles > 0 ? ['first', 'e2e'] : ['first'];
-  try {
-    for (const mode of modes) {
-      const v: Victim = { model: o.model, mode, cycles: o.cycles, readout: o.readout };
+  const victims = modes.map((mode): Victim => ({ model: o.model, mode, cycles: o.cycles, readout: o.readout }));
+  const first: Victim = { model: o.model, mode: 'first', cycles: o.cycles, readout: o.readout };
+  const P = o.shape[0] * o.shape[1] * o.shape[2];
+  // per mode: examples with an exactly zero gradient (1), examples the sanity attack leaves correct (7)
+  const zeros = modes.map(() => 0);
+  const correct = modes.map(() => 0);
+  let diff = 0;
+  let nonFinite = false;
+  for (let c = 0; c * PROBE_CHUNK < n; c++) {
+    const s = c * PROBE_CHUNK;
+    const m = Math.min(PROBE_CHUNK, n - s);
+    const x = tf.tensor4d(o.images.subarray(s * P, (s + m) * P), [m, ...o.shape]);
+    const y = tf.tensor1d(o.labels.subarray(s, s + m), 'int32');
+    try {
       // 1: examples whose loss gradient is exactly zero at the clean input (AutoAttack's check_zero_gradients)
-      const zeroCount = tf.tidy(() => {
-        const g = lossGradient(v, x, 'ce', y);
-        return tf.sum(tf.cast(tf.equal(tf.max(tf.abs(g), [1, 2, 3]), 0), 'int32'));
-      });
-      const zeros = (await zeroCount.data())[0];
-      zeroCount.dispose();
-      if (zeros > 0) {
-        push(1, `the cross-entropy gradient (${mode} path) is exactly zero for ${zeros} of ${n} probe examples at the clean input: gradient attacks cannot move them, ` +
-          'and their robust accuracy is overstated (AutoAttack flag "there are zero gradients"; Carlini et al. 2019 §5.4). Use a margin loss (DLR/APGD) or a gradient-free attack.',
-        { mode, zeroGradientExamples: zeros, probeExamples: n });
+      for (const [mi, v] of victims.entries()) {
+        const zeroCount = tf.tidy(() => {
+          const g = lossGradient(v, x, 'ce', y);
+          return tf.sum(tf.cast(tf.equal(tf.max(tf.abs(g), [1, 2, 3]), 0), 'int32'));
+        });
+        zeros[mi] += (await zeroCount.data())[0];
+        zeroCount.dispose();
       }
-    }
-    // 6: two forward passes must agree bit for bit
-    const victim: Victim = { model: o.model, mode: 'first', cycles: o.cycles, readout: o.readout };
-    const [a, b] = [tf.tidy(() => predictLogits(victim, x)), tf.tidy(() => predictLogits(victim, x))];
-    const [da, db] = [await a.data(), await b.data()];
-    tf.dispose([a, b]);
-    let diff = 0;
-    for (let i = 0; i < da.length; i++) diff = Math.max(diff, Math.abs(da[i] - db[i]));
-    if (diff > 0 || da.some((v) => !Number.isFinite(v))) {
-      push(6, `two forward passes on the same input differ (max logit difference ${diff.toExponential(2)}${da.some((v) => !Number.isFinite(v)) ? ', non-finite logits' : ''}): ` +
-        'a randomised or broken model needs expectation over transformation (Athalye et al. 2018; Carlini et al. 2019 §5.6).', { maxLogitDifference: diff });
-    }
-    // 7: an unbounded attack (the whole [-1, 1] box) must reach ~0% accuracy
-    let worst = 1;
-    let worstMode: AttackMode = 'first';
-    let k = 0;
-    for (const mode of modes) {
-      const v: Victim = { model: o.model, mode, cycles: o.cycles, readout: o.readout };
-      const pgd = new PGD({ name: 'sanity', steps: 20, relStepSize: 0.1, randomStart: true });
-      const acc = tf.tidy(() => {
-        const adv = pgd.perturb(v, x, y, 2, { nextSeed: () => o.seed * 31 + k++ });
-        return tf.mean(tf.cast(tf.equal(tf.argMax(predictLogits(v, adv), 1), tf.cast(y, 'int32')), 'float32'));
-      });
-      const val = (await acc.data())[0];
-      acc.dispose();
-      if (val < worst || mode === 'first') {
-        worst = val;
-        worstMode = mode;
+      // 6: two forward passes must agree bit for bit
+      const [a, b] = [tf.tidy(() => predictLogits(first, x)), tf.tidy(() => predictLogits(first, x))];
+      const [da, db] = [await a.data(), await b.data()];
+      tf.dispose([a, b]);
+      for (let i = 0; i < da.length; i++) diff = Math.max(diff, Math.abs(da[i] - db[i]));
+      if (da.some((v) => !Number.isFinite(v))) nonFinite = true;
+      // 7: an unbounded attack (the whole [-1, 1] box) must reach ~0% accuracy
+      for (const [mi, v] of victims.entries()) {
+        const pgd = new PGD({ name: 'sanity', steps: 20, relStepSize: 0.1, randomStart: true });
+        const rng = mulberry32(deriveSeed(o.seed, `probe|sanity|${modes[mi]}|${c}`));
+        const hits = tf.tidy(() => {
+          const adv = pgd.perturb(v, x, y, 2, { nextSeed: () => Math.floor(rng() * 2 ** 31) });
+          return tf.sum(tf.cast(tf.equal(tf.argMax(predictLogits(v, adv), 1), tf.cast(y, 'int32')), 'int32'));
+        });
+        correct[mi] += (await hits.data())[0];
+        hits.dispose();
       }
+    } finally {
+      x.dispose();
+      y.dispose();
     }
-    const chance = 1 / o.numClasses;
-    if (gradients && worst > chance + noiseMargin(chance, n)) {
-      push(7, `an unbounded attack (PGD-20 with eps = 2, the whole [-1, 1] box) still leaves ${pct(worst)} accuracy on ${n} probe examples (best path ${worstMode}; chance is ${pct(chance)}): ` +
-        'with an unbounded budget any classifier can be fooled, so the gradient attack is broken on this model (Carlini et al. 2019 §5.3; masked gradients likely).',
-      { accuracy: worst, mode: worstMode, probeExamples: n, chance });
+    // a macrotask turn per chunk: signals, progress output and IPC are not starved
+    await new Promise<void>((r) => setImmediate(r));
+  }
+  for (const [mi, mode] of modes.entries()) {
+    if (zeros[mi] > 0) {
+      push(1, `the cross-entropy gradient (${mode} path) is exactly zero for ${zeros[mi]} of ${n} probe examples at the clean input: gradient attacks cannot move them, ` +
+        'and their robust accuracy is overstated (AutoAttack flag "there are zero gradients"; Carlini et al. 2019 §5.4). Use a margin loss (DLR/APGD) or a gradient-free attack.',
+      { mode, zeroGradientExamples: zeros[mi], probeExamples: n });
     }
-  } finally {
-    x.dispose();
-    y.dispose();
+  }
+  if (diff > 0 || nonFinite) {
+    push(6, `two forward passes on the same input differ (max logit difference ${diff.toExponential(2)}${nonFinite ? ', non-finite logits' : ''}): ` +
+      'a randomised or broken model needs expectation over transformation (Athalye et al. 2018; Carlini et al. 2019 §5.6).', { maxLogitDifference: diff });
+  }
+  // the strongest path: first, or e2e where it leaves less
+  let worst = 1;
+  let worstMode: AttackMode = 'first';
+  for (const [mi, mode] of modes.entries()) {
+    const acc = correct[mi] / n;
+    if (acc < worst || mode === 'first') {
+      worst = acc;
+      worstMode = mode;
+    }
+  }
+  const chance = 1 / o.numClasses;
+  if (gradients && worst > chance + noiseMargin(chance, n)) {
+    push(7, `an unbounded attack (PGD-20 with eps = 2, the whole [-1, 1] box) still leaves ${pct(worst)} accuracy on ${n} probe examples (best path ${worstMode}; chance is ${pct(chance)}): ` +
+      'with an unbounded budget any classifier can be fooled, so the gradient attack is broken on this model (Carlini et al. 2019 §5.3; masked gradients likely).',
+    { accuracy: worst, mode: worstMode, probeExamples: n, chance });
   }
   return out;
 }

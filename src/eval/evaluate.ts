@@ -31,9 +31,9 @@ import { attackSettings, buildAttack, type Suite } from './suite.js';
 import { evalBatch, type BatchOutcome, type BatchTask } from './batch.js';
 import { ALPHA, ciPair, INTERVAL_METHOD, measure, PAIRED_TEST } from './stats.js';
 import { WorkerPool } from '../parallel/pool.js';
-import { runEvalBatch } from './worker-tasks.js';
+import { EVAL_BATCH, EVAL_PROBE, runEvalBatch, runEvalProbe } from './worker-tasks.js';
 import { getAttack, isStaged } from '../attacks/index.js';
-import { probeChecks, resultChecks, type EvalCheck } from './checks.js';
+import { probeChecks, resultChecks, type EvalCheck, type ProbeTask } from './checks.js';
 import {
   planBatchCount, currentTool, dataHash, jobsFor, PLAN_FORMAT, planToJson, planUnits, runIdOf, unitsOfShard,
   type EvalPlan, type PlanUnit, type ShardSpec,
@@ -335,10 +335,20 @@ export interface RunContext {
   onProgress?: (p: EvalProgress) => void;
 }
 
+/** The probe-check task of model `mi`: the first plan.probeSize examples (copies, for a worker). */
+export function probeTask(plan: EvalPlan, mi: number, split: Split): ProbeTask {
+  const pm = plan.models[mi];
+  const pn = plan.probeSize;
+  return {
+    name: pm.name, cycles: pm.cycles, readout: pm.readout, numClasses: plan.numClasses, seed: plan.seed, shape: plan.shape,
+    images: split.images.slice(0, pn * planPixels(plan)), labels: Int32Array.from(split.labels.subarray(0, pn)),
+  };
+}
+
 /**
  * Step 2: runs `units` (all of the plan's, or one shard's) and returns every record (those in
- * `ctx.have` included), by unit id. Batch units go to the pool when there is one; probe units
- * run in this thread.
+ * `ctx.have` included), by unit id. A cnnf model's units (batches and probe) go to the pool when
+ * there is one; a foreign model's run in this thread.
  */
 export async function runUnits(plan: EvalPlan, units: PlanUnit[], ctx: RunContext): Promise<Map<number, UnitRecord>> {
   const out = new Map<number, UnitRecord>(ctx.have ?? []);
@@ -360,31 +370,31 @@ export async function runUnits(plan: EvalPlan, units: PlanUnit[], ctx: RunContex
       ctx.onRecord?.(r);
       out.set(u.id, r);
     };
+    const finishProbe = (u: PlanUnit, checks: EvalCheck[]): void => {
+      const r: UnitRecord = { id: u.id, kind: 'probe', checks };
+      ctx.onRecord?.(r);
+      out.set(u.id, r);
+    };
     const batches = mine.filter((u) => u.kind !== 'probe');
+    const probes = mine.filter((u) => u.kind === 'probe');
     // foreign models run in this thread (the pool ships cnnf weights); results are the same either way
     const foreign = foreignOf(ck);
     const pool = foreign ? null : ctx.pool;
-    if (pool && batches.length > 0) {
-      // every unit goes to the pool at once (it hands them out as workers become idle)
+    if (pool) {
+      // every unit goes to the pool at once (it hands them out as workers become idle); the probe first
+      // (a long unit), and in a worker so that its tensors never grow this thread's wasm heap
       const model = (ck as LoadedCheckpoint).model;
       try {
-        await Promise.all(batches.map(async (u) => finish(u, await runEvalBatch(pool, model, unitTask(plan, u, ctx.split, dumpCands), onPoint))));
+        await Promise.all([
+          ...probes.map(async (u) => finishProbe(u, await runEvalProbe(pool, model, probeTask(plan, mi, ctx.split)))),
+          ...batches.map(async (u) => finish(u, await runEvalBatch(pool, model, unitTask(plan, u, ctx.split, dumpCands), onPoint))),
+        ]);
       } finally {
         await pool.dropModel(model);
       }
     } else {
       for (const u of batches) finish(u, await evalBatch(ck.model, unitTask(plan, u, ctx.split, dumpCands), onPoint));
-    }
-    for (const u of mine.filter((x) => x.kind === 'probe')) {
-      const pm = plan.models[mi];
-      const pn = plan.probeSize;
-      const checks = await probeChecks({
-        model: ck.model, name, cycles: pm.cycles, readout: pm.readout, numClasses: plan.numClasses, seed: plan.seed, shape: plan.shape,
-        images: ctx.split.images.subarray(0, pn * planPixels(plan)), labels: ctx.split.labels.subarray(0, pn),
-      });
-      const r: UnitRecord = { id: u.id, kind: 'probe', checks };
-      ctx.onRecord?.(r);
-      out.set(u.id, r);
+      for (const u of probes) finishProbe(u, await probeChecks({ ...probeTask(plan, mi, ctx.split), model: ck.model }));
     }
   }
   return out;
@@ -633,7 +643,7 @@ async function runWithState(plan: EvalPlan, units: PlanUnit[], models: EvalModel
   }
   // foreign models never use the pool (see runUnits): no workers for a run of foreign models only
   const workers = models.every((m) => foreignOf(m)) ? 1 : Math.min(opts.workers ?? 1, planBatchCount(plan));
-  const ownPool = !opts.pool && workers > 1 ? await WorkerPool.start(workers, activeBackend()) : null;
+  const ownPool = !opts.pool && workers > 1 ? await WorkerPool.start(workers, activeBackend(), { tasks: [EVAL_BATCH, EVAL_PROBE] }) : null;
   try {
     return await runUnits(plan, units, {
       models, split, pool: opts.pool ?? ownPool, have, onProgress: opts.onProgress,
