@@ -10,7 +10,7 @@ import { main } from '../src/cli/main.js';
 import { loadDataset, type Dataset } from '../src/data/index.js';
 import { UsageError } from '../src/errors.js';
 import { loadCheckpoint } from '../src/io/checkpoint.js';
-import { readSafetensors } from '../src/io/safetensors.js';
+import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
 import { CNNF } from '../src/models/cnnf.js';
 import { parseTrainingLog, writeLossPng } from '../src/report/trainlog.js';
 import {
@@ -205,6 +205,37 @@ describe('trainModel', () => {
     expect(lb).toEqual(la);
     // a finished run cannot be resumed without more epochs
     expect(() => preflightTraining(o, { out: b, resume: true }, small)).toThrow(/already completed 2 of 2/);
+  });
+
+  it('a state of the previous version (split per worker, microBatchParts) resumes with that split, and says so', async () => {
+    const small = loadDataset({ dataset: 'fashion-mnist', trainSize: 64, testSize: 20 });
+    const o = opts({ model: 'cnnf', epochs: 2, dataset: { dataset: 'fashion-mnist', trainSize: 64, testSize: 20 } });
+    // the old default with 2 workers: batch 32 in 2 parts of 16
+    const a = tmp('legacy-straight');
+    (await trainModel({ ...o, microBatch: 16 }, { out: a, force: true }, { dataset: small })).model.dispose();
+    const b = tmp('legacy-resumed');
+    (await trainModel({ ...o, microBatch: 16 }, { out: b, force: true, stopAfterEpochs: 1 }, { dataset: small })).model.dispose();
+    // rewrite b's state as the previous version wrote it: no --micro-batch, microBatchParts 2
+    const file = readSafetensors(join(b, 'state.safetensors'));
+    const st = JSON.parse(file.metadata.state);
+    expect(st.microBatchSize).toBe(16);
+    delete st.options.microBatch;
+    delete st.microBatchSize;
+    st.microBatchParts = 2;
+    writeSafetensors(join(b, 'state.safetensors'), new Map([...file.tensors].map(([k, t]) => [k, { shape: t.shape, data: t.data }])), { ...file.metadata, state: JSON.stringify(st) });
+    const notices: string[] = [];
+    const r = await trainModel(o, { out: b, resume: true }, { dataset: small, onNotice: (m) => notices.push(m) });
+    r.model.dispose();
+    expect(notices.some((m) => /split each batch into 2 micro-batch/.test(m)), notices.join('\n')).toBe(true);
+    expect(r.summary.microBatchParts).toBe(2);
+    const sa = readSafetensors(join(a, 'state.safetensors'));
+    const sb = readSafetensors(join(b, 'state.safetensors'));
+    for (const [k, t] of sa.tensors) expect(Buffer.from(sb.tensors.get(k)!.data.buffer).equals(Buffer.from(t.data.buffer)), k).toBe(true);
+    // and the default split would have ended elsewhere
+    const c = tmp('default-split');
+    (await trainModel(o, { out: c, force: true }, { dataset: small })).model.dispose();
+    const sc = readSafetensors(join(c, 'state.safetensors'));
+    expect([...sa.tensors].some(([k, t]) => !Buffer.from(sc.tensors.get(k)!.data.buffer).equals(Buffer.from(t.data.buffer)))).toBe(true);
   });
 
   it('micro-batches accumulate to the same update as the whole batch', async () => {
