@@ -33,7 +33,7 @@ import { pairLoss } from '../src/models/loss.js';
 import { WorkerPool } from '../src/parallel/pool.js';
 import { pooledGradients } from '../src/train/worker-tasks.js';
 import { DEFAULT_MICRO_BATCH } from '../src/train/options.js';
-import { microBatchGradients } from '../src/train/step.js';
+import { batchGradients } from '../src/train/step.js';
 import { runEvalBatch } from '../src/eval/worker-tasks.js';
 import type { BatchTask } from '../src/eval/batch.js';
 import { parseSuite } from '../src/eval/suite.js';
@@ -432,27 +432,12 @@ async function main(): Promise<void> {
         tf.dispose(grads);
         return;
       }
-      const acc: tf.NamedTensorMap = {};
-      let loss: tf.Tensor = tf.scalar(0);
-      for (let c = 0; c < B; c += mbOne) {
-        const m = Math.min(mbOne, B - c);
-        const part = tf.tidy(() => [tf.slice(x, c, m), tf.slice(xNoisy, c, m), tf.slice(y, c, m)] as [tf.Tensor4D, tf.Tensor4D, tf.Tensor1D]);
-        const r = microBatchGradients(model, part[0], part[1], part[2], m / B, { cleanWeight: 0.1, reconWeight: 0.1 });
-        tf.dispose([...part, r.hits]);
-        const next = tf.add(loss, r.value);
-        tf.dispose([loss, r.value]);
-        loss = next;
-        for (const [name, g] of r.grads) {
-          const key = (model.params.get(name) as tf.Variable).name;
-          const old = acc[key];
-          acc[key] = old ? tf.add(old, g) : g;
-          if (old) tf.dispose([old, g]);
-        }
-      }
-      sgdStep(acc);
-      await loss.data();
-      loss.dispose();
-      tf.dispose(Object.values(acc));
+      const g = batchGradients(model, x, y, mbOne, { cleanWeight: 0.1, reconWeight: 0.1 }, (c, m) => tf.slice(xNoisy, c, m), true);
+      const grads: tf.NamedTensorMap = {};
+      for (const [name, t] of g.grads) grads[(model.params.get(name) as tf.Variable).name] = t;
+      sgdStep(grads);
+      await g.value.data();
+      tf.dispose([g.value, g.hits, ...g.grads.values()]);
     },
     pgd7_e2e: async () => {
       const adv = pgd.perturb(victim, x, y, 0.2, { nextSeed: () => seed++ });

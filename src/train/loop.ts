@@ -8,7 +8,7 @@ import type { CNNF } from '../models/cnnf.js';
 import type { WorkerPool } from '../parallel/pool.js';
 import type { SGD } from './optimizer.js';
 import { attackPerturb, isAttackPerturbation, type Perturber } from './perturb.js';
-import { microBatchGradients, type LossWeights } from './step.js';
+import { batchGradients, type LossWeights } from './step.js';
 import { pooledGradients } from './worker-tasks.js';
 
 export interface StepBatch {
@@ -55,32 +55,11 @@ export async function trainStep(
         const xT = tf.tensor4d(batch.images, [n, 28, 28, 1]);
         const yT = tf.tensor1d(batch.labels, 'int32');
         const xPert = perturber && !attack ? perturber.noisy(xT) : null;
-        let lossSumT: tf.Tensor | null = null;
-        let hitsT: tf.Tensor | null = null;
-        const acc = new Map<string, tf.Tensor>();
-        for (let c = 0; c < n; c += mb) {
-          const m = Math.min(mb, n - c);
-          const whole = m === n;
-          const xc = whole ? xT : tf.slice(xT, c, m);
-          const yc = whole ? yT : tf.slice(yT, c, m);
-          const xpc = attack
-            ? attackPerturb(model, xc, yc, attack.draw(batch.indices.slice(c, c + m)))
-            : !xPert ? null : whole ? xPert : tf.slice(xPert, c, m);
-          const r = microBatchGradients(model, xc, xpc, yc, m / n, s.weights);
-          if (attack) xpc!.dispose();
-          lossSumT = lossSumT ? tf.add(lossSumT, r.value) : r.value;
-          hitsT = hitsT ? tf.add(hitsT, r.hits) : r.hits;
-          for (const [name, g] of r.grads) {
-            const old = acc.get(name);
-            acc.set(name, old ? tf.add(old, g) : g);
-            if (old) {
-              old.dispose();
-              g.dispose();
-            }
-          }
-        }
-        sgd.step(acc, s.lr).gradNorm.dispose();
-        return tf.stack([lossSumT!, hitsT!]);
+        const g = attack
+          ? batchGradients(model, xT, yT, mb, s.weights, (c, m, xc, yc) => attackPerturb(model, xc, yc, attack.draw(batch.indices.slice(c, c + m))), true)
+          : batchGradients(model, xT, yT, mb, s.weights, (c, m) => (!xPert ? null : m === n ? xPert : tf.slice(xPert, c, m)));
+        sgd.step(g.grads, s.lr).gradNorm.dispose();
+        return tf.stack([g.value, g.hits]);
       });
     }
   } catch (e) {

@@ -49,3 +49,44 @@ function spyFirstLogits(model: CNNF, n: number, sink: { logits?: tf.Tensor }): C
   };
   return spy;
 }
+
+/**
+ * A batch's gradients in this thread: the sum of its micro-batches' (`mb` images each, scale = size /
+ * batch size), added in micro-batch order (pooledGradients adds the workers' parts in the same order,
+ * so both give the same bits). `perturbed(start, size, xc, yc)` returns the micro-batch's perturbed
+ * copy (null: clean loss); with `ownsPerturbed` it is disposed once used. Each part's gradients are
+ * freed as soon as they are added.
+ */
+export function batchGradients(
+  model: CNNF, x: tf.Tensor4D, y: tf.Tensor1D, mb: number, w: LossWeights,
+  perturbed: (start: number, size: number, xc: tf.Tensor4D, yc: tf.Tensor1D) => tf.Tensor4D | null, ownsPerturbed = false,
+): MicroBatchGradients {
+  const n = y.shape[0];
+  const sum = tf.tidy(() => {
+    let value: tf.Tensor | null = null;
+    let hits: tf.Tensor | null = null;
+    const acc = new Map<string, tf.Tensor>();
+    for (let c = 0; c < n; c += mb) {
+      const m = Math.min(mb, n - c);
+      const whole = m === n;
+      const xc = whole ? x : tf.slice(x, c, m);
+      const yc = whole ? y : tf.slice(y, c, m);
+      const xpc = perturbed(c, m, xc, yc);
+      const r = microBatchGradients(model, xc, xpc, yc, m / n, w);
+      if (ownsPerturbed) xpc?.dispose();
+      value = value ? tf.add(value, r.value) : r.value;
+      hits = hits ? tf.add(hits, r.hits) : r.hits;
+      for (const [name, g] of r.grads) {
+        const old = acc.get(name);
+        acc.set(name, old ? tf.add(old, g) : g);
+        if (old) {
+          old.dispose();
+          g.dispose();
+        }
+      }
+    }
+    // tf.tidy keeps the tensors of the returned object (a Map is not a tensor container: entries are)
+    return { value: value!, hits: hits!, grads: [...acc.entries()] };
+  });
+  return { value: sum.value as tf.Scalar, hits: sum.hits as tf.Scalar, grads: new Map(sum.grads) };
+}
