@@ -10,12 +10,14 @@
  * so it is applied to [x; -x] stacked along H (mean exactly 0 up to rounding, biased variance =
  * mean x^2) and the first half is cropped back. Flatten is H,W,C like cnnf's; Dense kernels [in,out].
  */
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
+import { basename } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { UsageError } from '../errors.js';
 import { getArch, type ModelConfig } from '../models/arch.js';
 import { writeFilesAtomic } from './atomic.js';
 import { loadCheckpoint } from './checkpoint.js';
+import { checkOutputDir } from './files.js';
 
 export const TFJS_WEIGHTS_FILE = 'group1-shard1of1.bin';
 /** cnnf's InsNorm epsilon (src/nn/ops.ts insNorm). */
@@ -33,16 +35,10 @@ export interface TfjsExportResult {
   weightBytes: number;
 }
 
+/** `out` is a writable folder or can be made one (checkOutputDir), and empty unless `force`. */
 function checkOutDir(out: string, force: boolean): void {
-  if (!existsSync(out)) return;
-  let st;
-  try {
-    st = statSync(out);
-  } catch (e) {
-    throw new UsageError(`cannot use ${out}: ${(e as Error).message.split('\n')[0]}`);
-  }
-  if (!st.isDirectory()) throw new UsageError(`${out} exists and is not a directory (--to tfjs writes a folder: model.json, ${TFJS_WEIGHTS_FILE}, model.cnnf.json)`);
-  if (!force && readdirSync(out).length > 0) throw new UsageError(`${out} is not empty (use --force to replace the model files in it)`);
+  const abs = checkOutputDir(out, '-o');
+  if (!force && existsSync(abs) && readdirSync(abs).length > 0) throw new UsageError(`${out} is not empty (use --force to replace the model files in it)`);
 }
 
 /** The stock tfjs-layers model of a plain cnnf CNN with the given weights (cnnf layout, see paramSpecs). */
@@ -122,7 +118,7 @@ export async function exportTfjs(ckpt: string, out: string, opts: TfjsExportOpti
         modelTopology: artifacts.modelTopology,
         format: 'layers-model',
         generatedBy: artifacts.generatedBy,
-        convertedBy: `cnnf export --to tfjs (${ckpt.split('/').pop()})`,
+        convertedBy: `cnnf export --to tfjs (${basename(ckpt)})`,
         weightsManifest: [{ paths: [TFJS_WEIGHTS_FILE], weights: artifacts.weightSpecs ?? [] }],
       };
       const sidecar = {
@@ -132,7 +128,7 @@ export async function exportTfjs(ckpt: string, out: string, opts: TfjsExportOpti
         classNames,
         normalisation: loaded.info.normalisation,
         dataset: loaded.info.dataset,
-        exportedFrom: `${ckpt.split('/').pop()} (sha256 ${loaded.sha256})`,
+        exportedFrom: `${basename(ckpt)} (sha256 ${loaded.sha256})`,
       };
       // model.json last: a reader never sees it before its shard
       files = [[TFJS_WEIGHTS_FILE, bin], ['model.cnnf.json', JSON.stringify(sidecar, null, 2) + '\n'], ['model.json', JSON.stringify(json)]];
