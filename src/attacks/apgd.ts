@@ -196,30 +196,47 @@ function validateSingleRun(x: tf.Tensor4D, y: tf.Tensor1D, opts: APGDSingleRunOp
 }
 
 /**
- * One APGD run from a given start point (AutoAttack's `attack_single_run` with `x_init`), over a
- * batch whose examples are independent. The caller owns the returned tensors.
+ * The vector operations one APGD run needs, on some representation T of a batch of points (tfjs
+ * float32 tensors for attacks; Float64Array for the float64 conformance run). The algorithm itself
+ * (step sizes, checkpoints, best points, restarts) is `apgdControl`, shared by every representation.
  */
-export function apgdSingleRun(v: Victim, x: tf.Tensor4D, y: tf.Tensor1D, opts: APGDSingleRunOptions): APGDSingleRunResult {
-  validateSingleRun(x, y, opts);
-  const n = x.shape[0];
-  const { eps, norm, iterations, rho } = opts;
-  const targets = isTargetedLoss(opts.loss) ? opts.targets : undefined;
-  const sign = opts.sign ?? ((g: tf.Tensor4D) => tf.sign(g));
-  const { first, min, decrement } = apgdScheduleParams(iterations);
-  const evalAt = (p: tf.Tensor4D) => evaluateAt(v, p, y, opts.loss, targets);
+export interface APGDVectorOps<T> {
+  /** Loss (float64) per example, its input gradient, and whether the model still classifies each example correctly. */
+  evaluate(p: T): { loss: Float64Array; grad: T; correct: Uint8Array };
+  /** AutoAttack's update: x1 = P(xAdv + step dir(grad)); P(xAdv + a (x1 - xAdv) + (1 - a)(xAdv - xAdvOld)). */
+  step(xAdv: T, xAdvOld: T, grad: T, stepSize: Float64Array, a: number): T;
+  /** Per example, `by` where flags[e] is nonzero, else `base` (new value; the inputs stay valid). */
+  select(flags: ArrayLike<number>, base: T, by: T): T;
+  clone(p: T): T;
+  dispose(ps: T[]): void;
+}
 
-  let xAdv = tf.clipByValue(opts.init, INPUT_MIN, INPUT_MAX) as tf.Tensor4D;
-  let xBest = tf.clone(xAdv);
-  let xBestAdv = tf.clone(xAdv);
-  const start = evalAt(xAdv);
-  let grad = start.grad;
-  let gradBest = tf.clone(grad);
-  const acc = Uint8Array.from(start.correct);
-  const lossBest = Float64Array.from(start.loss);
+export interface APGDControlResult<T> {
+  xBest: T;
+  xBestAdv: T;
+  lossBest: Float64Array;
+  robust: Uint8Array;
+}
+
+/**
+ * AutoAttack's `attack_single_run` over `n` independent examples from `start` (already in the box and
+ * the ball), on any vector representation. The caller owns the returned points.
+ */
+export function apgdControl<T>(ops: APGDVectorOps<T>, n: number, start: T, eps: number, iterations: number, rho: number): APGDControlResult<T> {
+  const { first, min, decrement } = apgdScheduleParams(iterations);
+  let xAdv = ops.clone(start);
+  let xBest = ops.clone(xAdv);
+  let xBestAdv = ops.clone(xAdv);
+  const at0 = ops.evaluate(xAdv);
+  let grad = at0.grad;
+  let gradBest = ops.clone(grad);
+  const acc = Uint8Array.from(at0.correct);
+  const lossBest = Float64Array.from(at0.loss);
   // AutoAttack's loss_steps: float32 rows, all zero until written (its row -1 is read before it is)
   const lossSteps = Array.from({ length: iterations }, () => new Float32Array(n));
-  const stepSize = new Float32Array(n).fill(2 * eps);
-  let xAdvOld = tf.clone(xAdv);
+  // AutoAttack's step_size tensor: 2 eps, halved per example at checkpoints
+  const stepSize = new Float64Array(n).fill(2 * eps);
+  let xAdvOld = ops.clone(xAdv);
   let counter3 = 0;
   let k = first;
   let lossBestLastCheck = Float64Array.from(lossBest);
@@ -228,30 +245,20 @@ export function apgdSingleRun(v: Victim, x: tf.Tensor4D, y: tf.Tensor1D, opts: A
   try {
     for (let i = 0; i < iterations; i++) {
       const a = i > 0 ? 0.75 : 1.0;
-      const next = tf.tidy(() => {
-        const grad2 = tf.sub(xAdv, xAdvOld);
-        const step = tf.tensor4d(stepSize, [n, 1, 1, 1]);
-        if (norm === 'linf') {
-          const x1 = projectLinfBall(x, tf.add(xAdv, tf.mul(step, sign(grad))), eps);
-          return projectLinfBall(x, tf.add(tf.add(xAdv, tf.mul(tf.sub(x1, xAdv), a)), tf.mul(grad2, 1 - a)), eps);
-        }
-        const x1 = projectL2(x, tf.add(xAdv, tf.mul(step, normalizeL2(grad))), eps);
-        return projectL2(x, tf.add(tf.add(xAdv, tf.mul(tf.sub(x1, xAdv), a)), tf.mul(grad2, 1 - a)), eps);
-      });
-      xAdvOld.dispose();
+      const next = ops.step(xAdv, xAdvOld, grad, stepSize, a);
+      ops.dispose([xAdvOld, grad]);
       xAdvOld = xAdv;
       xAdv = next;
-      grad.dispose();
 
-      const ev = evalAt(xAdv);
+      const ev = ops.evaluate(xAdv);
       grad = ev.grad;
       const fooled = new Uint8Array(n);
       for (let e = 0; e < n; e++) {
         fooled[e] = ev.correct[e] ? 0 : 1;
         if (fooled[e]) acc[e] = 0;
       }
-      const nextBestAdv = replaceWhere(fooled, xBestAdv, xAdv);
-      xBestAdv.dispose();
+      const nextBestAdv = ops.select(fooled, xBestAdv, xAdv);
+      ops.dispose([xBestAdv]);
       xBestAdv = nextBestAdv;
 
       lossSteps[i].set(ev.loss); // rounds to float32, as AutoAttack's loss_steps
@@ -262,9 +269,9 @@ export function apgdSingleRun(v: Victim, x: tf.Tensor4D, y: tf.Tensor1D, opts: A
           lossBest[e] = ev.loss[e];
         }
       }
-      const nextBest = replaceWhere(improved, xBest, xAdv);
-      const nextGradBest = replaceWhere(improved, gradBest, grad);
-      tf.dispose([xBest, gradBest]);
+      const nextBest = ops.select(improved, xBest, xAdv);
+      const nextGradBest = ops.select(improved, gradBest, grad);
+      ops.dispose([xBest, gradBest]);
       xBest = nextBest;
       gradBest = nextGradBest;
 
@@ -285,9 +292,9 @@ export function apgdSingleRun(v: Victim, x: tf.Tensor4D, y: tf.Tensor1D, opts: A
         lossBestLastCheck = Float64Array.from(lossBest);
         if (reduce.some((r) => r > 0)) {
           for (let e = 0; e < n; e++) if (reduce[e] > 0) stepSize[e] /= 2;
-          const restarted = replaceWhere(reduce, xAdv, xBest);
-          const restartedGrad = replaceWhere(reduce, grad, gradBest);
-          tf.dispose([xAdv, grad]);
+          const restarted = ops.select(reduce, xAdv, xBest);
+          const restartedGrad = ops.select(reduce, grad, gradBest);
+          ops.dispose([xAdv, grad]);
           xAdv = restarted;
           grad = restartedGrad;
         }
@@ -296,9 +303,118 @@ export function apgdSingleRun(v: Victim, x: tf.Tensor4D, y: tf.Tensor1D, opts: A
       }
     }
   } finally {
-    tf.dispose([xAdv, xAdvOld, grad, gradBest]);
+    ops.dispose([xAdv, xAdvOld, grad, gradBest]);
   }
-  return { xBest, xBestAdv, lossBest: tf.tensor1d(Float32Array.from(lossBest)), robust: tf.tensor1d(Array.from(acc)) };
+  return { xBest, xBestAdv, lossBest, robust: acc };
+}
+
+/** APGD's vector operations on tfjs float32 tensors, for the model `v`. */
+function tfOps(v: Victim, x: tf.Tensor4D, y: tf.Tensor1D, opts: APGDSingleRunOptions, targets: tf.Tensor1D | undefined): APGDVectorOps<tf.Tensor4D> {
+  const n = x.shape[0];
+  const { eps, norm } = opts;
+  const sign = opts.sign ?? ((g: tf.Tensor4D) => tf.sign(g));
+  return {
+    evaluate: (p) => evaluateAt(v, p, y, opts.loss, targets),
+    step: (xAdv, xAdvOld, grad, stepSize, a) => tf.tidy(() => {
+      const grad2 = tf.sub(xAdv, xAdvOld);
+      const step = tf.tensor4d(Float32Array.from(stepSize), [n, 1, 1, 1]);
+      if (norm === 'linf') {
+        const x1 = projectLinfBall(x, tf.add(xAdv, tf.mul(step, sign(grad))), eps);
+        return projectLinfBall(x, tf.add(tf.add(xAdv, tf.mul(tf.sub(x1, xAdv), a)), tf.mul(grad2, 1 - a)), eps);
+      }
+      const x1 = projectL2(x, tf.add(xAdv, tf.mul(step, normalizeL2(grad))), eps);
+      return projectL2(x, tf.add(tf.add(xAdv, tf.mul(tf.sub(x1, xAdv), a)), tf.mul(grad2, 1 - a)), eps);
+    }),
+    select: replaceWhere,
+    clone: (p) => tf.clone(p),
+    dispose: (ps) => tf.dispose(ps),
+  };
+}
+
+/**
+ * One APGD run from a given start point (AutoAttack's `attack_single_run` with `x_init`), over a
+ * batch whose examples are independent. The caller owns the returned tensors.
+ */
+export function apgdSingleRun(v: Victim, x: tf.Tensor4D, y: tf.Tensor1D, opts: APGDSingleRunOptions): APGDSingleRunResult {
+  validateSingleRun(x, y, opts);
+  const targets = isTargetedLoss(opts.loss) ? opts.targets : undefined;
+  const start = tf.clipByValue(opts.init, INPUT_MIN, INPUT_MAX) as tf.Tensor4D;
+  try {
+    const r = apgdControl(tfOps(v, x, y, opts, targets), x.shape[0], start, opts.eps, opts.iterations, opts.rho);
+    return { xBest: r.xBest, xBestAdv: r.xBestAdv, lossBest: tf.tensor1d(Float32Array.from(r.lossBest)), robust: tf.tensor1d(Array.from(r.robust)) };
+  } finally {
+    start.dispose();
+  }
+}
+
+/** A batch of points in float64: `n` examples of `per` values each (any layout, the same for every point). */
+export interface Float64Batch {
+  n: number;
+  per: number;
+}
+
+/**
+ * APGD's vector operations in float64 on Float64Array points (AutoAttack's float64 arithmetic, in
+ * [-1, 1] units), given a float64 evaluation of loss, gradient and correctness. For conformance: it
+ * runs the same `apgdControl` as the attacks, on a float64 model (src/models/float64.ts).
+ */
+export function float64Ops(
+  shape: Float64Batch,
+  x: Float64Array,
+  eps: number,
+  norm: APGDNorm,
+  evaluate: (p: Float64Array) => { loss: Float64Array; grad: Float64Array; correct: Uint8Array },
+): APGDVectorOps<Float64Array> {
+  const { n, per } = shape;
+  if (x.length !== n * per) throw new Error(`float64Ops: ${x.length} values for ${n} x ${per}`);
+  const clip = (v: number) => Math.min(Math.max(v, INPUT_MIN), INPUT_MAX);
+  const l2 = (v: Float64Array, e: number) => {
+    let s = 0;
+    for (let j = e * per; j < (e + 1) * per; j++) s += v[j] * v[j];
+    return Math.sqrt(s);
+  };
+  /** AutoAttack's L2 projection of p around x, in place, then the box. */
+  const projectL2In = (p: Float64Array) => {
+    const d = new Float64Array(p.length);
+    for (let j = 0; j < p.length; j++) d[j] = p[j] - x[j];
+    for (let e = 0; e < n; e++) {
+      const norm2 = l2(d, e);
+      const length = Math.min(eps, norm2);
+      // AutoAttack's order: x + normalize(d) * min(eps, ||d||)
+      for (let j = e * per; j < (e + 1) * per; j++) p[j] = clip(x[j] + (d[j] / (norm2 + 1e-12)) * length);
+    }
+  };
+  const projectLinfIn = (p: Float64Array) => {
+    for (let j = 0; j < p.length; j++) p[j] = clip(Math.min(Math.max(p[j], x[j] - eps), x[j] + eps));
+  };
+  return {
+    evaluate,
+    step: (xAdv, xAdvOld, grad, stepSize, a) => {
+      const x1 = new Float64Array(xAdv.length);
+      if (norm === 'linf') {
+        for (let j = 0; j < x1.length; j++) x1[j] = xAdv[j] + stepSize[Math.floor(j / per)] * Math.sign(grad[j]);
+        projectLinfIn(x1);
+      } else {
+        for (let e = 0; e < n; e++) {
+          const g = l2(grad, e) + 1e-12;
+          for (let j = e * per; j < (e + 1) * per; j++) x1[j] = xAdv[j] + stepSize[e] * (grad[j] / g);
+        }
+        projectL2In(x1);
+      }
+      const out = new Float64Array(xAdv.length);
+      for (let j = 0; j < out.length; j++) out[j] = xAdv[j] + (x1[j] - xAdv[j]) * a + (xAdv[j] - xAdvOld[j]) * (1 - a);
+      if (norm === 'linf') projectLinfIn(out);
+      else projectL2In(out);
+      return out;
+    },
+    select: (flags, base, by) => {
+      const out = Float64Array.from(base);
+      for (let e = 0; e < n; e++) if (flags[e]) out.set(by.subarray(e * per, (e + 1) * per), e * per);
+      return out;
+    },
+    clone: (p) => Float64Array.from(p),
+    dispose: () => {},
+  };
 }
 
 export interface APGDOptions {
