@@ -1,0 +1,199 @@
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { attackLogits, predictLogits, type GradientMode } from '../src/attacks/base.js';
+import { fromPyTorch, inferPyTorchWidths, nchwToNhwc } from '../src/io/pytorch.js';
+import { readSafetensors, type NamedTensor } from '../src/io/safetensors.js';
+import { makeConfig } from '../src/models/arch.js';
+import { CNNF, type Readout } from '../src/models/cnnf.js';
+import { CNNF64, crossEntropyHead } from '../src/models/float64.js';
+import { crossEntropy } from '../src/models/loss.js';
+import { mulberry32 } from '../src/data/rng.js';
+import { ROOT } from './helpers/cli.js';
+import { tf, wasm } from './helpers/tf.js';
+
+/** max |ours - ref| / max |ref| */
+function relError(ours: ArrayLike<number>, ref: ArrayLike<number>): number {
+  expect(ours.length).toBe(ref.length);
+  let md = 0;
+  let mx = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const d = Math.abs(ours[i] - ref[i]);
+    md = Number.isNaN(d) ? Infinity : Math.max(md, d);
+    mx = Math.max(mx, Math.abs(ref[i]));
+  }
+  return md / mx;
+}
+
+const nhwc = (t: NamedTensor): Float64Array => Float64Array.from(nchwToNhwc({ shape: t.shape, data: t.data }).data);
+
+describe('CNNF64 against the reference fixture (paper code, float64)', () => {
+  const path = join(ROOT, 'fixtures', 'cnnf-ind2-c2.safetensors');
+  const file = readSafetensors(path);
+  const T = file.tensors;
+  const need = (k: string): NamedTensor => {
+    const t = T.get(k);
+    if (!t) throw new Error(`missing ${k}`);
+    return t;
+  };
+  const widths = inferPyTorchWidths(T, 'fmnist', 'param.', path);
+  const cfg = makeConfig({ arch: 'fmnist', fc: widths.fc, numClasses: widths.numClasses, ind: 2, cycles: 2, resParam: 0.1 });
+  const model = CNNF64.fromArrays(cfg, fromPyTorch(T, cfg, path, 'param.'));
+  const x = nhwc(need('input.x'));
+  const y = Array.from(need('input.y').data);
+  const n = y.length;
+  const ce = crossEntropyHead(y, cfg.numClasses);
+
+  it('matches eval.{first,last,average}.logits and grad.input.{e2e,first} to float32 storage rounding', () => {
+    expect(cfg.fc).toEqual([64, 32]);
+    const e2eLast = model.evaluate(x, n, 'e2e', 'last', ce);
+    const e2eAvg = model.evaluate(x, n, 'e2e', 'average', ce);
+    const first = model.evaluate(x, n, 'first', 'last', ce);
+    const errs = {
+      first: relError(first.lossLogits, need('eval.first.logits').data),
+      last: relError(e2eLast.logits, need('eval.last.logits').data),
+      lastViaFirst: relError(first.logits, need('eval.last.logits').data),
+      average: relError(e2eAvg.logits, need('eval.average.logits').data),
+      gradE2e: relError(e2eLast.grad, nhwc(need('grad.input.e2e'))),
+      gradFirst: relError(first.grad, nhwc(need('grad.input.first'))),
+      noisy: relError(model.predict(nhwc(need('input.x_noisy')), n, 'last'), need('eval.last.logits_noisy').data),
+    };
+    for (const [k, v] of Object.entries(errs)) expect(v, k).toBeLessThan(1e-6);
+    // the readout and the loss logits are the same array values for e2e
+    expect(Array.from(e2eLast.lossLogits)).toEqual(Array.from(e2eLast.logits));
+    expect(Array.from(e2eAvg.lossLogits)).toEqual(Array.from(e2eAvg.logits));
+    // the gradient is not trivially small: the fixture's e2e and first gradients differ
+    expect(relError(e2eLast.grad, first.grad)).toBeGreaterThan(1e-2);
+    console.log('fixture rel errors', errs);
+  });
+
+  it('takes well under 0.5 s per example (ind 2, 2 cycles, e2e)', () => {
+    const one = x.subarray(0, 784);
+    model.evaluate(one, 1, 'e2e', 'last', crossEntropyHead([y[0]], 10)); // warm-up
+    const reps = 5;
+    const t0 = performance.now();
+    for (let i = 0; i < reps; i++) model.evaluate(one, 1, 'e2e', 'last', crossEntropyHead([y[0]], 10));
+    const ms = (performance.now() - t0) / reps;
+    console.log(`CNNF64.evaluate, one 28x28 example, ind 2, 2 cycles, e2e: ${ms.toFixed(1)} ms`);
+    expect(ms).toBeLessThan(500);
+  });
+
+  it('is deterministic and float64: a central finite difference along a random direction matches the gradient to < 1e-6', () => {
+    const rand = mulberry32(7);
+    // The fixture images have exactly uniform backgrounds, so max-pool windows hold tied values: there the
+    // first pass is not differentiable (one-sided) and the e2e loss even jumps (the argmax decides where
+    // feedback unpools to, hence the next resReLU masks). A little noise moves the point off those ties.
+    const x0 = x.map((v) => 0.9 * v + 0.1 * (rand() * 2 - 1));
+    const dir = Float64Array.from({ length: x.length }, () => rand() * 2 - 1);
+    // a smooth scalar head: a fixed linear combination of the logits (no softmax, so the check is about the model)
+    const c = Float64Array.from({ length: n * 10 }, () => rand() * 2 - 1);
+    const head = () => c;
+    const f = (xx: Float64Array, mode: GradientMode): number => {
+      const z = model.evaluate(xx, n, mode, 'average', head).lossLogits;
+      let s = 0;
+      for (let i = 0; i < z.length; i++) s += c[i] * z[i];
+      return s;
+    };
+    for (const mode of ['e2e', 'first'] as const) {
+      const a = model.evaluate(x0, n, mode, 'average', head);
+      const b = model.evaluate(x0, n, mode, 'average', head);
+      expect(Buffer.from(a.grad.buffer).equals(Buffer.from(b.grad.buffer))).toBe(true);
+      expect(Buffer.from(a.logits.buffer).equals(Buffer.from(b.logits.buffer))).toBe(true);
+      // values carry more than float32 precision
+      expect(Array.from(a.grad).filter((v) => v !== 0 && Math.fround(v) !== v).length).toBeGreaterThan(a.grad.length / 2);
+      let gd = 0;
+      for (let i = 0; i < dir.length; i++) gd += a.grad[i] * dir[i];
+      const fd = (h: number): number => {
+        const xp = x0.map((v, i) => v + h * dir[i]);
+        const xm = x0.map((v, i) => v - h * dir[i]);
+        return (f(xp, mode) - f(xm, mode)) / (2 * h);
+      };
+      // steps small enough not to cross a ReLU / pooling switch (at 1e-5 some e2e runs already do)
+      const errs = [1e-6, 1e-7].map((h) => Math.abs(fd(h) - gd) / Math.abs(gd));
+      console.log(`finite difference (${mode}): directional derivative ${gd}, rel error at h = 1e-6, 1e-7: ${errs.map((e) => e.toExponential(2)).join(', ')}`);
+      expect(Math.abs(gd)).toBeGreaterThan(1e-2);
+      for (const e of errs) expect(e).toBeLessThan(1e-6);
+    }
+  });
+});
+
+describe('CNNF64 against the tfjs model (wasm, float32)', () => {
+  beforeAll(wasm);
+
+  const N = 2;
+  const inputs = (seed: number, per: number): Float32Array => {
+    const rand = mulberry32(seed);
+    return Float32Array.from({ length: N * per }, () => rand() * 2 - 1);
+  };
+
+  /** tfjs: logits (predict), loss logits and the summed-CE gradient as attacks take them. */
+  const tfjsEval = (model: CNNF, x: Float32Array, labels: number[], mode: GradientMode, readout: Readout) =>
+    tf.tidy(() => {
+      const { height: h, width: w, inChannels: c } = model.spec;
+      const xt = tf.tensor4d(x, [N, h, w, c]);
+      const yt = tf.tensor1d(labels, 'int32');
+      const v = { model, mode, cycles: model.config.cycles, readout };
+      const g = tf.grad((xx: tf.Tensor) => crossEntropy(attackLogits(v, xx), yt, 'sum'))(xt);
+      return { logits: predictLogits(v, xt).dataSync(), lossLogits: attackLogits(v, xt).dataSync(), grad: g.dataSync() };
+    });
+
+  const cases: Array<{ arch: string; ind: number; seed: number }> = [
+    { arch: 'fmnist', ind: 0, seed: 11 },
+    { arch: 'fmnist', ind: 1, seed: 12 },
+    { arch: 'fmnist', ind: 2, seed: 13 },
+    { arch: 'small', ind: 1, seed: 14 },
+  ];
+  for (const { arch, ind, seed } of cases) {
+    it(`${arch} ind ${ind}: cycles 0/1/2, readout last/average, modes e2e/first agree within 1e-5`, () => {
+      const base = CNNF.init({ arch, fc: arch === 'fmnist' ? [64, 32] : [32], ind, cycles: 0, resParam: 0.2 }, seed);
+      // non-zero biases, so the Bias layers are exercised
+      for (const [name, p] of base.params) if (name.endsWith('bias.bias')) (p as tf.Variable).assign(tf.randomUniform(p.shape, -0.3, 0.3, 'float32', seed));
+      const m64 = CNNF64.fromModel(base);
+      const per = base.spec.height * base.spec.width * base.spec.inChannels;
+      const x = inputs(seed, per);
+      const labels = [3, 7];
+      const worst = { logits: 0, grad: 0 };
+      try {
+        for (const cycles of [0, 1, 2]) {
+          const model = base.withConfig({ cycles });
+          const f64 = m64.withConfig({ cycles });
+          for (const readout of ['last', 'average'] as const) {
+            for (const mode of ['e2e', 'first'] as const) {
+              if (cycles === 0 && (readout === 'average' || mode === 'first')) continue;
+              const ref = tfjsEval(model, x, labels, mode, readout);
+              const ours = f64.evaluate(Float64Array.from(x), N, mode, readout, crossEntropyHead(labels, 10));
+              const what = `cycles ${cycles} ${readout} ${mode}`;
+              const el = Math.max(relError(ours.logits, ref.logits), relError(ours.lossLogits, ref.lossLogits));
+              const eg = relError(ours.grad, ref.grad);
+              expect(el, `${what} logits`).toBeLessThan(1e-5);
+              expect(eg, `${what} grad`).toBeLessThan(1e-5);
+              worst.logits = Math.max(worst.logits, el);
+              worst.grad = Math.max(worst.grad, eg);
+            }
+          }
+        }
+      } finally {
+        base.dispose();
+      }
+      console.log(`${arch} ind ${ind}: worst rel error vs tfjs: logits ${worst.logits.toExponential(2)}, grad ${worst.grad.toExponential(2)}`);
+    });
+  }
+
+  it('fromModel copies the weights exactly and keeps the configuration', () => {
+    const model = CNNF.init({ arch: 'fmnist', fc: [16, 8], ind: 1, cycles: 3, resParam: 0.4 }, 5);
+    try {
+      const m64 = CNNF64.fromModel(model);
+      expect(m64.config).toEqual(model.config);
+      expect(m64.inputSize).toBe(784);
+      const w = model.params.get('conv2.conv.weight')!.dataSync();
+      const other = CNNF64.fromArrays(model.config, new Map([...model.params].map(([k, t]) => [k, t.dataSync() as Float32Array])));
+      const x = inputs(1, 784);
+      const a = m64.predict(Float64Array.from(x), N);
+      const b = other.predict(Float64Array.from(x), N);
+      expect(Array.from(a)).toEqual(Array.from(b));
+      expect(w.length).toBe(3 * 3 * 16 * 32);
+      expect(() => m64.evaluate(new Float64Array(10), 1, 'e2e', 'last', (z) => z)).toThrow(/expected n \* 784/);
+    } finally {
+      model.dispose();
+    }
+  });
+});
