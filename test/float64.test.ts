@@ -55,9 +55,13 @@ describe('CNNF64 against the reference fixture (paper code, float64)', () => {
       average: relError(e2eAvg.logits, need('eval.average.logits').data),
       gradE2e: relError(e2eLast.grad, nhwc(need('grad.input.e2e'))),
       gradFirst: relError(first.grad, nhwc(need('grad.input.first'))),
-      noisy: relError(model.predict(nhwc(need('input.x_noisy')), n, 'last'), need('eval.last.logits_noisy').data),
+      noisy: relError(model.predict(nhwc(need('input.x_noisy')), n, 'last').logits, need('eval.last.logits_noisy').data),
+      cycle1: relError(e2eLast.passes[1], need('eval.cycle1.logits').data),
+      cycle2: relError(e2eLast.passes[2], need('eval.cycle2.logits').data),
     };
     for (const [k, v] of Object.entries(errs)) expect(v, k).toBeLessThan(1e-6);
+    expect(e2eLast.passes.length).toBe(3);
+    expect(Array.from(e2eLast.passes[0])).toEqual(Array.from(first.lossLogits));
     // the readout and the loss logits are the same array values for e2e
     expect(Array.from(e2eLast.lossLogits)).toEqual(Array.from(e2eLast.logits));
     expect(Array.from(e2eAvg.lossLogits)).toEqual(Array.from(e2eAvg.logits));
@@ -187,8 +191,8 @@ describe('CNNF64 against the tfjs model (wasm, float32)', () => {
       const w = model.params.get('conv2.conv.weight')!.dataSync();
       const other = CNNF64.fromArrays(model.config, new Map([...model.params].map(([k, t]) => [k, t.dataSync() as Float32Array])));
       const x = inputs(1, 784);
-      const a = m64.predict(Float64Array.from(x), N);
-      const b = other.predict(Float64Array.from(x), N);
+      const a = m64.predict(Float64Array.from(x), N).logits;
+      const b = other.predict(Float64Array.from(x), N).logits;
       expect(Array.from(a)).toEqual(Array.from(b));
       expect(w.length).toBe(3 * 3 * 16 * 32);
       expect(() => m64.evaluate(new Float64Array(10), 1, 'e2e', 'last', (z) => z)).toThrow(/expected n \* 784/);

@@ -23,6 +23,11 @@
  *
  * Examples are independent (every layer works per sample), so each one runs alone with its own small
  * tape (a forward that records closures for the reverse pass).
+ *
+ *   const m64 = CNNF64.fromModel(model).withConfig({ cycles: victim.cycles });
+ *   const { logits, lossLogits, grad } = m64.evaluate(x, n, victim.mode, victim.readout, crossEntropyHead(labels, 10));
+ *
+ * A tfjs model's `withMaskRule` (conformance tie search) is not carried over: masks here are pre > 0.
  */
 import { getArch, makeConfig, paramSpecs, type ArchSpec, type ModelConfig } from './arch.js';
 import type { CNNF, Readout } from './cnnf.js';
@@ -32,9 +37,11 @@ export interface Float64Evaluation {
   logits: Float64Array;
   /** Logits the loss was taken on: the readout for mode 'e2e' (and for 0 cycles); the first pass for mode 'first'. */
   lossLogits: Float64Array;
-  /** d(sum_i head_i)/dx, NHWC like x, float64. */
+  /** d(sum_i head_i)/dx, NHWC like x, float64 (empty from `predict`). */
   grad: Float64Array;
   numClasses: number;
+  /** Logits [n*k] of every pass: the first, then after each cycle (cycles + 1 arrays). */
+  passes: Float64Array[];
 }
 
 export type Float64GradientMode = 'e2e' | 'first';
@@ -83,6 +90,8 @@ interface Dims {
 interface ConvWeights {
   /** [3,3,cin,cout] as in cnnf. */
   w: Float64Array;
+  /** The flipped filter [3,3,cout,cin] of the transposed conv. */
+  flip: Float64Array;
   bias: Float64Array;
   cin: number;
   cout: number;
@@ -142,7 +151,14 @@ function conv3(x: Float64Array, d: Dims, W: Float64Array, cout: number): Float64
             const xv = x[x0 + ci];
             if (xv === 0) continue;
             const wr = w0 + ci * cout;
-            for (let co = 0; co < cout; co++) out[o0 + co] += xv * W[wr + co];
+            let co = 0;
+            for (; co + 3 < cout; co += 4) {
+              out[o0 + co] += xv * W[wr + co];
+              out[o0 + co + 1] += xv * W[wr + co + 1];
+              out[o0 + co + 2] += xv * W[wr + co + 2];
+              out[o0 + co + 3] += xv * W[wr + co + 3];
+            }
+            for (; co < cout; co++) out[o0 + co] += xv * W[wr + co];
           }
         }
       }
@@ -151,45 +167,35 @@ function conv3(x: Float64Array, d: Dims, W: Float64Array, cout: number): Float64
   return out;
 }
 
-/** The adjoint of conv3: y [h,w,cout] -> [h,w,cin], out[p,q,i] = sum_{a,b,o} y[p-a+1,q-b+1,o] W[a,b,i,o]. */
-function conv3T(y: Float64Array, d: Dims, W: Float64Array, cin: number): Float64Array {
-  const { h, w, c: cout } = d;
-  const out = new Float64Array(h * w * cin);
-  for (let p = 0; p < h; p++) {
-    for (let q = 0; q < w; q++) {
-      const o0 = (p * w + q) * cin;
-      for (let a = 0; a < 3; a++) {
-        const ii = p - a + 1;
-        if (ii < 0 || ii >= h) continue;
-        for (let b = 0; b < 3; b++) {
-          const jj = q - b + 1;
-          if (jj < 0 || jj >= w) continue;
-          const y0 = (ii * w + jj) * cout;
-          const w0 = (a * 3 + b) * cin * cout;
-          for (let ci = 0; ci < cin; ci++) {
-            const wr = w0 + ci * cout;
-            let s = 0;
-            for (let co = 0; co < cout; co++) s += y[y0 + co] * W[wr + co];
-            out[o0 + ci] += s;
-          }
-        }
+/**
+ * [3,3,cin,cout] -> [3,3,cout,cin] spatially flipped: F[a,b,o,i] = W[2-a,2-b,i,o], so that the adjoint of
+ * conv3 (the transposed conv, y [h,w,cout] -> [h,w,cin], out[p,q,i] = sum_{a,b,o} y[p-a+1,q-b+1,o] W[a,b,i,o])
+ * is conv3 with F. Both then skip zero inputs (masked activations and gradients are sparse).
+ */
+function flipFilter(W: Float64Array, cin: number, cout: number): Float64Array {
+  const F = new Float64Array(W.length);
+  for (let a = 0; a < 3; a++) {
+    for (let b = 0; b < 3; b++) {
+      for (let i = 0; i < cin; i++) {
+        for (let o = 0; o < cout; o++) F[(((2 - a) * 3 + (2 - b)) * cout + o) * cin + i] = W[((a * 3 + b) * cin + i) * cout + o];
       }
     }
   }
-  return out;
+  return F;
 }
 
 function addInto(dst: Float64Array, src: Float64Array): void {
   for (let i = 0; i < dst.length; i++) dst[i] += src[i];
 }
 
-function convOp(t: Tape, x: Node, d: Dims, W: Float64Array, cout: number): Node {
-  return t.node(conv3(x.v, d, W, cout), (g) => addInto(grad(x), conv3T(g, { h: d.h, w: d.w, c: cout }, W, d.c)));
+/** conv3 with W [3,3,cin,cout]; F its flip (the gradient is the transposed conv). */
+function convOp(t: Tape, x: Node, d: Dims, W: Float64Array, F: Float64Array, cout: number): Node {
+  return t.node(conv3(x.v, d, W, cout), (g) => addInto(grad(x), conv3(g, { h: d.h, w: d.w, c: cout }, F, d.c)));
 }
 
-/** Feedback of a conv: y [h,w,cout] -> [h,w,cin] (transposed conv, same W). */
-function convTOp(t: Tape, y: Node, d: Dims, W: Float64Array, cin: number): Node {
-  return t.node(conv3T(y.v, d, W, cin), (g) => addInto(grad(y), conv3(g, { h: d.h, w: d.w, c: cin }, W, d.c)));
+/** Feedback of a conv: y [h,w,cout] -> [h,w,cin], the transposed conv with the same W (= conv3 with F). */
+function convTOp(t: Tape, y: Node, d: Dims, W: Float64Array, F: Float64Array, cin: number): Node {
+  return t.node(conv3(y.v, d, F, cin), (g) => addInto(grad(y), conv3(g, { h: d.h, w: d.w, c: cin }, W, d.c)));
 }
 
 /** InsNorm per channel over H,W: y = x / s, s = sqrt(mean x^2 + 1e-8). dx = dy / s - x mean(dy x) / s^3. */
@@ -410,7 +416,8 @@ export class CNNF64 {
     this.convs = this.spec.convs.map((b, i) => {
       const prev = this.levels[i];
       this.levels.push(b.pool ? { h: prev.h / 2, w: prev.w / 2, c: b.channels } : { h: prev.h, w: prev.w, c: b.channels });
-      return { w: weights.get(`conv${i + 1}.conv.weight`)!, bias: weights.get(`ins${i + 1}_bias.bias`)!, cin: prev.c, cout: b.channels, pool: b.pool };
+      const w = weights.get(`conv${i + 1}.conv.weight`)!;
+      return { w, flip: flipFilter(w, prev.c, b.channels), bias: weights.get(`ins${i + 1}_bias.bias`)!, cin: prev.c, cout: b.channels, pool: b.pool };
     });
     const last = this.levels[this.levels.length - 1];
     const widths = [last.h * last.w * last.c, ...config.fc, config.numClasses];
@@ -464,9 +471,19 @@ export class CNNF64 {
   /**
    * Logits and input gradient of n examples. x: NHWC [n,H,W,C] float64 in [-1,1]. `head(lossLogits)`
    * returns dHead/dLossLogits [n*k]; `grad` is d(sum_i head_i)/dx. Mode 'first' takes the loss on the
-   * first pass (gradient through it only), 'e2e' on the readout (through every cycle).
+   * first pass (gradient through it only), 'e2e' on the readout (through every cycle). Every example
+   * keeps its tape until the head has been called (a few MB each for the Fashion-MNIST arch).
    */
   evaluate(x: Float64Array, n: number, mode: Float64GradientMode, readout: Readout, head: (lossLogits: Float64Array) => Float64Array): Float64Evaluation {
+    return this.run(x, n, mode, readout, head);
+  }
+
+  /** Inference only (no gradient, no head): the evaluation with `grad` empty. */
+  predict(x: Float64Array, n: number, readout: Readout = 'last'): Float64Evaluation {
+    return this.run(x, n, 'e2e', readout, null);
+  }
+
+  private run(x: Float64Array, n: number, mode: Float64GradientMode, readout: Readout, head: ((lossLogits: Float64Array) => Float64Array) | null): Float64Evaluation {
     const per = this.inputSize;
     const k = this.config.numClasses;
     if (!Number.isInteger(n) || n < 0 || x.length !== n * per) throw new Error(`CNNF64.evaluate: x has ${x.length} values, expected n * ${per} with n = ${n}`);
@@ -474,13 +491,16 @@ export class CNNF64 {
     if (readout !== 'last' && readout !== 'average') throw new Error(`CNNF64.evaluate: unknown readout ${String(readout)}`);
     const logits = new Float64Array(n * k);
     const lossLogits = new Float64Array(n * k);
+    const passes = Array.from({ length: this.config.cycles + 1 }, () => new Float64Array(n * k));
     const runs: Array<ExampleRun | null> = [];
     for (let e = 0; e < n; e++) {
       const run = this.runExample(x.subarray(e * per, (e + 1) * per), mode, readout);
       logits.set(run.readout.v, e * k);
       lossLogits.set(run.loss.v, e * k);
-      runs.push(run);
+      run.passes.forEach((p, c) => passes[c].set(p.v, e * k));
+      runs.push(head ? run : null);
     }
+    if (!head) return { logits, lossLogits, grad: new Float64Array(0), numClasses: k, passes };
     const dHead = head(lossLogits);
     if (dHead.length !== n * k) throw new Error(`CNNF64.evaluate: head returned ${dHead.length} values, expected ${n * k}`);
     const g = new Float64Array(n * per);
@@ -489,12 +509,7 @@ export class CNNF64 {
       g.set(run.tape.backward(run.loss, dHead.subarray(e * k, (e + 1) * k), run.input), e * per);
       runs[e] = null; // frees the tape
     }
-    return { logits, lossLogits, grad: g, numClasses: k };
-  }
-
-  /** Logits only (readout), n examples NHWC. */
-  predict(x: Float64Array, n: number, readout: Readout = 'last'): Float64Array {
-    return this.evaluate(x, n, 'e2e', readout, (z) => new Float64Array(z.length)).logits;
+    return { logits, lossLogits, grad: g, numClasses: k, passes };
   }
 
   private runExample(x: Float64Array, mode: Float64GradientMode, readout: Readout): ExampleRun {
@@ -528,7 +543,7 @@ export class CNNF64 {
       const cw = this.convs[k];
       const d = this.levels[k];
       const full: Dims = { h: d.h, w: d.w, c: cw.cout };
-      v = convOp(t, v, d, cw.w, cw.cout);
+      v = convOp(t, v, d, cw.w, cw.flip, cw.cout);
       v = insNormOp(t, v, full);
       v = biasOp(t, v, cw.bias);
       v = resReluForward(t, v, relus[k], r);
@@ -561,7 +576,7 @@ export class CNNF64 {
       v = insNormOp(t, v, this.levels[k + 1]);
       if (cw.pool) v = poolFeedback(t, v, full, pools[k]);
       v = resReluFeedback(t, v, relus[k]);
-      v = convTOp(t, v, full, cw.w, cw.cin);
+      v = convTOp(t, v, full, cw.w, cw.flip, cw.cin);
     }
     return v;
   }
