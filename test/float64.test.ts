@@ -120,6 +120,65 @@ describe('CNNF64 against the reference fixture (paper code, float64)', () => {
   });
 });
 
+/** AutoAttack's per-example losses on float64 logits [k] (autopgd_base.py: CE, dlr_loss, dlr_loss_targeted). */
+function attackLoss(loss: string, z: Float64Array, y: number, target: number): number {
+  const sorted = Array.from(z).sort((a, b) => b - a);
+  if (loss === 'ce') {
+    const m = sorted[0];
+    let s = 0;
+    for (const v of z) s += Math.exp(v - m);
+    return -(z[y] - m - Math.log(s));
+  }
+  if (loss === 'dlr') {
+    const top = Math.max(...z);
+    const other = z.indexOf(top) === y ? sorted[1] : sorted[0]; // the runner-up when y is the argmax
+    return -(z[y] - other) / (sorted[0] - sorted[2] + 1e-12);
+  }
+  return -(z[y] - z[target]) / (sorted[0] - 0.5 * (sorted[2] + sorted[3]) + 1e-12);
+}
+
+describe('CNNF64 on the AutoAttack APGD fixture (float64 AutoAttack on the same model)', () => {
+  const path = join(ROOT, 'fixtures', 'autoattack-apgd-ind2-c2.safetensors');
+  const T = readSafetensors(path).tensors;
+  const need = (k: string): NamedTensor => {
+    const t = T.get(k);
+    if (!t) throw new Error(`missing ${k}`);
+    return t;
+  };
+  const widths = inferPyTorchWidths(T, 'fmnist', 'param.', path);
+  const cfg = makeConfig({ arch: 'fmnist', fc: widths.fc, numClasses: widths.numClasses, ind: 2, cycles: 2, resParam: 0.1 });
+  const model = CNNF64.fromArrays(cfg, fromPyTorch(T, cfg, path, 'param.'));
+  const y = Array.from(need('input.y').data);
+  const n = y.length;
+
+  it('recomputes loss_best at x_best and the robust flags at x_best_adv for every loss and norm', () => {
+    let worst = 0;
+    let checked = 0;
+    for (const norm of ['Linf', 'L2']) {
+      const target = Array.from(need(`input.apgd.${norm}.target`).data);
+      for (const loss of ['ce', 'dlr', 'dlr-targeted']) {
+        const p = `attack.apgd.${loss}.${norm}`;
+        const best = model.predict(nhwc(need(`${p}.x_best`)), n, 'last').logits;
+        const adv = model.predict(nhwc(need(`${p}.x_best_adv`)), n, 'last').logits;
+        const ref = need(`${p}.loss_best`).data;
+        const robust = need(`${p}.robust`).data;
+        const scale = Math.max(...Array.from(ref, Math.abs));
+        for (let i = 0; i < n; i++) {
+          const z = best.subarray(i * 10, (i + 1) * 10);
+          const err = Math.abs(attackLoss(loss, z, y[i], target[i]) - ref[i]) / scale;
+          expect(err, `${p} example ${i}`).toBeLessThan(1e-5);
+          worst = Math.max(worst, err);
+          const za = Array.from(adv.subarray(i * 10, (i + 1) * 10));
+          expect(za.indexOf(Math.max(...za)) === y[i] ? 1 : 0, `${p}.robust example ${i}`).toBe(robust[i]);
+          checked++;
+        }
+      }
+    }
+    expect(checked).toBe(24);
+    console.log(`APGD fixture: loss_best recomputed at x_best (float32-stored points), worst error ${worst.toExponential(2)} of max |loss_best|`);
+  });
+});
+
 describe('CNNF64 against the tfjs model (wasm, float32)', () => {
   beforeAll(wasm);
 
