@@ -4,3 +4,4 @@ export * from './arch.js';
 export * from './cnnf.js';
 export * from './loss.js';
 export * from './foreign.js';
+export * from './float64.js';
