@@ -157,9 +157,18 @@ function replaceWhere(flags: ArrayLike<number>, base: tf.Tensor4D, by: tf.Tensor
   return tf.tidy(() => tf.where(tf.broadcastTo(exampleMask(flags), base.shape), by, base) as tf.Tensor4D);
 }
 
-/** AutoAttack's `normalize` for L2: v / (||v||_2 + 1e-12) per example. */
-function normalizeL2(v: tf.Tensor): tf.Tensor {
-  return tf.div(v, tf.add(l2Norm(v), 1e-12));
+/**
+ * AutoAttack's additive constant in `normalize` (v / (||v||_2 + 1e-12)), which it applies in [0, 1]
+ * pixel units. Here points and displacements are in [-1, 1] units (twice as long) and input gradients
+ * half as large, so the same computation adds 2e-12 to the norm of a displacement and 0.5e-12 to the
+ * norm of a gradient. It matters where gradients are ~1e-12 (DLR when the true class ranks third, a
+ * saturated softmax): AutoAttack's step is then shorter than its step size.
+ */
+export const APGD_NORMALIZE_EPS = { displacement: 2e-12, gradient: 0.5e-12 } as const;
+
+/** AutoAttack's `normalize` for L2, per example: v / (||v||_2 + c), c from APGD_NORMALIZE_EPS. */
+function normalizeL2(v: tf.Tensor, c: number): tf.Tensor {
+  return tf.div(v, tf.add(l2Norm(v), c));
 }
 
 /** Per-example L2 norm, shaped [n, 1, 1, 1]. */
@@ -171,7 +180,7 @@ function l2Norm(v: tf.Tensor): tf.Tensor {
 function projectL2(x: tf.Tensor4D, p: tf.Tensor, eps: number): tf.Tensor4D {
   return tf.tidy(() => {
     const d = tf.sub(p, x);
-    return tf.clipByValue(tf.add(x, tf.mul(normalizeL2(d), tf.minimum(l2Norm(d), eps))), INPUT_MIN, INPUT_MAX) as tf.Tensor4D;
+    return tf.clipByValue(tf.add(x, tf.mul(normalizeL2(d, APGD_NORMALIZE_EPS.displacement), tf.minimum(l2Norm(d), eps))), INPUT_MIN, INPUT_MAX) as tf.Tensor4D;
   });
 }
 
@@ -322,7 +331,7 @@ function tfOps(v: Victim, x: tf.Tensor4D, y: tf.Tensor1D, opts: APGDSingleRunOpt
         const x1 = projectLinfBall(x, tf.add(xAdv, tf.mul(step, sign(grad))), eps);
         return projectLinfBall(x, tf.add(tf.add(xAdv, tf.mul(tf.sub(x1, xAdv), a)), tf.mul(grad2, 1 - a)), eps);
       }
-      const x1 = projectL2(x, tf.add(xAdv, tf.mul(step, normalizeL2(grad))), eps);
+      const x1 = projectL2(x, tf.add(xAdv, tf.mul(step, normalizeL2(grad, APGD_NORMALIZE_EPS.gradient))), eps);
       return projectL2(x, tf.add(tf.add(xAdv, tf.mul(tf.sub(x1, xAdv), a)), tf.mul(grad2, 1 - a)), eps);
     }),
     select: replaceWhere,
@@ -381,7 +390,7 @@ export function float64Ops(
       const norm2 = l2(d, e);
       const length = Math.min(eps, norm2);
       // AutoAttack's order: x + normalize(d) * min(eps, ||d||)
-      for (let j = e * per; j < (e + 1) * per; j++) p[j] = clip(x[j] + (d[j] / (norm2 + 1e-12)) * length);
+      for (let j = e * per; j < (e + 1) * per; j++) p[j] = clip(x[j] + (d[j] / (norm2 + APGD_NORMALIZE_EPS.displacement)) * length);
     }
   };
   const projectLinfIn = (p: Float64Array) => {
@@ -396,7 +405,7 @@ export function float64Ops(
         projectLinfIn(x1);
       } else {
         for (let e = 0; e < n; e++) {
-          const g = l2(grad, e) + 1e-12;
+          const g = l2(grad, e) + APGD_NORMALIZE_EPS.gradient;
           for (let j = e * per; j < (e + 1) * per; j++) x1[j] = xAdv[j] + stepSize[e] * (grad[j] / g);
         }
         projectL2In(x1);
@@ -496,10 +505,11 @@ export class APGD implements Attack {
       if (this.norm === 'linf') {
         const t = tf.randomUniform(x.shape, -1, 1, 'float32', seed);
         const m = tf.max(tf.abs(t), [1, 2, 3], true);
+        // t is unit-free (not a point or a gradient): AutoAttack's 1e-12 as it is
         return tf.clipByValue(tf.add(x, tf.mul(tf.div(t, tf.add(m, 1e-12)), eps)), INPUT_MIN, INPUT_MAX) as tf.Tensor4D;
       }
       const t = tf.randomNormal(x.shape, 0, 1, 'float32', seed);
-      return tf.clipByValue(tf.add(x, tf.mul(normalizeL2(t), eps)), INPUT_MIN, INPUT_MAX) as tf.Tensor4D;
+      return tf.clipByValue(tf.add(x, tf.mul(normalizeL2(t, 1e-12), eps)), INPUT_MIN, INPUT_MAX) as tf.Tensor4D;
     });
   }
 

@@ -4,13 +4,14 @@
  * recomputes every other tensor (eval.*, grad.*, attack.*, train.*).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { apgdSingleRun, FGSM, PGD, type APGDLoss, type APGDNorm, type APGDSingleRunResult, type GradientMode, type Victim } from '../attacks/index.js';
+import { apgdControl, apgdSingleRun, float64Ops, FGSM, lossAndLogitGrad64, PGD, type APGDLoss, type APGDNorm, type APGDSingleRunResult, type GradientMode, type Victim } from '../attacks/index.js';
 import type { Readout } from '../models/cnnf.js';
 import { UsageError } from '../errors.js';
 import { fromPyTorch, inferPyTorchWidths, nchwToNhwc, nhwcToNchw, toPyTorch } from '../io/pytorch.js';
 import { readSafetensors, type NamedTensor } from '../io/safetensors.js';
 import { getArch, makeConfig } from '../models/arch.js';
 import { CNNF, readoutOf } from '../models/cnnf.js';
+import { CNNF64 } from '../models/float64.js';
 import type { MaskRule } from '../nn/state.js';
 import { crossEntropy, pairLoss } from '../models/loss.js';
 
@@ -385,6 +386,7 @@ function apgdRows(
     if (!t) throw new UsageError(`${path}: missing tensor ${k}`);
     return t;
   };
+  let model64: CNNF64 | undefined;
   for (const c of cases) {
     const eps = metaNumber(meta, `apgd_eps_${c.key.toLowerCase()}`, path);
     const initKey = `input.apgd.${c.key}.init`;
@@ -446,5 +448,80 @@ function apgdRows(
     for (const r of outs) tf.dispose([r.xBest, r.xBestAdv, r.lossBest, r.robust]);
     tf.dispose(values);
     done.add(targetKey);
+
+    // the same algorithm (apgdControl) with the model evaluated in float64, AutoAttack's precision:
+    // checks the algorithm without float32's rounding (DLR trajectories are ill-conditioned, see apgdFloat64)
+    const r64 = apgdFloat64(model64 ??= CNNF64.fromModel(model), {
+      x: Float64Array.from(x.dataSync()), n, labels: Array.from(y.dataSync()), init: Float64Array.from(init.dataSync()),
+      targets: targets ? Array.from(targets.dataSync()) : undefined, loss: c.loss, norm: c.norm, eps, iterations, rho,
+      mode: mode as GradientMode, readout: readout as Readout,
+    });
+    const outs64 = [r64.xBest, r64.xBestAdv, r64.lossBest, Float64Array.from(r64.robust)];
+    APGD_OUTPUTS.forEach((o, j) => {
+      const name = `${prefix}.${o}`;
+      const ref = need(name);
+      const ours = Float32Array.from(outs64[j]);
+      const data = ref.shape.length === 4 ? nhwcToNchw({ shape: init.shape, data: ours }).data : ours;
+      const { rel, abs } = relativeError(data, ref.data);
+      rows.push({ name: `${FLOAT64_PREFIX}${name}`, shape: ref.shape, relError: rel, maxAbsError: abs, pass: rel <= tolerance });
+    });
+    rows[rows.length - 4].note = 'APGD algorithm on the model evaluated in float64 (src/models/float64.ts)';
+    init.dispose();
+    targets?.dispose();
   }
+}
+
+/** Row-name prefix of the rows recomputed with the model in float64 (APGD fixtures). */
+export const FLOAT64_PREFIX = 'float64:';
+
+export interface APGDFloat64Input {
+  /** NHWC images, float64. */
+  x: Float64Array;
+  n: number;
+  labels: number[];
+  /** Start point, NHWC. */
+  init: Float64Array;
+  targets?: number[];
+  loss: APGDLoss;
+  norm: APGDNorm;
+  eps: number;
+  iterations: number;
+  rho: number;
+  mode: GradientMode;
+  readout: Readout;
+}
+
+/**
+ * One APGD run (AutoAttack's attack_single_run from a given start point) with every model evaluation in
+ * float64 (CNNF64): the same `apgdControl` as the attacks, on `float64Ops`. This checks the algorithm
+ * at the reference's precision: float32 gradients (rel. error ~1e-6) move DLR trajectories, whose
+ * denominator z_pi1 - z_pi3 gets small along the attack, by far more than 1e-5.
+ */
+export function apgdFloat64(model: CNNF64, a: APGDFloat64Input): { xBest: Float64Array; xBestAdv: Float64Array; lossBest: Float64Array; robust: Uint8Array } {
+  const { n } = a;
+  const per = a.x.length / n;
+  const evaluate = (p: Float64Array) => {
+    const lossData = new Float64Array(n);
+    let k = 0;
+    const ev = model.evaluate(p, n, a.mode, a.readout, (z) => {
+      k = z.length / n;
+      const dz = new Float64Array(z.length);
+      for (let i = 0; i < n; i++) {
+        const r = lossAndLogitGrad64(a.loss, z.subarray(i * k, (i + 1) * k), a.labels[i], a.targets ? a.targets[i] : -1);
+        lossData[i] = r.loss;
+        dz.set(r.grad, i * k);
+      }
+      return dz;
+    });
+    const correct = new Uint8Array(n);
+    const logits = ev.logits;
+    for (let i = 0; i < n; i++) {
+      let m = 0;
+      for (let j = 1; j < ev.numClasses; j++) if (logits[i * ev.numClasses + j] > logits[i * ev.numClasses + m]) m = j;
+      correct[i] = m === a.labels[i] ? 1 : 0;
+    }
+    return { loss: lossData, grad: ev.grad, correct };
+  };
+  const start = a.init.map((v) => Math.min(Math.max(v, -1), 1));
+  return apgdControl(float64Ops({ n, per }, a.x, a.eps, a.norm, evaluate), n, start, a.eps, a.iterations, a.rho);
 }

@@ -1,6 +1,6 @@
 /** `cnnf conformance FIXTURE...`: recompute every golden tensor of reference fixtures and compare. */
 import type { Command } from 'commander';
-import { CONFORMANCE_TOLERANCE, runConformance, type ConformanceReport } from '../../eval/conformance.js';
+import { CONFORMANCE_TOLERANCE, FLOAT64_PREFIX, runConformance, type ConformanceReport } from '../../eval/conformance.js';
 import { addBackendOption, initBackend } from '../common.js';
 import { parseNumber } from '../options.js';
 import { makeTable } from '../table.js';
@@ -29,7 +29,11 @@ export function register(program: Command): void {
         }
         process.stdout.write(`${r.fixture} (backend ${backend.name}, ind ${r.config.ind}, cycles ${r.config.cycles}, res_param ${r.config.res_param})\n${table.toString()}\n`);
         const worst = Math.max(...r.rows.map((x) => (Number.isNaN(x.relError) ? Infinity : x.relError)));
-        process.stdout.write(`${r.pass ? 'PASS' : 'FAIL'}: ${r.rows.filter((x) => x.pass).length}/${r.rows.length} tensors within ${tolerance}; worst ${worst.toExponential(2)}\n`);
+        const f64 = r.rows.filter((x) => x.name.startsWith(FLOAT64_PREFIX));
+        const own = r.rows.filter((x) => !x.name.startsWith(FLOAT64_PREFIX));
+        const count = (rows: typeof r.rows) => `${rows.filter((x) => x.pass).length}/${rows.length}`;
+        const extra = f64.length > 0 ? ` (backend ${backend.name}: ${count(own)}; ${FLOAT64_PREFIX} rows, the model evaluated in float64: ${count(f64)})` : '';
+        process.stdout.write(`${r.pass ? 'PASS' : 'FAIL'}: ${count(r.rows)} tensors within ${tolerance}${extra}; worst ${worst.toExponential(2)}\n`);
       }
     }
     process.exitCode = reports.every((r) => r.pass) ? 0 : 1;
