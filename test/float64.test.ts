@@ -7,29 +7,21 @@ import { makeConfig } from '../src/models/arch.js';
 import { CNNF, type Readout } from '../src/models/cnnf.js';
 import { CNNF64, crossEntropyHead } from '../src/models/float64.js';
 import { crossEntropy } from '../src/models/loss.js';
+import { relativeError } from '../src/eval/conformance.js';
 import { mulberry32 } from '../src/data/rng.js';
 import { ROOT } from './helpers/cli.js';
 import { tf, wasm } from './helpers/tf.js';
 
-/** max |ours - ref| / max |ref| */
+/** max |ours - ref| / max |ref| (conformance's measure), for arrays of the same length */
 function relError(ours: ArrayLike<number>, ref: ArrayLike<number>): number {
   expect(ours.length).toBe(ref.length);
-  let md = 0;
-  let mx = 0;
-  for (let i = 0; i < ref.length; i++) {
-    const d = Math.abs(ours[i] - ref[i]);
-    md = Number.isNaN(d) ? Infinity : Math.max(md, d);
-    mx = Math.max(mx, Math.abs(ref[i]));
-  }
-  return md / mx;
+  return relativeError(ours, ref).rel;
 }
 
-const nhwc = (t: NamedTensor): Float64Array => Float64Array.from(nchwToNhwc({ shape: t.shape, data: t.data }).data);
-
-describe('CNNF64 against the reference fixture (paper code, float64)', () => {
-  const path = join(ROOT, 'fixtures', 'cnnf-ind2-c2.safetensors');
-  const file = readSafetensors(path);
-  const T = file.tensors;
+/** A fixture's tensors and its ind-2, 2-cycle model (param.* weights) as CNNF64. */
+function fixtureModel(name: string) {
+  const path = join(ROOT, 'fixtures', name);
+  const T = readSafetensors(path).tensors;
   const need = (k: string): NamedTensor => {
     const t = T.get(k);
     if (!t) throw new Error(`missing ${k}`);
@@ -37,7 +29,13 @@ describe('CNNF64 against the reference fixture (paper code, float64)', () => {
   };
   const widths = inferPyTorchWidths(T, 'fmnist', 'param.', path);
   const cfg = makeConfig({ arch: 'fmnist', fc: widths.fc, numClasses: widths.numClasses, ind: 2, cycles: 2, resParam: 0.1 });
-  const model = CNNF64.fromArrays(cfg, fromPyTorch(T, cfg, path, 'param.'));
+  return { T, need, cfg, model: CNNF64.fromArrays(cfg, fromPyTorch(T, cfg, path, 'param.')) };
+}
+
+const nhwc = (t: NamedTensor): Float64Array => Float64Array.from(nchwToNhwc({ shape: t.shape, data: t.data }).data);
+
+describe('CNNF64 against the reference fixture (paper code, float64)', () => {
+  const { need, cfg, model } = fixtureModel('cnnf-ind2-c2.safetensors');
   const x = nhwc(need('input.x'));
   const y = Array.from(need('input.y').data);
   const n = y.length;
@@ -173,16 +171,7 @@ describe('CNNF64 against the float64 PyTorch-port fixtures (ind 1 and ind 0)', (
 });
 
 describe('CNNF64 on the AutoAttack APGD fixture (float64 AutoAttack on the same model)', () => {
-  const path = join(ROOT, 'fixtures', 'autoattack-apgd-ind2-c2.safetensors');
-  const T = readSafetensors(path).tensors;
-  const need = (k: string): NamedTensor => {
-    const t = T.get(k);
-    if (!t) throw new Error(`missing ${k}`);
-    return t;
-  };
-  const widths = inferPyTorchWidths(T, 'fmnist', 'param.', path);
-  const cfg = makeConfig({ arch: 'fmnist', fc: widths.fc, numClasses: widths.numClasses, ind: 2, cycles: 2, resParam: 0.1 });
-  const model = CNNF64.fromArrays(cfg, fromPyTorch(T, cfg, path, 'param.'));
+  const { need, model } = fixtureModel('autoattack-apgd-ind2-c2.safetensors');
   const y = Array.from(need('input.y').data);
   const n = y.length;
 

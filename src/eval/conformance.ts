@@ -162,7 +162,7 @@ export function searchTies<T = tf.Tensor4D>(
   return { ...last!, runs };
 }
 
-export function relativeError(ours: Float32Array | number[], ref: Float32Array): { rel: number; abs: number } {
+export function relativeError(ours: ArrayLike<number>, ref: ArrayLike<number>): { rel: number; abs: number } {
   let md = 0;
   let mx = 0;
   for (let i = 0; i < ref.length; i++) {
