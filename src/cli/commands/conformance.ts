@@ -32,7 +32,7 @@ export function register(program: Command): void {
         const f64 = r.rows.filter((x) => x.name.startsWith(FLOAT64_PREFIX));
         const own = r.rows.filter((x) => !x.name.startsWith(FLOAT64_PREFIX));
         const count = (rows: typeof r.rows) => `${rows.filter((x) => x.pass).length}/${rows.length}`;
-        const extra = f64.length > 0 ? ` (backend ${backend.name}: ${count(own)}; ${FLOAT64_PREFIX} rows, the model evaluated in float64: ${count(f64)})` : '';
+        const extra = f64.length > 0 ? ` (backend ${backend.name}: ${count(own)}; model evaluated in float64, rows ${FLOAT64_PREFIX}*: ${count(f64)})` : '';
         process.stdout.write(`${r.pass ? 'PASS' : 'FAIL'}: ${count(r.rows)} tensors within ${tolerance}${extra}; worst ${worst.toExponential(2)}\n`);
       }
     }
