@@ -3,7 +3,7 @@
  * defaults and bounds come from the descriptors (the same for suite files and flags), and bad entries
  * are one-line UsageErrors naming the field.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -12,7 +12,8 @@ import { saveCheckpoint } from '../src/io/checkpoint.js';
 import { CNNF } from '../src/models/cnnf.js';
 import { allAttacks, attackMethods, buildAttack, paramIndex, parseSuite } from '../src/index.js';
 import { UsageError } from '../src/errors.js';
-import { cnnf, oneLineError, referenceModel } from './helpers/cli.js';
+import { loadSuite } from '../src/eval/suite.js';
+import { cnnf, oneLineError, referenceModel, ROOT } from './helpers/cli.js';
 
 const suite = (attacks: unknown[]) => parseSuite({ name: 't', attacks }, 's.json');
 const bad = (attacks: unknown[], re: RegExp): void => {
@@ -39,6 +40,27 @@ describe('attack registry', () => {
       expect(spec.modes).toEqual(d.kind === 'gradient' ? ['first', 'e2e'] : []);
       expect(spec.norm).toBe(d.norms.length ? d.norms[0] : null);
       for (const [k, p] of Object.entries(d.params)) if (p.default !== undefined) expect(spec.params[k]).toEqual(p.default);
+    }
+  });
+
+  it("a suite file's relative surrogate paths are relative to the suite's folder (the shipped full-fmnist suite names ../models/)", () => {
+    const full = loadSuite(join(ROOT, 'attacks', 'full-fmnist.json'));
+    expect(full.attacks.filter((a) => a.method === 'transfer').map((a) => a.params.surrogate)).toEqual(
+      ['reference-cnn-adv', 'reference-cnnf-adv'].map((m) => join(ROOT, 'models', `${m}.safetensors`)),
+    );
+    expect(full.attacks.map((a) => a.name)).toEqual(['pgd7', 'pgd40', 'apgd-dlr', 'autoattack', 'spsa', 'transfer-from-cnn-adv', 'transfer-from-cnnf-adv']);
+    const dir = mkdtempSync(join(tmpdir(), 'cnnf-suite-'));
+    try {
+      mkdirSync(join(dir, 'suites'));
+      const abs = join(dir, 'elsewhere.safetensors');
+      writeFileSync(join(dir, 'suites', 's.json'), JSON.stringify({ name: 's', attacks: [
+        { method: 'transfer', eps: [0.2], surrogate: 'm.safetensors' },
+        { method: 'transfer', name: 't2', eps: [0.2], surrogate: abs },
+      ] }));
+      const s = loadSuite(join(dir, 'suites', 's.json'));
+      expect(s.attacks.map((a) => a.params.surrogate)).toEqual([join(dir, 'suites', 'm.safetensors'), abs]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -4,7 +4,7 @@
  * defaults, bounds), the same schema the CLI flags use. A problem is a one-line UsageError naming the
  * file and the field.
  */
-import { basename } from 'node:path';
+import { basename, dirname, isAbsolute, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
 import { readJsonFile } from '../io/json.js';
 import { attackMethods, getAttack, parseAttackSpec, type Attack, type AttackSpec } from '../attacks/index.js';
@@ -72,9 +72,22 @@ export function parseSuite(data: unknown, source: string): Suite {
   return suite;
 }
 
-/** Reads and validates a suite file. */
+/**
+ * Reads and validates a suite file. A relative `surrogate` path (transfer attacks) is relative to the
+ * suite file's folder, so a suite can name checkpoints that ship next to it (attacks/ -> ../models/).
+ */
 export function loadSuite(path: string): Suite {
-  return parseSuite(readJsonFile(path, 'suite file'), path);
+  const data = readJsonFile(path, 'suite file');
+  const attacks = (data as { attacks?: unknown } | null)?.attacks;
+  if (Array.isArray(attacks)) {
+    for (const a of attacks) {
+      const entry = a as Record<string, unknown> | null;
+      if (typeof entry === 'object' && entry !== null && typeof entry.surrogate === 'string' && entry.surrogate !== '' && !isAbsolute(entry.surrogate)) {
+        entry.surrogate = resolve(dirname(path), entry.surrogate);
+      }
+    }
+  }
+  return parseSuite(data, path);
 }
 
 /** Builds the attack object a spec describes. */
