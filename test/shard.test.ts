@@ -5,18 +5,20 @@
  * with SIGKILL mid-run and run again with the same --state gives the uninterrupted run's results.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useBackend } from '../src/backend/index.js';
 import { loadDataset } from '../src/data/index.js';
 import {
-  evaluate, evaluateShard, mergeShards, parseSuite, planUnits, resolveShard, shardOf, makePlan,
+  evaluate, evaluateShard, mergeShards, parseSuite, planUnits, resolveShard, runIdOf, shardOf, makePlan,
   type EvalData, type EvalResults, type Suite,
 } from '../src/eval/index.js';
 import { loadCheckpoint, type LoadedCheckpoint } from '../src/io/checkpoint.js';
 import { UsageError } from '../src/errors.js';
+import { getAttack } from '../src/attacks/index.js';
+import { createHash } from 'node:crypto';
 import { cnnf as cli, oneLineError, ROOT } from './helpers/cli.js';
 
 let tmp: string;
@@ -63,6 +65,32 @@ beforeAll(async () => {
 afterAll(() => {
   for (const m of models ?? []) m.model.dispose();
   if (tmp) rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('run identity of transfer attacks', () => {
+  it('names a surrogate by its sha256, not its path: copies at two paths give one run id, another file another; a pinned hash must match', () => {
+    const a = join(tmp, 'machine-a');
+    const b = join(tmp, 'machine-b');
+    for (const dir of [a, b]) {
+      mkdirSync(dir, { recursive: true });
+      copyFileSync(CNN, join(dir, 'surrogate.safetensors'));
+    }
+    copyFileSync(CNNF, join(b, 'other.safetensors'));
+    const suiteWith = (surrogate: string, extra: Record<string, unknown> = {}) =>
+      parseSuite({ name: 't', attacks: [{ name: 'tr', method: 'transfer', eps: [0.2], surrogate, via: { method: 'fgsm' }, ...extra }] }, 't');
+    const id = (surrogate: string) => runIdOf(makePlan(models, data('first:10'), suiteWith(surrogate), { seed: 1, batchSize: 10, names: ['cnn', 'cnnf'] }));
+    const sha = createHash('sha256').update(readFileSync(CNN)).digest('hex');
+    expect(suiteWith(join(a, 'surrogate.safetensors')).attacks[0].params.surrogateSha256).toBe(sha);
+    expect(id(join(a, 'surrogate.safetensors'))).toBe(id(join(b, 'surrogate.safetensors')));
+    expect(id(join(b, 'other.safetensors'))).not.toBe(id(join(a, 'surrogate.safetensors')));
+    // a recorded hash that no longer matches the file (a changed surrogate, a resumed run): one line at prepare
+    const pinned = suiteWith(join(a, 'surrogate.safetensors'), { surrogateSha256: '0'.repeat(64) }).attacks[0];
+    expect(() => getAttack('transfer').prepare!(pinned, { numClasses: 10, shape: [28, 28, 1] })).toThrow(UsageError);
+    expect(() => getAttack('transfer').prepare!(pinned, { numClasses: 10, shape: [28, 28, 1] })).toThrow(/has sha256 [0-9a-f]{64}, the suite \(or the run being resumed\) says 0{64}/);
+    expect(() => suiteWith(join(a, 'surrogate.safetensors'), { surrogateSha256: 'xyz' })).toThrow(/surrogateSha256 must be 64 lowercase hex digits/);
+    // a plan read back where the file is missing (cnnf merge on another machine) keeps the recorded hash
+    expect(suiteWith(join(tmp, 'gone.safetensors'), { surrogateSha256: sha }).attacks[0].params.surrogateSha256).toBe(sha);
+  });
 });
 
 describe('--shard K/N and cnnf merge', () => {

@@ -5,9 +5,12 @@
  * The surrogate is loaded once per thread and cached by its resolved path.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { UsageError } from '../errors.js';
 import { loadCheckpoint, type LoadedCheckpoint } from '../io/checkpoint.js';
+import { INPUT_LIMITS, readInputFile } from '../io/files.js';
 import { getArch } from '../models/arch.js';
 import { checkEps, type Attack, type AttackKind, type GradientMode, type Norm, type Victim, attackContext, type AttackSeed } from './base.js';
 import { getAttack, type AttackDescriptor, type AttackSpec } from './registry.js';
@@ -24,6 +27,11 @@ export function surrogateCheckpoint(path: string): LoadedCheckpoint {
     surrogates.set(key, ck);
   }
   return ck;
+}
+
+/** sha256 of the surrogate file (a checked regular file of bounded size, else a one-line UsageError). */
+function sha256File(path: string): string {
+  return createHash('sha256').update(readInputFile(path, 'transfer surrogate', { maxBytes: INPUT_LIMITS.safetensors })).digest('hex');
 }
 
 /** Frees every cached surrogate. */
@@ -81,15 +89,27 @@ export const transferAttack: AttackDescriptor = {
     surrogate: { type: 'string', description: 'checkpoint the examples are crafted on' },
     via: { type: 'attack', default: 'pgd', description: 'white-box attack run on the surrogate: a method name, or in a suite an object {"method": "pgd", "steps": 40, ...}' },
     surrogateMode: { type: 'enum', values: ['first', 'e2e'], default: 'e2e', description: 'gradient path through a CNN-F surrogate' },
+    surrogateSha256: { type: 'string', description: "the surrogate file's sha256 (filled in from the file; when given, the file must match)" },
   },
   defaultName: (p) => `transfer-${typeof p.via === 'string' ? p.via : String((p.via as Record<string, unknown>).method ?? 'pgd')}`,
   validate: (spec, at) => {
     if (typeof spec.params.surrogate !== 'string') throw new UsageError(`${at}.surrogate is missing (the checkpoint to craft examples on)`);
     spec.params.surrogate = resolve(spec.params.surrogate);
+    const pinned = spec.params.surrogateSha256;
+    if (pinned !== undefined && (typeof pinned !== 'string' || !/^[0-9a-f]{64}$/.test(pinned))) {
+      throw new UsageError(`${at}.surrogateSha256 must be 64 lowercase hex digits, got ${JSON.stringify(pinned)}`);
+    }
+    // the run id names the surrogate by its content, not its path (shards of one run merge across
+    // machines); a plan read back without the file (cnnf merge) keeps the recorded hash
+    if (pinned === undefined && existsSync(spec.params.surrogate)) spec.params.surrogateSha256 = sha256File(spec.params.surrogate);
     innerSpec(spec, at);
   },
   prepare: (spec, data) => {
     const ck = surrogateCheckpoint(spec.params.surrogate as string);
+    const pinned = spec.params.surrogateSha256;
+    if (typeof pinned === 'string' && pinned !== ck.sha256) {
+      throw new UsageError(`transfer ${spec.name}: the surrogate ${spec.params.surrogate as string} has sha256 ${ck.sha256}, the suite (or the run being resumed) says ${pinned}`);
+    }
     if (ck.model.config.numClasses !== data.numClasses) {
       throw new UsageError(`transfer ${spec.name}: the surrogate ${spec.params.surrogate as string} has ${ck.model.config.numClasses} classes, the data ${data.numClasses}`);
     }

@@ -149,10 +149,15 @@ export function planToJson(plan: EvalPlan): Record<string, unknown> {
   return { ...plan, suite: suiteToJson(plan.suite) };
 }
 
-/** Identity of a run: a hash of everything that decides its results (not where the files are). */
+/**
+ * Identity of a run: a hash of everything that decides its results (not where the files are: models
+ * and transfer surrogates count by their sha256).
+ */
 export function runIdOf(plan: EvalPlan): string {
   const j = planToJson(plan);
   j.models = plan.models.map(({ path: _path, ...rest }) => rest);
+  const suite = j.suite as { attacks: Array<Record<string, unknown>> };
+  suite.attacks = suite.attacks.map(({ surrogate, ...rest }) => (rest.surrogateSha256 !== undefined ? rest : { surrogate, ...rest }));
   return createHash('sha256').update(JSON.stringify(j)).digest('hex');
 }
 
