@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useBackend } from '../src/backend/index.js';
 import { loadDataset } from '../src/data/index.js';
 import {
-  evaluate, evaluateShard, mergeShards, parseSuite, planUnits, resolveShard, runIdOf, shardOf, makePlan,
+  buildAttack, evaluate, evaluateShard, mergeShards, parseSuite, planUnits, resolveShard, runIdOf, shardOf, makePlan,
   type EvalData, type EvalResults, type Suite,
 } from '../src/eval/index.js';
 import { loadCheckpoint, type LoadedCheckpoint } from '../src/io/checkpoint.js';
@@ -81,6 +81,8 @@ describe('run identity of transfer attacks', () => {
     const id = (surrogate: string) => runIdOf(makePlan(models, data('first:10'), suiteWith(surrogate), { seed: 1, batchSize: 10, names: ['cnn', 'cnnf'] }));
     const sha = createHash('sha256').update(readFileSync(CNN)).digest('hex');
     expect(suiteWith(join(a, 'surrogate.safetensors')).attacks[0].params.surrogateSha256).toBe(sha);
+    // and the results' attack settings say which file it was
+    expect(buildAttack(suiteWith(join(a, 'surrogate.safetensors')).attacks[0]).settings()).toMatchObject({ surrogate: join(a, 'surrogate.safetensors'), surrogateSha256: sha });
     expect(id(join(a, 'surrogate.safetensors'))).toBe(id(join(b, 'surrogate.safetensors')));
     expect(id(join(b, 'other.safetensors'))).not.toBe(id(join(a, 'surrogate.safetensors')));
     // a recorded hash that no longer matches the file (a changed surrogate, a resumed run): one line at prepare

@@ -46,13 +46,18 @@ export class Transfer implements Attack {
   readonly targeted: boolean;
   readonly norm: Norm;
 
-  constructor(readonly name: string, readonly surrogatePath: string, readonly inner: Attack, readonly surrogateMode: GradientMode) {
+  constructor(readonly name: string, readonly surrogatePath: string, readonly inner: Attack, readonly surrogateMode: GradientMode, readonly surrogateSha256?: string) {
     this.targeted = inner.targeted;
     this.norm = inner.norm ?? 'linf';
   }
 
   settings(): Record<string, unknown> {
-    return { surrogate: this.surrogatePath, surrogateMode: this.surrogateMode, via: { method: this.inner.method, ...this.inner.settings() } };
+    return {
+      surrogate: this.surrogatePath,
+      ...(this.surrogateSha256 ? { surrogateSha256: this.surrogateSha256 } : {}),
+      surrogateMode: this.surrogateMode,
+      via: { method: this.inner.method, ...this.inner.settings() },
+    };
   }
 
   perturb(_v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): tf.Tensor4D {
@@ -119,5 +124,8 @@ export const transferAttack: AttackDescriptor = {
       throw new UsageError(`transfer ${spec.name}: the surrogate takes ${shape.join('x')} inputs, the data has ${data.shape.join('x')}`);
     }
   },
-  build: (spec) => new Transfer(spec.name, spec.params.surrogate as string, getAttack(innerSpec(spec, spec.name).method).build(innerSpec(spec, spec.name)), spec.params.surrogateMode as GradientMode),
+  build: (spec) => new Transfer(
+    spec.name, spec.params.surrogate as string, getAttack(innerSpec(spec, spec.name).method).build(innerSpec(spec, spec.name)),
+    spec.params.surrogateMode as GradientMode, spec.params.surrogateSha256 as string | undefined,
+  ),
 };
