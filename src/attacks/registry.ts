@@ -4,6 +4,7 @@
  * validator, report labels and `cnnf train --perturb` all derive from it. Adding an attack = one
  * file exporting a descriptor + one line in ATTACKS below.
  */
+import { resolve } from 'node:path';
 import { UsageError } from '../errors.js';
 import type { Attack, AttackKind, Norm, TargetPolicy } from './base.js';
 import { apgdAttack } from './apgd.js';
@@ -30,6 +31,11 @@ export interface AttackParamSpec {
   positive?: boolean;
   /** Enums: the allowed values. */
   values?: readonly string[];
+  /**
+   * Strings: the value names a file. A relative path resolves against the folder of the suite file
+   * that gives it (the working directory for flags and suites built in code); the spec holds it absolute.
+   */
+  path?: boolean;
 }
 
 /** Everything an attack needs to be built: the common fields and its own parameters. */
@@ -175,11 +181,12 @@ export function parseParamFlag(p: AttackParamSpec, raw: string, flag: string): P
 }
 
 /** Fills defaults and checks every given parameter; `at` prefixes error messages. */
-export function resolveParams(d: AttackDescriptor, given: Record<string, unknown>, at: string): Record<string, ParamValue> {
+export function resolveParams(d: AttackDescriptor, given: Record<string, unknown>, at: string, baseDir?: string): Record<string, ParamValue> {
   const out: Record<string, ParamValue> = {};
   for (const [k, p] of Object.entries(d.params)) {
     if (given[k] !== undefined) out[k] = checkParam(p, given[k], `${at}.${k}`);
     else if (p.default !== undefined) out[k] = p.default;
+    if (p.path && typeof out[k] === 'string') out[k] = baseDir === undefined ? resolve(out[k]) : resolve(baseDir, out[k]);
   }
   return out;
 }

@@ -19,9 +19,10 @@ const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object
  * Validates one attack entry (from a suite file or built from flags). `at` names it in errors
  * ("suite.json: attacks[2]"). `pixels` (values per image, h*w*c) bounds the L2 radius: default 28 x 28,
  * the Fashion-MNIST size; pass the data's size when it is known (every attack also checks its eps
- * against the actual images when it runs).
+ * against the actual images when it runs). `baseDir` is where relative file parameters (a transfer
+ * surrogate) resolve: a suite file's folder; the working directory by default.
  */
-export function parseAttackSpec(av: unknown, at: string, pixels = 784): AttackSpec {
+export function parseAttackSpec(av: unknown, at: string, pixels = 784, baseDir?: string): AttackSpec {
   const fail = (field: string, what: string): never => {
     throw new UsageError(`${at}${field ? `.${field}` : ''} ${what}`);
   };
@@ -85,7 +86,7 @@ export function parseAttackSpec(av: unknown, at: string, pixels = 784): AttackSp
     else if (typeof av.target === 'number' && Number.isInteger(av.target) && av.target >= 0 && av.target < 100_000) target = av.target;
     else fail('target', `must be "next", "random" or a class index, got ${JSON.stringify(av.target)}`);
   }
-  const params = resolveParams(d, av, at);
+  const params = resolveParams(d, av, at, baseDir);
   const name = av.name === undefined ? d.defaultName(params, targeted) + (norm === 'l2' ? '-l2' : '') : av.name;
   if (typeof name !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(name)) fail('name', `must be 1-64 letters, digits, "_", "." or "-", got ${JSON.stringify(name)}`);
   const spec: AttackSpec = { name: name as string, method: d.method, eps, modes: whiteBox ? modes : [], norm, targeted, target, params };

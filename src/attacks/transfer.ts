@@ -91,7 +91,7 @@ export const transferAttack: AttackDescriptor = {
   norms: ['linf', 'l2'],
   targetable: true,
   params: {
-    surrogate: { type: 'string', description: 'checkpoint the examples are crafted on' },
+    surrogate: { type: 'string', path: true, description: 'checkpoint the examples are crafted on' },
     via: { type: 'attack', default: 'pgd', description: 'white-box attack run on the surrogate: a method name, or in a suite an object {"method": "pgd", "steps": 40, ...}' },
     surrogateMode: { type: 'enum', values: ['first', 'e2e'], default: 'e2e', description: 'gradient path through a CNN-F surrogate' },
     surrogateSha256: { type: 'string', description: "the surrogate file's sha256 (filled in from the file; when given, the file must match)" },
@@ -99,7 +99,6 @@ export const transferAttack: AttackDescriptor = {
   defaultName: (p) => `transfer-${typeof p.via === 'string' ? p.via : String((p.via as Record<string, unknown>).method ?? 'pgd')}`,
   validate: (spec, at) => {
     if (typeof spec.params.surrogate !== 'string') throw new UsageError(`${at}.surrogate is missing (the checkpoint to craft examples on)`);
-    spec.params.surrogate = resolve(spec.params.surrogate);
     const pinned = spec.params.surrogateSha256;
     if (pinned !== undefined && (typeof pinned !== 'string' || !/^[0-9a-f]{64}$/.test(pinned))) {
       throw new UsageError(`${at}.surrogateSha256 must be 64 lowercase hex digits, got ${JSON.stringify(pinned)}`);

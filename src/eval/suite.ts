@@ -4,7 +4,7 @@
  * defaults, bounds), the same schema the CLI flags use. A problem is a one-line UsageError naming the
  * file and the field.
  */
-import { basename, dirname, isAbsolute, resolve } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { UsageError } from '../errors.js';
 import { readJsonFile } from '../io/json.js';
 import { attackMethods, getAttack, parseAttackSpec, type Attack, type AttackSpec } from '../attacks/index.js';
@@ -32,7 +32,7 @@ const MAX_ATTACKS = 256;
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Validates a parsed suite object. `source` names the file in error messages. */
-export function parseSuite(data: unknown, source: string): Suite {
+export function parseSuite(data: unknown, source: string, baseDir?: string): Suite {
   const fail = (field: string, what: string): never => {
     throw new UsageError(`${source}: ${field} ${what}`);
   };
@@ -55,7 +55,7 @@ export function parseSuite(data: unknown, source: string): Suite {
   if (list.length > MAX_ATTACKS) fail('attacks', `has ${list.length} entries (at most ${MAX_ATTACKS})`);
   const seen = new Set<string>();
   const attacks = list.map((av, i): AttackSpec => {
-    const spec = parseAttackSpec(av, `${source}: attacks[${i}]`);
+    const spec = parseAttackSpec(av, `${source}: attacks[${i}]`, undefined, baseDir);
     if (seen.has(spec.name)) fail(`attacks[${i}].name`, `duplicates another attack's name ${JSON.stringify(spec.name)}`);
     seen.add(spec.name);
     return spec;
@@ -73,21 +73,11 @@ export function parseSuite(data: unknown, source: string): Suite {
 }
 
 /**
- * Reads and validates a suite file. A relative `surrogate` path (transfer attacks) is relative to the
- * suite file's folder, so a suite can name checkpoints that ship next to it (attacks/ -> ../models/).
+ * Reads and validates a suite file. Relative file parameters (a transfer `surrogate`) are relative to
+ * the suite file's folder, so a suite can name checkpoints that ship next to it (attacks/ -> ../models/).
  */
 export function loadSuite(path: string): Suite {
-  const data = readJsonFile(path, 'suite file');
-  const attacks = (data as { attacks?: unknown } | null)?.attacks;
-  if (Array.isArray(attacks)) {
-    for (const a of attacks) {
-      const entry = a as Record<string, unknown> | null;
-      if (typeof entry === 'object' && entry !== null && typeof entry.surrogate === 'string' && entry.surrogate !== '' && !isAbsolute(entry.surrogate)) {
-        entry.surrogate = resolve(dirname(path), entry.surrogate);
-      }
-    }
-  }
-  return parseSuite(data, path);
+  return parseSuite(readJsonFile(path, 'suite file'), path, dirname(path));
 }
 
 /** Builds the attack object a spec describes. */
