@@ -25,14 +25,14 @@ describe('line progress (no TTY)', () => {
       p.update('CNN', done, 100, 'pgd7:first');
     }
     // at 15 s: 30 done at 2 units/s -> 70 left = 35 s
-    expect(f.lines).toEqual(['cnnf: eval CNN: 0/100 (0%), start\n', 'cnnf: eval CNN: 30/100 (30%), ETA 35 s, pgd7:first\n']);
+    expect(f.lines).toEqual(['cnnf: eval CNN: 0/100 (0%), start\n', 'cnnf: eval CNN: 30/100 (30%), 15 s elapsed, ETA 35 s, pgd7:first\n']);
     f.advance(14_999);
     p.update('CNN', 40, 100);
     expect(f.lines).toHaveLength(2);
     f.advance(1);
     p.update('CNN', 40, 100);
     // 40 units in 30 s -> 60 left / (4/3 per s) = 45 s
-    expect(f.lines[2]).toBe('cnnf: eval CNN: 40/100 (40%), ETA 45 s\n');
+    expect(f.lines[2]).toBe('cnnf: eval CNN: 40/100 (40%), 30 s elapsed, ETA 45 s\n');
   });
 
   it('a new stage prints a line at once, and its ETA counts from its own start', () => {
@@ -42,14 +42,14 @@ describe('line progress (no TTY)', () => {
     f.advance(60_000);
     p.update('CNN', 100, 200);
     p.update('CNN-F', 100, 200);
-    expect(f.lines.slice(1)).toEqual(['cnnf: eval CNN: 100/200 (50%), ETA 1 min 00 s\n', 'cnnf: eval CNN-F: 100/200 (50%)\n']);
+    expect(f.lines.slice(1)).toEqual(['cnnf: eval CNN: 100/200 (50%), 1 min 00 s elapsed, ETA 1 min 00 s\n', 'cnnf: eval CNN-F: 100/200 (50%)\n']);
     // CNN-F runs at 1 unit per 0.5 s: 20 units in 10 s -> 80 left = 40 s
     f.advance(10_000);
     p.update('CNN-F', 120, 200);
-    expect(f.lines[3]).toBe('cnnf: eval CNN-F: 120/200 (60%), ETA 40 s\n');
+    expect(f.lines[3]).toBe('cnnf: eval CNN-F: 120/200 (60%), 10 s elapsed, ETA 40 s\n');
     f.advance(10_000);
     p.update('CNN-F', 200, 200);
-    expect(f.lines[4]).toBe('cnnf: eval CNN-F: 200/200 (100%), done\n');
+    expect(f.lines[4]).toBe('cnnf: eval CNN-F: 200/200 (100%), 20 s elapsed, done\n');
   });
 
   it('after stop() the same stage name starts again (the next epoch of a grid cell)', () => {

@@ -31,7 +31,7 @@
 import type { AttackDescriptor } from './registry.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { UsageError } from '../errors.js';
-import { attackLogits, checkEps, INPUT_MAX, INPUT_MIN, predictLogits, type Attack, type AttackContext, type Victim, attackContext, type AttackSeed } from './base.js';
+import { attackLogits, checkEps, INPUT_MAX, INPUT_MIN, predictLogits, reportStep, type Attack, type AttackContext, type Victim, attackContext, type AttackSeed } from './base.js';
 import { isTargetedLoss, lossAndLogitGrad64 } from './losses.js';
 
 export type APGDNorm = 'linf' | 'l2';
@@ -77,6 +77,8 @@ export interface APGDSingleRunOptions {
   init: tf.Tensor4D;
   /** Target classes of the targeted losses. */
   targets?: tf.Tensor1D;
+  /** Called after each iteration (a sign of life; it changes nothing). */
+  onIteration?: (done: number) => void;
   /** Sign of a Linf step (default tf.sign); conformance checks pass a tie-aware one. */
   sign?: (g: tf.Tensor4D) => tf.Tensor;
 }
@@ -231,7 +233,7 @@ export interface APGDControlResult<T> {
  * AutoAttack's `attack_single_run` over `n` independent examples from `start` (already in the box and
  * the ball), on any vector representation. The caller owns the returned points.
  */
-export function apgdControl<T>(ops: APGDVectorOps<T>, n: number, start: T, eps: number, iterations: number, rho: number): APGDControlResult<T> {
+export function apgdControl<T>(ops: APGDVectorOps<T>, n: number, start: T, eps: number, iterations: number, rho: number, onIteration?: (done: number) => void): APGDControlResult<T> {
   const { first, min, decrement } = apgdScheduleParams(iterations);
   let xAdv = ops.clone(start);
   let xBest = ops.clone(xAdv);
@@ -310,6 +312,7 @@ export function apgdControl<T>(ops: APGDVectorOps<T>, n: number, start: T, eps: 
         k = Math.max(k - decrement, min);
         counter3 = 0;
       }
+      onIteration?.(i + 1);
     }
   } finally {
     ops.dispose([xAdv, xAdvOld, grad, gradBest]);
@@ -349,7 +352,7 @@ export function apgdSingleRun(v: Victim, x: tf.Tensor4D, y: tf.Tensor1D, opts: A
   const targets = isTargetedLoss(opts.loss) ? opts.targets : undefined;
   const start = tf.clipByValue(opts.init, INPUT_MIN, INPUT_MAX) as tf.Tensor4D;
   try {
-    const r = apgdControl(tfOps(v, x, y, opts, targets), x.shape[0], start, opts.eps, opts.iterations, opts.rho);
+    const r = apgdControl(tfOps(v, x, y, opts, targets), x.shape[0], start, opts.eps, opts.iterations, opts.rho, opts.onIteration);
     return { xBest: r.xBest, xBestAdv: r.xBestAdv, lossBest: tf.tensor1d(Float32Array.from(r.lossBest)), robust: tf.tensor1d(Array.from(r.robust)) };
   } finally {
     start.dispose();
@@ -556,7 +559,9 @@ export class APGD implements Attack {
         try {
           targets = this.targetedLoss ? APGD.targetsAt(v, xs, rank) : undefined;
           init = this.startPoint(xs, eps, ctx);
-          res = apgdSingleRun(v, xs, ysub, { eps, norm: this.norm, loss: this.loss, iterations: this.iterations, rho: this.rho, init, targets });
+          const phase = [this.targetedLoss ? `target ${rank - 1}/${ranks.length}` : '', this.restarts > 1 ? `restart ${r + 1}/${this.restarts}` : ''].filter((s) => s).join(' ');
+          const onIteration = ctx.onStep ? (done: number): void => reportStep(ctx, { phase, done, total: this.iterations, unit: 'iterations', active: todo.length }) : undefined;
+          res = apgdSingleRun(v, xs, ysub, { eps, norm: this.norm, loss: this.loss, iterations: this.iterations, rho: this.rho, init, targets, onIteration });
           const still = res.robust.dataSync();
           const found = res.xBestAdv.dataSync();
           todo.forEach((i, j) => {

@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { UsageError } from '../errors.js';
 import { APGD } from './apgd.js';
 import { FAB } from './fab.js';
-import { misclassified, checkEps, type Attack, type AttackKind, type GradientMode, type Norm, type Victim, attackContext, type AttackSeed } from './base.js';
+import { misclassified, checkEps, reportStep, withPhase, type Attack, type AttackKind, type GradientMode, type Norm, type Victim, attackContext, type AttackSeed } from './base.js';
 import type { AttackDescriptor } from './registry.js';
 import { SquareAttack } from './square.js';
 
@@ -136,7 +136,8 @@ export class AutoAttack implements StagedAttack {
         const suby = tf.tensor1d(Int32Array.from(idx, (i) => ys[i]), 'int32');
         // every stage starts from the clean input of its examples (out still holds it for unbroken ones)
         try {
-          const adv = this.attackFor(step.stage).perturb(victim, sub, suby, eps, ctx);
+          reportStep(ctx, { phase: step.label, done: si, total: plan.length, unit: 'stages', active: idx.length });
+          const adv = this.attackFor(step.stage).perturb(victim, sub, suby, eps, withPhase(ctx, `${step.label} (stage ${si + 1}/${plan.length}, ${idx.length} robust)`));
           const fooled = misclassified(v, adv, Int32Array.from(idx, (i) => ys[i]));
           const advData = adv.dataSync();
           adv.dispose();

@@ -138,6 +138,39 @@ export interface AttackContext {
   nextSeed: () => number;
   /** The true labels, for targeted attacks whose loss needs them (targeted DLR); `labels` are then the targets. */
   trueLabels?: tf.Tensor1D;
+  /**
+   * A sign of life from inside a long attack (each iteration, query or restart): called often, so a
+   * receiver throttles it. Never changes what the attack computes.
+   */
+  onStep?: (s: AttackStep) => void;
+}
+
+/** Where a running attack is: "APGD-T target 3/9", 40 of 100 iterations, 12 examples still robust. */
+export interface AttackStep {
+  phase: string;
+  done: number;
+  total: number;
+  unit: 'iterations' | 'queries' | 'steps' | 'stages';
+  /** Examples still being attacked (not yet broken), where the attack knows. */
+  active?: number;
+}
+
+/** Calls ctx.onStep when there is one (attacks call this in their loops). */
+export function reportStep(ctx: AttackContext | undefined, s: AttackStep): void {
+  ctx?.onStep?.(s);
+}
+
+/** "APGD-T target 3/9: 40/100 iterations, 12 robust" (what progress shows of a step). */
+export function describeStep(s: AttackStep): string {
+  const where = s.phase ? `${s.phase}: ` : '';
+  return `${where}${s.done}/${s.total} ${s.unit}${s.active !== undefined ? `, ${s.active} attacked` : ''}`;
+}
+
+/** A context whose steps carry `prefix` before their phase (an ensemble's stage); the same seed stream. */
+export function withPhase(ctx: AttackContext, prefix: string): AttackContext {
+  const on = ctx.onStep;
+  if (!on) return ctx;
+  return { ...ctx, onStep: (s) => on({ ...s, phase: s.phase ? `${prefix} ${s.phase}` : prefix }) };
 }
 
 /** What an attack needs from its inputs: gradients (white-box), only scores, or nothing (noise). */

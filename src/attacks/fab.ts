@@ -29,7 +29,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { UsageError } from '../errors.js';
-import { attackContext, attackLogits, checkEps, INPUT_MAX, INPUT_MIN, predictLogits, type Attack, type AttackKind, type AttackSeed, type Victim } from './base.js';
+import { attackContext, attackLogits, checkEps, INPUT_MAX, INPUT_MIN, predictLogits, reportStep, type Attack, type AttackKind, type AttackSeed, type Victim } from './base.js';
 import type { AttackDescriptor } from './registry.js';
 
 export type FABNorm = 'linf' | 'l2';
@@ -211,6 +211,8 @@ export interface FABSingleRunOptions {
   targets: ArrayLike<number>;
   /** Start point in [-1, 1] units (AutoAttack's random start for restarts > 0); default x. */
   init?: Float32Array;
+  /** Called after each iteration (a sign of life; it changes nothing). */
+  onIteration?: (done: number) => void;
 }
 
 export interface FABSingleRunResult {
@@ -343,6 +345,7 @@ export function fabSingleRun(v: Victim, x: tf.Tensor4D, y: ArrayLike<number>, op
       }
       for (let q = 0; q < dim; q++) x1[off + q] = x0[off + q] + (x1[off + q] - x0[off + q]) * beta;
     }
+    opts.onIteration?.(it + 1);
   }
   rows.forEach((i, j) => {
     if (!(res2[j] < 1e10)) return;
@@ -462,7 +465,9 @@ export class FAB implements Attack {
         try {
           const targets = FAB.targetsAt(v, xs, rank);
           const init = r > 0 ? FAB.randomStart(this.norm, xs, eps, ctx.nextSeed()) : undefined;
-          const res = fabSingleRun(v, xs, Int32Array.from(todo, (i) => ys[i]), { norm: this.norm, iterations: this.iterations, alphaMax: this.alphaMax, eta: this.eta, beta: this.beta, targets, init });
+          const phase = [`target ${rank - 1}/${this.nTargetClasses}`, this.restarts > 1 ? `restart ${r + 1}/${this.restarts}` : ''].filter((s) => s).join(' ');
+          const onIteration = ctx.onStep ? (done: number): void => reportStep(ctx, { phase, done, total: this.iterations, unit: 'iterations', active: todo.length }) : undefined;
+          const res = fabSingleRun(v, xs, Int32Array.from(todo, (i) => ys[i]), { norm: this.norm, iterations: this.iterations, alphaMax: this.alphaMax, eta: this.eta, beta: this.beta, targets, init, onIteration });
           // AutoAttack's check of the run's output: misclassified and within eps
           const outT = tf.tensor4d(res.adv, xs.shape);
           const p = predictions(v, outT);

@@ -6,7 +6,7 @@
  * that fools the model (targeted: hits its target), else the last one.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { predictLogits, type AttackContext, type Norm, type Victim } from './base.js';
+import { predictLogits, reportStep, type AttackContext, type Norm, type Victim } from './base.js';
 import { UsageError } from '../errors.js';
 import { BASE_LOSSES, GradientAttack, type BaseLoss, type GradientAttackOptions } from './gradient.js';
 import type { AttackDescriptor } from './registry.js';
@@ -75,6 +75,7 @@ export class PGD extends GradientAttack {
       });
       delta.dispose();
       delta = next;
+      reportStep(ctx, { phase: '', done: i + 1, total: this.steps, unit: 'steps' });
     }
     const adv = tf.add(x, delta) as tf.Tensor4D;
     delta.dispose();

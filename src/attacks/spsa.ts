@@ -28,7 +28,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { mulberry32, type Rng } from '../data/rng.js';
 import { UsageError } from '../errors.js';
-import { checkEps, INPUT_MAX, INPUT_MIN, predictLogits, type Attack, type Victim, attackContext, type AttackSeed } from './base.js';
+import { checkEps, INPUT_MAX, INPUT_MIN, predictLogits, reportStep, type Attack, type Victim, attackContext, type AttackSeed } from './base.js';
 import { verifyPerturbation } from './square.js';
 import type { AttackDescriptor } from './registry.js';
 
@@ -189,6 +189,7 @@ export class SPSA implements Attack {
         });
         const { margin } = this.evaluate(v, cur, act.length, shape, Int32Array.from(act, (e) => ys[e]));
         act = this.earlyStop ? act.filter((_, k) => !(margin[k] < 0)) : act;
+        reportStep(ctx, { phase: '', done: t, total: this.steps, unit: 'steps', active: act.length });
       }
       for (const e of active) for (let i = e * d; i < (e + 1) * d; i++) out[i] = clampBox(xs[i] + pert[i]);
     }

@@ -34,7 +34,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { mulberry32, type Rng } from '../data/rng.js';
 import { UsageError } from '../errors.js';
-import { misclassified, checkEps, INPUT_MAX, INPUT_MIN, predictLogits, type Attack, type Victim, attackContext, type AttackSeed } from './base.js';
+import { misclassified, checkEps, INPUT_MAX, INPUT_MIN, predictLogits, reportStep, type Attack, type Victim, attackContext, type AttackSeed } from './base.js';
 import type { AttackDescriptor } from './registry.js';
 
 export type SquareNorm = 'linf' | 'l2';
@@ -284,7 +284,9 @@ export class SquareAttack implements Attack {
           sx.set(xs.subarray(i * d, (i + 1) * d), k * d);
           sy[k] = ys[i];
         });
-        const single = this.singleRun(v, sx, sy, [h, w, c], eps, rng);
+        const phase = this.restarts > 1 ? `restart ${r + 1}/${this.restarts}` : '';
+        const onQuery = ctx.onStep ? (done: number, active: number): void => reportStep(ctx, { phase, done, total: this.queries, unit: 'queries', active }) : undefined;
+        const single = this.singleRun(v, sx, sy, [h, w, c], eps, rng, onQuery);
         const advT = tf.tensor4d(single.xBest, [idx.length, h, w, c]);
         const hit = misclassified(v, advT, sy);
         advT.dispose();
@@ -303,7 +305,7 @@ export class SquareAttack implements Attack {
   }
 
   /** AutoAttack's `attack_single_run` on the examples in `xs` (all classified correctly). */
-  private singleRun(v: Victim, xs: Float32Array, ys: Int32Array, shape: [number, number, number], eps: number, rng: Rng): { xBest: Float32Array; queries: Int32Array } {
+  private singleRun(v: Victim, xs: Float32Array, ys: Int32Array, shape: [number, number, number], eps: number, rng: Rng, onQuery?: (done: number, active: number) => void): { xBest: Float32Array; queries: Int32Array } {
     const [h, w, c] = shape;
     const d = h * w * c;
     const m = ys.length;
@@ -336,6 +338,7 @@ export class SquareAttack implements Attack {
       else this.l2Candidates(xs, xBest, xNew, act, shape, s, eps, rng);
       act.forEach((e, k) => (yAct[k] = ys[e]));
       const mg = margins(v, xNew, act.length, shape, yAct);
+      onQuery?.(it + 2, act.length);
       act.forEach((e, k) => {
         queries[e] += 1;
         // margin loss: loss == margin, so "loss improved or misclassified" is one test

@@ -17,6 +17,11 @@ export interface ProgressOptions {
   intervalMs?: number;
   /** Clock in milliseconds (tests pass a fake one). */
   now?: () => number;
+  /**
+   * Lines mode: while a stage runs, a line at least this often even when no update came (a sign of
+   * life through a long unit of work); default 60 s with the real clock, none with a fake one.
+   */
+  heartbeatMs?: number;
 }
 
 export type ProgressMode = 'bar' | 'lines' | 'off';
@@ -64,15 +69,38 @@ function lineProgress(opts: ProgressOptions, stream: { write(s: string): unknown
   let stageStart = 0;
   let stageDone0 = 0;
   let last = 0;
+  let lastArgs: { done: number; total: number; detail: string | undefined } | null = null;
+  let timer: ReturnType<typeof setInterval> | null = null;
+  const heartbeat = opts.heartbeatMs ?? (opts.now ? 0 : 60_000);
+  let lastDone = 0;
+  let lastDoneT = 0;
   const line = (done: number, total: number, detail: string | undefined, t: number): string => {
     const pct = total > 0 ? Math.floor((done / total) * 100) : 0;
     const rate = (done - stageDone0) / Math.max(1e-9, t - stageStart);
-    const eta = done >= total ? 'done' : rate > 0 ? `ETA ${formatDuration((total - done) / rate / 1000)}` : 'ETA ?';
-    return `cnnf: ${opts.label} ${stage}: ${done}/${total} (${pct}%), ${eta}${detail ? `, ${detail}` : ''}\n`;
+    // a unit running twice as long as the average so far makes the rate a guess: say so
+    const perUnit = done > stageDone0 ? (lastDoneT - stageStart) / (done - stageDone0) : Infinity;
+    const overdue = t - lastDoneT > 2 * perUnit;
+    const eta = done >= total ? 'done' : rate > 0 && !overdue ? `ETA ${formatDuration((total - done) / rate / 1000)}` : 'ETA ?';
+    return `cnnf: ${opts.label} ${stage}: ${done}/${total} (${pct}%), ${formatDuration((t - stageStart) / 1000)} elapsed, ${eta}${detail ? `, ${detail}` : ''}\n`;
+  };
+  const beat = (): void => {
+    const t = now();
+    if (stage === null || lastArgs === null || t - last < heartbeat) return;
+    last = t;
+    stream.write(line(lastArgs.done, lastArgs.total, lastArgs.detail, t));
   };
   return {
     update(name, done, total, detail) {
       const t = now();
+      lastArgs = { done, total, detail };
+      if (name !== stage || done !== lastDone) {
+        lastDone = done;
+        lastDoneT = t;
+      }
+      if (heartbeat > 0 && timer === null) {
+        timer = setInterval(beat, Math.min(heartbeat, 5_000));
+        timer.unref();
+      }
       if (name !== stage) {
         stage = name;
         stageStart = t;
@@ -88,6 +116,9 @@ function lineProgress(opts: ProgressOptions, stream: { write(s: string): unknown
     },
     stop() {
       stage = null;
+      lastArgs = null;
+      if (timer !== null) clearInterval(timer);
+      timer = null;
     },
   };
 }

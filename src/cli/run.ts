@@ -92,7 +92,7 @@ function commandLine(): string {
 /** Evaluation progress on stderr: a bar on a TTY, else a line per model and at most one per interval (see progress.ts). */
 export function evalProgress(label = 'eval'): { update: (p: EvalProgress) => void; stop: () => void } {
   const progress = createProgress({ label });
-  return { update: (p) => progress.update(p.model, p.done, p.total, p.stage), stop: () => progress.stop() };
+  return { update: (p) => progress.update(p.model, p.done, p.total, p.detail ?? p.stage), stop: () => progress.stop() };
 }
 
 const pct = (v: number): string => `${(v * 100).toFixed(1)}%`;

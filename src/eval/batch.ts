@@ -5,7 +5,7 @@
  * are the same whichever thread runs the batch, and in whichever order.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { chooseTargets, isStaged, predictLogits, verifyAdversarial, type Victim } from '../attacks/index.js';
+import { chooseTargets, describeStep, isStaged, predictLogits, verifyAdversarial, type AttackContext, type Victim } from '../attacks/index.js';
 import { deriveSeed, mulberry32 } from '../data/index.js';
 import { readoutOf, type CNNF, type Readout } from '../models/cnnf.js';
 import { isForeign, type ForeignClassifier } from '../models/foreign.js';
@@ -62,8 +62,15 @@ function seedSource(seed: number, stream: string): () => number {
   return () => Math.floor(rng() * 2 ** 31);
 }
 
-/** Runs a batch; `onPoint` is called after the clean pass ("clean") and after each attack point ("ATTACK[:MODE]"). */
-export async function evalBatch(model: CNNF | ForeignClassifier, task: BatchTask, onPoint?: (stage: string) => void): Promise<BatchOutcome> {
+/** Least milliseconds between two step reports of one batch (what progress shows from inside an attack). */
+export const STEP_REPORT_MS = 2000;
+
+/**
+ * Runs a batch; `onPoint` is called after the clean pass ("clean") and after each attack point
+ * ("ATTACK[:MODE]"); `onStep`, at most every STEP_REPORT_MS, with where a long attack is
+ * ("ATTACK[:MODE] eps E, APGD-T target 3/9: 40/100 iterations, 12 attacked").
+ */
+export async function evalBatch(model: CNNF | ForeignClassifier, task: BatchTask, onPoint?: (stage: string) => void, onStep?: (detail: string) => void): Promise<BatchOutcome> {
   const n = task.labels.length;
   const { start, cycles, readout } = task;
   const victims: Record<AttackMode, Victim> = {
@@ -109,7 +116,18 @@ export async function evalBatch(model: CNNF | ForeignClassifier, task: BatchTask
           const nextSeed = seedSource(task.seed, `${spec.name}|${job.mode ?? 'noise'}|${eps}|${start}`);
           let brokenBy: Int32Array | null = null;
           const [xAdv, pred] = tf.tidy(() => {
-            const ctx = { nextSeed, trueLabels: y };
+            const label = `${spec.name}${job.mode ? `:${job.mode}` : ''} eps ${String(Number(eps.toPrecision(6)))}`;
+            let lastStep = performance.now();
+            const ctx: AttackContext = {
+              nextSeed,
+              trueLabels: y,
+              onStep: onStep && ((s) => {
+                const t = performance.now();
+                if (t - lastStep < STEP_REPORT_MS) return;
+                lastStep = t;
+                onStep(`${label}, ${describeStep(s)}`);
+              }),
+            };
             let adv: tf.Tensor4D;
             if (isStaged(attack)) {
               const r = attack.runStaged(victim, x, labels, eps, ctx);

@@ -59,6 +59,8 @@ export interface EvalProgress {
   /** Work units done / total over the whole evaluation (one unit = one batch at one attack point). */
   done: number;
   total: number;
+  /** Where a long unit is, from inside its attack ("pgd:e2e eps 0.1, 3/7 steps"); stage is then "step". */
+  detail?: string;
 }
 
 export interface EvaluateOptions {
@@ -365,6 +367,7 @@ export async function runUnits(plan: EvalPlan, units: PlanUnit[], ctx: RunContex
       done++;
       ctx.onProgress?.({ model: name, stage, done, total });
     };
+    const onStep = (detail: string): void => ctx.onProgress?.({ model: name, stage: 'step', done, total, detail });
     const finish = (u: PlanUnit, outcome: BatchOutcome): void => {
       const r: UnitRecord = { id: u.id, kind: u.kind as 'clean' | 'attack', outcome };
       ctx.onRecord?.(r);
@@ -387,13 +390,13 @@ export async function runUnits(plan: EvalPlan, units: PlanUnit[], ctx: RunContex
       try {
         await Promise.all([
           ...probes.map(async (u) => finishProbe(u, await runEvalProbe(pool, model, probeTask(plan, mi, ctx.split)))),
-          ...batches.map(async (u) => finish(u, await runEvalBatch(pool, model, unitTask(plan, u, ctx.split, dumpCands), onPoint))),
+          ...batches.map(async (u) => finish(u, await runEvalBatch(pool, model, unitTask(plan, u, ctx.split, dumpCands), onPoint, onStep))),
         ]);
       } finally {
         await pool.dropModel(model);
       }
     } else {
-      for (const u of batches) finish(u, await evalBatch(ck.model, unitTask(plan, u, ctx.split, dumpCands), onPoint));
+      for (const u of batches) finish(u, await evalBatch(ck.model, unitTask(plan, u, ctx.split, dumpCands), onPoint, onStep));
       for (const u of probes) finishProbe(u, await probeChecks({ ...probeTask(plan, mi, ctx.split), model: ck.model }));
     }
   }
