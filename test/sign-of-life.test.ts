@@ -11,7 +11,7 @@ import { APGD, AutoAttack, FAB, PGD, SPSA, SquareAttack, type AttackContext, typ
 import { IMAGE_PIXELS, loadDataset } from '../src/data/index.js';
 import { loadCheckpoint, type LoadedCheckpoint } from '../src/io/checkpoint.js';
 import { createProgress } from '../src/cli/progress.js';
-import { referenceModel } from './helpers/cli.js';
+import { cnnf, referenceModel } from './helpers/cli.js';
 
 let ck: LoadedCheckpoint;
 let x: tf.Tensor4D;
@@ -119,5 +119,19 @@ describe('line progress heartbeat', () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+});
+
+describe('cnnf attack --quiet', () => {
+  it('prints no progress lines, only the results', async () => {
+    const args = ['attack', '--model', referenceModel('cnn-adv'), '--method', 'fgsm', '--eps', '0.1', '--test-subset', 'first:8', '--workers', '1'];
+    const env = { CNNF_PROGRESS: 'lines' };
+    const loud = await cnnf(args, { env });
+    const quiet = await cnnf([...args, '--quiet'], { env });
+    expect(loud.code).toBe(0);
+    expect(quiet.code).toBe(0);
+    expect(loud.stderr).toMatch(/cnnf: attack reference-cnn-adv: \d+\/\d+/);
+    expect(quiet.stderr).not.toMatch(/cnnf: attack reference-cnn-adv: /);
+    expect(quiet.stdout).toBe(loud.stdout);
   });
 });

@@ -90,8 +90,8 @@ function commandLine(): string {
 }
 
 /** Evaluation progress on stderr: a bar on a TTY, else a line per model and at most one per interval (see progress.ts). */
-export function evalProgress(label = 'eval'): { update: (p: EvalProgress) => void; stop: () => void } {
-  const progress = createProgress({ label });
+export function evalProgress(label = 'eval', quiet = false): { update: (p: EvalProgress) => void; stop: () => void } {
+  const progress = createProgress({ label, ...(quiet ? { mode: 'off' as const } : {}) });
   return { update: (p) => progress.update(p.model, p.done, p.total, p.detail ?? p.stage), stop: () => progress.stop() };
 }
 
@@ -291,7 +291,7 @@ export async function runEvalCommand(flags: Flags): Promise<void> {
     backendNotice(backend); // after every input check: a bad input is exactly one stderr line
     if (shard) process.stderr.write(`cnnf: shard ${shard.index}/${shard.count} (from ${shard.source})\n`);
     const pool = await started();
-    const bar = evalProgress();
+    const bar = evalProgress('eval', flags.quiet === true);
     const opts = {
       seed: run.seed,
       batchSize: run.batchSize,
@@ -377,7 +377,7 @@ export async function runAttackCommand(flags: Flags): Promise<void> {
     const data = await loadData(flags, [model]);
     backendNotice(backend);
     const pool = await started();
-    const bar = evalProgress('attack');
+    const bar = evalProgress('attack', flags.quiet === true);
     try {
       return await evaluate([model], data, suite, {
         seed: run.seed,
