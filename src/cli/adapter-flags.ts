@@ -22,14 +22,14 @@ export function addAdapterOptions(cmd: Command): Command {
     .option('--input-range <r>', `foreign models: pixel range the model expects, ${INPUT_RANGES.join(' | ')} (default 0,1 or model.cnnf.json); attacks stay in cnnf's [-1, 1]`)
     .option('--mean <list>', 'foreign models: per-channel mean subtracted after scaling to --input-range (one value or one per channel)')
     .option('--std <list>', 'foreign models: per-channel std divided by after the mean')
-    .option('--layout <l>', 'foreign models: input layout NHWC | NCHW (default NHWC)')
+    .option('--layout <l>', 'foreign models: input layout NHWC | NCHW (default NHWC for TF.js, NCHW for ONNX)')
     .option('--logits', 'foreign models: the model outputs logits (default)')
     .option('--probabilities', 'foreign models: the model outputs probabilities (their log is used as logits)')
-    .option('--format <kind>', 'model file kind: auto (from the content: a TF.js model.json or folder, else a cnnf checkpoint), cnnf, tfjs', 'auto');
+    .option('--format <kind>', 'model file kind: auto (a .onnx file is ONNX; a TF.js model.json or folder by content; else a cnnf checkpoint), cnnf, tfjs, onnx', 'auto');
 }
 
-export type ModelFormat = 'auto' | 'cnnf' | 'tfjs';
-export const MODEL_FORMATS: readonly ModelFormat[] = ['auto', 'cnnf', 'tfjs'];
+export type ModelFormat = 'auto' | 'cnnf' | 'tfjs' | 'onnx';
+export const MODEL_FORMATS: readonly ModelFormat[] = ['auto', 'cnnf', 'tfjs', 'onnx'];
 
 /** --format, checked (default auto). */
 export function modelFormatFromFlags(f: { format?: unknown }): ModelFormat {

@@ -20,6 +20,7 @@ import { attackMethods, flagName, getAttack, hasAttack, paramIndex, type TargetP
 import type { Readout } from '../models/cnnf.js';
 import { defaultModelName, evaluate, evaluateShard, modelInputShape, type EvalData, type EvalModel, type EvalProgress } from '../eval/evaluate.js';
 import { buildTfjsModel, isTfjsModelPath, readTfjsModelFile, type TfjsModelFile } from '../io/tfjs.js';
+import { buildOnnxModel, isOnnxModelPath, readOnnxModelFile, type OnnxModelFile } from '../io/onnx.js';
 import { adapterFromFlags, modelFormatFromFlags } from './adapter-flags.js';
 import type { InputAdapter } from '../models/foreign.js';
 import { mergeShards, resolveShard } from '../eval/shard.js';
@@ -107,7 +108,7 @@ function successIv(p: AttackPoint, n: number): Interval | null {
 const pctCi = (v: number, iv: Interval | null): string => (iv ? `${pct(v)} [${(iv.lower * 100).toFixed(1)}-${(iv.upper * 100).toFixed(1)}]` : pct(v));
 
 /** Whether a results arch names a foreign model ("TF.js LayersModel", "TF.js GraphModel"). */
-const isForeignArch = (arch: string): boolean => arch.startsWith('TF.js ');
+const isForeignArch = (arch: string): boolean => arch.startsWith('TF.js ') || arch === 'ONNX';
 
 /** Accuracy-vs-epsilon tables: a summary (clean + worst case) and one table per attack. */
 export function resultTables(results: EvalResults): string {
@@ -167,7 +168,7 @@ export function resultTables(results: EvalResults): string {
   return `${out.join('\n')}\n`;
 }
 
-type ModelFile = { kind: 'cnnf'; file: CheckpointFile } | { kind: 'tfjs'; file: TfjsModelFile };
+type ModelFile = { kind: 'cnnf'; file: CheckpointFile } | { kind: 'tfjs'; file: TfjsModelFile } | { kind: 'onnx'; file: OnnxModelFile };
 
 const ADAPTER_FLAGS = ['inputRange', 'mean', 'std', 'layout', 'logits', 'probabilities'] as const;
 
@@ -180,6 +181,7 @@ function readModels(paths: string[], flags: Flags = {}): { files: ModelFile[]; a
   const format = modelFormatFromFlags(flags);
   const files = paths.map((p): ModelFile => {
     if (p.trim() === '') throw new UsageError('--model must not be empty');
+    if (format === 'onnx' || (format === 'auto' && isOnnxModelPath(p))) return { kind: 'onnx', file: readOnnxModelFile(p) };
     const tfjs = format === 'auto' ? isTfjsModelPath(p) : format === 'tfjs';
     if (format === 'tfjs' && !isTfjsModelPath(p)) throw new UsageError(`--format tfjs: ${p} is not a TF.js model (a model.json, or a folder holding one)`);
     if (format === 'cnnf' && isTfjsModelPath(p)) throw new UsageError(`--format cnnf: ${p} is a TF.js model (model.json), not a cnnf checkpoint; use --format tfjs or auto`);
@@ -188,7 +190,7 @@ function readModels(paths: string[], flags: Flags = {}): { files: ModelFile[]; a
   const given = ADAPTER_FLAGS.filter((k) => flags[k] !== undefined && flags[k] !== false);
   if (given.length > 0 && files.every((f) => f.kind === 'cnnf')) {
     const flag = `--${given[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
-    throw new UsageError(`${flag} applies to foreign models (a TF.js model.json) only; ${paths[0]} is a cnnf checkpoint, which records its own input space`);
+    throw new UsageError(`${flag} applies to foreign models (a TF.js model.json or an ONNX file) only; ${paths[0]} is a cnnf checkpoint, which records its own input space`);
   }
   return { files, adapter: adapterFromFlags(flags) };
 }
@@ -197,7 +199,7 @@ function readModels(paths: string[], flags: Flags = {}): { files: ModelFile[]; a
 async function buildModels(read: { files: ModelFile[]; adapter: Partial<InputAdapter> }): Promise<EvalModel[]> {
   const built: EvalModel[] = [];
   try {
-    for (const f of read.files) built.push(f.kind === 'cnnf' ? buildCheckpoint(f.file) : await buildTfjsModel(f.file, read.adapter));
+    for (const f of read.files) built.push(f.kind === 'cnnf' ? buildCheckpoint(f.file) : f.kind === 'onnx' ? buildOnnxModel(f.file, read.adapter) : await buildTfjsModel(f.file, read.adapter));
   } catch (e) {
     for (const m of built) m.model.dispose();
     throw e;
@@ -206,7 +208,7 @@ async function buildModels(read: { files: ModelFile[]; adapter: Partial<InputAda
 }
 
 /** Worker threads for these models: foreign models run in the main thread only, so a run of foreign models starts none. */
-const workersFor = (files: ModelFile[], workers: number): number => (files.every((f) => f.kind === 'tfjs') ? 1 : workers);
+const workersFor = (files: ModelFile[], workers: number): number => (files.every((f) => f.kind !== 'cnnf') ? 1 : workers);
 
 function suiteFromAttackFlags(flags: Flags): Suite {
   const list = [...new Set(str(flags, 'attacks')!.split(',').map((s) => s.trim()).filter((s) => s !== ''))];

@@ -7,6 +7,7 @@ import { useBackend } from '../../backend/index.js';
 import { addBackendOption } from '../common.js';
 import { exportPyTorch } from '../../io/export.js';
 import { exportTfjs } from '../../io/export-tfjs.js';
+import { exportOnnx } from '../../io/export-onnx.js';
 import { parseChoice } from '../options.js';
 import { UsageError } from '../../errors.js';
 
@@ -24,13 +25,21 @@ export function register(program: Command): void {
     .command('export')
     .description('write a cnnf checkpoint\'s weights in the reference PyTorch names and layouts (inverse of cnnf import), or a plain CNN as a TF.js LayersModel folder')
     .argument('<checkpoint>', 'cnnf checkpoint (.safetensors)')
-    .requiredOption('--to <format>', 'target framework: pytorch | tfjs (plain CNNs: a LayersModel folder with model.json, weight shard and model.cnnf.json)')
+    .requiredOption('--to <format>', 'target framework: pytorch | tfjs (plain CNNs: a LayersModel folder with model.json, weight shard and model.cnnf.json) | onnx (plain CNNs: one .onnx file, NCHW input in [-1, 1])')
     .option('--format <f>', 'file format: safetensors | pt (torch.save zip, torch.load(weights_only=True) reads it); default from the -o extension')
     .option('--prefix <p>', 'prepended to every tensor name (e.g. "module.")', '')
     .requiredOption('-o, --out <file>', 'output file (.safetensors, or .pt/.pth); with --to tfjs an output folder')
     .option('--force', 'with --to tfjs: allow a non-empty output folder (replaces the model files in it)');
   addBackendOption(cmd).action(async (ckpt: string, f: ExportFlags) => {
-      const to = parseChoice('--to', f.to, ['pytorch', 'tfjs'] as const);
+      const to = parseChoice('--to', f.to, ['pytorch', 'tfjs', 'onnx'] as const);
+      if (to === 'onnx') {
+        if (f.format !== undefined || f.prefix !== '' || f.force) throw new UsageError('--format, --prefix and --force do not apply to --to onnx');
+        await useBackend(f.backend, { quiet: true });
+        const r = await exportOnnx(ckpt, f.out);
+        const c = r.config;
+        process.stdout.write(`wrote ${f.out} (ONNX opset 17, ${r.nodes} nodes, ${r.bytes} bytes; ${c.arch}, fc ${c.fc.join(',')}, ${c.numClasses} classes; input NCHW in [-1,1]: cnnf eval --input-range=-1,1)\n`);
+        return;
+      }
       if (to === 'tfjs') {
         if (f.format !== undefined || f.prefix !== '') throw new UsageError('--format and --prefix apply to --to pytorch only');
         await useBackend(f.backend, { quiet: true });
