@@ -24,7 +24,6 @@ export function percentRange(lower: number, upper: number, sep = '-'): string {
  * around them; zero-width and invisible characters), line/paragraph separators, lone surrogates and
  * the noncharacters U+FFFE/U+FFFF (not allowed in XML). ZERO WIDTH JOINER stays (emoji sequences).
  */
-// eslint-disable-next-line no-control-regex
 const UNSAFE = /(?!\u200d)[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}\ufffe\uffff]/gu;
 
 const hex = (cp: number, width: number): string => cp.toString(16).padStart(width, '0');

@@ -198,11 +198,9 @@ export function lineChartSpec(opts: {
       },
     });
   }
-  // hollow markers: two series at the same point show both outlines (circle and triangle); one layer, so one legend
-  layers.push({
-    mark: { type: 'line', strokeWidth: 2, point: { filled: false, size: 70, strokeWidth: 1.8, opacity: 1 } },
-    encoding: { x, y, color, strokeDash, shape, tooltip },
-  });
+  layers.push({ mark: { type: 'line', strokeWidth: 2 }, encoding: { x, y, color, strokeDash, tooltip } });
+  // hollow markers on top, solid outlines: two series at the same point show both (circle and triangle)
+  layers.push({ mark: { type: 'point', filled: false, size: 70, strokeWidth: 1.8, opacity: 1 }, encoding: { x, y, color, shape, tooltip } });
   const subtitle = [...(bands ? ['shaded: 95% confidence interval (Wilson)'] : []), ...note];
   return {
     title: subtitle.length > 0 ? { text: opts.title, subtitle } : opts.title,
