@@ -291,7 +291,7 @@ export function confusionSpec(title: string, classNames: string[], matrix: numbe
     height: cell * labels.length,
     data: { values },
     encoding: {
-      x: { field: 'pred', type: 'ordinal', sort: labels, title: 'predicted class', axis: { labelAngle: -45, labelLimit: 110, labelFontSize: 10, titleFontSize: 11 } },
+      x: { field: 'pred', type: 'ordinal', sort: labels, title: 'predicted class', axis: { labelAngle: -45, labelLimit: 110, labelFontSize: 10, titleFontSize: 11, titlePadding: -12 } },
       y: { field: 'truth', type: 'ordinal', sort: labels, title: 'true class', axis: { labelLimit: 110, labelFontSize: 10, titleFontSize: 11 } },
     },
     layer: [

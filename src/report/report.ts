@@ -3,6 +3,7 @@
  * self-contained page: inline CSS, inline SVG charts, base64 PNG images, no scripts, no external
  * requests) and DIR/report.md (same tables; its charts and image dumps are PNG files in DIR/assets/).
  */
+import { existsSync, rmdirSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import sharp from 'sharp';
 import type { EvalResults, ModelResult } from '../eval/results.js';
@@ -132,7 +133,21 @@ export async function writeReport(results: EvalResults, opts: ReportOptions): Pr
   const outDir = resolve(opts.outDir);
   const rendered = await renderReport(results, { ...opts, outDir });
   const assets = [...rendered.pngs].map(([path, png]): [string, Buffer] => [path.slice(ASSETS_DIR.length + 1), png]);
-  const files = assets.length > 0 ? writeFilesAtomic(join(outDir, ASSETS_DIR), assets) : [];
+  const existed = existsSync(outDir);
+  let files: string[];
+  try {
+    files = assets.length > 0 ? writeFilesAtomic(join(outDir, ASSETS_DIR), assets) : [];
+  } catch (e) {
+    // writeFilesAtomic removes the assets folder it made; remove the report folder too if this call made it
+    if (!existed) {
+      try {
+        rmdirSync(outDir); // only when empty
+      } catch {
+        /* best effort */
+      }
+    }
+    throw e;
+  }
   files.push(...writeFilesAtomic(outDir, [['report.md', rendered.markdown], ['index.html', rendered.html]]));
   return { indexHtml: join(outDir, 'index.html'), reportMd: join(outDir, 'report.md'), files };
 }
