@@ -280,6 +280,12 @@ describe('colour image dumps', () => {
     expect([meta.width, meta.height]).toEqual([rowSize(3).width, rowSize(3).height]);
     expect(rowSize(3)).toEqual({ width: 3 * 112 + 2 * 4, height: 16 + 112 + 22 });
   });
+
+  it('draws class names with control characters and markup (cleanText, then XML escaping: the label SVG stays valid)', async () => {
+    const clean = Float32Array.from({ length: 784 }, (_, i) => (i % 28) / 14 - 1);
+    const png = await renderRow({ index: 0, clean, perturbed: clean, recons: [], label: 0, pred: 1, classNames: ['a<b&"c\'\u001b]0;x\u0007\u202e', 'nul\u0000\n'] });
+    expect((await sharp(png).metadata()).format).toBe('png');
+  });
 });
 
 describe('cnnf data info / eval with CIFAR-10 and folders', () => {

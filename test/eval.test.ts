@@ -118,7 +118,7 @@ describe('evaluate()', () => {
     const models = [loadCheckpoint(referenceModel('cnnf-adv'))];
     const d = data('stride:500');
     const before = tf.memory().numTensors;
-    const opts = { seed: 5, batchSize: 8, command: 'test', dumpCount: 2 };
+    const opts = { seed: 5, batchSize: 8, command: 'test', dumpCount: 2, names: ['CNN-F (adv.)'] };
     const one = await evaluate(models, d, suite, { ...opts, dumpDir: join(tmp, 'w1'), dumpBase: join(tmp, 'w1') });
     const two = await evaluate(models, d, suite, { ...opts, dumpDir: join(tmp, 'w2'), dumpBase: join(tmp, 'w2'), workers: 2 });
     expect(tf.memory().numTensors).toBe(before);
@@ -132,6 +132,9 @@ describe('evaluate()', () => {
       (JSON.parse(readFileSync(join(tmp, 'w1', dir, 'index.json'), 'utf8')) as { examples: Array<{ label: number }> }).examples.map((e) => e.label);
     const dirs = [...new Set(one.models[0].dumps!.map((f) => f.slice(0, f.lastIndexOf('/'))))];
     expect(dirs).toHaveLength(10);
+    // readable folder names: the model name as a lowercase slug, then attack, gradient path and epsilon
+    expect(dirs.sort()).toEqual(['fgsm-e2e-eps0.1', 'fgsm-e2e-eps0.2', 'fgsm-first-eps0.1', 'fgsm-first-eps0.2', 'gaussian-eps0.2', 'pgd3-e2e-eps0.1',
+      'pgd3-e2e-eps0.2', 'pgd3-first-eps0.1', 'pgd3-first-eps0.2', 'pgd3-targeted-first-eps0.2'].map((d) => `cnn-f-adv/${d}`));
     for (const dir of dirs) expect(new Set(labelsOf(dir)).size, dir).toBe(2);
     for (const f of one.models[0].dumps!) expect(readFileSync(join(tmp, 'w2', f))).toEqual(readFileSync(join(tmp, 'w1', f)));
   });

@@ -42,7 +42,7 @@ describe('cnnf grid', () => {
     };
     const t = gridTable(g, 'testAccuracy');
     expect(t).toMatch(/res_param \\ cycles/);
-    expect(t).toMatch(/0\.1.*60\.00%.*70\.00%/);
+    expect(t).toMatch(/0\.1.*60\.0%.*70\.0%/); // the one percent format (src/format.ts percent)
     expect(gridCsv(g).split('\n')[0]).toBe('res_param,cycles,test_accuracy,test_accuracy_first,noisy_accuracy,noisy_accuracy_first,best_accuracy,epochs,wall_seconds,dir');
   });
 

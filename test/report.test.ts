@@ -6,7 +6,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import sharp from 'sharp';
-import { renderReport, writeReport, readResultsFile, validateResults, parseTrainingLog, movingAverage, escapeHtml, escapeMarkdown } from '../src/report/index.js';
+import { renderReport, writeReport, readResultsFile, validateResults, parseTrainingLog, movingAverage, escapeHtml, escapeMarkdown, escapeXml, cleanText } from '../src/report/index.js';
+import { zoomDomain } from '../src/report/charts.js';
+import { uniqueSlugs } from '../src/format.js';
 import { legacySampleResults, sampleResults } from './helpers/results-sample.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -85,9 +87,11 @@ describe('writeReport', () => {
         expect(doc).toContain(section);
       }
       // clean accuracies, PGD first vs e2e for CNN-F, targeted success, worst case
-      for (const n of ['91.20%', '89.70%', '42.10%', '35.60%', '19.80%', '14.20%', '0.30%', '53.70%', '85.20%', '24.40%', '47.10%', '31.80%', '12.10%', '6.10%']) {
+      for (const n of ['91.2%', '89.7%', '42.1%', '35.6%', '19.8%', '14.2%', '0.3%', '53.7%', '85.2%', '24.4%', '47.1%', '31.8%', '12.1%', '6.1%']) {
         expect(doc).toContain(n);
       }
+      // one number format, the CLI's: one decimal ("85.6%", never "85.60%"), in tables, charts and tooltips alike
+      expect(doc).not.toMatch(/\d\.\d\d%/);
       // provenance: seed, backend, checkpoint hashes, attack settings
       expect(doc).toContain('tfjs-cpu');
       expect(doc).toContain('1234');
@@ -98,16 +102,16 @@ describe('writeReport', () => {
     }
     // CNN-F has separate first/e2e columns in the PGD table, the plain CNN only "first"
     // every accuracy carries its 95% Wilson interval (scipy: binomtest(87, 1000).proportion_ci -> [0.0709, 0.1062])
-    const pgdRowHtml = /<tr><td class="num">0\.1<\/td><td class="num">8\.70% \[7\.1–10\.6\]<\/td><td class="num">42\.10% \[39\.1–45\.2\]<\/td><td class="num">35\.60% \[32\.7–38\.6\]<\/td><\/tr>/;
+    const pgdRowHtml = /<tr><td class="num">0\.1<\/td><td class="num">8\.7% \[7\.1–10\.6\]<\/td><td class="num">42\.1% \[39\.1–45\.2\]<\/td><td class="num">35\.6% \[32\.7–38\.6\]<\/td><\/tr>/;
     expect(html).toMatch(pgdRowHtml);
     expect(md).toContain('| ε | cnn (first) | cnnf (first) | cnnf (e2e) |');
-    expect(md).toContain('| 0.1 | 8.70% \\[7.1–10.6\\] | 42.10% \\[39.1–45.2\\] | 35.60% \\[32.7–38.6\\] |');
+    expect(md).toContain('| 0.1 | 8.7% \\[7.1–10.6\\] | 42.1% \\[39.1–45.2\\] | 35.6% \\[32.7–38.6\\] |');
     // summary: the conservative (e2e) number decides and the paired test must be significant: cnnf at pgd7 eps 0.2
     // (142 vs 3 discordant examples); clean 91.2% vs 89.7% is not (92 vs 77 discordant, exact McNemar p = 0.28)
-    expect(md).toMatch(/\| pgd7 \| ε = 0\.2 \| \*\*cnnf\*\* \(p &lt; 0\.001\) \| 0\.30% \\\[0\.1–0\.9\\\] \| 14\.20% \\\[12\.2–16\.5\\\] \|/);
-    expect(md).toContain('| clean | — | no significant difference (p = 0.28) | 91.20% \\[89.3–92.8\\] | 89.70% \\[87.7–91.4\\] |');
+    expect(md).toMatch(/\| pgd7 \| ε = 0\.2 \| \*\*cnnf\*\* \(p &lt; 0\.001\) \| 0\.3% \\\[0\.1–0\.9\\\] \| 14\.2% \\\[12\.2–16\.5\\\] \|/);
+    expect(md).toContain('| clean | — | no significant difference (p = 0.28) | 91.2% \\[89.3–92.8\\] | 89.7% \\[87.7–91.4\\] |');
     expect(md).toContain('| gaussian | σ = 0.2 | no significant difference (p = 0.14) |');
-    expect(md).toContain('ε = 0.1: **cnnf** (p &lt; 0.001) — cnn 6.10% \\[4.8–7.8\\], cnnf 31.80% \\[29.0–34.8\\]');
+    expect(md).toContain('ε = 0.1: **cnnf** (p &lt; 0.001) — cnn 6.1% \\[4.8–7.8\\], cnnf 31.8% \\[29.0–34.8\\]');
     expect(md).not.toMatch(/\| clean \| — \| \*\*/); // nobody is "most robust" on clean accuracy
     for (const doc of [html, md]) {
       expect(doc).toContain('Wilson score');
@@ -133,11 +137,14 @@ describe('writeReport', () => {
     expect(new Set(ids).size).toBe(ids.length);
   });
 
-  it('writes the PNG charts report.md references, next to it', async () => {
+  it('writes the PNG charts report.md references into one assets folder beside it', async () => {
+    // the report folder holds index.html, report.md and one folder with everything else
+    expect(readdirSync(outDir).sort()).toEqual(['assets', 'index.html', 'report.md']);
     const refs = [...md.matchAll(/!\[[^\]]*\]\(([^)]+)\)/g)].map((m) => m[1]!);
     expect(refs).toHaveLength(36); // 34 charts + 2 dumps
+    expect(readdirSync(join(outDir, 'assets')).sort()).toEqual(refs.map((r) => r.slice('assets/'.length)).sort());
     for (const ref of refs) {
-      expect(ref).toMatch(/^[a-z0-9._-]+\.png$/);
+      expect(ref).toMatch(/^assets\/[a-z0-9._-]+\.png$/);
       const meta = await sharp(join(outDir, ref)).metadata();
       expect(meta.format).toBe('png');
       expect(meta.width).toBeGreaterThan(20);
@@ -148,6 +155,7 @@ describe('writeReport', () => {
     expect(existsSync(join(outDir, 'report.md'))).toBe(true);
     // no temporary files left behind by the atomic writes
     expect(readdirSync(outDir).filter((f) => f.includes('.tmp-'))).toEqual([]);
+    expect(readdirSync(join(outDir, 'assets')).filter((f) => f.startsWith('.'))).toEqual([]);
   });
 
   it('escapes names from the results in HTML and Markdown', async () => {
@@ -175,17 +183,33 @@ describe('writeReport', () => {
     expect(rep.html).toContain('&lt;img src=x onerror=alert(2)&gt;');
   });
 
-  it('charts: lines start at the clean point with 95% bands, single-epsilon attacks are grouped bars with error bars, nothing is truncated', async () => {
+  it('charts: lines start at the clean point with 95% bands, axes zoomed to the data, series told apart, single-epsilon attacks as points with error bars, nothing truncated', async () => {
+    const chartOf = (doc: string, id: string): string => doc.slice(doc.indexOf(`id="${id}"`), doc.indexOf('</figure>', doc.indexOf(`id="${id}"`)));
     // the accuracy charts begin at eps 0 = clean accuracy, even for attacks that did not run at 0
-    const fgsmChart = html.slice(html.indexOf('id="chart-2-accuracy-fgsm"'), html.indexOf('</figure>', html.indexOf('id="chart-2-accuracy-fgsm"')));
+    const fgsmChart = chartOf(html, 'chart-2-accuracy-fgsm');
     expect(fgsmChart).toMatch(/aria-label="ε \(L∞\): 0; accuracy: 91\.2\d*%; [^"]*series: cnn \(first\)/);
     expect(fgsmChart).toMatch(/aria-roledescription="errorband"/);
     expect(fgsmChart).toContain('95% confidence interval (Wilson)');
-    // gradient paths differ in dash pattern (cnnf first solid, e2e dashed)
-    const pgdChart = html.slice(html.indexOf('id="chart-3-accuracy-pgd7"'), html.indexOf('</figure>', html.indexOf('id="chart-3-accuracy-pgd7"')));
-    expect(pgdChart).toMatch(/series: cnnf \(e2e\)[^>]*stroke-dasharray="6,3"/);
-    expect(pgdChart).toMatch(/series: cnnf \(first\)[^>]*stroke-dasharray="1,0"/);
-    // no chart text is cut off with an ellipsis (legend labels, legend titles, chart titles)
+    // the y-axis spans the data and their bands plus a little, not 0-100%: Gaussian noise runs 73.1% (band from
+    // 70.3%) to 91.2% (band to 92.8%), so the axis runs 65%-95%
+    const yLabels = (chart: string): string[] => [...chart.matchAll(/<text[^>]*>(\d+(?:\.\d)?%)<\/text>/g)].map((m) => m[1]!);
+    const gaussian = yLabels(chartOf(html, 'chart-1-accuracy-gaussian'));
+    expect(gaussian[0]).toBe('65%');
+    expect(gaussian[gaussian.length - 1]).toBe('95%');
+    expect(gaussian).not.toContain('0%');
+    expect(gaussian).not.toContain('100%');
+    // every series has its own colour, stroke dash and (hollow) marker shape
+    const pgdChart = chartOf(html, 'chart-3-accuracy-pgd7');
+    const lineOf = (series: string): string => pgdChart.match(new RegExp(`series: ${series.replace(/[()]/g, '\\$&')};[^>]*aria-roledescription="line mark"[^>]*>`))?.[0] ?? '';
+    const dash = (series: string): string | undefined => lineOf(series).match(/stroke-dasharray="([^"]+)"/)?.[1];
+    const stroke = (series: string): string | undefined => lineOf(series).match(/stroke="([^"]+)"/)?.[1];
+    expect([dash('cnn (first)'), dash('cnnf (first)'), dash('cnnf (e2e)')]).toEqual(['1,0', '6,3', '2,2']);
+    expect(new Set([stroke('cnn (first)'), stroke('cnnf (first)'), stroke('cnnf (e2e)')]).size).toBe(3);
+    const shapes = new Set([...pgdChart.matchAll(/aria-roledescription="point"[^>]* d="([^"]+)"/g)].map((m) => m[1]!.replace(/[\d.]+/g, 'N')));
+    expect(shapes.size).toBe(3);
+    expect(pgdChart).not.toMatch(/aria-roledescription="point"[^>]*fill="#/); // hollow: a marker never hides one below it
+    expect(pgdChart).not.toContain('identical');
+    // no chart text is cut off with an ellipsis (legend labels, legend titles, chart titles, confusion labels)
     expect(html).not.toMatch(/…<\/text>/);
 
     const r = sampleResults();
@@ -197,32 +221,116 @@ describe('writeReport', () => {
       single.points = [single.points[1]!];
       m.attacks.push(single);
     }
+    // first-pass and end-to-end PGD give exactly the same numbers (as for a CNN-F whose feedback adds nothing)
+    const first = r.models[1]!.attacks.find((a) => a.name === 'pgd7' && a.mode === 'first')!;
+    const e2e = r.models[1]!.attacks.find((a) => a.name === 'pgd7' && a.mode === 'e2e')!;
+    e2e.points = structuredClone(first.points);
+    for (const p of e2e.points) r.models[1]!.metrics[`pgd7@${p.eps}:e2e`] = p.accuracy;
     const rep = await renderReport(r, { title: 'single' });
-    const id = rep.html.indexOf('accuracy-fgsm-once');
-    const bars = rep.html.slice(id, rep.html.indexOf('</figure>', id));
-    expect(bars).toMatch(/aria-roledescription="bar"/);
-    expect((bars.match(/aria-roledescription="bar"/g) ?? []).length).toBe(4); // clean and eps 0.1, two models
-    expect((bars.match(/aria-roledescription="errorbar"/g) ?? []).length).toBeGreaterThanOrEqual(4);
-    expect(bars).toContain('>clean</text>');
-    expect(bars).toContain('>ε = 0.1</text>');
-    expect(bars).toContain(`>${long} (first)</text>`); // the legend shows the whole name
+    const dots = chartOf(rep.html, rep.html.match(/id="(chart-\d+-accuracy-fgsm-once)"/)![1]!);
+    expect((dots.match(/aria-roledescription="point"/g) ?? []).length).toBe(4); // clean and eps 0.1, two models
+    expect(dots).not.toMatch(/aria-roledescription="bar"/); // bars on a zoomed axis would mislead
+    expect((dots.match(/aria-roledescription="errorbar"/g) ?? []).length).toBeGreaterThanOrEqual(4);
+    expect(dots).toContain('>clean</text>');
+    expect(dots).toContain('>ε = 0.1</text>');
+    expect(dots).toContain(`>${long} (first)</text>`); // the legend shows the whole name
     expect(rep.html).not.toMatch(/…<\/text>/);
+    // the coinciding series is named so in the legend and the subtitle
+    const same = chartOf(rep.html, rep.html.match(/id="(chart-\d+-accuracy-pgd7)"/)![1]!);
+    expect(same).toContain(`>${long} (e2e): identical to ${long} (first)</text>`);
+    expect(same).toContain(`>identical: ${long} (first) and ${long} (e2e) have the same value at every point (drawn on top of each other)</tspan>`);
+    expect(same).not.toContain('cnn (first): identical');
+  });
+
+  it('zoomDomain: data and bands plus padding, rounded to a tick step, within 0-100%, never flat', () => {
+    expect(zoomDomain([0.703, 0.928, 0.731, 0.912])).toEqual({ domain: [0.65, 0.95], format: '%' });
+    expect(zoomDomain([0.003, 0.928])).toEqual({ domain: [0, 1], format: '%' });
+    // two models a point apart: a 4-point axis with one decimal
+    expect(zoomDomain([0.856, 0.866])).toEqual({ domain: [0.84, 0.89], format: '.1%' });
+    expect(zoomDomain([1, 1])).toEqual({ domain: [0.96, 1], format: '.1%' });
+    expect(zoomDomain([0, 0])).toEqual({ domain: [0, 0.04], format: '.1%' });
+    expect(zoomDomain([])).toEqual({ domain: [0, 1], format: '%' });
+  });
+
+  it('renders class and model names with control characters and markup (issue 22): written, escaped, no raw control characters', async () => {
+    const hostile = 'a<b&"c\'\u001b]0;x\u0007\u202e';
+    const r = sampleResults();
+    for (const m of r.models) {
+      m.classNames[0] = hostile;
+      m.classNames[1] = 'line\nbreak\u0000\u0085\u2066';
+      m.dumps = [];
+    }
+    r.models[0]!.name = 'cnn\u001b[31m\u202e';
+    const out = join(dir, 'hostile-out');
+    const written = await writeReport(r, { outDir: out, title: `names ${hostile}` });
+    const h = readFileSync(written.indexHtml, 'utf8');
+    const m = readFileSync(written.reportMd, 'utf8');
+    // every chart was rasterised (the SVG is valid XML) and the whole report is there
+    const pngs = readdirSync(join(out, 'assets'));
+    expect(pngs.length).toBe(34 - 1); // no training log here
+    for (const f of pngs) expect((await sharp(join(out, 'assets', f)).metadata()).format).toBe('png');
+    // the names show, escaped: control and bidi characters as visible \x / \u escapes, markup as entities
+    const shown = 'a&lt;b&amp;&quot;c&#39;\\x1b]0;x\\x07\\u202e';
+    expect(h).toContain(`<title>names ${shown}</title>`);
+    // confusion matrices: the whole name in each cell's description, the axis label cut to fit (after escaping)
+    expect(h).toContain('aria-label="predicted class: a&lt;b&amp;&quot;c\'\\x1b]0;x\\x07\\u202e; true class: ');
+    expect(h).toMatch(/<text[^>]*>a&lt;b&amp;"c'\\x1b]…<\/text>/);
+    expect(h).toContain('line\\nbreak\\x00\\x85\\u2066');
+    expect(h).toContain('cnn\\x1b[31m\\u202e');
+    expect(m).toContain('# names a&lt;b&amp;"c\'\\\\x1b\\]0;x\\\\x07\\\\u202e');
+    expect(m).toContain('**cnn\\\\x1b\\[31m\\\\u202e**');
+    // nothing raw: no C0/C1 control (other than the documents' own line breaks), no bidi or invisible formatting character
+    // eslint-disable-next-line no-control-regex
+    const raw = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200b\u200e\u200f\u202a-\u202e\u2028\u2029\u2066-\u2069\ufeff]/;
+    expect(h).not.toMatch(raw);
+    expect(m).not.toMatch(raw);
+    expect(h).not.toContain('<b&');
+    // file names are slugs, whatever the names
+    for (const f of pngs) expect(f).toMatch(/^[a-z0-9._-]+$/);
+  });
+
+  it('shows image dumps already in DIR/assets/ (cnnf demo) where they are, and copies others into it', async () => {
+    const out = join(dir, 'demo-like');
+    const dumpDir = join(out, 'assets', 'dumps', 'cnn', 'pgd7-first-eps0.2');
+    mkdirSync(dumpDir, { recursive: true });
+    writeFileSync(join(dumpDir, 'row-0.png'), await dumpPng(3));
+    const r = sampleResults();
+    r.models[0]!.dumps = ['assets/dumps/cnn/pgd7-first-eps0.2/row-0.png'];
+    r.models[1]!.dumps = ['../dumps/cnnf-pgd7-0.2.png'];
+    const results = join(out, 'results.json');
+    writeFileSync(results, JSON.stringify(r));
+    await writeReport(readResultsFile(results), { outDir: out, resultsPath: results });
+    const doc = readFileSync(join(out, 'report.md'), 'utf8');
+    expect(doc).toContain('](assets/dumps/cnn/pgd7-first-eps0.2/row-0.png)');
+    expect(doc).toContain('](assets/dump-2-cnnf-1.png)');
+    expect(existsSync(join(out, 'assets', 'dump-2-cnnf-1.png'))).toBe(true);
+    expect(readdirSync(join(out, 'assets')).filter((f) => f.startsWith('dump-'))).toEqual(['dump-2-cnnf-1.png']);
+    expect(readdirSync(out).sort()).toEqual(['assets', 'index.html', 'report.md', 'results.json']);
   });
 
   it('reads results written before counts and outcomes were stored: intervals from accuracy x n, no "most robust" claim', async () => {
     const rep = await renderReport(legacySampleResults(), { title: 'legacy' });
-    expect(rep.markdown).toContain('| 0.1 | 8.70% \\[7.1–10.6\\] | 42.10% \\[39.1–45.2\\] | 35.60% \\[32.7–38.6\\] |');
+    expect(rep.markdown).toContain('| 0.1 | 8.7% \\[7.1–10.6\\] | 42.1% \\[39.1–45.2\\] | 35.6% \\[32.7–38.6\\] |');
     expect(rep.markdown).toMatch(/\| pgd7 \| ε = 0\.2 \| cnnf highest; not tested \(no per-example outcomes in the results\) \|/);
     expect(rep.markdown).not.toMatch(/\*\*cnnf\*\* \(p/);
   });
 
   it('escape helpers', () => {
     expect(escapeHtml(`<a href="x">'&'</a>`)).toBe('&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;');
-    expect(escapeMarkdown('a|b*c_d\n# e')).toBe('a\\|b\\*c\\_d # e');
+    // a line break shows as \n (cleanText), so it can never end a table row; the backslash is escaped for Markdown
+    expect(escapeMarkdown('a|b*c_d\n# e')).toBe('a\\|b\\*c\\_d\\\\n# e');
     expect(escapeMarkdown('# title')).toBe('\\# title');
     expect(escapeMarkdown('1. x')).toBe('1\\. x');
-    expect(escapeMarkdown('91.20%')).toBe('91.20%');
+    expect(escapeMarkdown('91.2%')).toBe('91.2%');
+    // one sanitiser for every string from a file: controls, bidi overrides, line breaks become visible escapes
+    expect(cleanText('a\u001b]0;x\u0007\u202eb\r\n\t\u0000\u0085\u2066\u2028\ufeff\ud800')).toBe(
+      'a\\x1b]0;x\\x07\\u202eb\\r\\n\\t\\x00\\x85\\u2066\\u2028\\ufeff\\ud800');
+    expect(cleanText('T-shirt/top é 日本 👨‍👩‍👧')).toBe('T-shirt/top é 日本 👨‍👩‍👧'); // letters, emoji (with ZWJ) stay
+    expect(escapeHtml('x\u001b[31m')).toBe('x\\x1b[31m');
+    expect(escapeXml('<\u0007>')).toBe('&lt;\\x07&gt;');
     expect(escapeMarkdown('- x')).toBe('\\- x');
+    // dump folders and report files: lowercase slugs, unique among their siblings
+    expect(uniqueSlugs(['CNN (adv.)', 'cnn adv', 'CNN-F (adv.)', '...', '../x'], 'model')).toEqual(['cnn-adv', 'cnn-adv-2', 'cnn-f-adv', 'model', 'x']);
   });
 });
 
@@ -355,6 +463,12 @@ describe('report in headless Chromium', () => {
           scripts: document.querySelectorAll('script').length,
           images: [...document.images].map((i) => ({ ok: i.complete && i.naturalWidth > 0, w: i.naturalWidth })),
           tables: document.querySelectorAll('table').length,
+          // confusion matrices: figures per row of the first grid (distinct left offsets among those on its first line)
+          gridRow: (() => {
+            const figs = [...document.querySelectorAll('.charts.grid > figure')].map((f) => f.getBoundingClientRect());
+            return figs.filter((b) => Math.abs(b.top - figs[0]!.top) < 1).length;
+          })(),
+          gridFigures: document.querySelectorAll('.charts.grid > figure').length,
         };
       });
       expect(dom.title).toBe('CNN vs CNN-F on Fashion-MNIST');
@@ -364,6 +478,8 @@ describe('report in headless Chromium', () => {
       expect(dom.scripts).toBe(0);
       expect(dom.images).toEqual([{ ok: true, w: 28 }, { ok: true, w: 28 }]);
       expect(dom.tables).toBeGreaterThanOrEqual(10);
+      expect(dom.gridFigures).toBe(27);
+      expect(dom.gridRow).toBeGreaterThanOrEqual(3); // a grid, not one column (1280 px wide window)
       expect(problems).toEqual([]);
       expect(requests).toEqual([url]);
 

@@ -7,6 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Table from 'cli-table3';
 import { UsageError } from '../errors.js';
+import { percent, percentRange } from '../format.js';
 import { backendNotice, initBackend, seedFrom } from './common.js';
 import { createProgress } from './progress.js';
 import { parseInteger, parseNumberList } from './options.js';
@@ -96,7 +97,7 @@ export function evalProgress(label = 'eval', quiet = false): { update: (p: EvalP
   return { update: (p) => progress.update(p.model, p.done, p.total, p.detail ?? p.stage), stop: () => progress.stop() };
 }
 
-const pct = (v: number): string => `${(v * 100).toFixed(1)}%`;
+const pct = percent;
 /** 95% Wilson interval of a targeted success rate (stored, or from rate x n). */
 function successIv(p: AttackPoint, n: number): Interval | null {
   if (p.successRate === undefined) return null;
@@ -105,7 +106,7 @@ function successIv(p: AttackPoint, n: number): Interval | null {
   return c ? wilson(c.correct, c.n) : null;
 }
 /** "86.0% [80.5-90.1]": an accuracy with its 95% Wilson interval (percent). */
-const pctCi = (v: number, iv: Interval | null): string => (iv ? `${pct(v)} [${(iv.lower * 100).toFixed(1)}-${(iv.upper * 100).toFixed(1)}]` : pct(v));
+const pctCi = (v: number, iv: Interval | null): string => (iv ? `${pct(v)} [${percentRange(iv.lower, iv.upper)}]` : pct(v));
 
 /** Whether a results arch names a foreign model ("TF.js LayersModel", "TF.js GraphModel"). */
 const isForeignArch = (arch: string): boolean => arch.startsWith('TF.js ') || arch === 'ONNX';
@@ -426,7 +427,7 @@ export interface DemoRun {
   names?: string[];
   suite: string;
   testSubset?: string;
-  /** Report directory (results.json, dumps/, index.html, report.md). */
+  /** Report directory (index.html, report.md, results.json; charts and dumps in assets/). */
   out: string;
   seed: string;
   backend: string;
@@ -454,7 +455,8 @@ export async function runDemo(d: DemoRun): Promise<string> {
         seed,
         names: d.names,
         onProgress: progress.update,
-        dumpDir: join(d.out, 'dumps'),
+        // inside the report's one folder of extras (ASSETS_DIR in report/report.ts), where report.md shows them in place
+        dumpDir: join(d.out, 'assets', 'dumps'),
         dumpCount: 3,
         dumpBase: d.out,
         command: commandLine(),

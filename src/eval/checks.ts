@@ -12,6 +12,7 @@ import { lossGradient, PGD, predictLogits, type Victim } from '../attacks/index.
 import { deriveSeed, mulberry32 } from '../data/index.js';
 import type { CNNF, Readout } from '../models/cnnf.js';
 import { isForeign, type ForeignClassifier } from '../models/foreign.js';
+import { percent } from '../format.js';
 import type { AttackMode, AttackResult } from './results.js';
 
 export type CheckSeverity = 'warning' | 'info';
@@ -38,7 +39,7 @@ export const CHECK_IDS = {
   8: 'clean-near-chance',
 } as const;
 
-const pct = (v: number): string => `${(v * 100).toFixed(1)}%`;
+const pct = percent;
 
 /** Half-width of a difference two accuracies on n examples may show by chance (two standard errors, at least one example). */
 export function noiseMargin(p: number, n: number): number {

@@ -17,6 +17,7 @@ import { makeDirs } from '../io/files.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { basename, dirname, extname, join, relative, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
+import { uniqueSlugs } from '../format.js';
 import { VERSION } from '../version.js';
 import { activeBackend } from '../backend/index.js';
 import { formatShape, pixelsPerImage, splitShape, type ImageShape, type Split } from '../data/index.js';
@@ -517,7 +518,9 @@ async function writeModelDumps(plan: EvalPlan, mi: number, a: ModelAcc, ck: Eval
       as.dispose();
     }
     examples.forEach((ex, r) => { ex.index = sel[r]!.index; });
-    const dir = opts.flatDump ? (severalEps ? join(opts.dumpDir!, `eps${eps}`) : opts.dumpDir!) : join(opts.dumpDir!, safe(pm.name), safe(key));
+    // DIR/cnn-adv/pgd7-e2e-eps0.2/: the model name as a lowercase slug (unique among the models), then the attack point
+    const modelDir = uniqueSlugs(plan.models.map((x) => x.name), 'model')[mi]!;
+    const dir = opts.flatDump ? (severalEps ? join(opts.dumpDir!, `eps${eps}`) : opts.dumpDir!) : join(opts.dumpDir!, modelDir, safe(key));
     makeDirs(dir);
     const files = await writeDump(dir, examples, { model: pm.name, attack: key, eps, selection: 'one example per class where possible, preferring examples the attack flips' });
     for (const f of files) dumps.push(relative(opts.dumpBase ?? process.cwd(), f).split('\\').join('/'));

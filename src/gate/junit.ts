@@ -22,7 +22,7 @@ export function gateToJUnit(report: GateReport, opts: { suiteName?: string; resu
     } else {
       const type = c.status === 'missing' ? 'missing-metric' : 'threshold';
       const detail = `requirement: ${c.requirement}\nmodel: ${c.model}\nmetric: ${c.metric}\nactual: ${c.actual ?? 'missing'}${c.bound ? ` (${c.bound} end of the 95% Wilson interval)` : ''}${c.interval ? `\n95% interval (Wilson): [${c.interval[0]}, ${c.interval[1]}]` : ''}\nrequired: ${c.op} ${c.threshold}`;
-      lines.push(`${head}>`, `      <failure type="${type}" message=${a(c.message)}>${escapeXml(detail)}</failure>`, '    </testcase>');
+      lines.push(`${head}>`, `      <failure type="${type}" message=${a(c.message)}>${detail.split('\n').map(escapeXml).join('\n')}</failure>`, '    </testcase>');
     }
   }
   lines.push('  </testsuite>', '</testsuites>', '');

@@ -1,9 +1,7 @@
 /** The pass/fail table `cnnf gate` prints (cli-table3, no colours so logs stay plain text). */
 import Table from 'cli-table3';
+import { cleanText as printable } from '../format.js';
 import type { GateCheck, GateReport } from './gate.js';
-
-// eslint-disable-next-line no-control-regex
-const printable = (s: string): string => s.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
 
 const VERDICT: Record<GateCheck['status'], string> = { pass: 'PASS', fail: 'FAIL', missing: 'FAIL (missing metric)' };
 

@@ -8,6 +8,7 @@
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { writeFileAtomic } from './atomic.js';
+import { cleanText } from '../format.js';
 
 /** Side of a Fashion-MNIST tile (the default shape). */
 export const TILE = 28;
@@ -78,7 +79,8 @@ function normalised(a: Float32Array): Uint8Array {
   return out;
 }
 
-const escapeXml = (s: string): string => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c]!);
+/** Class names come from files: cleanText (the one sanitiser) first, then XML escaping. */
+const escapeXml = (s: string): string => cleanText(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c]!);
 
 /** Width and height of a dump row with `tiles` tiles (column labels on top, class labels below) of images of `shape`. */
 export function rowSize(tiles: number, scale?: number, shape: readonly number[] = DEFAULT_SHAPE): { width: number; height: number } {

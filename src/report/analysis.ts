@@ -3,6 +3,7 @@ import { attackLabel } from '../attacks/index.js';
 import type { AttackMethod, AttackPoint, AttackResult, Counted, EvalResults, ModelResult } from '../eval/results.js';
 import { compareModels, intervalOf, outcomesOf, type Verdict } from '../eval/compare.js';
 import { countsOf, wilson, type Interval } from '../eval/stats.js';
+import { percent, percentRange } from '../format.js';
 
 export type SeriesMode = 'first' | 'e2e' | 'none';
 
@@ -105,13 +106,13 @@ export function successInterval(p: AttackPoint | undefined, n: number): Interval
   return c ? wilson(c.correct, c.n) : null;
 }
 
-/** "42.10% [39.1–45.2]": an accuracy with its 95% interval (percent, one decimal). */
+/** "42.1% [39.1–45.2]": an accuracy with its 95% interval (percent, one decimal: the CLI's format). */
 export const pctCi = (v: number | undefined, iv: Interval | null): string =>
-  v === undefined ? '—' : iv ? `${pct(v)} [${(iv.lower * 100).toFixed(1)}–${(iv.upper * 100).toFixed(1)}]` : pct(v);
+  v === undefined ? '—' : iv ? `${pct(v)} [${percentRange(iv.lower, iv.upper, '–')}]` : pct(v);
 
 
 /** Column header for the perturbation size: σ for Gaussian noise, ε (L∞) for gradient attacks. */
 export const epsSymbol = (method: AttackMethod): string => (method === 'gaussian' ? 'σ' : 'ε');
 
-export const pct = (v: number | undefined): string => (v === undefined ? '—' : `${(v * 100).toFixed(2)}%`);
+export const pct = (v: number | undefined): string => (v === undefined ? '—' : percent(v));
 export const fmtEps = (e: number): string => String(Number(e.toPrecision(12)));

@@ -6,6 +6,7 @@
 import * as vega from 'vega';
 import * as vl from 'vega-lite';
 import sharp from 'sharp';
+import { cleanText } from '../format.js';
 
 export interface Chart {
   /** Anchor / file-name stem, unique within a report. */
@@ -24,11 +25,25 @@ const BASE_CONFIG = {
   // labelLimit 0 = never truncate a legend label (the chart grows to fit instead)
   legend: { labelFontSize: 11, titleFontSize: 12, labelLimit: 0, titleLimit: 0, symbolLimit: 0 },
   title: { fontSize: 14, anchor: 'start', limit: 0, subtitleFontSize: 11, subtitleColor: '#57606a' },
+  // tableau10 with green third: the series after the first two (orange, then red in tableau10) stay far apart
+  range: { category: ['#4c78a8', '#f58518', '#54a24b', '#e45756', '#72b7b2', '#b279a2', '#eeca3b', '#9d755d', '#ff9da6', '#bab0ac'] },
 };
 
-/** Compiles a vega-lite spec and renders it to a standalone SVG string. */
+/** Every string in a spec (titles, labels, data values, sort orders) through cleanText: the same text everywhere, valid XML. */
+function cleanSpec(v: unknown): unknown {
+  if (typeof v === 'string') return cleanText(v);
+  if (Array.isArray(v)) return v.map(cleanSpec);
+  if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, cleanSpec(x)]));
+  return v;
+}
+
+/**
+ * Compiles a vega-lite spec and renders it to a standalone SVG string. Every string in the spec is
+ * sanitised first (cleanText) and vega escapes markup in what it writes, so any class or model name
+ * gives a valid SVG (one sharp can rasterise).
+ */
 export async function renderVegaLite(spec: Record<string, unknown>): Promise<string> {
-  const compiled = vl.compile({ config: BASE_CONFIG, ...spec } as vl.TopLevelSpec).spec;
+  const compiled = vl.compile(cleanSpec({ config: BASE_CONFIG, ...spec }) as vl.TopLevelSpec).spec;
   const view = new vega.View(vega.parse(compiled), { renderer: 'none' });
   try {
     return await view.toSVG();
@@ -67,10 +82,80 @@ export interface SeriesPoint {
 /** Legend below the plot, one entry per row: long labels widen the chart instead of being cut off. */
 const LEGEND = { orient: 'bottom', direction: 'vertical', labelLimit: 0 };
 
+/** Point shapes and stroke dashes, one per series in order (vega cycles them beyond eight series). */
+const SHAPES = ['circle', 'triangle-up', 'square', 'diamond', 'triangle-down', 'cross', 'triangle-right', 'triangle-left'];
+const DASHES = [[1, 0], [6, 3], [2, 2], [9, 3, 2, 3], [12, 4], [4, 2, 1, 2], [1, 4], [14, 3, 3, 3]];
+
+/**
+ * The y-axis range of a chart: the data and their interval bands plus a little padding, rounded out
+ * to a tick step, within [0, 1], at least 4 points tall, so differences of a point or two are visible
+ * instead of sitting in a flat 0-100% band. The axis format gains a decimal on a narrow range.
+ */
+export function zoomDomain(values: readonly number[]): { domain: [number, number]; format: string } {
+  const finite = values.filter((v) => Number.isFinite(v));
+  if (finite.length === 0) return { domain: [0, 1], format: '%' };
+  let lo = Math.min(...finite);
+  let hi = Math.max(...finite);
+  const pad = Math.max(0.01, (hi - lo) * 0.08);
+  lo -= pad;
+  hi += pad;
+  const minSpan = 0.04;
+  if (hi - lo < minSpan) {
+    const mid = (lo + hi) / 2;
+    lo = mid - minSpan / 2;
+    hi = mid + minSpan / 2;
+  }
+  const span = hi - lo;
+  const step = span <= 0.06 ? 0.01 : span <= 0.2 ? 0.02 : span <= 0.5 ? 0.05 : 0.1;
+  lo = Math.max(0, Math.floor(lo / step + 1e-9) * step);
+  hi = Math.min(1, Math.ceil(hi / step - 1e-9) * step);
+  if (hi - lo < minSpan) {
+    if (lo === 0) hi = minSpan;
+    else lo = 1 - minSpan;
+  }
+  const round = (v: number): number => Number(v.toFixed(6));
+  return { domain: [round(lo), round(hi)], format: hi - lo <= 0.06 ? '.1%' : '%' };
+}
+
+/**
+ * Pairs of series whose points are exactly equal (same x values, same y values): drawn, one hides
+ * the other, so the legend says so. Returns, per series, the earlier series it duplicates.
+ */
+export function identicalSeries<P extends { series: string; value: number }>(points: readonly P[], xOf: (p: P) => string | number, order: readonly string[]): Map<string, string> {
+  const sig = new Map<string, string[]>();
+  for (const p of points) {
+    const key = `${String(xOf(p))}=${p.value}`;
+    sig.set(p.series, [...(sig.get(p.series) ?? []), key]);
+  }
+  const seen = new Map<string, string>();
+  const same = new Map<string, string>();
+  for (const s of order) {
+    const list = sig.get(s);
+    if (!list) continue;
+    const k = [...list].sort().join('|');
+    const prev = seen.get(k);
+    if (prev !== undefined) same.set(s, prev);
+    else seen.set(k, s);
+  }
+  return same;
+}
+
+/** Renames the series that duplicate another: "cnnf (e2e): identical to cnnf (first)" (legend, tooltip and sort order alike). */
+function markIdentical<P extends { series: string }>(points: P[], order: string[], same: Map<string, string>): { points: P[]; order: string[]; note: string[] } {
+  if (same.size === 0) return { points, order, note: [] };
+  const name = (s: string): string => (same.has(s) ? `${s}: identical to ${same.get(s)!}` : s);
+  return {
+    points: points.map((p) => ({ ...p, series: name(p.series) })),
+    order: order.map(name),
+    note: [...same].map(([s, t]) => `identical: ${t} and ${s} have the same value at every point (drawn on top of each other)`),
+  };
+}
+
 /**
  * Accuracy (or success rate) against epsilon: one line per series (model × gradient mode), with its
- * 95% interval as a translucent band. Gradient paths differ in dash and point shape as well as in
- * colour, so a series lying on top of another still shows.
+ * 95% interval as a translucent band. Series differ in colour, stroke dash and (hollow) point shape,
+ * so a series lying on top of another still shows, and series that coincide exactly are named so in
+ * the legend and the subtitle. The y-axis is zoomed to the data and bands (zoomDomain).
  */
 export function lineChartSpec(opts: {
   title: string;
@@ -79,48 +164,55 @@ export function lineChartSpec(opts: {
   points: SeriesPoint[];
   seriesOrder: string[];
 }): Record<string, unknown> {
-  const modes = new Set(opts.points.map((p) => p.mode));
   const bands = opts.points.some((p) => p.lower !== undefined && p.upper !== undefined);
-  const color = { field: 'series', type: 'nominal', title: 'model (gradient path)', sort: opts.seriesOrder, legend: LEGEND };
+  const same = identicalSeries(opts.points, (p: SeriesPoint) => p.eps, opts.seriesOrder);
+  const { points, order, note } = markIdentical(opts.points, opts.seriesOrder, same);
+  const zoom = zoomDomain(points.flatMap((p) => [p.value, p.lower ?? p.value, p.upper ?? p.value]));
+  const yScale = { domain: zoom.domain, zero: false, nice: false };
+  const legendTitle = 'model (gradient path)';
+  // colour and shape share one explicit domain, so vega-lite draws one legend with both; the dash has no
+  // legend of its own (a dashed triangle reads badly) and a sort instead of a domain keeps it out of that one
+  const legend = { ...LEGEND, symbolStrokeWidth: 1.8 };
+  const color = { field: 'series', type: 'nominal', title: legendTitle, scale: { domain: order }, legend };
+  const shape = { field: 'series', type: 'nominal', title: legendTitle, scale: { domain: order, range: SHAPES }, legend };
+  const strokeDash = { field: 'series', type: 'nominal', sort: order, scale: { range: DASHES }, legend: null };
   const x = { field: 'eps', type: 'quantitative', title: opts.xTitle, scale: { zero: true, nice: false } };
-  const y = { field: 'value', type: 'quantitative', title: opts.yTitle, scale: { domain: [0, 1] }, axis: { format: '%' } };
+  const y = { field: 'value', type: 'quantitative', title: opts.yTitle, scale: yScale, axis: { format: zoom.format } };
   const tooltip = [
     { field: 'series', type: 'nominal', title: 'series' },
     { field: 'eps', type: 'quantitative', title: opts.xTitle },
-    { field: 'value', type: 'quantitative', title: opts.yTitle, format: '.2%' },
+    { field: 'value', type: 'quantitative', title: opts.yTitle, format: '.1%' },
     ...(bands ? [{ field: 'lower', type: 'quantitative', title: '95% lower', format: '.1%' }, { field: 'upper', type: 'quantitative', title: '95% upper', format: '.1%' }] : []),
   ];
-  const line: Record<string, unknown> = { x, y, color, tooltip };
-  // dashes and point shapes tell the gradient paths apart; the colour legend already names them
-  if (modes.size > 1) {
-    line.strokeDash = { field: 'mode', type: 'nominal', title: 'gradient', sort: ['first', 'e2e', 'none'], scale: { range: [[1, 0], [6, 3], [2, 2]] }, legend: null };
-    line.shape = { field: 'mode', type: 'nominal', sort: ['first', 'e2e', 'none'], scale: { range: ['circle', 'triangle-up', 'square'] }, legend: null };
-  }
   const layers: Array<Record<string, unknown>> = [];
   if (bands) {
     layers.push({
-      mark: { type: 'errorband', opacity: 0.14, interpolate: 'linear' },
+      mark: { type: 'errorband', opacity: 0.12, interpolate: 'linear' },
       encoding: {
         x,
-        y: { field: 'lower', type: 'quantitative', title: opts.yTitle, scale: { domain: [0, 1] }, axis: { format: '%' } },
+        y: { field: 'lower', type: 'quantitative', title: opts.yTitle, scale: yScale, axis: { format: zoom.format } },
         y2: { field: 'upper' },
         // fill, not color: same series -> same colour (same domain and order), and the colour legend keeps line symbols
-        fill: { field: 'series', type: 'nominal', sort: opts.seriesOrder, legend: null },
+        // (sorted, not an explicit domain, so it stays out of the merged legend; same order -> same colours)
+        fill: { field: 'series', type: 'nominal', sort: order, legend: null },
       },
     });
   }
-  layers.push({ mark: { type: 'line', point: { size: 45, filled: true }, strokeWidth: 2, opacity: 0.9 }, encoding: line });
+  layers.push({ mark: { type: 'line', strokeWidth: 2 }, encoding: { x, y, color, strokeDash, tooltip } });
+  // hollow markers on top, solid outlines: two series at the same point show both (circle and triangle)
+  layers.push({ mark: { type: 'point', filled: false, size: 70, strokeWidth: 1.8, opacity: 1 }, encoding: { x, y, color, shape, tooltip } });
+  const subtitle = [...(bands ? ['shaded: 95% confidence interval (Wilson)'] : []), ...note];
   return {
-    title: bands ? { text: opts.title, subtitle: 'shaded: 95% confidence interval (Wilson)' } : opts.title,
-    width: 420,
-    height: 260,
-    data: { values: opts.points },
+    title: subtitle.length > 0 ? { text: opts.title, subtitle } : opts.title,
+    width: 520,
+    height: 280,
+    data: { values: points },
     layer: layers,
   };
 }
 
 export interface BarPoint {
-  /** Bar group, e.g. "clean" or "ε = 0.2". */
+  /** Group on the x-axis, e.g. "clean" or "ε = 0.2". */
   group: string;
   series: string;
   value: number;
@@ -129,40 +221,52 @@ export interface BarPoint {
 }
 
 /**
- * Grouped bars with 95% error bars: for attacks run at a single perturbation size, where a line
- * chart would be one dot per series. One group per condition (clean, the attack), one bar per series.
+ * For attacks run at a single perturbation size, where a line would be one dot per series: one
+ * group per condition (clean, the attack), one point per series with its 95% error bar, side by
+ * side. Points, not bars: the y-axis is zoomed to the data (a bar's length would mislead).
  */
 export function barChartSpec(opts: { title: string; yTitle: string; points: BarPoint[]; groupOrder: string[]; seriesOrder: string[] }): Record<string, unknown> {
-  const bars = Math.max(1, opts.groupOrder.length * opts.seriesOrder.length);
-  const x = { field: 'group', type: 'nominal', title: null, sort: opts.groupOrder, axis: { labelAngle: 0 } };
-  const xOffset = { field: 'series', type: 'nominal', sort: opts.seriesOrder };
-  const errors = opts.points.some((p) => p.lower !== undefined && p.upper !== undefined);
+  const n = Math.max(1, opts.groupOrder.length * opts.seriesOrder.length);
+  const same = identicalSeries(opts.points, (p: BarPoint) => p.group, opts.seriesOrder);
+  const { points, order, note } = markIdentical(opts.points, opts.seriesOrder, same);
+  const zoom = zoomDomain(points.flatMap((p) => [p.value, p.lower ?? p.value, p.upper ?? p.value]));
+  const yScale = { domain: zoom.domain, zero: false, nice: false };
+  const x = { field: 'group', type: 'nominal', title: null, sort: opts.groupOrder, axis: { labelAngle: 0 }, scale: { paddingInner: 0.3 } };
+  const xOffset = { field: 'series', type: 'nominal', sort: order, scale: { paddingOuter: 0.5 } };
+  const errors = points.some((p) => p.lower !== undefined && p.upper !== undefined);
+  const legendTitle = 'model (gradient path)';
+  const subtitle = [...(errors ? ['error bars: 95% confidence interval (Wilson)'] : []), ...note];
   return {
-    title: errors ? { text: opts.title, subtitle: 'error bars: 95% confidence interval (Wilson)' } : opts.title,
-    width: Math.min(520, Math.max(260, bars * 38)),
+    title: subtitle.length > 0 ? { text: opts.title, subtitle } : opts.title,
+    width: Math.min(520, Math.max(260, n * 38)),
     height: 260,
-    data: { values: opts.points },
+    data: { values: points },
     encoding: { x, xOffset },
     layer: [
+      ...(errors
+        ? [{
+            mark: { type: 'errorbar', ticks: { size: 6 }, thickness: 1.5 },
+            encoding: {
+              y: { field: 'lower', type: 'quantitative', title: opts.yTitle, scale: yScale, axis: { format: zoom.format } },
+              y2: { field: 'upper' },
+              color: { field: 'series', type: 'nominal', title: legendTitle, scale: { domain: order } },
+            },
+          }]
+        : []),
       {
-        mark: { type: 'bar' },
+        mark: { type: 'point', filled: true, size: 80, opacity: 1 },
         encoding: {
-          y: { field: 'value', type: 'quantitative', title: opts.yTitle, scale: { domain: [0, 1] }, axis: { format: '%' } },
-          color: { field: 'series', type: 'nominal', title: 'model (gradient path)', sort: opts.seriesOrder, legend: LEGEND },
+          y: { field: 'value', type: 'quantitative', title: opts.yTitle, scale: yScale, axis: { format: zoom.format } },
+          color: { field: 'series', type: 'nominal', title: legendTitle, scale: { domain: order }, legend: LEGEND },
+          shape: { field: 'series', type: 'nominal', title: legendTitle, scale: { domain: order, range: SHAPES }, legend: LEGEND },
           tooltip: [
             { field: 'series', type: 'nominal' },
             { field: 'group', type: 'nominal' },
-            { field: 'value', type: 'quantitative', format: '.2%' },
+            { field: 'value', type: 'quantitative', format: '.1%' },
             ...(errors ? [{ field: 'lower', type: 'quantitative', title: '95% lower', format: '.1%' }, { field: 'upper', type: 'quantitative', title: '95% upper', format: '.1%' }] : []),
           ],
         },
       },
-      ...(errors
-        ? [{
-            mark: { type: 'errorbar', ticks: { size: 6 }, color: '#222' },
-            encoding: { y: { field: 'lower', type: 'quantitative', title: opts.yTitle }, y2: { field: 'upper' } },
-          }]
-        : []),
     ],
   };
 }
@@ -172,27 +276,29 @@ export function barChartSpec(opts: { title: string; yTitle: string; points: BarP
  * on the same scale), labelled with the raw count.
  */
 export function confusionSpec(title: string, classNames: string[], matrix: number[][]): Record<string, unknown> {
-  const labels = uniqueLabels(classNames);
+  // cleaned before deduplication, so names that differ only in control characters stay distinct
+  const labels = uniqueLabels(classNames.map(cleanText));
   const values: Array<{ truth: string; pred: string; count: number; frac: number }> = [];
   matrix.forEach((row, i) => {
     const total = row.reduce((a, b) => a + b, 0);
     row.forEach((count, j) => values.push({ truth: labels[i]!, pred: labels[j]!, count, frac: total > 0 ? count / total : 0 }));
   });
-  const cell = labels.length <= 12 ? 30 : Math.max(8, Math.floor(360 / labels.length));
+  // small enough for three matrices side by side on a report page (the colour scale is explained in the text)
+  const cell = labels.length <= 12 ? 22 : Math.max(6, Math.floor(264 / labels.length));
   return {
-    title,
+    title: { text: title, fontSize: 12 },
     width: cell * labels.length,
     height: cell * labels.length,
     data: { values },
     encoding: {
-      x: { field: 'pred', type: 'ordinal', sort: labels, title: 'predicted class', axis: { labelAngle: -45, labelLimit: 110 } },
-      y: { field: 'truth', type: 'ordinal', sort: labels, title: 'true class', axis: { labelLimit: 110 } },
+      x: { field: 'pred', type: 'ordinal', sort: labels, title: 'predicted class', axis: { labelAngle: -45, labelLimit: 110, labelFontSize: 10, titleFontSize: 11, titlePadding: -12 } },
+      y: { field: 'truth', type: 'ordinal', sort: labels, title: 'true class', axis: { labelLimit: 110, labelFontSize: 10, titleFontSize: 11 } },
     },
     layer: [
       {
         mark: { type: 'rect' },
         encoding: {
-          color: { field: 'frac', type: 'quantitative', title: 'row fraction', scale: { scheme: 'blues', domain: [0, 1] }, legend: { format: '%' } },
+          color: { field: 'frac', type: 'quantitative', title: 'row fraction', scale: { scheme: 'blues', domain: [0, 1] }, legend: null },
           tooltip: [
             { field: 'truth', type: 'ordinal', title: 'true' },
             { field: 'pred', type: 'ordinal', title: 'predicted' },
@@ -200,9 +306,9 @@ export function confusionSpec(title: string, classNames: string[], matrix: numbe
           ],
         },
       },
-      ...(cell >= 20
+      ...(cell >= 18
         ? [{
-            mark: { type: 'text', fontSize: cell >= 28 ? 10 : 8 },
+            mark: { type: 'text', fontSize: 9 },
             encoding: {
               text: { field: 'count', type: 'quantitative' },
               color: { condition: { test: 'datum.frac > 0.5', value: 'white' }, value: 'black' },

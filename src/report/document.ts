@@ -14,7 +14,7 @@ export interface ChartAsset {
   title: string;
   /** SVG with ids already made unique for inlining. */
   svg: string;
-  /** File name of the PNG written next to report.md. */
+  /** Path of the PNG report.md shows, relative to report.md (in the assets folder). */
   pngFile: string;
 }
 
@@ -33,7 +33,8 @@ export type Block =
   | { kind: 'list'; items: Text[] }
   | { kind: 'table'; header: string[]; rows: Text[][]; numeric?: boolean[] }
   | { kind: 'code'; text: string }
-  | { kind: 'charts'; charts: ChartAsset[] }
+  /** Charts side by side; `grid`: a fixed grid of small multiples (confusion matrices, three or four a row). */
+  | { kind: 'charts'; charts: ChartAsset[]; layout?: 'grid' }
   | { kind: 'images'; images: ImageAsset[] };
 
 const parts = (t: Text): Inline[] => (Array.isArray(t) ? t : [t]);
@@ -82,6 +83,7 @@ code { font-family: "DejaVu Sans Mono", ui-monospace, Menlo, Consolas, monospace
 pre { background: #f1f3f5; padding: 10px; overflow-x: auto; white-space: pre-wrap; word-break: break-all; }
 .note { background: #fff8e1; border-left: 4px solid #f0b400; padding: 6px 12px; margin: 0.6em 0; }
 .charts { display: flex; flex-wrap: wrap; gap: 18px; align-items: flex-start; }
+.charts.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(340px, 1fr)); gap: 12px 14px; }
 figure { margin: 0; }
 figure svg, figure img { max-width: 100%; height: auto; display: block; }
 figcaption { font-size: 0.8rem; color: #57606a; margin-top: 4px; word-break: break-all; }
@@ -136,7 +138,7 @@ function blockHtml(b: Block): string {
       return `<table>\n<thead><tr>${head}</tr></thead>\n<tbody>\n${rows}\n</tbody>\n</table>`;
     }
     case 'charts':
-      return `<div class="charts">${b.charts
+      return `<div class="charts${b.layout === 'grid' ? ' grid' : ''}">${b.charts
         .map((c) => `<figure class="chart" id="${escapeHtml(c.id)}" aria-label="${escapeHtml(c.title)}">${c.svg}</figure>`)
         .join('\n')}</div>`;
     case 'images':

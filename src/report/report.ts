@@ -1,9 +1,10 @@
 /**
  * `cnnf report`: turns a results file (and optional training logs) into DIR/index.html (one
  * self-contained page: inline CSS, inline SVG charts, base64 PNG images, no scripts, no external
- * requests) and DIR/report.md (same tables, charts as PNG files next to it).
+ * requests) and DIR/report.md (same tables; its charts and image dumps are PNG files in DIR/assets/).
  */
-import { dirname, join, resolve } from 'node:path';
+import { existsSync, rmdirSync } from 'node:fs';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import sharp from 'sharp';
 import type { EvalResults, ModelResult } from '../eval/results.js';
 import { humanNumber } from '../format.js';
@@ -25,6 +26,9 @@ import { slugify } from './escape.js';
 import { validateResults } from './results-file.js';
 import { defaultWindow, movingAverage, readTrainingLog, type TrainingLog } from './trainlog.js';
 
+/** The one folder beside index.html and report.md that holds every other file of a report. */
+export const ASSETS_DIR = 'assets';
+
 export interface ReportOptions {
   outDir: string;
   /** Training logs: CSV paths, or logs already parsed with parseTrainingLog/readTrainingLog. */
@@ -38,7 +42,7 @@ export interface RenderedReport {
   title: string;
   html: string;
   markdown: string;
-  /** PNG files referenced by report.md, keyed by file name (relative to the output directory). */
+  /** PNG files referenced by report.md, keyed by their path relative to the output directory (`assets/NAME.png`). */
   pngs: Map<string, Buffer>;
 }
 
@@ -77,17 +81,21 @@ class Builder {
   chart(stem: string, title: string, spec: Record<string, unknown>): ChartAsset {
     const n = ++this.chartCount;
     const id = `chart-${n}-${slugify(stem, 'chart')}`;
-    const asset: ChartAsset = { id, title, svg: '', pngFile: `${id}.png` };
+    const asset: ChartAsset = { id, title, svg: '', pngFile: `${ASSETS_DIR}/${id}.png` };
     this.pending.push({ spec, asset });
     return asset;
   }
-  charts(list: ChartAsset[]): void {
-    if (list.length > 0) this.blocks.push({ kind: 'charts', charts: list });
+  charts(list: ChartAsset[], layout?: 'grid'): void {
+    if (list.length > 0) this.blocks.push({ kind: 'charts', charts: list, ...(layout ? { layout } : {}) });
   }
 }
 
-/** Builds the report in memory (renders every chart and its PNG) without writing anything. */
-export async function renderReport(results: EvalResults, opts: Omit<ReportOptions, 'outDir'> = {}): Promise<RenderedReport> {
+/**
+ * Builds the report in memory (renders every chart and its PNG) without writing anything. With
+ * `outDir`, image dumps already inside its assets folder (`cnnf demo` writes them there) are
+ * referenced where they are instead of being copied.
+ */
+export async function renderReport(results: EvalResults, opts: Omit<ReportOptions, 'outDir'> & { outDir?: string } = {}): Promise<RenderedReport> {
   validateResults(results, opts.resultsPath ?? 'results');
   const logs = (opts.trainingLogs ?? []).map((l) => (typeof l === 'string' ? readTrainingLog(l) : l));
   const title = opts.title?.trim() || `Robustness report: ${results.models.map((m) => m.name).join(' vs ')}`;
@@ -103,7 +111,7 @@ export async function renderReport(results: EvalResults, opts: Omit<ReportOption
   worstCaseSection(b, results);
   confusionSection(b, results, groups);
   if (logs.length > 0) trainingSection(b, logs);
-  await dumpsSection(b, results, opts.resultsPath, pngs);
+  await dumpsSection(b, results, opts.resultsPath, pngs, opts.outDir);
   provenanceSection(b, results, opts.resultsPath);
 
   for (const { spec, asset } of b.pending) {
@@ -116,14 +124,31 @@ export async function renderReport(results: EvalResults, opts: Omit<ReportOption
 }
 
 /**
- * Writes DIR/index.html, DIR/report.md and the PNGs report.md references, all or nothing: every
- * file is staged (written and fsynced) first and renamed into place only when all are complete,
- * index.html last, so a full disk leaves no partial report (see writeFilesAtomic).
+ * Writes DIR/index.html, DIR/report.md and, in DIR/assets/, the PNGs report.md references: every
+ * file of a folder is staged (written and fsynced) first and renamed into place only when all are
+ * complete (see writeFilesAtomic); the assets go first and index.html last, so a full disk never
+ * leaves a new report.md without its images.
  */
 export async function writeReport(results: EvalResults, opts: ReportOptions): Promise<ReportOutput> {
-  const rendered = await renderReport(results, opts);
   const outDir = resolve(opts.outDir);
-  const files = writeFilesAtomic(outDir, [...rendered.pngs, ['report.md', rendered.markdown], ['index.html', rendered.html]]);
+  const rendered = await renderReport(results, { ...opts, outDir });
+  const assets = [...rendered.pngs].map(([path, png]): [string, Buffer] => [path.slice(ASSETS_DIR.length + 1), png]);
+  const existed = existsSync(outDir);
+  let files: string[];
+  try {
+    files = assets.length > 0 ? writeFilesAtomic(join(outDir, ASSETS_DIR), assets) : [];
+  } catch (e) {
+    // writeFilesAtomic removes the assets folder it made; remove the report folder too if this call made it
+    if (!existed) {
+      try {
+        rmdirSync(outDir); // only when empty
+      } catch {
+        /* best effort */
+      }
+    }
+    throw e;
+  }
+  files.push(...writeFilesAtomic(outDir, [['report.md', rendered.markdown], ['index.html', rendered.html]]));
   return { indexHtml: join(outDir, 'index.html'), reportMd: join(outDir, 'report.md'), files };
 }
 
@@ -329,7 +354,7 @@ function worstCaseSection(b: Builder, r: EvalResults): void {
 
 function confusionSection(b: Builder, r: EvalResults, groups: AttackGroup[]): void {
   b.h2('Confusion matrices');
-  b.p('Rows are true classes, columns predicted classes; cells show counts, shaded by the fraction of the row.');
+  b.p('Rows are true classes, columns predicted classes; cells show counts, shaded by the fraction of the row (white 0%, dark blue 100%).');
   for (const m of r.models) {
     b.h3(`Confusion matrices: ${m.name}`);
     const charts: ChartAsset[] = [b.chart(`confusion-${m.name}-clean`, `${m.name}: clean`, confusionSpec(`${m.name}: clean`, m.classNames, m.clean.confusion))];
@@ -342,7 +367,7 @@ function confusionSection(b: Builder, r: EvalResults, groups: AttackGroup[]): vo
         }
       }
     }
-    b.charts(charts);
+    b.charts(charts, 'grid');
   }
 }
 
@@ -367,12 +392,13 @@ function trainingSection(b: Builder, logs: TrainingLog[]): void {
   b.charts(charts);
 }
 
-async function dumpsSection(b: Builder, r: EvalResults, resultsPath: string | undefined, pngs: Map<string, Buffer>): Promise<void> {
+async function dumpsSection(b: Builder, r: EvalResults, resultsPath: string | undefined, pngs: Map<string, Buffer>, outDir: string | undefined): Promise<void> {
   const withDumps = r.models.filter((m) => (m.dumps ?? []).length > 0);
   if (withDumps.length === 0) return;
   b.h2('Image dumps');
   b.p('Each row: clean image | perturbed image | perturbation (amplified) | the CNN-F\'s reconstruction after each feedback cycle; below it the true and predicted class (red: misclassified). One set per attack point, one example per class where possible, preferring examples the attack flips.');
   const base = resultsPath ? dirname(resolve(resultsPath)) : process.cwd();
+  const assetsDir = outDir ? join(resolve(outDir), ASSETS_DIR) : undefined;
   for (const m of withDumps) {
     const mi = r.models.indexOf(m);
     b.h3(`Image dumps: ${m.name}`);
@@ -386,17 +412,22 @@ async function dumpsSection(b: Builder, r: EvalResults, resultsPath: string | un
       if (groups.size > 1 && dir !== '') b.p([{ strong: dir.slice(dir.lastIndexOf('/') + 1) }]);
       const images: ImageAsset[] = [];
       for (const [j, rel] of list) {
-        const file = `dump-${mi + 1}-${slugify(m.name, 'model')}-${j + 1}.png`;
-        const img = await loadDump(resolve(base, rel), rel);
+        const path = resolve(base, rel);
+        const img = await loadDump(path, rel);
+        // a PNG dump already in DIR/assets/ (cnnf demo) is shown where it is; any other image is copied there
+        const inPlace = assetsDir && img.png && img.asIs ? relative(dirname(assetsDir), path).split(sep).join('/') : undefined;
+        const keep = inPlace !== undefined && inPlace.startsWith(`${ASSETS_DIR}/`) && /^[A-Za-z0-9._/-]+$/.test(inPlace) && !inPlace.split('/').includes('..');
+        const file = keep ? inPlace : `${ASSETS_DIR}/dump-${mi + 1}-${slugify(m.name, 'model')}-${j + 1}.png`;
         images.push({ title: rel, png: img.png, pngFile: file, note: img.note });
-        if (img.png) pngs.set(file, img.png);
+        if (img.png && !keep) pngs.set(file, img.png);
       }
       b.blocks.push({ kind: 'images', images });
     }
   }
 }
 
-async function loadDump(path: string, shown: string): Promise<{ png: Buffer | null; note?: string }> {
+/** A dump as PNG bytes; `asIs`: the file itself is a PNG (not converted). */
+async function loadDump(path: string, shown: string): Promise<{ png: Buffer | null; asIs?: boolean; note?: string }> {
   let bytes: Buffer;
   try {
     // a FIFO or device named in the results file is skipped, never read (it could block or never end)
@@ -409,7 +440,7 @@ async function loadDump(path: string, shown: string): Promise<{ png: Buffer | nu
     return { png: null, note: `Image dump unreadable (${msg.split(': ').pop() ?? 'error'}): ${shown}` };
   }
   const PNG_MAGIC = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-  if (bytes.subarray(0, 8).equals(PNG_MAGIC)) return { png: bytes };
+  if (bytes.subarray(0, 8).equals(PNG_MAGIC)) return { png: bytes, asIs: true };
   try {
     return { png: await sharp(bytes).png().toBuffer() };
   } catch {

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import Table from 'cli-table3';
 import { UsageError } from '../../errors.js';
+import { percent } from '../../format.js';
 import { loadDataset } from '../../data/index.js';
 import { checkGrid, runGrid, type GridResult } from '../../train/index.js';
 import { initBackend } from '../common.js';
@@ -9,9 +10,7 @@ import { resolveWorkers } from '../../parallel/pool.js';
 import { parseNumberList } from '../options.js';
 import { addTrainingOptions, progressHooks, trainOptionsFromFlags } from './train.js';
 
-function pct(x: number): string {
-  return `${(x * 100).toFixed(2)}%`;
-}
+const pct = percent;
 
 /** Rows res_param, columns cycles; each cell "clean / noisy". */
 export function gridTable(g: GridResult, metric: 'testAccuracy' | 'noisyAccuracy'): string {

@@ -3,6 +3,7 @@ import { Option, type Command } from 'commander';
 import { resolve } from 'node:path';
 import { formatTestSubset, type TestSubset } from '../../data/index.js';
 import { UsageError } from '../../errors.js';
+import { percent } from '../../format.js';
 import { ARCH_NAMES, type ArchName } from '../../models/arch.js';
 import {
   DEFAULT_MICRO_BATCH,
@@ -93,9 +94,7 @@ export function trainOptionsFromFlags(flags: Record<string, unknown>, model: Mod
   return opts;
 }
 
-function pct(x: number): string {
-  return `${(x * 100).toFixed(2)}%`;
-}
+const pct = percent;
 
 export function epochLine(m: EpochMetrics, epochs: number, cnnf: boolean): string {
   const acc = cnnf
