@@ -46,6 +46,11 @@ export function cleanText(value: unknown): string {
   });
 }
 
+/** Multi-line text for a terminal (tables): every line through cleanText, the line breaks kept. */
+export function terminalText(text: string): string {
+  return text.split('\n').map(cleanText).join('\n');
+}
+
 /**
  * A file-name-safe slug: lowercase ASCII letters, digits, '-' and '_' ("CNN (adv.)" -> "cnn-adv");
  * never empty (then `fallback`), never a path separator or a leading dot, at most 48 characters.

@@ -289,6 +289,19 @@ describe('colour image dumps', () => {
 });
 
 describe('cnnf data info / eval with CIFAR-10 and folders', () => {
+  it('class names with escape sequences, bidi overrides and line breaks reach the terminal escaped (table rows stay whole)', async () => {
+    const dir = tmp();
+    const evil = 'x\u001b]0;owned\u0007\u202eq';
+    for (const c of [evil, 'plain']) mkdirSync(join(dir, c));
+    await image(join(dir, evil, 'a.png'), 8, 6, 3, rgbAt);
+    await image(join(dir, 'plain', 'b.png'), 8, 6, 3, rgbAt);
+    const r = await cnnf(['data', 'info', '--dataset', 'folder', '--data-dir', dir]);
+    expect(r.code, r.stderr).toBe(0);
+    // eslint-disable-next-line no-control-regex
+    expect(r.stdout).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/);
+    expect(r.stdout).toContain('x\\x1b]0;owned\\x07\\u202eq');
+  });
+
   it('data info reads both, and eval refuses data of another shape than the model with one line', async () => {
     const cifar = writeCifarDir({ test: 12 });
     const r = await cnnf(['data', 'info', '--dataset', 'cifar10', '--data-dir', cifar, '--json']);

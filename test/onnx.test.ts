@@ -273,7 +273,7 @@ describe('hostile ONNX files: one line, exit 2, nothing run', () => {
       const s = base();
       s.nodes[3] = { op: 'NonMaxSuppression', name: 'nms\u001b]0;pwn\u0007', inputs: ['h1'], outputs: ['g1'] };
       return encodeOnnxModel(s);
-    }, /node "nms\?\]0;pwn\?" \(NonMaxSuppression\): operator NonMaxSuppression is not one cnnf runs/],
+    }, /node "nms\\x1b\]0;pwn\\x07" \(NonMaxSuppression\): operator NonMaxSuppression is not one cnnf runs/],
     ['a cycle (an input used before it is defined)', () => {
       const s = base();
       s.nodes[1] = { op: 'MatMul', inputs: ['s1', 'w1'], outputs: ['m1'] };

@@ -1,4 +1,5 @@
 /** cnnf command-line entry: builds the commander program, maps UsageError to one line + exit 2. */
+import { cleanText } from '../format.js';
 import { Command, CommanderError } from 'commander';
 import { UsageError } from '../errors.js';
 import { VERSION } from '../version.js';
@@ -37,7 +38,8 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     if (e instanceof UsageError) {
-      process.stderr.write(`cnnf: ${e.message.split('\n')[0]}\n`);
+      // one line, whatever a file put into the message (escape sequences, carriage returns, bidi overrides)
+      process.stderr.write(`cnnf: ${cleanText(e.message.split('\n')[0])}\n`);
       return e.exitCode;
     }
     throw e;

@@ -7,7 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Table from 'cli-table3';
 import { UsageError } from '../errors.js';
-import { percent, percentRange } from '../format.js';
+import { percent, percentRange, terminalText } from '../format.js';
 import { backendNotice, initBackend, seedFrom } from './common.js';
 import { createProgress } from './progress.js';
 import { parseInteger, parseNumberList } from './options.js';
@@ -166,7 +166,7 @@ export function resultTables(results: EvalResults): string {
     out.push('', `most robust, by a paired test on the per-example outcomes (${PAIRED_TEST.replace(/ \(.*\)$/, '')}, alpha 0.05; several gradient paths: the weakest counts):`);
     for (const row of compareResults(results)) out.push(`  ${row.metric}: ${row.verdict.text}`);
   }
-  return `${out.join('\n')}\n`;
+  return `${terminalText(out.join('\n'))}\n`;
 }
 
 type ModelFile = { kind: 'cnnf'; file: CheckpointFile } | { kind: 'tfjs'; file: TfjsModelFile } | { kind: 'onnx'; file: OnnxModelFile };
@@ -413,12 +413,12 @@ export async function runAttackCommand(flags: Flags): Promise<void> {
   for (const p of a.points) t.push([p.eps, pctCi(p.accuracy, intervalOf(p, n)), ...(p.successRate !== undefined ? [pctCi(p.successRate, successIv(p, n))] : [])]);
   const foreign = isForeignArch(m.arch);
   const modeNote = a.mode ? `, mode ${a.mode}${m.cycles === 0 && mode === 'e2e' ? ` (${foreign ? 'foreign model' : 'plain CNN'}: e2e = first)` : ''}` : '';
-  process.stdout.write(
+  process.stdout.write(terminalText(
     `${m.name}${foreign ? ` [${m.arch} ${m.path}]` : ''}: ${a.name} (${a.method}${a.targeted ? `, targeted ${String(target)}` : ''}${modeNote}, ${m.cycles} cycles, readout ${m.readout}) ` +
       `on ${results.provenance.examples} ${results.provenance.dataset} test images (${results.provenance.testSubset}), clean accuracy ${pctCi(m.clean.accuracy, intervalOf(m.clean, n))}\n` +
       `${t.toString()}\n(95% intervals: ${INTERVAL_METHOD.replace(/, 95%$/, '')})\n` +
       (m.dumps && m.dumps.length ? dumpNote(m.dumps.length, a.points.map((p) => p.eps), dumpDir!) : ''),
-  );
+  ));
 }
 
 export interface DemoRun {

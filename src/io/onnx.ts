@@ -20,6 +20,7 @@ import { createHash } from 'node:crypto';
 import { basename } from 'node:path';
 import protobuf from 'protobufjs';
 import { UsageError } from '../errors.js';
+import { cleanText } from '../format.js';
 import { ONNX_PROTO } from './onnx-schema.js';
 import { readInputFile, MiB } from './files.js';
 import { ONNX_OP_SINCE, ONNX_OPS, OnnxClassifier, type OnnxAttr, type OnnxGraph, type OnnxInit, type OnnxNode } from '../models/onnx.js';
@@ -44,12 +45,14 @@ function onnxModelType(): protobuf.Type {
   return modelType;
 }
 
-/** A string from the file, safe for a terminal line: control and bidi characters shown as '?', at most 80 characters. */
+/** A string from the file, safe for a terminal line (cnnf's one sanitiser, cleanText), at most 80 characters. */
 export function printable(s: unknown): string {
-  // eslint-disable-next-line no-control-regex
-  const t = String(s).replace(/[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]/g, '?');
+  const t = cleanText(s);
   return t.length > 80 ? `${t.slice(0, 77)}...` : t;
 }
+
+/** A quoted name from the file for a message. */
+const q = (s: unknown): string => `"${printable(s)}"`;
 
 type Long = { low: number; high: number; unsigned?: boolean; toNumber?: () => number };
 /** An int64 from protobufjs (number or Long), exact up to 2^53, else +-Infinity by sign. */
@@ -83,24 +86,24 @@ interface Budget {
 function readTensor(t: Record<string, unknown>, where: string, budget: Budget): OnnxInit {
   const name = typeof t.name === 'string' ? t.name : '';
   const dimsRaw = Array.isArray(t.dims) ? (t.dims as unknown[]) : [];
-  if (dimsRaw.length > 8) throw new UsageError(`${where}: tensor ${JSON.stringify(printable(name))} has ${dimsRaw.length} dimensions (at most 8)`);
+  if (dimsRaw.length > 8) throw new UsageError(`${where}: tensor ${q(name)} has ${dimsRaw.length} dimensions (at most 8)`);
   const dims = dimsRaw.map(int64);
-  if (dims.some((d) => !Number.isInteger(d) || d < 0 || d > INT32_MAX)) throw new UsageError(`${where}: tensor ${JSON.stringify(printable(name))} has a bad dimension [${dims.join(', ')}]`);
+  if (dims.some((d) => !Number.isInteger(d) || d < 0 || d > INT32_MAX)) throw new UsageError(`${where}: tensor ${q(name)} has a bad dimension [${dims.join(', ')}]`);
   const numel = dims.reduce((a, b) => a * b, 1);
-  if (numel > MAX_ONNX_ELEMENTS - budget.elements) throw new UsageError(`${where}: tensor ${JSON.stringify(printable(name))} of ${numel} elements is beyond the ${MAX_ONNX_ELEMENTS}-element budget of an ONNX model`);
+  if (numel > MAX_ONNX_ELEMENTS - budget.elements) throw new UsageError(`${where}: tensor ${q(name)} of ${numel} elements is beyond the ${MAX_ONNX_ELEMENTS}-element budget of an ONNX model`);
   budget.elements += numel;
   if (t.data_location === 1 || (Array.isArray(t.external_data) && t.external_data.length > 0)) {
-    throw new UsageError(`${where}: tensor ${JSON.stringify(printable(name))} keeps its data in an external file, which cnnf does not read (save the model with its weights inside the .onnx file)`);
+    throw new UsageError(`${where}: tensor ${q(name)} keeps its data in an external file, which cnnf does not read (save the model with its weights inside the .onnx file)`);
   }
-  if (t.segment !== undefined && t.segment !== null) throw new UsageError(`${where}: tensor ${JSON.stringify(printable(name))} is segmented, which cnnf does not read`);
+  if (t.segment !== undefined && t.segment !== null) throw new UsageError(`${where}: tensor ${q(name)} is segmented, which cnnf does not read`);
   const dt = typeof t.data_type === 'number' ? t.data_type : 0;
   const type = DTYPES[dt];
   if (!type || type.kind === null) {
-    throw new UsageError(`${where}: tensor ${JSON.stringify(printable(name))} is ${type ? type.name : `of data type ${dt}`}; cnnf reads float32 weights (and int64/int32 shapes and indices): convert the model to float32`);
+    throw new UsageError(`${where}: tensor ${q(name)} is ${type ? type.name : `of data type ${dt}`}; cnnf reads float32 weights (and int64/int32 shapes and indices): convert the model to float32`);
   }
   const raw = t.raw_data instanceof Uint8Array ? t.raw_data : null;
   const bad = (got: number): never => {
-    throw new UsageError(`${where}: tensor ${JSON.stringify(printable(name))} [${dims.join(', ')}] holds ${got} values, not ${numel}`);
+    throw new UsageError(`${where}: tensor ${q(name)} [${dims.join(', ')}] holds ${got} values, not ${numel}`);
   };
   if (type.kind === 'float32') {
     let data: Float32Array;
@@ -132,7 +135,7 @@ function readTensor(t: Record<string, unknown>, where: string, budget: Budget): 
 
 function readAttr(a: Record<string, unknown>, where: string, budget: Budget): [string, OnnxAttr] {
   const name = typeof a.name === 'string' ? a.name : '';
-  if (a.g || (Array.isArray(a.graphs) && a.graphs.length > 0)) throw new UsageError(`${where}: attribute ${JSON.stringify(printable(name))} holds a subgraph, which cnnf does not run`);
+  if (a.g || (Array.isArray(a.graphs) && a.graphs.length > 0)) throw new UsageError(`${where}: attribute ${q(name)} holds a subgraph, which cnnf does not run`);
   const v: OnnxAttr = {};
   if (typeof a.f === 'number') v.f = a.f;
   if (a.i !== undefined && a.i !== null) v.i = saturate(int64(a.i));
@@ -140,7 +143,7 @@ function readAttr(a: Record<string, unknown>, where: string, budget: Budget): [s
   if (a.t) v.t = readTensor(a.t as Record<string, unknown>, where, budget);
   if (Array.isArray(a.floats) && a.floats.length > 0) v.floats = (a.floats as number[]).map(Number);
   if (Array.isArray(a.ints) && a.ints.length > 0) {
-    if (a.ints.length > 4096) throw new UsageError(`${where}: attribute ${JSON.stringify(printable(name))} lists ${a.ints.length} integers`);
+    if (a.ints.length > 4096) throw new UsageError(`${where}: attribute ${q(name)} lists ${a.ints.length} integers`);
     v.ints = (a.ints as unknown[]).map((x) => saturate(int64(x)));
   }
   if (Array.isArray(a.strings) && a.strings.length > 0) v.strings = (a.strings as Uint8Array[]).slice(0, 64).map((s) => Buffer.from(s).toString('utf8'));
@@ -186,7 +189,7 @@ function recordedAdapter(msg: Record<string, unknown>, path: string): Partial<In
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new UsageError(`${where} is not a JSON object`);
   const o = v as Record<string, unknown>;
   const known = new Set(['inputRange', 'layout', 'output', 'mean', 'std', 'classNames', 'dataset', 'exportedFrom']);
-  for (const k of Object.keys(o)) if (!known.has(k)) throw new UsageError(`${where}: unknown key ${JSON.stringify(printable(k))}`);
+  for (const k of Object.keys(o)) if (!known.has(k)) throw new UsageError(`${where}: unknown key ${q(k)}`);
   const out: Partial<InputAdapter> & { classNames?: string[] } = {};
   if (o.inputRange !== undefined) out.range = o.inputRange as InputAdapter['range'];
   if (o.layout !== undefined) out.layout = o.layout as InputAdapter['layout'];
@@ -249,7 +252,7 @@ export function readOnnxModelFile(path: string): OnnxModelFile {
   const initializers = new Map<string, OnnxInit>();
   for (const t of inits) {
     const init = readTensor(t, path, budget);
-    if (init.name === '' || initializers.has(init.name)) return fail(`initializer ${JSON.stringify(printable(init.name))} is unnamed or named twice`);
+    if (init.name === '' || initializers.has(init.name)) return fail(`initializer ${q(init.name)} is unnamed or named twice`);
     initializers.set(init.name, init);
   }
   const rawNodes = Array.isArray(graph.node) ? (graph.node as Array<Record<string, unknown>>) : [];
@@ -264,9 +267,9 @@ export function readOnnxModelFile(path: string): OnnxModelFile {
   const outputName = String(outputs[0].name ?? '');
   const inDims = shapeOf(inputs[0]);
   const elem = ((inputs[0].type as Record<string, unknown> | undefined)?.tensor_type as Record<string, unknown> | undefined)?.elem_type;
-  if (elem !== undefined && elem !== 1) return fail(`input ${JSON.stringify(printable(inputName))} is ${DTYPES[elem as number]?.name ?? `of type ${String(elem)}`}, not float32`);
+  if (elem !== undefined && elem !== 1) return fail(`input ${q(inputName)} is ${DTYPES[elem as number]?.name ?? `of type ${String(elem)}`}, not float32`);
   if (!inDims || inDims.length !== 4 || inDims.slice(1).some((d) => d === null)) {
-    return fail(`input ${JSON.stringify(printable(inputName))} has shape [${(inDims ?? []).map((d) => d ?? '?').join(', ')}], not an image batch [N, C, H, W] with fixed C, H, W`);
+    return fail(`input ${q(inputName)} has shape [${(inDims ?? []).map((d) => d ?? '?').join(', ')}], not an image batch [N, C, H, W] with fixed C, H, W`);
   }
   const [, a, b, c] = inDims as [number | null, number, number, number];
   if (Math.max(a, b, c) > MAX_ONNX_INPUT.side || a * b * c > MAX_ONNX_INPUT.values) {
@@ -278,20 +281,20 @@ export function readOnnxModelFile(path: string): OnnxModelFile {
   for (const [k, n] of rawNodes.entries()) {
     const name = typeof n.name === 'string' && n.name !== '' ? n.name : `#${k}`;
     const op = typeof n.op_type === 'string' ? n.op_type : '';
-    const where = `${path}: node ${JSON.stringify(printable(name))} (${printable(op)})`;
+    const where = `${path}: node ${q(name)} (${printable(op)})`;
     const domain = typeof n.domain === 'string' ? n.domain : '';
-    if (domain !== '' && domain !== 'ai.onnx') throw new UsageError(`${where}: operator domain ${JSON.stringify(printable(domain))} is not ONNX's default one, which is all cnnf runs`);
+    if (domain !== '' && domain !== 'ai.onnx') throw new UsageError(`${where}: operator domain ${q(domain)} is not ONNX's default one, which is all cnnf runs`);
     if (!ONNX_OPS.has(op)) throw new UsageError(`${where}: operator ${printable(op)} is not one cnnf runs (supported: ${[...ONNX_OPS].sort().join(', ')})`);
     if ((ONNX_OP_SINCE[op] ?? 0) > opset) throw new UsageError(`${where}: operator ${op} needs opset ${ONNX_OP_SINCE[op]} or later; the model imports opset ${opset}`);
     const ins = (Array.isArray(n.input) ? (n.input as string[]) : []).map(String);
     const outs = (Array.isArray(n.output) ? (n.output as string[]) : []).map(String);
     if (ins.length > 64 || outs.length > 8 || outs.length === 0) throw new UsageError(`${where}: ${ins.length} inputs and ${outs.length} outputs`);
     for (const i of ins) {
-      if (i !== '' && !defined.has(i)) throw new UsageError(`${where}: input ${JSON.stringify(printable(i))} is not defined before the node (the graph is not in topological order, or has a cycle)`);
+      if (i !== '' && !defined.has(i)) throw new UsageError(`${where}: input ${q(i)} is not defined before the node (the graph is not in topological order, or has a cycle)`);
     }
     for (const o of outs) {
       if (o === '') continue;
-      if (defined.has(o)) throw new UsageError(`${where}: output ${JSON.stringify(printable(o))} is defined twice`);
+      if (defined.has(o)) throw new UsageError(`${where}: output ${q(o)} is defined twice`);
       defined.add(o);
     }
     const attrs: Record<string, OnnxAttr> = {};
@@ -303,7 +306,7 @@ export function readOnnxModelFile(path: string): OnnxModelFile {
     }
     nodes.push({ name, op, inputs: ins, outputs: outs, attrs });
   }
-  if (!defined.has(outputName)) return fail(`output ${JSON.stringify(printable(outputName))} is computed by no node`);
+  if (!defined.has(outputName)) return fail(`output ${q(outputName)} is computed by no node`);
   return {
     path,
     sha256,

@@ -1,4 +1,5 @@
 /** `cnnf data info`: per-class counts of a dataset's splits. Also exports the shared dataset flags. */
+import { cleanText } from '../../format.js';
 import type { Command } from 'commander';
 import Table from 'cli-table3';
 import { UsageError } from '../../errors.js';
@@ -137,7 +138,7 @@ export function register(program: Command): void {
         colAligns: ['right', 'left', 'right', 'right'],
         style: { head: [], border: [], compact: true },
       });
-      ds.classNames.forEach((name, i) => table.push([i, name, train[i], test[i]]));
+      ds.classNames.forEach((name, i) => table.push([i, cleanText(name), train[i], test[i]]));
       table.push(['', 'total', ds.train.count, ds.test.count]);
       const notes = [
         opts.trainSize !== undefined ? `train-size ${opts.trainSize}` : '',

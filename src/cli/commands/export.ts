@@ -37,7 +37,7 @@ export function register(program: Command): void {
         await useBackend(f.backend, { quiet: true });
         const r = await exportOnnx(ckpt, f.out);
         const c = r.config;
-        process.stdout.write(`wrote ${f.out} (ONNX opset 17, ${r.nodes} nodes, ${r.bytes} bytes; ${c.arch}, fc ${c.fc.join(',')}, ${c.numClasses} classes; input NCHW in [-1,1]: cnnf eval --input-range=-1,1)\n`);
+        process.stdout.write(`wrote ${f.out} (ONNX opset 17, ${r.nodes} nodes, ${r.bytes} bytes; ${c.arch}, fc ${c.fc.join(',')}, ${c.numClasses} classes; input NCHW in [-1,1], recorded in its metadata for cnnf eval)\n`);
         return;
       }
       if (to === 'tfjs') {
