@@ -241,8 +241,12 @@ function checkFiniteWeights(file: string, specs: tf.io.WeightsManifestEntry[], d
   }
 }
 
-/** The keys model.cnnf.json may hold. */
-export const SIDECAR_KEYS = ['inputRange', 'mean', 'std', 'layout', 'output', 'classNames'] as const;
+/**
+ * The keys model.cnnf.json may hold: the adapter and class names, and the provenance `cnnf export
+ * --to tfjs` records (normalisation, dataset, exportedFrom: informational, not read). Any other key
+ * is refused (a misspelt "stdd" would otherwise be ignored without a word).
+ */
+export const SIDECAR_KEYS = ['inputRange', 'mean', 'std', 'layout', 'output', 'classNames', 'normalisation', 'dataset', 'exportedFrom'] as const;
 
 /** Edit distance of two short strings (for "did you mean"). */
 function distance(a: string, b: string): number {
