@@ -216,7 +216,7 @@ describe('hostile TF.js models in-process (the CLI\'s reader and builder)', () =
   it('model.cnnf.json: unknown keys are named (with a did-you-mean), a symlink out of the folder is refused', async () => {
     const typo = variant('typo');
     writeFileSync(join(typo, 'model.cnnf.json'), JSON.stringify({ inputRange: '0,1', stdd: [0.5] }));
-    expect(await refusedInProcess(typo)).toMatch(/typo\/model.cnnf.json: unknown key "stdd" \(known: inputRange, mean, std, layout, output, classNames\); did you mean "std"\?$/);
+    expect(await refusedInProcess(typo)).toMatch(/typo\/model.cnnf.json: unknown key "stdd" \(known: inputRange, mean, std, layout, output, classNames, normalisation, dataset, exportedFrom\); did you mean "std"\?$/);
     const other = variant('other');
     writeFileSync(join(other, 'model.cnnf.json'), JSON.stringify({ colour: true }));
     expect(await refusedInProcess(other)).toMatch(/unknown key "colour" \(known: [^)]*\)$/);

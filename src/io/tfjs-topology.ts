@@ -241,7 +241,9 @@ function findCycle(n: number, deps: (i: number) => number[]): number | null {
 /**
  * Runs `build` (tfjs building a LayersModel from a checked topology) with every weight the layers
  * create counted before it is allocated: more values than the manifest holds (a declared shape that
- * does not match the weights) is refused with one line, before the allocation.
+ * does not match the weights) is refused with one line, before the allocation. The count hooks
+ * tfjs-layers' `Layer.prototype.addWeight` for the duration of the build (restored after it): layers
+ * some other code builds during that await would be counted too, so callers build one at a time.
  */
 export async function guardWeightCreation<T>(file: string, manifest: ManifestSize, build: () => Promise<T>): Promise<T> {
   const proto = tf.layers.Layer.prototype as unknown as { addWeight: (name: string, shape: unknown, ...rest: unknown[]) => unknown };
