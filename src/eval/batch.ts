@@ -11,6 +11,7 @@ import { readoutOf, type CNNF, type Readout } from '../models/cnnf.js';
 import { isForeign, type ForeignClassifier } from '../models/foreign.js';
 import type { AttackMode } from './results.js';
 import { buildAttack, type AttackSpec } from './suite.js';
+import { UsageError } from '../errors.js';
 
 /** A row of work: an attack at one mode (null for noise) over its epsilons. */
 export interface Job {
@@ -19,6 +20,8 @@ export interface Job {
 }
 
 export interface BatchTask {
+  /** The model's name, for messages (a foreign model's source otherwise). */
+  name?: string;
   /** Index of the batch's first example in the test split (seeds derive from it). */
   start: number;
   /** Image shape [h, w, c] (default [28, 28, 1]). */
@@ -57,6 +60,22 @@ export interface BatchOutcome {
   ms: number[];
 }
 
+/** 1 when every logit is finite (a scalar bool tensor). */
+const allFinite = (...ls: tf.Tensor[]): tf.Tensor => tf.all(tf.stack(ls.map((l) => tf.all(tf.isFinite(l)))));
+
+/**
+ * Refuses a batch whose logits are NaN or infinite (argmax of NaN logits is class 0: such a model
+ * would be counted accurate on every class-0 example), naming the model and where.
+ */
+async function checkFinite(flag: tf.Tensor, model: CNNF | ForeignClassifier, task: BatchTask, where: string): Promise<void> {
+  const ok = (await flag.data())[0] === 1;
+  flag.dispose();
+  if (ok) return;
+  const who = isForeign(model) ? model.source : task.name ?? 'the model';
+  const n = task.labels.length;
+  throw new UsageError(`${who}: the model computes non-finite logits (NaN or Inf) on test examples ${task.start}..${task.start + n - 1} (${where}); no numbers are reported for it`);
+}
+
 function seedSource(seed: number, stream: string): () => number {
   const rng = mulberry32(deriveSeed(seed, stream));
   return () => Math.floor(rng() * 2 ** 31);
@@ -84,15 +103,23 @@ export async function evalBatch(model: CNNF | ForeignClassifier, task: BatchTask
   const out: BatchOutcome = { clean: new Int32Array(0), cleanFirst: new Int32Array(0), preds: [], targets: [], advs: [], stages: [], ms: [] };
   try {
     if (task.clean !== false) {
-      const [cleanPred, firstPred] = tf.tidy(() => {
+      const [cleanPred, firstPred, finite] = tf.tidy(() => {
         if (isForeign(model)) {
           // a foreign model has one pass: its prediction is also the "first pass" one
-          const p = tf.argMax(predictLogits(victims.first, x), 1);
-          return [p, tf.clone(p)];
+          const l = predictLogits(victims.first, x);
+          const p = tf.argMax(l, 1);
+          return [p, tf.clone(p), allFinite(l)];
         }
         const res = model.run(x, { cycles });
-        return [tf.argMax(readoutOf(res, readout), 1), tf.argMax(res.logits[0], 1)];
+        const l = readoutOf(res, readout);
+        return [tf.argMax(l, 1), tf.argMax(res.logits[0], 1), allFinite(l, res.logits[0])];
       });
+      try {
+        await checkFinite(finite, model, task, 'clean');
+      } catch (e) {
+        tf.dispose([cleanPred, firstPred]);
+        throw e;
+      }
       out.clean = (await cleanPred.data()) as Int32Array;
       out.cleanFirst = (await firstPred.data()) as Int32Array;
       tf.dispose([cleanPred, firstPred]);
@@ -115,7 +142,7 @@ export async function evalBatch(model: CNNF | ForeignClassifier, task: BatchTask
         for (const [ei, eps] of spec.eps.entries()) {
           const nextSeed = seedSource(task.seed, `${spec.name}|${job.mode ?? 'noise'}|${eps}|${start}`);
           let brokenBy: Int32Array | null = null;
-          const [xAdv, pred] = tf.tidy(() => {
+          const [xAdv, pred, finite] = tf.tidy(() => {
             const label = `${spec.name}${job.mode ? `:${job.mode}` : ''} eps ${String(Number(eps.toPrecision(6)))}`;
             let lastStep = performance.now();
             const ctx: AttackContext = {
@@ -135,8 +162,15 @@ export async function evalBatch(model: CNNF | ForeignClassifier, task: BatchTask
               brokenBy = r.brokenBy;
             } else adv = attack.perturb(victim, x, labels, eps, ctx);
             verifyAdversarial(spec.name, x, adv, eps, attack.norm);
-            return [adv, tf.argMax(predictLogits(victim, adv), 1)];
+            const l = predictLogits(victim, adv);
+            return [adv, tf.argMax(l, 1), allFinite(l)];
           });
+          try {
+            await checkFinite(finite, model, task, `${spec.name}${job.mode ? `:${job.mode}` : ''} at eps ${eps}`);
+          } catch (e) {
+            tf.dispose([xAdv, pred]);
+            throw e;
+          }
           out.stages[ji].push(brokenBy);
           out.preds[ji].push((await pred.data()) as Int32Array);
           const keep = Math.min(n, task.keep[ji]?.[ei] ?? 0);

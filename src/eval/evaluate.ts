@@ -310,6 +310,7 @@ export function unitTask(plan: EvalPlan, unit: PlanUnit, split: Split, dumpCands
   const pm = plan.models[unit.model];
   const P = planPixels(plan);
   const base = {
+    name: pm.name,
     start,
     shape: plan.shape,
     images: split.images.slice(start * P, (start + n) * P),

@@ -8,13 +8,14 @@
  * "classNames": [...]}`) so that it is typed once.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, constants, existsSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
 import { readInputFile } from './files.js';
 import { basename, dirname, isAbsolute, join, normalize, resolve, sep } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { UsageError } from '../errors.js';
 import { checkAdapter, DEFAULT_ADAPTER, TfjsGraphClassifier, TfjsLayersClassifier, type ForeignClassifier, type InputAdapter } from '../models/foreign.js';
 import { writeFileAtomic } from './atomic.js';
+import { checkGraphTopology, checkLayersTopology, guardWeightCreation, type ManifestSize } from './tfjs-topology.js';
 
 export const MAX_MODEL_JSON_BYTES = 64 * 1024 ** 2;
 export const MAX_WEIGHT_BYTES = 2 * 1024 ** 3 - 1;
@@ -37,6 +38,29 @@ function parseJson(buf: Buffer, path: string): unknown {
   } catch {
     throw new UsageError(`${path}: not valid JSON`);
   }
+}
+
+/** realpath of `p`, or null when it does not exist (the reader then says so). */
+function realOrNull(p: string): string | null {
+  try {
+    return realpathSync(p);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The path to read for `p`, a file named by the model folder `dir` (realpath `dirReal`): refused when
+ * it leaves the folder, lexically or through a symlink (containment by realpath, not by the path's
+ * text). The resolved path is what is read.
+ */
+function insideModelFolder(file: string, dir: string, dirReal: string, p: string, what: string): string {
+  const full = resolve(dir, normalize(p));
+  if (!full.startsWith(dir + sep)) throw new UsageError(`${file}: ${what} path ${JSON.stringify(p)} leaves the model's folder`);
+  const real = realOrNull(full);
+  if (real === null) return full;
+  if (!real.startsWith(dirReal + sep)) throw new UsageError(`${file}: ${what} ${JSON.stringify(p)} is a symbolic link to a file outside the model's folder`);
+  return real;
 }
 
 /** model.json path for a path that is either the file or its folder. */
@@ -99,7 +123,11 @@ export function readTfjsModelFile(path: string): TfjsModelFile {
 
 function readTfjsModelArtifacts(path: string): { artifacts: tf.io.ModelArtifacts; format: 'layers-model' | 'graph-model'; sha256: string } {
   const file = modelJsonPath(path);
-  const raw = readBounded(file, MAX_MODEL_JSON_BYTES, 'model.json');
+  const dir = resolve(dirname(file));
+  const dirReal = realOrNull(dir) ?? dir;
+  // a folder names its model.json: that too stays inside it
+  const given = file !== path ? insideModelFolder(file, dir, dirReal, basename(file), 'model.json') : file;
+  const raw = readBounded(given, MAX_MODEL_JSON_BYTES, 'model.json');
   const hash = createHash('sha256').update(raw);
   const json = parseJson(raw, file) as Record<string, unknown>;
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new UsageError(`${file}: not a TF.js model.json (not a JSON object)`);
@@ -109,10 +137,10 @@ function readTfjsModelArtifacts(path: string): { artifacts: tf.io.ModelArtifacts
   if (typeof topology !== 'object' || topology === null) throw new UsageError(`${file}: model.json has no modelTopology`);
   const manifest = json.weightsManifest;
   if (!Array.isArray(manifest)) throw new UsageError(`${file}: model.json has no weightsManifest`);
-  const dir = resolve(dirname(file));
   const specs: tf.io.WeightsManifestEntry[] = [];
   const shards: Buffer[] = [];
   let total = 0;
+  let values = 0;
   for (const [g, group] of manifest.entries()) {
     if (typeof group !== 'object' || group === null || !Array.isArray(group.paths) || !Array.isArray(group.weights)) {
       throw new UsageError(`${file}: weightsManifest[${g}] is not {paths, weights}`);
@@ -124,17 +152,18 @@ function readTfjsModelArtifacts(path: string): { artifacts: tf.io.ModelArtifacts
         throw new UsageError(`${file}: weightsManifest[${g}] has a weight without a name and shape`);
       }
       const per = s.quantization ? QUANT_BYTES[s.quantization.dtype] : DTYPE_BYTES[s.dtype];
-      if (per === undefined) throw new UsageError(`${file}: weight ${s.name} has unsupported dtype ${JSON.stringify(s.quantization?.dtype ?? s.dtype)}`);
+      if (per === undefined) throw new UsageError(`${file}: weight ${JSON.stringify(s.name).slice(0, 80)} has unsupported dtype ${JSON.stringify(s.quantization?.dtype ?? s.dtype)}`);
+      if (s.quantization) checkQuantization(file, s);
       const count = s.shape.reduce((a, b) => a * b, 1);
       want += count * per;
+      values += count;
       if (want > MAX_WEIGHT_BYTES) throw new UsageError(`${file}: weights larger than ${MAX_WEIGHT_BYTES} bytes`);
       specs.push(s);
     }
     let have = 0;
     for (const p of group.paths as unknown[]) {
       if (typeof p !== 'string' || p === '' || isAbsolute(p) || p.includes('\0')) throw new UsageError(`${file}: weight shard path ${JSON.stringify(p)} is not a relative file name`);
-      const full = resolve(dir, normalize(p));
-      if (!full.startsWith(dir + sep)) throw new UsageError(`${file}: weight shard path ${JSON.stringify(p)} leaves the model's folder`);
+      const full = insideModelFolder(file, dir, dirReal, p, 'weight shard');
       const b = readBounded(full, MAX_WEIGHT_BYTES - total, 'weight shard');
       hash.update(b);
       total += b.length;
@@ -149,21 +178,106 @@ function readTfjsModelArtifacts(path: string): { artifacts: tf.io.ModelArtifacts
     data.set(s, off);
     off += s.length;
   }
+  const size: ManifestSize = { values };
   const extra: Partial<tf.io.ModelArtifacts> = {};
+  let checked: object;
   if (format === 'graph-model') {
+    checkGraphTopology(file, topology);
+    checked = topology;
     if (typeof json.signature === 'object' && json.signature !== null) extra.signature = json.signature as object;
     if (typeof json.userDefinedMetadata === 'object' && json.userDefinedMetadata !== null) extra.userDefinedMetadata = json.userDefinedMetadata as { [key: string]: object };
     if (typeof json.modelInitializer === 'object' && json.modelInitializer !== null) extra.modelInitializer = json.modelInitializer as object;
+  } else {
+    // tfjs gets the converted, checked form of the topology (converting it again changes nothing)
+    checked = checkLayersTopology(file, topology, size);
+    checkFiniteWeights(file, specs, data);
   }
-  return { artifacts: { modelTopology: topology as object, weightSpecs: specs, weightData: data.buffer, format, ...extra }, format, sha256: hash.digest('hex') };
+  return { artifacts: { modelTopology: checked, weightSpecs: specs, weightData: data.buffer, format, ...extra }, format, sha256: hash.digest('hex') };
 }
 
-/** Reads `model.cnnf.json` beside model.json, if any. */
+/** A quantised weight's scale and min are finite in float32, and so is its largest value. */
+function checkQuantization(file: string, s: tf.io.WeightsManifestEntry): void {
+  const q = s.quantization!;
+  if (q.dtype === 'float16') return;
+  const f = (v: unknown) => typeof v === 'number' && Number.isFinite(Math.fround(v));
+  const top = q.dtype === 'uint8' ? 255 : 65535;
+  const scale = q.scale;
+  const min = q.min;
+  if (!f(scale) || !f(min) || !Number.isFinite(Math.fround(top * (scale as number) + (min as number)))) {
+    throw new UsageError(`${file}: weight ${JSON.stringify(s.name).slice(0, 80)} has a quantization scale or min that is not a finite float32 (scale ${String(scale).slice(0, 20)}, min ${String(min).slice(0, 20)})`);
+  }
+}
+
+/**
+ * Every float weight of a LayersModel is finite (NaN or Inf weights make every logit non-finite, and
+ * argmax of NaN logits is class 0): float32 values, float16 bit patterns. Named in the message.
+ */
+function checkFiniteWeights(file: string, specs: tf.io.WeightsManifestEntry[], data: Uint8Array): void {
+  let off = 0;
+  for (const s of specs) {
+    const count = s.shape.reduce((a, b) => a * b, 1);
+    const per = s.quantization ? QUANT_BYTES[s.quantization.dtype] : DTYPE_BYTES[s.dtype];
+    const bytes = data.subarray(off, off + count * per);
+    let bad = -1;
+    if (!s.quantization && s.dtype === 'float32') {
+      const v = (data.byteOffset + off) % 4 === 0 ? new Float32Array(data.buffer, data.byteOffset + off, count) : new Float32Array(bytes.slice().buffer);
+      for (let i = 0; i < v.length; i++) {
+        if (!Number.isFinite(v[i])) {
+          bad = i;
+          break;
+        }
+      }
+    } else if (s.quantization?.dtype === 'float16') {
+      const v = (data.byteOffset + off) % 2 === 0 ? new Uint16Array(data.buffer, data.byteOffset + off, count) : new Uint16Array(bytes.slice().buffer);
+      for (let i = 0; i < v.length; i++) {
+        if ((v[i] & 0x7c00) === 0x7c00) {
+          bad = i;
+          break;
+        }
+      }
+    }
+    if (bad >= 0) throw new UsageError(`${file}: weight ${JSON.stringify(s.name).slice(0, 80)} holds a non-finite value (NaN or Inf) at index ${bad}`);
+    off += count * per;
+  }
+}
+
+/**
+ * The keys model.cnnf.json may hold: the adapter and class names, and the provenance `cnnf export
+ * --to tfjs` records (normalisation, dataset, exportedFrom: informational, not read). Any other key
+ * is refused (a misspelt "stdd" would otherwise be ignored without a word).
+ */
+export const SIDECAR_KEYS = ['inputRange', 'mean', 'std', 'layout', 'output', 'classNames', 'normalisation', 'dataset', 'exportedFrom'] as const;
+
+/** Edit distance of two short strings (for "did you mean"). */
+function distance(a: string, b: string): number {
+  const d = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = d[0];
+    d[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const t = d[j];
+      d[j] = Math.min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1].toLowerCase() === b[j - 1].toLowerCase() ? 0 : 1));
+      prev = t;
+    }
+  }
+  return d[b.length];
+}
+
+/** Reads `model.cnnf.json` beside model.json, if any (inside the model's folder; unknown keys refused). */
 export function readSidecar(path: string): TfjsModelSidecar {
-  const side = join(dirname(modelJsonPath(path)), 'model.cnnf.json');
+  const file = modelJsonPath(path);
+  const dir = resolve(dirname(file));
+  const side = join(dirname(file), 'model.cnnf.json');
   if (!existsSync(side)) return {};
-  const v = parseJson(readBounded(side, 1024 * 1024, 'model.cnnf.json'), side) as Record<string, unknown>;
+  const real = insideModelFolder(file, dir, realOrNull(dir) ?? dir, 'model.cnnf.json', 'model.cnnf.json');
+  const v = parseJson(readBounded(real, 1024 * 1024, 'model.cnnf.json'), side) as Record<string, unknown>;
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new UsageError(`${side}: not a JSON object`);
+  for (const k of Object.keys(v)) {
+    if ((SIDECAR_KEYS as readonly string[]).includes(k)) continue;
+    const near = SIDECAR_KEYS.map((x) => [x, distance(k.slice(0, 40), x)] as const).sort((a, b) => a[1] - b[1])[0];
+    const hint = near[1] <= Math.max(2, Math.floor(near[0].length / 3)) ? `; did you mean "${near[0]}"?` : '';
+    throw new UsageError(`${side}: unknown key ${JSON.stringify(k.slice(0, 40))} (known: ${SIDECAR_KEYS.join(', ')})${hint}`);
+  }
   const out: TfjsModelSidecar = {};
   const nums = (k: string) => {
     const a = v[k];
@@ -171,11 +285,17 @@ export function readSidecar(path: string): TfjsModelSidecar {
     if (!Array.isArray(a) || !a.every((x) => typeof x === 'number')) throw new UsageError(`${side}: ${k} is not an array of numbers`);
     return a as number[];
   };
-  if (v.inputRange !== undefined) out.range = String(v.inputRange) as InputAdapter['range'];
+  const text = (k: string) => {
+    const a = v[k];
+    if (a === undefined) return undefined;
+    if (typeof a !== 'string') throw new UsageError(`${side}: ${k} is not a string`);
+    return a;
+  };
+  if (v.inputRange !== undefined) out.range = (Array.isArray(v.inputRange) ? v.inputRange.join(',') : text('inputRange')) as InputAdapter['range'];
   out.mean = nums('mean');
   out.std = nums('std');
-  if (v.layout !== undefined) out.layout = String(v.layout) as InputAdapter['layout'];
-  if (v.output !== undefined) out.output = String(v.output) as InputAdapter['output'];
+  if (v.layout !== undefined) out.layout = text('layout') as InputAdapter['layout'];
+  if (v.output !== undefined) out.output = text('output') as InputAdapter['output'];
   if (v.classNames !== undefined) {
     if (!Array.isArray(v.classNames) || !v.classNames.every((s) => typeof s === 'string')) throw new UsageError(`${side}: classNames is not an array of strings`);
     out.classNames = v.classNames as string[];
@@ -187,8 +307,14 @@ export function readSidecar(path: string): TfjsModelSidecar {
 export async function loadTfjsLayersModel(path: string, adapter: Partial<InputAdapter> = {}): Promise<TfjsLayersClassifier & { classNames?: string[] }> {
   const { artifacts } = readLayersModelArtifacts(path);
   const { a, classNames } = adapterFor(path, adapter);
-  const m = new TfjsLayersClassifier(await buildLayers(path, artifacts), a, sourceLabel('LayersModel', path));
-  checkSidecarClasses(path, classNames, m.numClasses);
+  const net = await buildLayers(path, artifacts);
+  const m = oneLine(path, () => new TfjsLayersClassifier(net, a, sourceLabel('LayersModel', path)), net);
+  try {
+    checkSidecarClasses(path, classNames, m.numClasses);
+  } catch (e) {
+    m.dispose();
+    throw e;
+  }
   return Object.assign(m, { classNames });
 }
 
@@ -209,7 +335,8 @@ export async function buildTfjsModel(file: TfjsModelFile, adapter: Partial<Input
   const { a, classNames } = adapterFor(file.path, adapter);
   let m: ForeignClassifier;
   if (file.format === 'layers-model') {
-    m = new TfjsLayersClassifier(await buildLayers(file.path, file.artifacts), a, sourceLabel('LayersModel', file.path));
+    const net = await buildLayers(file.path, file.artifacts);
+    m = oneLine(file.path, () => new TfjsLayersClassifier(net, a, sourceLabel('LayersModel', file.path)), net);
   } else {
     let net: tf.GraphModel;
     try {
@@ -217,7 +344,8 @@ export async function buildTfjsModel(file: TfjsModelFile, adapter: Partial<Input
     } catch (e) {
       throw new UsageError(`${modelJsonPath(file.path)}: tfjs cannot build this GraphModel: ${firstLine(e)}`);
     }
-    m = TfjsGraphClassifier.create(net, a, sourceLabel('GraphModel', file.path));
+    // create() disposes the model when it fails
+    m = oneLine(file.path, () => TfjsGraphClassifier.create(net, a, sourceLabel('GraphModel', file.path)));
   }
   try {
     checkSidecarClasses(file.path, classNames, m.numClasses);
@@ -238,11 +366,33 @@ function adapterFor(path: string, adapter: Partial<InputAdapter>): { a: InputAda
   return { a: checkAdapter({ ...DEFAULT_ADAPTER, ...defined(sideAdapter), ...defined(adapter) }), classNames };
 }
 
-async function buildLayers(path: string, artifacts: tf.io.ModelArtifacts): Promise<tf.LayersModel> {
+/**
+ * Runs `make` (a classifier's constructor: its probes) and turns anything it throws that is not a
+ * UsageError (a RangeError, a wasm abort, a TypeError from inside tfjs) into a one-line UsageError
+ * naming model.json; disposes `net` when it fails.
+ */
+function oneLine<T>(path: string, make: () => T, net?: { dispose(): void }): T {
   try {
-    return await tf.loadLayersModel(tf.io.fromMemory(artifacts));
+    return make();
   } catch (e) {
-    throw new UsageError(`${modelJsonPath(path)}: tfjs cannot build this LayersModel: ${firstLine(e)}`);
+    try {
+      net?.dispose();
+    } catch {
+      // a wasm heap that aborted cannot free anything; the error below says why
+    }
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(`${modelJsonPath(path)}: tfjs cannot run this model: ${firstLine(e)}`);
+  }
+}
+
+async function buildLayers(path: string, artifacts: tf.io.ModelArtifacts): Promise<tf.LayersModel> {
+  const file = modelJsonPath(path);
+  const values = (artifacts.weightSpecs ?? []).reduce((a, s) => a + s.shape.reduce((x, y) => x * y, 1), 0);
+  try {
+    return await guardWeightCreation(file, { values }, () => tf.loadLayersModel(tf.io.fromMemory(artifacts)));
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(`${file}: tfjs cannot build this LayersModel: ${firstLine(e)}`);
   }
 }
 

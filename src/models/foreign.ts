@@ -25,6 +25,16 @@ export interface InputAdapter {
 
 export const DEFAULT_ADAPTER: InputAdapter = { range: '0,1', layout: 'NHWC', output: 'logits' };
 
+/** Values of one input image (H x W x C) a foreign model may declare: 2^24, e.g. 2048 x 2048 x 4. */
+export const MAX_INPUT_VALUES = 2 ** 24;
+/** Values one image may make a LayersModel's layers output, summed over the layers: 2^26 (256 MB in float32). */
+export const MAX_ACTIVATION_VALUES = 2 ** 26;
+/** Images of the load-time probe (a forward pass checked for shape and finite logits). */
+export const PROBE_IMAGES = 2;
+/** Bounds of adapter numbers that float32 can divide by and subtract without overflow. */
+const ADAPTER_MIN_STD = 1e-30;
+const ADAPTER_MAX = 1e30;
+
 /** A classifier the attacks can take in place of a CNNF (see attacks/base.ts Victim). */
 export interface ForeignClassifier {
   readonly foreign: true;
@@ -59,6 +69,105 @@ export function adaptInput(x: tf.Tensor4D, a: InputAdapter): tf.Tensor4D {
   });
 }
 
+/** The adapter's mean/std have 1 or C values: one line naming the model otherwise. */
+function checkChannels(a: InputAdapter, c: number, source: string): void {
+  for (const [k, v] of [['mean', a.mean], ['std', a.std]] as const) {
+    if (v && v.length !== 1 && v.length !== c) throw new UsageError(`${source}: the input adapter's ${k} has ${v.length} values (--${k} or model.cnnf.json) for a model with ${c} input channels (give 1 or ${c})`);
+  }
+}
+
+/** Refuses an input shape with more than MAX_INPUT_VALUES values, before any tensor of it exists. */
+function checkInputSize(shape: readonly number[], source: string): void {
+  const values = shape.reduce((x, y) => x * y, 1);
+  if (values > MAX_INPUT_VALUES) throw new UsageError(`${source}: input shape [${shape.join(', ')}] has ${values} values per image, more than ${MAX_INPUT_VALUES}`);
+}
+
+/** PROBE_IMAGES fixed canonical images: mid-grey, then a fixed pattern over [-1, 1]. */
+function probeBatch(shape: [number, number, number]): tf.Tensor4D {
+  const per = shape[0] * shape[1] * shape[2];
+  const v = new Float32Array(PROBE_IMAGES * per);
+  let h = 12345;
+  for (let i = per; i < v.length; i++) {
+    h = (Math.imul(h, 1103515245) + 12345) >>> 0;
+    v[i] = (h >>> 8) / 2 ** 23 - 1;
+  }
+  return tf.tensor4d(v, [PROBE_IMAGES, ...shape]);
+}
+
+/**
+ * The load-time probe of a foreign classifier: a forward pass on PROBE_IMAGES fixed images must
+ * give [PROBE_IMAGES, numClasses] finite logits (a NaN weight, an adapter that overflows float32, a
+ * Reshape that only fits a batch of 1 are refused here, with one line).
+ */
+function probeForward(m: ForeignClassifier): void {
+  const x = probeBatch(m.inputShape);
+  try {
+    const finite = tf.tidy(() => tf.all(tf.isFinite(m.logits(x))));
+    const ok = finite.dataSync()[0] === 1;
+    finite.dispose();
+    if (!ok) throw new UsageError(`${m.source}: the model computes non-finite logits (NaN or Inf) on a plain test input: its weights, or the input adapter's mean/std, overflow float32`);
+  } finally {
+    x.dispose();
+  }
+}
+
+/** Whether tfjs can take the input gradient of `m`'s logits (tried once on one image). */
+function probeGradient(m: ForeignClassifier): boolean {
+  const x = tf.zeros([1, ...m.inputShape]) as tf.Tensor4D;
+  try {
+    const g = tf.grad((v: tf.Tensor) => tf.sum(m.logits(v as tf.Tensor4D)))(x);
+    const ok = g.shape.join('x') === x.shape.join('x');
+    g.dispose();
+    return ok;
+  } catch {
+    return false;
+  } finally {
+    x.dispose();
+  }
+}
+
+/**
+ * A foreign model's logits for `x` through `run`, as one-line UsageErrors naming the model when
+ * tfjs cannot run it on this batch or its output is not [batch, numClasses].
+ */
+function runForeign(m: ForeignClassifier, x: tf.Tensor4D, run: (v: tf.Tensor4D) => tf.Tensor): tf.Tensor2D {
+  return tf.tidy(() => {
+    let y: tf.Tensor;
+    try {
+      y = run(adaptInput(x, m.adapter));
+    } catch (e) {
+      if (e instanceof UsageError) throw e;
+      throw new UsageError(`${m.source}: tfjs cannot run this model on a batch of ${x.shape[0]}: ${String((e as Error)?.message ?? e).split('\n')[0].slice(0, 200)}`);
+    }
+    if (!(y instanceof tf.Tensor) || y.shape.length !== 2 || y.shape[0] !== x.shape[0] || y.shape[1] !== m.numClasses) {
+      throw new UsageError(`${m.source}: for a batch of ${x.shape[0]} the model outputs ${y instanceof tf.Tensor ? `shape [${y.shape.join(', ')}]` : 'no tensor'}, not [${x.shape[0]}, ${m.numClasses}]`);
+    }
+    return m.adapter.output === 'probabilities' ? (tf.log(tf.maximum(y, 1e-30)) as tf.Tensor2D) : (y as tf.Tensor2D);
+  });
+}
+
+/**
+ * Values one image makes the layers of a built LayersModel output (nested models' layers included),
+ * from their symbolic shapes: what a forward pass holds per image.
+ */
+export function activationValues(net: LayersModel): number {
+  let sum = 0;
+  const seen = new Set<unknown>();
+  const walk = (m: LayersModel): void => {
+    for (const l of m.layers) {
+      if (seen.has(l)) continue;
+      seen.add(l);
+      for (const node of l.inboundNodes) {
+        for (const t of node.outputTensors) sum += t.shape.slice(1).reduce((a: number, d) => a * (d ?? 1), 1);
+      }
+      const inner = l as unknown as Partial<LayersModel>;
+      if (Array.isArray(inner.layers)) walk(inner as LayersModel);
+    }
+  };
+  walk(net);
+  return sum;
+}
+
 function perChannel(v: number[], c: number, what: string): number[] {
   if (v.length === 1) return new Array<number>(c).fill(v[0]);
   if (v.length !== c) throw new UsageError(`--${what} has ${v.length} values for a model with ${c} input channels`);
@@ -70,6 +179,11 @@ export function checkAdapter(a: InputAdapter): InputAdapter {
   if (!INPUT_RANGES.includes(a.range)) throw new UsageError(`--input-range must be one of ${INPUT_RANGES.join(', ')}, got ${JSON.stringify(a.range)}`);
   if (a.mean && (a.mean.length === 0 || !a.mean.every(Number.isFinite))) throw new UsageError('--mean must be finite numbers');
   if (a.std && (a.std.length === 0 || !a.std.every((s) => Number.isFinite(s) && s > 0))) throw new UsageError('--std must be numbers > 0');
+  // float32 divides by std and subtracts mean: 1e-300 passes in float64 but is 0 in float32
+  const badStd = a.std?.find((s) => s < ADAPTER_MIN_STD || s > ADAPTER_MAX);
+  if (badStd !== undefined) throw new UsageError(`--std ${badStd} is outside ${ADAPTER_MIN_STD}..${ADAPTER_MAX}: dividing by it overflows float32 (--std or model.cnnf.json)`);
+  const badMean = a.mean?.find((m) => Math.abs(m) > ADAPTER_MAX);
+  if (badMean !== undefined) throw new UsageError(`--mean ${badMean} is outside -${ADAPTER_MAX}..${ADAPTER_MAX} (--mean or model.cnnf.json)`);
   if (a.layout !== 'NHWC' && a.layout !== 'NCHW') throw new UsageError(`--layout must be NHWC or NCHW, got ${JSON.stringify(a.layout)}`);
   if (a.output !== 'logits' && a.output !== 'probabilities') throw new UsageError(`the model output must be logits or probabilities, got ${JSON.stringify(a.output)}`);
   return a;
@@ -95,26 +209,19 @@ export class TfjsLayersClassifier implements ForeignClassifier {
     }
     const [a, b, c] = s.slice(1) as number[];
     this.inputShape = adapter.layout === 'NCHW' ? [b, c, a] : [a, b, c];
+    checkInputSize(this.inputShape, source);
+    checkChannels(adapter, this.inputShape[2], source);
     const o = net.outputs[0].shape;
     if (o.length !== 2 || o[1] === null || (o[1] as number) < 2) throw new UsageError(`${source}: output shape [${o.join(', ')}] is not [null, classes] with at least 2 classes`);
     this.numClasses = o[1] as number;
-    const x = tf.zeros([1, ...this.inputShape]) as tf.Tensor4D;
-    try {
-      const g = tf.grad((v: tf.Tensor) => tf.sum(this.logits(v as tf.Tensor4D)))(x);
-      this.differentiable = g.shape.join('x') === x.shape.join('x');
-      g.dispose();
-    } catch {
-      this.differentiable = false;
-    } finally {
-      x.dispose();
-    }
+    const act = activationValues(net);
+    if (act > MAX_ACTIVATION_VALUES) throw new UsageError(`${source}: its layers output ${act} values per image, more than ${MAX_ACTIVATION_VALUES}`);
+    probeForward(this);
+    this.differentiable = probeGradient(this);
   }
 
   logits(x: tf.Tensor4D): tf.Tensor2D {
-    return tf.tidy(() => {
-      const y = this.net.apply(adaptInput(x, this.adapter), { training: false }) as tf.Tensor2D;
-      return this.adapter.output === 'probabilities' ? (tf.log(tf.maximum(y, 1e-30)) as tf.Tensor2D) : y;
-    });
+    return runForeign(this, x, (v) => this.net.apply(v, { training: false }) as tf.Tensor);
   }
 
   dispose(): void {
@@ -130,10 +237,16 @@ export class TfjsLayersClassifier implements ForeignClassifier {
 export class TfjsGraphClassifier implements ForeignClassifier {
   readonly foreign = true as const;
 
+  private canDifferentiate = false;
+
   private constructor(
     readonly net: GraphModel, readonly adapter: InputAdapter, readonly source: string,
-    readonly inputShape: [number, number, number], readonly numClasses: number, readonly differentiable: boolean,
+    readonly inputShape: [number, number, number], readonly numClasses: number,
   ) {}
+
+  get differentiable(): boolean {
+    return this.canDifferentiate;
+  }
 
   static create(net: GraphModel, adapter: InputAdapter, source: string): TfjsGraphClassifier {
     try {
@@ -145,30 +258,26 @@ export class TfjsGraphClassifier implements ForeignClassifier {
       }
       const [a, b, c] = s.slice(1);
       const inputShape: [number, number, number] = adapter.layout === 'NCHW' ? [b, c, a] : [a, b, c];
+      checkInputSize(inputShape, source);
+      checkChannels(adapter, inputShape[2], source);
       const x = tf.zeros([1, ...inputShape]) as tf.Tensor4D;
-      let out: tf.Tensor;
+      let shape: number[];
       try {
-        out = tf.tidy(() => net.execute(adaptInput(x, adapter)) as tf.Tensor);
+        const out = tf.tidy(() => net.execute(adaptInput(x, adapter)) as tf.Tensor);
+        shape = out instanceof tf.Tensor ? out.shape : [];
+        tf.dispose(out);
       } catch (e) {
-        x.dispose();
         throw new UsageError(`${source}: tfjs cannot run this GraphModel: ${String((e as Error)?.message ?? e).split('\n')[0].slice(0, 200)}`);
-      }
-      const shape = out.shape;
-      out.dispose();
-      if (shape.length !== 2 || shape[0] !== 1 || shape[1] < 2) {
+      } finally {
         x.dispose();
+      }
+      if (shape.length !== 2 || shape[0] !== 1 || shape[1] < 2) {
         throw new UsageError(`${source}: output shape [${shape.join(', ')}] for one image is not [1, classes] with at least 2 classes`);
       }
-      let differentiable = true;
-      try {
-        const g = tf.grad((v: tf.Tensor) => tf.sum(net.execute(adaptInput(v as tf.Tensor4D, adapter)) as tf.Tensor))(x);
-        differentiable = g.shape.join('x') === x.shape.join('x');
-        g.dispose();
-      } catch {
-        differentiable = false;
-      }
-      x.dispose();
-      return new TfjsGraphClassifier(net, adapter, source, inputShape, shape[1], differentiable);
+      const m = new TfjsGraphClassifier(net, adapter, source, inputShape, shape[1]);
+      probeForward(m);
+      m.canDifferentiate = probeGradient(m);
+      return m;
     } catch (e) {
       net.dispose();
       throw e;
@@ -176,10 +285,7 @@ export class TfjsGraphClassifier implements ForeignClassifier {
   }
 
   logits(x: tf.Tensor4D): tf.Tensor2D {
-    return tf.tidy(() => {
-      const y = this.net.execute(adaptInput(x, this.adapter)) as tf.Tensor2D;
-      return this.adapter.output === 'probabilities' ? (tf.log(tf.maximum(y, 1e-30)) as tf.Tensor2D) : y;
-    });
+    return runForeign(this, x, (v) => this.net.execute(v) as tf.Tensor);
   }
 
   dispose(): void {
