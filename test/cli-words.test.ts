@@ -37,6 +37,7 @@ describe('commander errors: one line, with a suggestion', () => {
     expect(oneLineCommanderError("error: unknown option '--epoch'\n(Did you mean --epochs?)\n")).toBe("cnnf: unknown option '--epoch'; did you mean --epochs? (run with --help for usage)\n");
     expect(oneLineCommanderError("error: unknown command 'trian'\n(Did you mean one of train, grid?)\n")).toBe("cnnf: unknown command 'trian'; did you mean one of train, grid? (run with --help for usage)\n");
     expect(oneLineCommanderError("error: missing required argument 'results'\n")).toBe("cnnf: missing required argument 'results' (run with --help for usage)\n");
+    expect(oneLineCommanderError("error: unknown option '--x\u001b[2J\u009b'\n")).toBe("cnnf: unknown option '--x?[2J?' (run with --help for usage)\n");
   });
 
   it('every command suggests the option meant, in one stderr line with exit 2; an 8/255 eps runs', async () => {

@@ -16,7 +16,9 @@ export function oneLineCommanderError(text: string): string {
     const m = /^\(Did you mean (.*)\)$/.exec(l);
     return m ? `; did you mean ${m[1]}` : ` ${l}`;
   }).join('');
-  return `cnnf: ${first}${rest} (run with --help for usage)\n`;
+  // the message quotes argv (an unknown option as typed): no control characters reach the terminal
+  // eslint-disable-next-line no-control-regex
+  return `cnnf: ${`${first}${rest}`.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?')} (run with --help for usage)\n`;
 }
 
 /**
