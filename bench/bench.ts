@@ -6,6 +6,7 @@
  *   npm run bench [-- --json] [-- --batch 64 --cycles 2 --reps 5 --warmup 1 --backend wasm --no-torch]
  *   npm run bench -- --startup-only      (just the CLI start-up row: `node bin/cnnf --help`)
  *   npm run bench -- --memory-only       (just the peak-RSS rows: `cnnf eval` and `cnnf train`, 2 workers)
+ *   npm run bench -- --float64-only      (just the float64 row: CNNF64.evaluate, one example, ind 2, 2 cycles, e2e)
  *
  * Tasks (ms per batch = median of `reps` runs after `warmup` runs):
  *   infer     model.logits(x) with cycles, in tf.tidy, + data()
@@ -29,6 +30,10 @@ import { loadCheckpoint } from '../src/io/checkpoint.js';
 import { useBackend } from '../src/backend/index.js';
 import { getArch } from '../src/models/arch.js';
 import { CNNF } from '../src/models/cnnf.js';
+import { CNNF64, crossEntropyHead } from '../src/models/float64.js';
+import { fromPyTorch, inferPyTorchWidths, nchwToNhwc } from '../src/io/pytorch.js';
+import { readSafetensors } from '../src/io/safetensors.js';
+import { makeConfig } from '../src/models/arch.js';
 import { pairLoss } from '../src/models/loss.js';
 import { WorkerPool } from '../src/parallel/pool.js';
 import { pooledGradients } from '../src/train/worker-tasks.js';
@@ -66,18 +71,20 @@ interface Options {
   microBatch: number;
   /** Only the one-wasm-thread peak GFLOP/s probe, then exit. */
   peakOnly: boolean;
+  /** Only the float64 row (CNNF64 on the reference fixture's model), then exit. */
+  float64Only: boolean;
 }
 
 const TASKS = ['infer', 'train', 'pgd7_e2e'] as const;
 type TaskName = (typeof TASKS)[number];
 
 function usage(msg: string): never {
-  process.stderr.write(`bench: ${msg}\nusage: npm run bench -- [--json] [--batch N] [--cycles N] [--reps N] [--warmup N] [--backend wasm|cpu|...] [--no-torch] [--torch-threads N] [--workers N] [--tasks infer,train,pgd7_e2e] [--startup-only] [--no-attack-rows] [--no-memory] [--memory-only] [--peak-only] [--micro-batch N|0]\n`);
+  process.stderr.write(`bench: ${msg}\nusage: npm run bench -- [--json] [--batch N] [--cycles N] [--reps N] [--warmup N] [--backend wasm|cpu|...] [--no-torch] [--torch-threads N] [--workers N] [--tasks infer,train,pgd7_e2e] [--startup-only] [--no-attack-rows] [--no-memory] [--memory-only] [--peak-only] [--float64-only] [--micro-batch N|0]\n`);
   process.exit(2);
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { json: false, batch: 64, cycles: 2, reps: 5, warmup: 1, backend: 'wasm', torch: true, torchThreads: 2, workers: availableParallelism(), tasks: [...TASKS], startupOnly: false, attackRows: true, memory: true, memoryOnly: false, peakOnly: false, microBatch: DEFAULT_MICRO_BATCH };
+  const o: Options = { json: false, batch: 64, cycles: 2, reps: 5, warmup: 1, backend: 'wasm', torch: true, torchThreads: 2, workers: availableParallelism(), tasks: [...TASKS], startupOnly: false, attackRows: true, memory: true, memoryOnly: false, peakOnly: false, float64Only: false, microBatch: DEFAULT_MICRO_BATCH };
   const int = (flag: string, v: string | undefined, min: number): number => {
     const n = Number(v);
     if (v === undefined || !Number.isInteger(n) || n < min) usage(`${flag} needs an integer >= ${min}, got ${JSON.stringify(v)}`);
@@ -91,6 +98,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--no-memory') o.memory = false;
     else if (a === '--memory-only') o.memoryOnly = true;
     else if (a === '--peak-only') o.peakOnly = true;
+    else if (a === '--float64-only') o.float64Only = true;
     else if (a === '--no-torch') o.torch = false;
     else if (a === '--batch') o.batch = int(a, argv[++i], 1);
     else if (a === '--cycles') o.cycles = int(a, argv[++i], 0);
@@ -360,6 +368,37 @@ async function measurePeak(reps: number): Promise<{ gflops: number; matMulGflops
   }
 }
 
+/**
+ * The float64 engine (CNNF64, plain JS; the `float64:` rows of `cnnf conformance` and the APGD/FAB
+ * conformance tests run on it): ms for one evaluation with its input gradient of one 28x28 example,
+ * the reference fixture's model (fixtures/cnnf-ind2-c2.safetensors: fc 64,32, ind 2, 2 cycles), end to
+ * end, readout last; median of `reps` after one warm-up. The target is well under 500 ms per example.
+ */
+function float64Bench(reps: number): { msPerExample: number; allMs: number[]; targetMs: number; model: string } {
+  const path = join(ROOT, 'fixtures', 'cnnf-ind2-c2.safetensors');
+  const T = readSafetensors(path).tensors;
+  const widths = inferPyTorchWidths(T, 'fmnist', 'param.', path);
+  const cfg = makeConfig({ arch: 'fmnist', fc: widths.fc, numClasses: widths.numClasses, ind: 2, cycles: 2, resParam: 0.1 });
+  const model = CNNF64.fromArrays(cfg, fromPyTorch(T, cfg, path, 'param.'));
+  const xt = T.get('input.x');
+  const yt = T.get('input.y');
+  if (!xt || !yt) throw new Error(`${path}: missing input.x or input.y`);
+  const one = Float64Array.from(nchwToNhwc({ shape: xt.shape, data: xt.data }).data).subarray(0, 784);
+  const head = crossEntropyHead([yt.data[0]], cfg.numClasses);
+  model.evaluate(one, 1, 'e2e', 'last', head); // warm-up
+  const all: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    model.evaluate(one, 1, 'e2e', 'last', head);
+    all.push(performance.now() - t0);
+  }
+  return { msPerExample: +median(all).toFixed(1), allMs: all.map((v) => +v.toFixed(1)), targetMs: 500, model: `fixtures/cnnf-ind2-c2 (fc ${cfg.fc.join(',')}, ind 2, 2 cycles, e2e)` };
+}
+
+function float64Line(f: ReturnType<typeof float64Bench>): string {
+  return `float64 (CNNF64) evaluate + input gradient, one example, ${f.model}: ${f.msPerExample} ms (target < ${f.targetMs} ms${f.msPerExample < f.targetMs ? ', met' : ', MISSED'}), median of ${f.allMs.length}`;
+}
+
 function memoryLines(m: Awaited<ReturnType<typeof memoryBench>>): string[] {
   const row = (what: string, r: PeakRss, target: number) =>
     r.mb === null
@@ -373,6 +412,11 @@ async function main(): Promise<void> {
   if (o.startupOnly) {
     const s = cliStartup(Math.max(o.reps, 5));
     process.stdout.write(o.json ? `${JSON.stringify({ startup: s }, null, 2)}\n` : `${startupLine(s)}\n`);
+    return;
+  }
+  if (o.float64Only) {
+    const f = float64Bench(Math.max(o.reps, 5));
+    process.stdout.write(o.json ? `${JSON.stringify({ float64: f }, null, 2)}\n` : `${float64Line(f)}\n`);
     return;
   }
   if (o.memoryOnly) {
@@ -483,6 +527,9 @@ async function main(): Promise<void> {
     ck.model.dispose();
   }
 
+  if (!o.json) process.stderr.write('bench: float64 engine, one example ...\n');
+  const float64 = float64Bench(Math.max(o.reps, 5));
+
   // The same work spread over worker threads, as `cnnf eval/attack/train --workers N` run it:
   // infer and pgd7_e2e are evaluation units (throughput: N batches at once, one per worker; the
   // pgd unit also predicts the attacked batch, 1 extra inference), train is one
@@ -576,6 +623,7 @@ async function main(): Promise<void> {
     },
     startup: cliStartup(o.reps),
     attacks: attackRows,
+    float64,
   };
 
   if (o.json) {
@@ -603,6 +651,7 @@ async function main(): Promise<void> {
     for (const [name, r] of Object.entries(attackRows)) {
       lines.push(`${name}: ${r.ms} ms for ${B} images (${r.msPerImage} ms/image, 1 thread, reference-cnnf-adv, eps 0.2 Linf): accuracy ${(r.clean * 100).toFixed(1)}% -> ${(r.robustAccuracy * 100).toFixed(1)}%; no PyTorch baseline`);
     }
+    lines.push(float64Line(float64));
     lines.push(`tensors before ${tensorsBefore}, after ${tensorsAfter}${leaked ? '  LEAK' : ''}; peak RSS of this bench ${maxRssMB.toFixed(0)} MB`);
     if (mem) lines.push(...memoryLines(mem));
     lines.push('speed-up = torch ms / cnnf ms (torch uses its --torch-threads threads for one batch)');

@@ -90,37 +90,45 @@ describe('the masked-gradient model', () => {
   });
   afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
+  // Small on purpose (40 images in batches of 10, 10 iterations, 3 target classes, a 16-image probe: ~35 s
+  // of CPU for the whole file): at eps 0.3 the masked model's CE numbers (about its clean accuracy) sit far
+  // above the plain model's robust accuracy, beyond the sampling noise of 40 images, so every assertion
+  // below can fail. Batches of 10 keep each synchronous stretch short (vitest's worker RPC times out
+  // when the event loop is blocked for a minute on a loaded machine).
   it('is flagged (zero gradients, DLR beats CE) and DLR measures it like the unmasked model', async () => {
-    const ds = loadDataset({ dataset: 'fashion-mnist', testSubset: 'stride:100' });
-    const data: EvalData = { name: ds.name, classNames: ds.classNames, numClasses: ds.numClasses, split: ds.test, testSubset: 'stride:100' };
+    const subset = 'stride:250';
+    const ds = loadDataset({ dataset: 'fashion-mnist', testSubset: subset });
+    expect(ds.test.count).toBe(40);
+    const data: EvalData = { name: ds.name, classNames: ds.classNames, numClasses: ds.numClasses, split: ds.test, testSubset: subset };
     const suite = parseSuite({ name: 'mask', attacks: [
-      { name: 'pgd7', method: 'pgd', eps: [0.2], steps: 7, stepSize: 0.071 },
-      { name: 'pgd7-dlr', method: 'pgd', loss: 'dlr', eps: [0.2], steps: 7, stepSize: 0.071 },
-      { name: 'apgd-ce', method: 'apgd', loss: 'ce', eps: [0.2], iterations: 20 },
-      // the ensemble without FAB-T (its measured numbers below predate FAB-T; test/fab.test.ts covers that stage)
-      { name: 'autoattack', method: 'autoattack', eps: [0.2], iterations: 20, queries: 200, stages: 'apgd-ce,apgd-t,square' },
+      { name: 'pgd7', method: 'pgd', eps: [0.3], steps: 7, stepSize: 0.1 },
+      { name: 'pgd7-dlr', method: 'pgd', loss: 'dlr', eps: [0.3], steps: 7, stepSize: 0.1 },
+      // APGD-CE then APGD-T over the still-robust examples (Square and FAB-T are covered by test/square-spsa.test.ts and test/fab.test.ts)
+      { name: 'autoattack', method: 'autoattack', eps: [0.3], iterations: 10, nTargetClasses: 3, stages: 'apgd-ce,apgd-t' },
     ] }, 'mask');
-    const res = await evaluate([loadCheckpoint(masked), loadCheckpoint(referenceModel('cnn-adv'))], data, suite, { seed: 1, names: ['masked', 'plain'], probeSize: 32 });
+    const res = await evaluate([loadCheckpoint(masked), loadCheckpoint(referenceModel('cnn-adv'))], data, suite, { seed: 1, names: ['masked', 'plain'], probeSize: 16, batchSize: 10 });
     validateResults(res, 'results');
     const [m, p] = res.models;
+    const twoImages = 2 / 40 + 1e-9;
     // same predictions: the scaling does not change the argmax
     expect(m.clean.accuracy).toBe(p.clean.accuracy);
-    // cross-entropy PGD overstates the masked model (measured: 0.85 vs 0.75 on these 100 images), DLR does not
-    expect(m.metrics['pgd7@0.2:first']).toBeGreaterThan(p.metrics['pgd7@0.2:first'] + 0.05);
-    expect(Math.abs(m.metrics['pgd7-dlr@0.2:first'] - p.metrics['pgd7-dlr@0.2:first'])).toBeLessThanOrEqual(0.03);
-    // AutoAttack (APGD-CE, APGD-T, Square over still-robust examples) sees through the masking: within 3% of the
-    // unmasked model's APGD-CE, while APGD-CE on the masked model itself is fooled by the zero gradients
-    const aaMasked = m.metrics['autoattack@0.2'];
-    expect(Math.abs(aaMasked - p.metrics['apgd-ce@0.2:first'])).toBeLessThanOrEqual(0.03 + 1e-9);
-    expect(Math.abs(aaMasked - p.metrics['autoattack@0.2'])).toBeLessThanOrEqual(0.03 + 1e-9);
-    expect(m.metrics['apgd-ce@0.2:first']).toBeGreaterThan(aaMasked + 0.05);
+    // cross-entropy PGD overstates the masked model (measured, wasm: 87.5% vs 62.5%; clean 87.5%), DLR
+    // (scale-invariant) does not (62.5% for both)
+    expect(m.metrics['pgd7@0.3:first']).toBeGreaterThan(p.metrics['pgd7@0.3:first'] + 0.15);
+    expect(Math.abs(m.metrics['pgd7-dlr@0.3:first'] - p.metrics['pgd7-dlr@0.3:first'])).toBeLessThanOrEqual(twoImages);
+    // AutoAttack's APGD-T stage sees through the masking (within two images of the unmasked model; measured
+    // 60.0% for both), while its APGD-CE stage on the masked model is fooled by the zero gradients (87.5%)
+    const aaMasked = m.metrics['autoattack@0.3'];
+    expect(Math.abs(aaMasked - p.metrics['autoattack@0.3'])).toBeLessThanOrEqual(twoImages);
     const stages = m.attacks.find((a) => a.name === 'autoattack')!.points[0].stages!;
-    expect(stages.map((st) => st.stage)).toEqual(['apgd-ce:first', 'apgd-t:first', 'square']);
-    for (let i = 1; i < stages.length; i++) expect(stages[i].accuracy).toBeLessThanOrEqual(stages[i - 1].accuracy);
-    expect(stages[stages.length - 1].accuracy).toBe(aaMasked);
+    expect(stages.map((st) => st.stage)).toEqual(['apgd-ce:first', 'apgd-t:first']);
+    expect(stages[0].accuracy).toBeGreaterThan(aaMasked + 0.15);
+    expect(stages[1].accuracy).toBe(aaMasked);
+    const plainStages = p.attacks.find((a) => a.name === 'autoattack')!.points[0].stages!;
     // the worst case takes the DLR number
-    expect(m.metrics['worst@0.2']).toBeLessThanOrEqual(m.metrics['pgd7-dlr@0.2:first']);
+    expect(m.metrics['worst@0.3']).toBeLessThanOrEqual(m.metrics['pgd7-dlr@0.3:first']);
     const ids = (name: string) => (res.checks ?? []).filter((c) => c.model === name).map((c) => c.id);
+    console.log('masked-model test', JSON.stringify({ clean: m.clean.accuracy, masked: m.metrics, plain: p.metrics, stages, plainStages, checks: { masked: ids('masked'), plain: ids('plain') } }));
     expect(ids('masked')).toEqual(expect.arrayContaining(['zero-gradient', 'margin-beats-ce']));
     expect(m.metrics.warnings).toBe(ids('masked').length);
     expect(ids('plain')).toEqual([]);

@@ -205,10 +205,10 @@ describe('fashion-mnist', () => {
   });
 
   it('caches the parsed splits in-process', () => {
-    const t0 = performance.now();
+    // the same arrays come back (no re-parse; no wall-clock assertion, which a loaded machine breaks)
     const again = loadDataset();
-    expect(performance.now() - t0).toBeLessThan(200);
     expect(again.train.images).toBe(ds.train.images);
+    expect(again.test.images).toBe(ds.test.images);
   });
 
   it('stratified train subset takes the first images of each class, remainder to the lowest classes', () => {

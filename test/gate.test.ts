@@ -205,6 +205,27 @@ describe('evaluateGate', () => {
     expect(() => evaluateGate(mapOnly, ['cnnf/pgd7@0.2:e2e >= 0'])).toThrow(/metrics\["pgd7@0.2:e2e"\] is 0.14234 but the results it summarises say 0.142/);
   });
 
+  it('a count (warnings) gets no 95% CI, in the message, the report or the table; a bound on it fails closed', () => {
+    const w = sampleResults();
+    w.checks = [];
+    for (const m of w.models) m.metrics.warnings = 0;
+    const rep = evaluateGate(w, ['warnings==0', 'clean >= 0.85']);
+    expect(rep.checks.map((c) => c.status)).toEqual(['pass', 'pass', 'pass', 'pass']);
+    const counts = rep.checks.filter((c) => c.metric === 'warnings');
+    expect(counts).toHaveLength(2);
+    for (const c of counts) {
+      expect(c).toMatchObject({ actual: 0, interval: null });
+      expect(c.message).toBe('warnings = 0 satisfies == 0');
+    }
+    // accuracies keep theirs
+    expect(rep.checks.find((c) => c.metric === 'clean')!.interval).not.toBeNull();
+    const table = gateTable(evaluateGate(w, ['warnings==0']));
+    expect(table).toMatch(/warnings==0 .*cnn .*0 .*PASS/);
+    expect(table).not.toContain('95% CI');
+    expect(table).not.toContain('Wilson');
+    expect(evaluateGate(w, ['warnings.upper <= 0']).checks[0]).toMatchObject({ status: 'missing', message: expect.stringMatching(/it is a count, not an accuracy or rate/) });
+  });
+
   it('prints a table with requirement, model, actual and verdict', () => {
     const text = gateTable(evaluateGate(r, ['clean >= 0.9', 'fgsm@0.3:first >= 0']));
     expect(text).toMatch(/Requirement.*Model.*Actual.*Verdict/);

@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cellDirName, checkGrid, gridCsv, type GridResult, type TrainOptions } from '../src/train/index.js';
+import { cellDirName, checkGrid, gridChanceWarnings, gridCsv, type GridResult, type TrainOptions } from '../src/train/index.js';
 import { gridTable } from '../src/cli/commands/grid.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -46,6 +46,22 @@ describe('cnnf grid', () => {
     expect(gridCsv(g).split('\n')[0]).toBe('res_param,cycles,test_accuracy,test_accuracy_first,noisy_accuracy,noisy_accuracy_first,best_accuracy,epochs,wall_seconds,dir');
   });
 
+  it('warns about cells that end no better than chance', () => {
+    const cell = (cycles: number, testAccuracy: number) => ({
+      resParam: 0.1, cycles, dir: cellDirName(0.1, cycles), epochs: 1, testAccuracy, testAccuracyFirst: testAccuracy,
+      noisyAccuracy: 0.1, noisyAccuracyFirst: 0.1, bestAccuracy: null, wallSeconds: 1,
+    });
+    const g: GridResult = { format: 'cnnf-grid/1', cycles: [1, 2, 3], resParams: [0.1], evalSigma: 0.3, options: base, wallSeconds: 1, cells: [cell(1, 0.075), cell(2, 0.15), cell(3, 0.6)] };
+    // 10 classes, 100 test images: chance 10%, two standard errors 6%
+    const w = gridChanceWarnings(g, 10, 100);
+    expect(w).toHaveLength(2);
+    expect(w[0]).toMatch(/^grid cell res_param 0\.1, cycles 1 ends at 7\.5% clean test accuracy, below chance \(10\.0% for 10 classes, 100 test images\)/);
+    expect(w[1]).toMatch(/cycles 2 ends at 15\.0% clean test accuracy, no better than chance/);
+    // on 10,000 images 15% is beyond the noise of chance
+    expect(gridChanceWarnings(g, 10, 10000)).toHaveLength(1);
+    expect(gridChanceWarnings({ ...g, cells: [cell(3, 0.6)] }, 10, 100)).toEqual([]);
+  });
+
   it('trains a 2x1 grid and writes grid.json and grid.csv', async () => {
     const out = join(mkdtempSync(join(tmpdir(), 'cnnf-grid-')), 'g');
     const r = await run('--cycles', '1,2', '--res-param', '0.1', '--arch', 'small', '--fc', '16', '--train-size', '64', '--test-size', '40',
@@ -62,6 +78,9 @@ describe('cnnf grid', () => {
       const summary = JSON.parse(readFileSync(join(out, c.dir, 'summary.json'), 'utf8'));
       expect(summary.config.cycles).toBe(c.cycles);
     }
+    // one warning line per cell that ended near chance (64 training images, one epoch: some may)
+    const warned = r.stderr.split('\n').filter((l) => l.startsWith('cnnf: warning: grid cell'));
+    expect(warned.map((l) => l.replace('cnnf: warning: ', ''))).toEqual(gridChanceWarnings(g, 10, 40));
     const csv = readFileSync(join(out, 'grid.csv'), 'utf8').trim().split('\n');
     expect(csv.length).toBe(3);
     expect(csv[1]).toMatch(/^0\.1,1,/);

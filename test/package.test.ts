@@ -1,15 +1,15 @@
 /**
- * cnnf as a real npm package: `npm pack` (whose prepare script compiles src/ to dist/), the tarball
- * installed into a fresh temporary project, then what a user of the package does there: `npx cnnf
- * --version`, a worker-thread evaluation with the compiled CLI, and a TypeScript file importing
+ * cnnf as a real npm package: a copy of the package built and packed in a temporary folder
+ * (test/helpers/pack.ts: the working tree's dist/ is left alone), the tarball installed into a
+ * fresh temporary project, then what a user of the package does there: `npx cnnf --version`, a
+ * worker-thread evaluation with the compiled CLI, and a TypeScript file importing
  * `{ PGD, loadCheckpoint, useBackend } from 'cnnf'` checked with `tsc --noEmit` and run under Node.
  *
  * The install reads npm's local cache first (`--offline`) and falls back to the registry
  * (`--prefer-offline`) when the cache lacks a package; it takes ~1 min either way (~590 MB of
  * dependencies are unpacked). CNNF_SKIP_PACKAGE_TEST=1 skips it.
  */
-import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
@@ -17,33 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMMANDS, requestedCommand } from '../src/cli/commands/index.js';
 import { VERSION } from '../src/version.js';
 import { ROOT } from './helpers/cli.js';
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Asynchronous (a blocking spawnSync starves vitest's worker RPC). The environment drops CNNF_FROM_SOURCE: the package runs its compiled code. */
-function run(cmd: string, args: string[], cwd: string, timeoutMs = 300_000): Promise<Run> {
-  const env: NodeJS.ProcessEnv = { ...process.env, npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false' };
-  delete env.CNNF_FROM_SOURCE;
-  delete env.CNNF_BACKEND;
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd, env, timeout: timeoutMs });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
-
-const ok = (r: Run, what: string): Run => {
-  if (r.code !== 0) throw new Error(`${what} failed (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
-  return r;
-};
+import { ok, packCopy, run } from './helpers/pack.js';
 
 const TSC = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
 const TSX = join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs');
@@ -71,12 +45,20 @@ describe.skipIf(process.env.CNNF_SKIP_PACKAGE_TEST === '1')('npm package', () =>
   let proj = '';
   let files: string[] = [];
 
+  /** The working tree's dist/ before packing: its launcher's mtime, or null when there is none. */
+  const distStamp = (): number | null => {
+    const main = join(ROOT, 'dist', 'cli', 'main.js');
+    return existsSync(main) ? statSync(main).mtimeMs : null;
+  };
+  let distBefore: number | null = null;
+
   beforeAll(async () => {
+    distBefore = distStamp();
     tmp = mkdtempSync(join(tmpdir(), 'cnnf-pack-'));
-    const packed = ok(await run('npm', ['pack', '--json', '--pack-destination', tmp], ROOT), 'npm pack');
-    const info = JSON.parse(packed.stdout.slice(packed.stdout.indexOf('['))) as Array<{ filename: string; files: Array<{ path: string }> }>;
-    files = info[0].files.map((f) => f.path);
-    const tarball = join(tmp, info[0].filename);
+    // packed from a built copy of the package in tmp: the working tree's dist/ is never touched
+    const packed = await packCopy(tmp);
+    files = packed.files;
+    const tarball = packed.tarball;
     proj = join(tmp, 'project');
     mkdirSync(proj);
     writeFileSync(join(proj, 'package.json'), `${JSON.stringify({ name: 'uses-cnnf', version: '1.0.0', private: true, type: 'module' }, null, 2)}\n`);
@@ -98,6 +80,8 @@ describe.skipIf(process.env.CNNF_SKIP_PACKAGE_TEST === '1')('npm package', () =>
     expect(files.filter((f) => f.startsWith('src/') || f.startsWith('test/') || f.endsWith('.ts') && !f.endsWith('.d.ts'))).toEqual([]);
     // the installed copy has no sources, so nothing may need tsx at run time
     expect(readdirSync(join(proj, 'node_modules', 'cnnf'))).not.toContain('src');
+    // packing neither deleted nor rebuilt the working tree's dist/
+    expect(distStamp()).toBe(distBefore);
   });
 
   it('npx cnnf --version prints the version from the installed package', async () => {

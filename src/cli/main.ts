@@ -6,6 +6,23 @@ import { VERSION } from '../version.js';
 import { COMMANDS, requestedCommand } from './commands/index.js';
 
 /**
+ * Commander's error text as the one stderr line every cnnf usage error is: "error: unknown option
+ * '--epoch'\n(Did you mean --epochs?)\n" -> "cnnf: unknown option '--epoch'; did you mean --epochs?
+ * (run with --help for usage)".
+ */
+export function oneLineCommanderError(text: string): string {
+  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  const first = (lines[0] ?? 'bad usage').replace(/^error: /, '');
+  const rest = lines.slice(1).map((l) => {
+    const m = /^\(Did you mean (.*)\)$/.exec(l);
+    return m ? `; did you mean ${m[1]}` : ` ${l}`;
+  }).join('');
+  // the message quotes argv (an unknown option as typed): no control characters reach the terminal
+  // eslint-disable-next-line no-control-regex
+  return `cnnf: ${`${first}${rest}`.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?')} (run with --help for usage)\n`;
+}
+
+/**
  * The commander program for `argv`: the command it runs is registered in full (its module loaded),
  * every other one by name and description only (enough for the top-level help). `argv` undefined
  * registers every command in full.
@@ -16,7 +33,11 @@ export async function buildProgram(argv?: string[]): Promise<Command> {
     .name('cnnf')
     .description('Adversarial robustness of CNNs with and without recurrent generative feedback (CNN-F)')
     .version(VERSION)
-    .showHelpAfterError('(run with --help for usage)')
+    // every command inherits these (commander copies them into each subcommand at creation): an unknown
+    // option or command gets a "did you mean", and every commander error is one line (exit 2)
+    .showHelpAfterError(false)
+    .showSuggestionAfterError(true)
+    .configureOutput({ outputError: (text, write) => write(oneLineCommanderError(text)) })
     .exitOverride();
   const wanted = argv === undefined ? undefined : requestedCommand(argv);
   for (const c of COMMANDS) {

@@ -10,7 +10,7 @@ import { UsageError } from '../errors.js';
 import { percent, percentRange, terminalText } from '../format.js';
 import { backendNotice, initBackend, seedFrom } from './common.js';
 import { createProgress } from './progress.js';
-import { parseInteger, parseNumberList } from './options.js';
+import { parseFractionList, parseInteger } from './options.js';
 import { datasetOptionsFromFlags } from './commands/data.js';
 import { formatTestSubset, loadDatasetAsync } from '../data/index.js';
 import { buildCheckpoint, readCheckpointFile, type CheckpointFile } from '../io/checkpoint.js';
@@ -48,7 +48,7 @@ export function resolveSuitePath(raw: string): string {
 }
 
 function epsList(flag: string, raw: string): number[] {
-  const eps = parseNumberList(flag, raw);
+  const eps = parseFractionList(flag, raw);
   for (const e of eps) if (e < 0) throw new UsageError(`${flag} values must be >= 0, got ${e}`);
   if (new Set(eps).size !== eps.length) throw new UsageError(`${flag} repeats a value`);
   return eps;
@@ -163,8 +163,9 @@ export function resultTables(results: EvalResults): string {
     }
   }
   if (results.models.length > 1) {
-    out.push('', `most robust, by a paired test on the per-example outcomes (${PAIRED_TEST.replace(/ \(.*\)$/, '')}, alpha 0.05; several gradient paths: the weakest counts):`);
-    for (const row of compareResults(results)) out.push(`  ${row.metric}: ${row.verdict.text}`);
+    out.push('', `best model, by a paired test on the per-example outcomes (${PAIRED_TEST.replace(/ \(.*\)$/, '')}, alpha 0.05; several gradient paths: the lower accuracy counts):`);
+    // clean accuracy is not robustness: its row names the highest clean accuracy, the others the most robust model
+    for (const row of compareResults(results)) out.push(`  ${row.metric === 'clean' ? 'highest clean accuracy' : `most robust at ${row.metric}`}: ${row.verdict.text}`);
   }
   return `${terminalText(out.join('\n'))}\n`;
 }

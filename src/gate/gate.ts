@@ -166,6 +166,9 @@ export function lookupMetric(model: ModelResult, metric: string): Lookup {
   return { value: null, why: `missing metric ${metric}` };
 }
 
+/** Accuracies and rates, which have a Wilson interval: clean and every ATTACK@EPS[:MODE][:success] key. */
+const isRate = (key: string): boolean => key === 'clean' || key.includes('@');
+
 const round6 = (v: number): number => Number(v.toPrecision(6));
 
 export function compare(actual: number, op: GateOp, threshold: number): boolean {
@@ -205,14 +208,17 @@ export function evaluateGate(results: EvalResults, requirements: ReadonlyArray<s
         checks.push({ ...base, model: model.name, resolvedMetric: null, actual: null, interval: null, status: 'missing', message: found.why });
         continue;
       }
-      const counts = countsOf(found.value, results.provenance.examples);
+      // intervals only for accuracies and rates (clean, ATTACK@EPS...): a count such as `warnings` has none
+      const counts = isRate(found.key) ? countsOf(found.value, results.provenance.examples) : null;
       const iv = counts ? wilson(counts.correct, counts.n) : null;
       const interval: [number, number] | null = iv ? [iv.lower, iv.upper] : null;
       const shownBase = found.key === req.metric ? req.metric : `${req.metric} (${found.key})`;
       if (req.bound && !iv) {
         checks.push({
           ...base, model: model.name, resolvedMetric: found.key, actual: null, interval, status: 'missing',
-          message: `no interval for ${shownBase}: ${found.value} is not a count out of ${results.provenance.examples} examples`,
+          message: isRate(found.key)
+            ? `no interval for ${shownBase}: ${found.value} is not a count out of ${results.provenance.examples} examples`
+            : `no interval for ${shownBase}: it is a count, not an accuracy or rate`,
         });
         continue;
       }

@@ -102,6 +102,22 @@ export async function runGrid(
   return result;
 }
 
+/**
+ * One warning per grid cell whose final clean test accuracy is no better than chance (1 / numClasses)
+ * beyond sampling noise (two standard errors of chance over the `examples` test images): such a model
+ * learned nothing, and its row of the grid compares nothing.
+ */
+export function gridChanceWarnings(g: GridResult, numClasses: number, examples: number): string[] {
+  const chance = 1 / numClasses;
+  const noise = 2 * Math.sqrt((chance * (1 - chance)) / Math.max(1, examples));
+  const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
+  return g.cells
+    .filter((c) => c.testAccuracy <= chance + noise)
+    .map((c) => `grid cell res_param ${c.resParam}, cycles ${c.cycles} ends at ${pct(c.testAccuracy)} clean test accuracy, ` +
+      `${c.testAccuracy < chance ? 'below' : 'no better than'} chance (${pct(chance)} for ${numClasses} classes, ${examples} test images): ` +
+      'the model did not learn; train longer (--epochs), on more images (--train-size) or with another --lr');
+}
+
 export const GRID_CSV_COLUMNS = ['res_param', 'cycles', 'test_accuracy', 'test_accuracy_first', 'noisy_accuracy', 'noisy_accuracy_first', 'best_accuracy', 'epochs', 'wall_seconds', 'dir'];
 
 export function gridCsv(g: GridResult): string {

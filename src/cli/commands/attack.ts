@@ -14,10 +14,7 @@ import { addEvalRunOptions } from './eval.js';
 export function register(program: Command): void {
   const cmd = program
     .command('attack')
-    .description('attack one checkpoint at one or more epsilons and print its accuracy (and targeted success rate) per epsilon')
-    // bad flags: exactly one stderr line (exit 2; no "(Did you mean ...?)" second line)
-    .showHelpAfterError(false)
-    .showSuggestionAfterError(false);
+    .description('attack one checkpoint at one or more epsilons and print its accuracy (and targeted success rate) per epsilon');
   cmd
     .requiredOption('--model <path>', 'cnnf checkpoint or TF.js model (DIR/model.json, detected by content) to attack')
     .addOption(new Option('--method <m>', 'attack (see the list below)').choices(attackMethods()).makeOptionMandatory())

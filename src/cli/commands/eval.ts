@@ -24,10 +24,7 @@ export function addEvalRunOptions(cmd: Command): Command {
 export function register(program: Command): void {
   const cmd = program
     .command('eval')
-    .description('evaluate checkpoints against an attack suite: accuracy-vs-epsilon tables on stdout, results JSON for report/gate')
-    // bad flags: exactly one stderr line (exit 2; no "(Did you mean ...?)" second line)
-    .showHelpAfterError(false)
-    .showSuggestionAfterError(false);
+    .description('evaluate checkpoints against an attack suite: accuracy-vs-epsilon tables on stdout, results JSON for report/gate');
   cmd
     .option('--model <path>', 'cnnf checkpoint or TF.js model (DIR/model.json, detected by content) to evaluate (repeatable)', collect, [])
     .option('--name <path=label>', 'display name for a model, by its path or default name (repeatable)', collect, [])

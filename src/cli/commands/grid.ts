@@ -4,7 +4,7 @@ import Table from 'cli-table3';
 import { UsageError } from '../../errors.js';
 import { percent } from '../../format.js';
 import { loadDataset } from '../../data/index.js';
-import { checkGrid, runGrid, type GridResult } from '../../train/index.js';
+import { checkGrid, gridChanceWarnings, runGrid, type GridResult } from '../../train/index.js';
 import { initBackend } from '../common.js';
 import { resolveWorkers } from '../../parallel/pool.js';
 import { parseNumberList } from '../options.js';
@@ -69,6 +69,7 @@ export function register(program: Command): void {
             `wrote ${String(flags.out)}/grid.json and grid.csv (${g.wallSeconds.toFixed(1)} s)\n`,
         );
       }
+      for (const w of gridChanceWarnings(g, ds.numClasses, ds.test.count)) process.stderr.write(`cnnf: warning: ${w}\n`);
     } finally {
       inner.stop();
     }

@@ -5,7 +5,6 @@ export function register(program: Command): void {
   program
     .command('merge')
     .description('merge the shard files of one `cnnf eval --shard K/N` run into its results file (refuses missing, repeated or foreign shards)')
-    .showHelpAfterError(false)
     .argument('<shards...>', 'shard files written by `cnnf eval --shard K/N --json FILE`')
     .option('-o, --out <file>', 'results JSON to write (atomically); the same as an unsharded run\'s, timings aside')
     .option('--quiet', 'do not print the accuracy tables')
