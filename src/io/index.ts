@@ -10,3 +10,4 @@ export * from './json.js';
 export * from './torch.js';
 export * from './export.js';
 export * from './tfjs.js';
+export * from './shipped.js';

@@ -12,6 +12,8 @@ import { closeSync, constants, existsSync, fstatSync, openSync, readSync, statSy
 import { readInputFile } from './files.js';
 import { basename, dirname, isAbsolute, join, normalize, resolve, sep } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+// the published declarations name tfjs-core's types only (see TfjsLayersNet in models/foreign.ts)
+import type { io as tfio } from '@tensorflow/tfjs-core';
 import { UsageError } from '../errors.js';
 import { checkAdapter, DEFAULT_ADAPTER, TfjsGraphClassifier, TfjsLayersClassifier, type ForeignClassifier, type InputAdapter } from '../models/foreign.js';
 import { writeFileAtomic } from './atomic.js';
@@ -50,7 +52,7 @@ export function modelJsonPath(path: string): string {
 }
 
 /** Reads model.json + shards into tfjs ModelArtifacts (validated, bounded). */
-export function readLayersModelArtifacts(path: string): { artifacts: tf.io.ModelArtifacts; format: string } {
+export function readLayersModelArtifacts(path: string): { artifacts: tfio.ModelArtifacts; format: string } {
   const r = readTfjsModelArtifacts(path);
   if (r.format === 'graph-model') throw new UsageError(`${modelJsonPath(path)}: a TF.js GraphModel; cnnf reads LayersModels here (tensorflowjs_converter --output_format tfjs_layers_model, or model.save from tfjs-layers)`);
   return r;
@@ -86,7 +88,7 @@ export function isTfjsModelPath(path: string): boolean {
 export interface TfjsModelFile {
   /** The path as given. */
   path: string;
-  artifacts: tf.io.ModelArtifacts;
+  artifacts: tfio.ModelArtifacts;
   format: 'layers-model' | 'graph-model';
   sha256: string;
 }
@@ -97,7 +99,7 @@ export function readTfjsModelFile(path: string): TfjsModelFile {
   return { path, ...r };
 }
 
-function readTfjsModelArtifacts(path: string): { artifacts: tf.io.ModelArtifacts; format: 'layers-model' | 'graph-model'; sha256: string } {
+function readTfjsModelArtifacts(path: string): { artifacts: tfio.ModelArtifacts; format: 'layers-model' | 'graph-model'; sha256: string } {
   const file = modelJsonPath(path);
   const raw = readBounded(file, MAX_MODEL_JSON_BYTES, 'model.json');
   const hash = createHash('sha256').update(raw);
@@ -149,7 +151,7 @@ function readTfjsModelArtifacts(path: string): { artifacts: tf.io.ModelArtifacts
     data.set(s, off);
     off += s.length;
   }
-  const extra: Partial<tf.io.ModelArtifacts> = {};
+  const extra: Partial<tfio.ModelArtifacts> = {};
   if (format === 'graph-model') {
     if (typeof json.signature === 'object' && json.signature !== null) extra.signature = json.signature as object;
     if (typeof json.userDefinedMetadata === 'object' && json.userDefinedMetadata !== null) extra.userDefinedMetadata = json.userDefinedMetadata as { [key: string]: object };
@@ -238,7 +240,7 @@ function adapterFor(path: string, adapter: Partial<InputAdapter>): { a: InputAda
   return { a: checkAdapter({ ...DEFAULT_ADAPTER, ...defined(sideAdapter), ...defined(adapter) }), classNames };
 }
 
-async function buildLayers(path: string, artifacts: tf.io.ModelArtifacts): Promise<tf.LayersModel> {
+async function buildLayers(path: string, artifacts: tfio.ModelArtifacts): Promise<tf.LayersModel> {
   try {
     return await tf.loadLayersModel(tf.io.fromMemory(artifacts));
   } catch (e) {
@@ -250,8 +252,13 @@ function checkSidecarClasses(path: string, classNames: string[] | undefined, num
   if (classNames && classNames.length !== numClasses) throw new UsageError(`${path}: model.cnnf.json names ${classNames.length} classes for a model with ${numClasses} outputs`);
 }
 
+/** What saveTfjsLayersModel needs of a model: any tf.LayersModel is one. */
+export interface SavableTfjsModel {
+  save(handler: tfio.IOHandler): Promise<unknown>;
+}
+
 /** Saves a LayersModel as `dir/model.json` + `dir/weights.bin` (the layout of tfjs-node's file:// handler). */
-export async function saveTfjsLayersModel(model: tf.LayersModel, dir: string, sidecar?: TfjsModelSidecar): Promise<void> {
+export async function saveTfjsLayersModel(model: SavableTfjsModel, dir: string, sidecar?: TfjsModelSidecar): Promise<void> {
   await model.save(tf.io.withSaveHandler(async (artifacts) => {
     const wd = artifacts.weightData;
     const parts = wd === undefined ? [] : Array.isArray(wd) ? wd : [wd];

@@ -7,8 +7,27 @@
  * logits: softmax(log p) = p, so the cross-entropy and every margin are those of the model).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { GraphModel, LayersModel } from '@tensorflow/tfjs';
 import { UsageError } from '../errors.js';
+
+/**
+ * The part of a tfjs-layers LayersModel cnnf uses. Structural, so that cnnf's published declarations
+ * name tfjs-core only (not tfjs-layers / tfjs-converter, whose own declarations do not type-check
+ * without skipLibCheck); any tf.LayersModel is one.
+ */
+export interface TfjsLayersNet {
+  readonly inputs: ReadonlyArray<{ readonly shape: ReadonlyArray<number | null> }>;
+  readonly outputs: ReadonlyArray<{ readonly shape: ReadonlyArray<number | null> }>;
+  apply(inputs: tf.Tensor, kwargs?: { training?: boolean }): unknown;
+  dispose(): unknown;
+}
+
+/** The part of a tfjs-converter GraphModel cnnf uses (structural, as TfjsLayersNet); any tf.GraphModel is one. */
+export interface TfjsGraphNet {
+  readonly inputs: ReadonlyArray<{ readonly shape?: readonly number[] }>;
+  readonly outputs: ReadonlyArray<{ readonly shape?: readonly number[] }>;
+  execute(inputs: tf.Tensor): unknown;
+  dispose(): void;
+}
 
 export type InputRange = '0,1' | '-1,1' | '0,255';
 export const INPUT_RANGES: readonly InputRange[] = ['0,1', '-1,1', '0,255'];
@@ -86,7 +105,7 @@ export class TfjsLayersClassifier implements ForeignClassifier {
   readonly inputShape: [number, number, number];
   readonly numClasses: number;
 
-  constructor(readonly net: LayersModel, readonly adapter: InputAdapter, readonly source: string) {
+  constructor(readonly net: TfjsLayersNet, readonly adapter: InputAdapter, readonly source: string) {
     checkAdapter(adapter);
     if (net.inputs.length !== 1 || net.outputs.length !== 1) throw new UsageError(`${source}: expected one input and one output, got ${net.inputs.length} and ${net.outputs.length}`);
     const s = net.inputs[0].shape;
@@ -131,11 +150,11 @@ export class TfjsGraphClassifier implements ForeignClassifier {
   readonly foreign = true as const;
 
   private constructor(
-    readonly net: GraphModel, readonly adapter: InputAdapter, readonly source: string,
+    readonly net: TfjsGraphNet, readonly adapter: InputAdapter, readonly source: string,
     readonly inputShape: [number, number, number], readonly numClasses: number, readonly differentiable: boolean,
   ) {}
 
-  static create(net: GraphModel, adapter: InputAdapter, source: string): TfjsGraphClassifier {
+  static create(net: TfjsGraphNet, adapter: InputAdapter, source: string): TfjsGraphClassifier {
     try {
       checkAdapter(adapter);
       if (net.inputs.length !== 1 || net.outputs.length !== 1) throw new UsageError(`${source}: expected one input and one output, got ${net.inputs.length} and ${net.outputs.length}`);
