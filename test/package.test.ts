@@ -9,7 +9,7 @@
  * dependencies are unpacked). CNNF_SKIP_PACKAGE_TEST=1 skips it.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
@@ -158,5 +158,107 @@ describe.skipIf(process.env.CNNF_SKIP_PACKAGE_TEST === '1')('npm package', () =>
     // two PGD steps of 2.5 * 0.1 / 2 from a random start, projected to the 0.1-ball: the perturbation reaches the radius, never beyond
     expect(out.maxDelta).toBeGreaterThan(0.05);
     expect(out.maxDelta).toBeLessThanOrEqual(0.1 + 1e-6);
+  });
+});
+
+/** The ```ts block after the `<!-- library-snippet ... -->` marker in README.md, verbatim. */
+function readmeLibrarySnippet(readme: string): string {
+  const marker = readme.indexOf('<!-- library-snippet');
+  if (marker < 0) throw new Error('README.md has no <!-- library-snippet --> marker');
+  const open = readme.indexOf('```ts\n', marker);
+  const close = readme.indexOf('\n```\n', open);
+  if (open < 0 || close < 0) throw new Error('no ```ts block after the library-snippet marker');
+  return readme.slice(open + '```ts\n'.length, close + 1);
+}
+
+/**
+ * `npm pack` in a temporary copy of what the package is built from (never in the working tree, whose
+ * dist/ a pack's prepare script would delete and rebuild); node_modules is linked, not copied.
+ */
+async function packFromCopy(tmp: string): Promise<string> {
+  const copy = join(tmp, 'source');
+  mkdirSync(copy);
+  for (const entry of ['package.json', 'README.md', 'tsconfig.json', 'tsconfig.build.json', 'src', 'scripts', 'bin', 'attacks', 'models']) {
+    cpSync(join(ROOT, entry), join(copy, entry), { recursive: true });
+  }
+  symlinkSync(join(ROOT, 'node_modules'), join(copy, 'node_modules'), 'dir');
+  const packed = ok(await run('npm', ['pack', '--json', '--pack-destination', tmp], copy), 'npm pack (in a copy)');
+  const info = JSON.parse(packed.stdout.slice(packed.stdout.indexOf('['))) as Array<{ filename: string }>;
+  return join(tmp, info[0].filename);
+}
+
+/** Two fresh projects as `npm init -y` makes them: CommonJS (npm's default) and "type": "module"; one install, linked into both. */
+async function freshProjects(tmp: string, tarball: string): Promise<{ cjs: string; esm: string }> {
+  const cjs = join(tmp, 'cjs');
+  const esm = join(tmp, 'esm');
+  for (const [dir, type] of [[cjs, 'commonjs'], [esm, 'module']] as const) {
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'package.json'), `${JSON.stringify({ name: `snippet-${type}`, version: '1.0.0', private: true, type }, null, 2)}\n`);
+  }
+  const flags = ['install', '--no-audit', '--no-fund', '--no-save', tarball];
+  let inst = await run('npm', [...flags, '--offline'], cjs);
+  if (inst.code !== 0) inst = await run('npm', [...flags, '--prefer-offline'], cjs);
+  ok(inst, 'npm install <tarball>');
+  symlinkSync(join(cjs, 'node_modules'), join(esm, 'node_modules'), 'dir');
+  return { cjs, esm };
+}
+
+describe.skipIf(process.env.CNNF_SKIP_PACKAGE_TEST === '1')("the README's library snippet, verbatim, in fresh CommonJS and ESM projects", () => {
+  let tmp = '';
+  let projects = { cjs: '', esm: '' };
+  const snippet = readmeLibrarySnippet(readFileSync(join(ROOT, 'README.md'), 'utf8'));
+
+  beforeAll(async () => {
+    tmp = mkdtempSync(join(tmpdir(), 'cnnf-snippet-'));
+    projects = await freshProjects(tmp, await packFromCopy(tmp));
+    for (const dir of Object.values(projects)) {
+      writeFileSync(join(dir, 'attack.ts'), snippet);
+      // TypeScript's defaults otherwise: skipLibCheck off (every declaration file is checked), default lib and types
+      writeFileSync(join(dir, 'tsconfig.json'), `${JSON.stringify({
+        compilerOptions: { module: 'nodenext', target: 'es2022', strict: true, noEmit: true, skipLibCheck: false },
+        files: ['attack.ts'],
+      }, null, 2)}\n`);
+    }
+  });
+
+  afterAll(() => {
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('the snippet is the one documented: a shipped model, no top-level await', () => {
+    expect(snippet).toContain("shippedModel('reference-cnnf-adv')");
+    expect(snippet).toMatch(/^async function main\(\)/m);
+    expect(snippet).not.toMatch(/^await /m);
+    expect(snippet).not.toMatch(/from '@tensorflow\//);
+  });
+
+  const outputs: Record<string, string> = {};
+  for (const kind of ['cjs', 'esm'] as const) {
+    it(`${kind}: tsc --noEmit without skipLibCheck reports nothing, and npx tsx runs it`, async () => {
+      const dir = projects[kind];
+      const tsc = await run(process.execPath, [TSC, '-p', '.'], dir);
+      expect(tsc.stdout + tsc.stderr).toBe('');
+      expect(tsc.code).toBe(0);
+      const r = ok(await run(process.execPath, [TSX, 'attack.ts'], dir), `tsx attack.ts (${kind})`);
+      const lines = r.stdout.trim().split('\n');
+      expect(lines[0]).toBe('2 passes, 1 feedback cycles');
+      const m = /^clean ([\d.]+), robust ([\d.]+) ([\d.]+) ([\d.]+), fooled (\d+) (\d+) (\d+) of 10$/.exec(lines[1]);
+      expect(m, lines[1]).not.toBeNull();
+      const [clean, r05, r10, r20] = m!.slice(1, 5).map(Number);
+      const fooled = m!.slice(5, 8).map(Number);
+      // the adversarially trained CNN-F: most of 10 images right, robust accuracy falls with eps, never above clean
+      expect(clean).toBeGreaterThanOrEqual(0.7);
+      expect(r05).toBeLessThanOrEqual(clean);
+      expect(r10).toBeLessThanOrEqual(r05 + 1e-9);
+      expect(r20).toBeLessThan(clean);
+      // untargeted success = misclassified after the attack: 10 x (1 - robust accuracy)
+      expect(fooled).toEqual([r05, r10, r20].map((a) => Math.round(10 * (1 - a))));
+      outputs[kind] = r.stdout;
+    });
+  }
+
+  it('both projects print the same numbers (every random draw from the seed)', () => {
+    expect(outputs.cjs).toBeDefined();
+    expect(outputs.esm).toBe(outputs.cjs);
   });
 });
