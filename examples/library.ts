@@ -5,11 +5,10 @@
  *   node --import tsx examples/library.ts
  * In a project that installed cnnf, the same imports resolve to the compiled package (dist/).
  */
-import * as tf from '@tensorflow/tfjs-core';
-import { PGD, loadCheckpoint, loadDataset, robustAccuracy, useBackend, type Victim } from 'cnnf';
+import { tf, PGD, loadCheckpoint, loadDataset, robustAccuracy, shippedModel, useBackend, type Victim } from 'cnnf';
 
 await useBackend('auto');
-const { model, info } = loadCheckpoint('models/reference-cnnf-adv.safetensors');
+const { model, info } = loadCheckpoint(shippedModel('reference-cnnf-adv'));
 const data = loadDataset({ dataset: 'fashion-mnist', testSubset: 'stride:100' });
 const n = data.test.count;
 const x = tf.tensor4d(data.test.images, [n, 28, 28, 1]);

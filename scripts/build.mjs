@@ -1,7 +1,7 @@
 // `npm run build` and the prepare script (which `npm ci`, `npm install` in a clone and `npm pack` run):
 // compiles src/ to dist/ (JavaScript + type declarations) with tsconfig.build.json, from a clean dist/.
 // In an installed copy of the package (no src/, dist/ shipped) there is nothing to build: it says so and exits 0.
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -21,4 +21,16 @@ try {
 }
 rmSync(join(root, 'dist'), { recursive: true, force: true });
 const r = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json')], { stdio: 'inherit' });
-process.exit(r.status ?? 1);
+if (r.status !== 0) process.exit(r.status ?? 1);
+// `import '@tensorflow/tfjs';` (run for its side effect: every op gradient registered on tfjs-core's engine)
+// carries no types, but tsc keeps it in the .d.ts files, and it would make every user's tsc load the
+// declarations of tfjs-layers, tfjs-data and the webgl backend (which do not type-check without skipLibCheck).
+// The JavaScript keeps it; the declarations drop it.
+const SIDE_EFFECT_ONLY = /^import '@tensorflow\/tfjs';\r?\n/gm;
+for (const f of readdirSync(join(root, 'dist'), { recursive: true, encoding: 'utf8' })) {
+  if (!f.endsWith('.d.ts')) continue;
+  const p = join(root, 'dist', f);
+  const text = readFileSync(p, 'utf8');
+  const stripped = text.replace(SIDE_EFFECT_ONLY, '');
+  if (stripped !== text) writeFileSync(p, stripped);
+}

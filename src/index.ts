@@ -1,8 +1,15 @@
 /**
  * cnnf as a library: feedback layers, CNN / CNN-F models, datasets, attacks, training, evaluation,
  * reports and CI gates, worker-thread parallelism. Call `useBackend()` once before computing.
+ *
+ * The two references keep in the published index.d.ts (preserve), so that a user's tsc type-checks
+ * cnnf's declarations without skipLibCheck whatever its `types` list: cnnf's name Node's types
+ * (Buffer, fs), and tfjs-core's use the global `Long` of @types/long without referencing it.
  */
-export { useBackend, activeBackend, BACKEND_CHOICES, type BackendChoice, type BackendInfo } from './backend/index.js';
+/// <reference types="node" preserve="true" />
+/// <reference types="long" preserve="true" />
+// tf: the tfjs-core namespace cnnf computes with (the same engine instance, so tensors made with it work with cnnf's models)
+export { tf, useBackend, activeBackend, BACKEND_CHOICES, type BackendChoice, type BackendInfo } from './backend/index.js';
 export { lazyGradOp, untaped, convFilterGrad, flipFilter, matMulBT, type GradThunks, type Save } from './backend/index.js';
 export * from './nn/index.js';
 export * from './models/index.js';

@@ -9,7 +9,7 @@
  * (`--prefer-offline`) when the cache lacks a package; it takes ~1 min either way (~590 MB of
  * dependencies are unpacked). CNNF_SKIP_PACKAGE_TEST=1 skips it.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
@@ -40,6 +40,40 @@ describe('lazy command loading (what keeps `cnnf --help` fast)', () => {
   });
 });
 
+/**
+ * One pack (of a built copy) and one install for the whole file: `tmp`/base holds the installed
+ * node_modules, which each test project links (as a second project of one user would share a cache).
+ */
+let shared: Promise<{ tmp: string; files: string[]; nodeModules: string }> | null = null;
+function installedPackage(): Promise<{ tmp: string; files: string[]; nodeModules: string }> {
+  shared ??= (async () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'cnnf-pack-'));
+    // packed from a built copy of the package in tmp: the working tree's dist/ is never touched
+    const packed = await packCopy(tmp);
+    const base = join(tmp, 'base');
+    mkdirSync(base);
+    writeFileSync(join(base, 'package.json'), `${JSON.stringify({ name: 'uses-cnnf', version: '1.0.0', private: true }, null, 2)}\n`);
+    const flags = ['install', '--no-audit', '--no-fund', '--no-save', packed.tarball];
+    let inst = await run('npm', [...flags, '--offline'], base);
+    if (inst.code !== 0) inst = await run('npm', [...flags, '--prefer-offline'], base);
+    ok(inst, 'npm install <tarball>');
+    return { tmp, files: packed.files, nodeModules: join(base, 'node_modules') };
+  })();
+  return shared;
+}
+
+/** A fresh project (`npm init -y`'s package.json: CommonJS, or "type": "module") using the shared install. */
+function project(tmp: string, name: string, type: 'commonjs' | 'module'): string {
+  const dir = join(tmp, name);
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'package.json'), `${JSON.stringify({ name: `${name}-project`, version: '1.0.0', private: true, type }, null, 2)}\n`);
+  return dir;
+}
+
+afterAll(async () => {
+  if (shared) rmSync((await shared).tmp, { recursive: true, force: true });
+});
+
 describe.skipIf(process.env.CNNF_SKIP_PACKAGE_TEST === '1')('npm package', () => {
   let tmp = '';
   let proj = '';
@@ -54,22 +88,11 @@ describe.skipIf(process.env.CNNF_SKIP_PACKAGE_TEST === '1')('npm package', () =>
 
   beforeAll(async () => {
     distBefore = distStamp();
-    tmp = mkdtempSync(join(tmpdir(), 'cnnf-pack-'));
-    // packed from a built copy of the package in tmp: the working tree's dist/ is never touched
-    const packed = await packCopy(tmp);
-    files = packed.files;
-    const tarball = packed.tarball;
-    proj = join(tmp, 'project');
-    mkdirSync(proj);
-    writeFileSync(join(proj, 'package.json'), `${JSON.stringify({ name: 'uses-cnnf', version: '1.0.0', private: true, type: 'module' }, null, 2)}\n`);
-    const flags = ['install', '--no-audit', '--no-fund', '--no-save', tarball];
-    let inst = await run('npm', [...flags, '--offline'], proj);
-    if (inst.code !== 0) inst = await run('npm', [...flags, '--prefer-offline'], proj);
-    ok(inst, 'npm install <tarball>');
-  });
-
-  afterAll(() => {
-    if (tmp) rmSync(tmp, { recursive: true, force: true });
+    const pkg = await installedPackage();
+    files = pkg.files;
+    tmp = pkg.tmp;
+    proj = project(tmp, 'project', 'module');
+    symlinkSync(pkg.nodeModules, join(proj, 'node_modules'), 'dir');
   });
 
   it('packs compiled JavaScript, declarations, the launcher, suites and models, and no sources or tests', () => {
@@ -142,5 +165,71 @@ describe.skipIf(process.env.CNNF_SKIP_PACKAGE_TEST === '1')('npm package', () =>
     // two PGD steps of 2.5 * 0.1 / 2 from a random start, projected to the 0.1-ball: the perturbation reaches the radius, never beyond
     expect(out.maxDelta).toBeGreaterThan(0.05);
     expect(out.maxDelta).toBeLessThanOrEqual(0.1 + 1e-6);
+  });
+});
+
+/** The ```ts block after the `<!-- library-snippet ... -->` marker in README.md, verbatim. */
+function readmeLibrarySnippet(readme: string): string {
+  const marker = readme.indexOf('<!-- library-snippet');
+  if (marker < 0) throw new Error('README.md has no <!-- library-snippet --> marker');
+  const open = readme.indexOf('```ts\n', marker);
+  const close = readme.indexOf('\n```\n', open);
+  if (open < 0 || close < 0) throw new Error('no ```ts block after the library-snippet marker');
+  return readme.slice(open + '```ts\n'.length, close + 1);
+}
+
+describe.skipIf(process.env.CNNF_SKIP_PACKAGE_TEST === '1')("the README's library snippet, verbatim, in fresh CommonJS and ESM projects", () => {
+  let projects = { cjs: '', esm: '' };
+  const snippet = readmeLibrarySnippet(readFileSync(join(ROOT, 'README.md'), 'utf8'));
+
+  beforeAll(async () => {
+    const pkg = await installedPackage();
+    projects = { cjs: project(pkg.tmp, 'cjs', 'commonjs'), esm: project(pkg.tmp, 'esm', 'module') };
+    for (const dir of Object.values(projects)) {
+      symlinkSync(pkg.nodeModules, join(dir, 'node_modules'), 'dir');
+      writeFileSync(join(dir, 'attack.ts'), snippet);
+      // TypeScript's defaults otherwise: skipLibCheck off (every declaration file is checked), default lib and types
+      writeFileSync(join(dir, 'tsconfig.json'), `${JSON.stringify({
+        compilerOptions: { module: 'nodenext', target: 'es2022', strict: true, noEmit: true, skipLibCheck: false },
+        files: ['attack.ts'],
+      }, null, 2)}\n`);
+    }
+  });
+
+  it('the snippet is the one documented: a shipped model, no top-level await', () => {
+    expect(snippet).toContain("shippedModel('reference-cnnf-adv')");
+    expect(snippet).toMatch(/^async function main\(\)/m);
+    expect(snippet).not.toMatch(/^await /m);
+    expect(snippet).not.toMatch(/from '@tensorflow\//);
+  });
+
+  const outputs: Record<string, string> = {};
+  for (const kind of ['cjs', 'esm'] as const) {
+    it(`${kind}: tsc --noEmit without skipLibCheck reports nothing, and npx tsx runs it`, async () => {
+      const dir = projects[kind];
+      const tsc = await run(process.execPath, [TSC, '-p', '.'], dir);
+      expect(tsc.stdout + tsc.stderr).toBe('');
+      expect(tsc.code).toBe(0);
+      const r = ok(await run(process.execPath, [TSX, 'attack.ts'], dir), `tsx attack.ts (${kind})`);
+      const lines = r.stdout.trim().split('\n');
+      expect(lines[0]).toBe('2 passes, 1 feedback cycles');
+      const m = /^clean ([\d.]+), robust ([\d.]+) ([\d.]+) ([\d.]+), fooled (\d+) (\d+) (\d+) of 10$/.exec(lines[1]);
+      expect(m, lines[1]).not.toBeNull();
+      const [clean, r05, r10, r20] = m!.slice(1, 5).map(Number);
+      const fooled = m!.slice(5, 8).map(Number);
+      // the adversarially trained CNN-F: most of 10 images right, robust accuracy falls with eps, never above clean
+      expect(clean).toBeGreaterThanOrEqual(0.7);
+      expect(r05).toBeLessThanOrEqual(clean);
+      expect(r10).toBeLessThanOrEqual(r05 + 1e-9);
+      expect(r20).toBeLessThan(clean);
+      // untargeted success = misclassified after the attack: 10 x (1 - robust accuracy)
+      expect(fooled).toEqual([r05, r10, r20].map((a) => Math.round(10 * (1 - a))));
+      outputs[kind] = r.stdout;
+    });
+  }
+
+  it('both projects print the same numbers (every random draw from the seed)', () => {
+    expect(outputs.cjs).toBeDefined();
+    expect(outputs.esm).toBe(outputs.cjs);
   });
 });

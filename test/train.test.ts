@@ -205,6 +205,9 @@ describe('trainModel', () => {
     expect(lb).toEqual(la);
     // a finished run cannot be resumed without more epochs
     expect(() => preflightTraining(o, { out: b, resume: true }, small)).toThrow(/already completed 2 of 2/);
+    // nor with another --epochs unless extend (the poly schedule is planned over the epochs)
+    expect(() => preflightTraining({ ...o, epochs: 3 }, { out: b, resume: true }, small)).toThrow(/--epochs 3 differs from the saved run's 2 .*--extend/);
+    expect(() => preflightTraining({ ...o, epochs: 3 }, { out: b, resume: true, extend: true }, small)).not.toThrow();
   });
 
   it('a state of the previous version (split per worker, microBatchParts) resumes with that split, and says so', async () => {
@@ -408,5 +411,39 @@ describe('cnnf train CLI', () => {
     expect(st.completedEpochs).toBe(2);
     expect(st.options.dataset.trainSize).toBe(64);
     expect(TRAIN_DEFAULTS.lr).toBe(st.options.lr);
+  });
+
+  it('resume refuses a changed --epochs (exit 2, one line) unless --extend; extended, the lr follows the new plan from the current step, recorded', async () => {
+    const out = join(tmp('extend'), 'run');
+    const common = ['--arch', 'small', '--fc', '16', '--train-size', '64', '--test-size', '20', '--batch-size', '32', '--lr', '0.04'];
+    expect((await run('--model', 'cnn', ...common, '--epochs', '1', '--out', out)).status).toBe(0);
+    const before = readFileSync(join(out, 'state.safetensors'));
+    const refused = await run('--resume', out, '--epochs', '2');
+    expect(refused.status).toBe(2);
+    expect(refused.stderr.trim().split('\n'), refused.stderr).toHaveLength(1);
+    expect(refused.stderr).toMatch(/^cnnf: cannot resume: --epochs 2 differs from the saved run's 1 .*add --extend/);
+    expect(readFileSync(join(out, 'state.safetensors')).equals(before)).toBe(true);
+    const noResume = await run('--model', 'cnn', ...common, '--out', join(out, '..', 'other'), '--extend');
+    expect(noResume.status).toBe(2);
+    expect(noResume.stderr).toMatch(/--extend .*needs --resume/);
+
+    const extended = await run('--resume', out, '--epochs', '2', '--extend');
+    expect(extended.status, extended.stderr).toBe(0);
+    expect(extended.stderr).toMatch(/--extend: 1 -> 2 epochs after epoch 1; .* 2-epoch plan \(poly 0\.0214 at the next step/);
+    const st = JSON.parse(readFileSync(join(out, 'state.json'), 'utf8'));
+    expect(st.completedEpochs).toBe(2);
+    expect(st.options.epochs).toBe(2);
+    expect(st.extensions).toEqual([{ atEpoch: 1, atStep: 2, fromEpochs: 1, toEpochs: 2 }]);
+    expect(JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')).extensions).toEqual(st.extensions);
+    // epoch 1 kept its 1-epoch plan (2 steps), epoch 2 follows a 2-epoch plan (4 steps) from step 2: 0.04 * (1 - 2/4)^0.9 = 0.0214
+    const rows = parseTrainingLog(readFileSync(join(out, 'train-log.csv'), 'utf8'), 'log').rows;
+    expect(rows.map((r) => [r.epoch, r.step])).toEqual([[1, 1], [1, 2], [2, 3], [2, 4]]);
+    const plan = (epochs: number) => ({ name: 'poly' as const, base: 0.04, power: 0.9, total: epochs * 2 });
+    rows.forEach((r) => expect(r.lr, `step ${r.step}`).toBeCloseTo(learningRate(plan(r.epoch === 1 ? 1 : 2), r.step - 1), 12));
+    expect(rows[2].lr).toBeCloseTo(0.04 * 0.5 ** 0.9, 12);
+    // resuming the extended run again with its (new) epochs is an ordinary resume: nothing left to train
+    const done = await run('--resume', out);
+    expect(done.status).toBe(2);
+    expect(done.stderr).toMatch(/already completed 2 of 2 epochs \(add --extend --epochs N/);
   });
 });

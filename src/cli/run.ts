@@ -19,7 +19,7 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { validateResults } from '../report/results-file.js';
 import { attackMethods, flagName, getAttack, hasAttack, paramIndex, type TargetPolicy } from '../attacks/index.js';
 import type { Readout } from '../models/cnnf.js';
-import { defaultModelName, evaluate, evaluateShard, modelInputShape, type EvalData, type EvalModel, type EvalProgress } from '../eval/evaluate.js';
+import { defaultModelName, defaultModelNames, evaluate, evaluateShard, modelInputShape, type EvalData, type EvalModel, type EvalProgress } from '../eval/evaluate.js';
 import { buildTfjsModel, isTfjsModelPath, readTfjsModelFile, type TfjsModelFile } from '../io/tfjs.js';
 import { buildOnnxModel, isOnnxModelPath, readOnnxModelFile, type OnnxModelFile } from '../io/onnx.js';
 import { adapterFromFlags, modelFormatFromFlags } from './adapter-flags.js';
@@ -265,7 +265,7 @@ export async function runEvalCommand(flags: Flags): Promise<void> {
   if (dumpDir !== undefined) checkOutputDir(dumpDir, '--dump');
 
   // names: --name PATH=LABEL or DEFAULTNAME=LABEL
-  const names = modelPaths.map((p) => defaultModelName(p));
+  const names = defaultModelNames(modelPaths);
   for (const raw of (flags.name as string[] | undefined) ?? []) {
     const i = raw.lastIndexOf('=');
     if (i <= 0 || i === raw.length - 1) throw new UsageError(`--name must be PATH=LABEL, got ${JSON.stringify(raw)}`);
@@ -302,6 +302,7 @@ export async function runEvalCommand(flags: Flags): Promise<void> {
       cycles: run.cycles,
       readout: run.readout,
       names,
+      allowDatasetMismatch: Boolean(flags.allowDatasetMismatch),
       onProgress: bar.update,
       dumpDir,
       dumpCount: run.dumpCount,
@@ -388,6 +389,7 @@ export async function runAttackCommand(flags: Flags): Promise<void> {
         batchSize: run.batchSize,
         cycles: run.cycles,
         readout: run.readout,
+        allowDatasetMismatch: Boolean(flags.allowDatasetMismatch),
         onProgress: bar.update,
         dumpDir,
         dumpCount: run.dumpCount,

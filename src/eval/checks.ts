@@ -4,7 +4,7 @@
  * (Croce & Hein 2020, its zero-gradient and softmax checks), "On Evaluating Adversarial Robustness"
  * (Carlini et al. 2019, section 5 checklist) and "On Adaptive Attacks" (Tramer et al. 2020).
  *
- * Two kinds: result checks compare the attack results of one model (2-5, 8); probe checks run a few
+ * Two kinds: result checks compare the attack results of one model (2-5, 8, 9); probe checks run a few
  * small computations on a probe batch of the test split (1, 6, 7).
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -20,7 +20,7 @@ export type CheckSeverity = 'warning' | 'info';
 export interface EvalCheck {
   /** Stable id, e.g. "zero-gradient". */
   id: string;
-  /** The number of the check in the list below (1-8). */
+  /** The number of the check in the list below (1-9). */
   number: number;
   severity: CheckSeverity;
   model: string;
@@ -37,6 +37,7 @@ export const CHECK_IDS = {
   6: 'nondeterministic',
   7: 'unbounded-attack-fails',
   8: 'clean-near-chance',
+  9: 'dataset-mismatch',
 } as const;
 
 const pct = percent;
@@ -67,9 +68,12 @@ export interface ResultCheckInput {
   attacks: AttackResult[];
   /** Kind of each attack, by attack name. */
   kinds: Record<string, string>;
+  /** The dataset the checkpoint records and the one it was evaluated on, where they differ (check 9). */
+  trainedOn?: string;
+  dataset?: string;
 }
 
-/** Checks 2-5 and 8 from a model's results. */
+/** Checks 2-5, 8 and 9 from a model's results. */
 export function resultChecks(r: ResultCheckInput): EvalCheck[] {
   const out: EvalCheck[] = [];
   const n = r.examples;
@@ -168,6 +172,12 @@ export function resultChecks(r: ResultCheckInput): EvalCheck[] {
   if (r.clean <= chance + Math.max(0.05, noiseMargin(chance, n))) {
     push(8, `clean accuracy ${pct(r.clean)} is near chance (${pct(chance)} for ${r.numClasses} classes): there is nothing to evaluate; robust accuracies mean nothing ` +
       '(Carlini et al. 2019 §5.1: check the clean model first).', { clean: r.clean, chance });
+  }
+
+  // 9: a checkpoint trained on another dataset (evaluated anyway: --allow-dataset-mismatch)
+  if (r.trainedOn !== undefined && r.trainedOn !== r.dataset) {
+    push(9, `trained on ${r.trainedOn} (its checkpoint metadata) but evaluated on ${r.dataset} (--allow-dataset-mismatch): ` +
+      'its accuracies here say nothing about the model on the data it was trained for.', { trainedOn: r.trainedOn, dataset: r.dataset ?? null });
   }
   return out;
 }

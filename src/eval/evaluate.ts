@@ -93,6 +93,11 @@ export interface EvaluateOptions {
   workers?: number;
   /** A running pool to use instead of starting `workers` (the caller closes it). */
   pool?: WorkerPool;
+  /**
+   * Evaluate checkpoints whose metadata records another dataset than `data.name` (refused otherwise);
+   * the results then carry a dataset-mismatch warning (check 9) for each.
+   */
+  allowDatasetMismatch?: boolean;
   /** Run the trust checks (default true); probe checks use the first `probeSize` examples (default 64). */
   checks?: boolean;
   probeSize?: number;
@@ -158,11 +163,69 @@ export function effectiveCycles(ck: EvalModel, override?: number): number {
 /** Attack kinds that need the victim's input gradients (refused for models tfjs cannot differentiate). */
 const NEEDS_GRADIENTS = new Set(['gradient', 'ensemble']);
 
-/** Display name of a model: its file name without extension (a TF.js DIR/model.json: DIR). */
+/** File names (without extension) that say nothing about the model: such a model is named by its folder. */
+export const GENERIC_MODEL_STEMS: readonly string[] = ['best', 'last', 'final', 'latest', 'model', 'checkpoint', 'ckpt', 'weights', 'state'];
+
+/**
+ * Display name of a model: its file name without extension, or, when that is generic (`best`,
+ * `last`, `model`, ... see GENERIC_MODEL_STEMS; a TF.js DIR/model.json), the folder's name:
+ * `runs/cnn/best.safetensors` is `cnn`.
+ */
 export function defaultModelName(path: string): string {
   const b = basename(path);
-  if (b === 'model.json' && basename(dirname(resolve(path)))) return basename(dirname(resolve(path)));
-  return b.slice(0, b.length - extname(b).length) || b;
+  const stem = b.slice(0, b.length - extname(b).length) || b;
+  const dir = basename(dirname(resolve(path)));
+  if (dir && GENERIC_MODEL_STEMS.includes(stem.toLowerCase())) return dir;
+  return stem;
+}
+
+/**
+ * Default names of several models (defaultModelName), made distinct where two generic names share a
+ * folder: `runs/cnn/best` and `runs/cnn/last` are `cnn-best` and `cnn-last`.
+ */
+export function defaultModelNames(paths: string[]): string[] {
+  const names = paths.map((p) => defaultModelName(p));
+  return names.map((n, i) => {
+    const b = basename(paths[i]);
+    const stem = b.slice(0, b.length - extname(b).length) || b;
+    const clash = names.some((m, j) => j !== i && m === n);
+    return clash && n !== stem ? `${n}-${stem}` : n;
+  });
+}
+
+/** The dataset a cnnf checkpoint's metadata records, when it names one (TF.js models record none); printable, at most 80 characters. */
+export function recordedDataset(m: EvalModel): string | undefined {
+  if (foreignOf(m)) return undefined;
+  const d = (m as LoadedCheckpoint).info.dataset;
+  // eslint-disable-next-line no-control-regex
+  return d && d !== 'unknown' ? d.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?').slice(0, 80) : undefined;
+}
+
+/**
+ * Datasets whose name says what the images are. `idx` and `folder` hold whatever their files hold
+ * (Fashion-MNIST as PNGs is `folder`), so a checkpoint is never refused for them, nor when it records one.
+ */
+const NAMED_DATASETS: readonly string[] = ['fashion-mnist', 'mnist', 'emnist-letters', 'cifar10'];
+
+/** The named dataset a checkpoint records, where it is another named dataset than `dataset` (else undefined). */
+export function datasetMismatch(m: EvalModel, dataset: string): string | undefined {
+  const d = recordedDataset(m);
+  return d !== undefined && d !== dataset && NAMED_DATASETS.includes(d) && NAMED_DATASETS.includes(dataset) ? d : undefined;
+}
+
+/**
+ * A checkpoint trained on another dataset than the one it is evaluated on gives numbers that measure
+ * nothing (fashion-mnist weights score ~10% on mnist): refused with one line unless `allow`; when
+ * allowed, the results' checks say so (check 9).
+ */
+export function checkModelDatasets(models: EvalModel[], dataset: string, allow = false): void {
+  if (allow) return;
+  for (const m of models) {
+    const d = datasetMismatch(m, dataset);
+    if (d !== undefined) {
+      throw new UsageError(`${m.path} was trained on ${d} (its metadata), not ${dataset}: its accuracy there measures nothing; pass --allow-dataset-mismatch to evaluate it anyway`);
+    }
+  }
 }
 
 /** Epsilons of the per-example worst case: every epsilon a gradient attack runs at. */
@@ -218,7 +281,8 @@ export function makePlan(models: EvalModel[], data: EvalData, suite: Suite, opts
   const split = data.split;
   if (split.count === 0) throw new UsageError('the test split is empty');
   const k = data.numClasses;
-  const names = models.map((m, i) => opts.names?.[i] ?? defaultModelName(m.path));
+  const defaults = defaultModelNames(models.map((m) => m.path));
+  const names = models.map((m, i) => opts.names?.[i] ?? defaults[i]);
   names.forEach((n, i) => {
     if (names.indexOf(n) !== i) throw new UsageError(`two models are named ${JSON.stringify(n)}; give them distinct names with --name PATH=LABEL`);
   });
@@ -245,6 +309,8 @@ export function makePlan(models: EvalModel[], data: EvalData, suite: Suite, opts
       }
     }
   }
+  // after the shape and class checks (a 28x28 model on 32x32 images: that is the first thing to say)
+  checkModelDatasets(models, data.name, opts.allowDatasetMismatch);
   for (const spec of suite.attacks) getAttack(spec.method).prepare?.(spec, { numClasses: k, shape });
   if (opts.flatDump && (models.length !== 1 || suite.attacks.length !== 1)) throw new Error('flatDump needs one model and one attack');
   return {
@@ -281,6 +347,7 @@ export function makePlan(models: EvalModel[], data: EvalData, suite: Suite, opts
       const ck = m as LoadedCheckpoint;
       const cfg = ck.info.config;
       const recipe = trainingRecipe(ck);
+      const trainedOn = datasetMismatch(ck, data.name);
       return {
         name: names[i],
         path: ck.path,
@@ -290,6 +357,8 @@ export function makePlan(models: EvalModel[], data: EvalData, suite: Suite, opts
         readout: opts.readout ?? ck.info.readout,
         classNames: [...(ck.info.classNames.length === k ? ck.info.classNames : data.classNames)],
         ...(recipe !== undefined ? { recipe } : {}),
+        // only where it differs from the data (allowDatasetMismatch): plans of ordinary runs are unchanged
+        ...(trainedOn !== undefined ? { trainedOn } : {}),
       };
     }),
   };
@@ -579,7 +648,10 @@ export function assemble(plan: EvalPlan, accs: ModelAcc[], extras: AssembleExtra
     const modelChecks: EvalCheck[] = [];
     if (plan.checks) {
       const kinds = Object.fromEntries(jobs.map((j) => [j.spec.name, getAttack(j.spec.method).kind]));
-      modelChecks.push(...resultChecks({ model: name, clean: a.clean.correct / count, numClasses: k, examples: count, attacks, kinds }));
+      modelChecks.push(...resultChecks({
+        model: name, clean: a.clean.correct / count, numClasses: k, examples: count, attacks, kinds,
+        ...(pm.trainedOn !== undefined ? { trainedOn: pm.trainedOn, dataset: plan.dataset } : {}),
+      }));
       modelChecks.push(...a.probe);
       modelChecks.sort((x, y) => x.number - y.number);
     }

@@ -25,6 +25,8 @@ export interface PlanModel {
   readout: Readout;
   classNames: string[];
   recipe?: string;
+  /** The dataset the checkpoint records, where it is not the plan's (evaluated with allowDatasetMismatch). */
+  trainedOn?: string;
 }
 
 export interface EvalPlan {
@@ -215,6 +217,7 @@ export function parsePlan(v: unknown, source: string): EvalPlan {
       readout: readout as Readout,
       classNames: strs('classNames', 100_000, mv, `models[${i}].classNames`),
       ...(mv.recipe !== undefined ? { recipe: str('recipe', mv, `models[${i}].recipe`) } : {}),
+      ...(mv.trainedOn !== undefined ? { trainedOn: str('trainedOn', mv, `models[${i}].trainedOn`) } : {}),
     };
   });
   const sh = v.shape;

@@ -42,7 +42,7 @@ function checkOutDir(out: string, force: boolean): void {
 }
 
 /** The stock tfjs-layers model of a plain cnnf CNN with the given weights (cnnf layout, see paramSpecs). */
-export function buildTfjsCnn(config: ModelConfig, arrays: Map<string, { shape: number[]; data: Float32Array }>): tf.LayersModel {
+function buildTfjsCnn(config: ModelConfig, arrays: Map<string, { shape: number[]; data: Float32Array }>): tf.LayersModel {
   const spec = getArch(config.arch);
   const weights: Array<[layer: string, values: tf.Tensor[]]> = [];
   const get = (name: string): tf.Tensor => {

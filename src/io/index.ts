@@ -11,3 +11,4 @@ export * from './torch.js';
 export * from './export.js';
 export * from './tfjs.js';
 export * from './tfjs-topology.js';
+export * from './shipped.js';

@@ -6,6 +6,22 @@
 import { UsageError } from '../errors.js';
 import { flatShape, getArch, paramSpecs, type ModelConfig } from '../models/arch.js';
 import type { NamedTensor } from './safetensors.js';
+import { CHECKPOINT_FORMAT } from './checkpoint.js';
+
+/**
+ * A safetensors file cnnf wrote (metadata format cnnf-checkpoint/1) is not PyTorch weights: its
+ * tensors are in cnnf's layout, so reading it as reference weights fails on shapes (misreading the fc
+ * widths first). One line that says what it is instead.
+ */
+export function refuseCnnfCheckpoint(w: { metadata: Record<string, string>; format: string }, source: string): void {
+  if (w.format !== 'safetensors' || w.metadata.format !== CHECKPOINT_FORMAT) return;
+  // eslint-disable-next-line no-control-regex
+  const m = (k: string): string => String(w.metadata[k] ?? '?').replace(/^"|"$/g, '').replace(/[\u0000-\u001f\u007f-\u009f]/g, '?').slice(0, 60);
+  throw new UsageError(
+    `${source} is already a cnnf checkpoint (${CHECKPOINT_FORMAT}: arch ${m('arch')}, cycles ${m('cycles')}, dataset ${m('dataset')}): nothing to import; ` +
+      'use it as it is (--model), or convert it to the reference PyTorch layout with `cnnf export --to pytorch`',
+  );
+}
 
 export interface Arr {
   shape: number[];

@@ -12,6 +12,8 @@ import { closeSync, constants, existsSync, fstatSync, openSync, readSync, realpa
 import { readInputFile } from './files.js';
 import { basename, dirname, isAbsolute, join, normalize, resolve, sep } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+// the published declarations name tfjs-core's types only (see TfjsLayersNet in models/foreign.ts)
+import type { io as tfio } from '@tensorflow/tfjs-core';
 import { UsageError } from '../errors.js';
 import { checkAdapter, DEFAULT_ADAPTER, TfjsGraphClassifier, TfjsLayersClassifier, type ForeignClassifier, type InputAdapter } from '../models/foreign.js';
 import { writeFileAtomic } from './atomic.js';
@@ -74,7 +76,7 @@ export function modelJsonPath(path: string): string {
 }
 
 /** Reads model.json + shards into tfjs ModelArtifacts (validated, bounded). */
-export function readLayersModelArtifacts(path: string): { artifacts: tf.io.ModelArtifacts; format: string } {
+export function readLayersModelArtifacts(path: string): { artifacts: tfio.ModelArtifacts; format: string } {
   const r = readTfjsModelArtifacts(path);
   if (r.format === 'graph-model') throw new UsageError(`${modelJsonPath(path)}: a TF.js GraphModel; cnnf reads LayersModels here (tensorflowjs_converter --output_format tfjs_layers_model, or model.save from tfjs-layers)`);
   return r;
@@ -110,7 +112,7 @@ export function isTfjsModelPath(path: string): boolean {
 export interface TfjsModelFile {
   /** The path as given. */
   path: string;
-  artifacts: tf.io.ModelArtifacts;
+  artifacts: tfio.ModelArtifacts;
   format: 'layers-model' | 'graph-model';
   sha256: string;
 }
@@ -121,7 +123,7 @@ export function readTfjsModelFile(path: string): TfjsModelFile {
   return { path, ...r };
 }
 
-function readTfjsModelArtifacts(path: string): { artifacts: tf.io.ModelArtifacts; format: 'layers-model' | 'graph-model'; sha256: string } {
+function readTfjsModelArtifacts(path: string): { artifacts: tfio.ModelArtifacts; format: 'layers-model' | 'graph-model'; sha256: string } {
   const file = modelJsonPath(path);
   const dir = resolve(dirname(file));
   const dirReal = realOrNull(dir) ?? dir;
@@ -137,7 +139,7 @@ function readTfjsModelArtifacts(path: string): { artifacts: tf.io.ModelArtifacts
   if (typeof topology !== 'object' || topology === null) throw new UsageError(`${file}: model.json has no modelTopology`);
   const manifest = json.weightsManifest;
   if (!Array.isArray(manifest)) throw new UsageError(`${file}: model.json has no weightsManifest`);
-  const specs: tf.io.WeightsManifestEntry[] = [];
+  const specs: tfio.WeightsManifestEntry[] = [];
   const shards: Buffer[] = [];
   let total = 0;
   let values = 0;
@@ -147,7 +149,7 @@ function readTfjsModelArtifacts(path: string): { artifacts: tf.io.ModelArtifacts
     }
     let want = 0;
     for (const w of group.weights as unknown[]) {
-      const s = w as tf.io.WeightsManifestEntry;
+      const s = w as tfio.WeightsManifestEntry;
       if (typeof s !== 'object' || s === null || typeof s.name !== 'string' || !Array.isArray(s.shape) || !s.shape.every((d) => Number.isInteger(d) && d >= 0)) {
         throw new UsageError(`${file}: weightsManifest[${g}] has a weight without a name and shape`);
       }
@@ -179,7 +181,7 @@ function readTfjsModelArtifacts(path: string): { artifacts: tf.io.ModelArtifacts
     off += s.length;
   }
   const size: ManifestSize = { values };
-  const extra: Partial<tf.io.ModelArtifacts> = {};
+  const extra: Partial<tfio.ModelArtifacts> = {};
   let checked: object;
   if (format === 'graph-model') {
     checkGraphTopology(file, topology);
@@ -196,7 +198,7 @@ function readTfjsModelArtifacts(path: string): { artifacts: tf.io.ModelArtifacts
 }
 
 /** A quantised weight's scale and min are finite in float32, and so is its largest value. */
-function checkQuantization(file: string, s: tf.io.WeightsManifestEntry): void {
+function checkQuantization(file: string, s: tfio.WeightsManifestEntry): void {
   const q = s.quantization!;
   if (q.dtype === 'float16') return;
   const f = (v: unknown) => typeof v === 'number' && Number.isFinite(Math.fround(v));
@@ -212,7 +214,7 @@ function checkQuantization(file: string, s: tf.io.WeightsManifestEntry): void {
  * Every float weight of a LayersModel is finite (NaN or Inf weights make every logit non-finite, and
  * argmax of NaN logits is class 0): float32 values, float16 bit patterns. Named in the message.
  */
-function checkFiniteWeights(file: string, specs: tf.io.WeightsManifestEntry[], data: Uint8Array): void {
+function checkFiniteWeights(file: string, specs: tfio.WeightsManifestEntry[], data: Uint8Array): void {
   let off = 0;
   for (const s of specs) {
     const count = s.shape.reduce((a, b) => a * b, 1);
@@ -385,7 +387,7 @@ function oneLine<T>(path: string, make: () => T, net?: { dispose(): void }): T {
   }
 }
 
-async function buildLayers(path: string, artifacts: tf.io.ModelArtifacts): Promise<tf.LayersModel> {
+async function buildLayers(path: string, artifacts: tfio.ModelArtifacts): Promise<tf.LayersModel> {
   const file = modelJsonPath(path);
   const values = (artifacts.weightSpecs ?? []).reduce((a, s) => a + s.shape.reduce((x, y) => x * y, 1), 0);
   try {
@@ -400,8 +402,13 @@ function checkSidecarClasses(path: string, classNames: string[] | undefined, num
   if (classNames && classNames.length !== numClasses) throw new UsageError(`${path}: model.cnnf.json names ${classNames.length} classes for a model with ${numClasses} outputs`);
 }
 
+/** What saveTfjsLayersModel needs of a model: any tf.LayersModel is one. */
+export interface SavableTfjsModel {
+  save(handler: tfio.IOHandler): Promise<unknown>;
+}
+
 /** Saves a LayersModel as `dir/model.json` + `dir/weights.bin` (the layout of tfjs-node's file:// handler). */
-export async function saveTfjsLayersModel(model: tf.LayersModel, dir: string, sidecar?: TfjsModelSidecar): Promise<void> {
+export async function saveTfjsLayersModel(model: SavableTfjsModel, dir: string, sidecar?: TfjsModelSidecar): Promise<void> {
   await model.save(tf.io.withSaveHandler(async (artifacts) => {
     const wd = artifacts.weightData;
     const parts = wd === undefined ? [] : Array.isArray(wd) ? wd : [wd];

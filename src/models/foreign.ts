@@ -7,8 +7,27 @@
  * logits: softmax(log p) = p, so the cross-entropy and every margin are those of the model).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { GraphModel, LayersModel } from '@tensorflow/tfjs';
 import { UsageError } from '../errors.js';
+
+/**
+ * The part of a tfjs-layers LayersModel cnnf uses. Structural, so that cnnf's published declarations
+ * name tfjs-core only (not tfjs-layers / tfjs-converter, whose own declarations do not type-check
+ * without skipLibCheck); any tf.LayersModel is one.
+ */
+export interface TfjsLayersNet {
+  readonly inputs: ReadonlyArray<{ readonly shape: ReadonlyArray<number | null> }>;
+  readonly outputs: ReadonlyArray<{ readonly shape: ReadonlyArray<number | null> }>;
+  apply(inputs: tf.Tensor, kwargs?: { training?: boolean }): unknown;
+  dispose(): unknown;
+}
+
+/** The part of a tfjs-converter GraphModel cnnf uses (structural, as TfjsLayersNet); any tf.GraphModel is one. */
+export interface TfjsGraphNet {
+  readonly inputs: ReadonlyArray<{ readonly shape?: readonly number[] }>;
+  readonly outputs: ReadonlyArray<{ readonly shape?: readonly number[] }>;
+  execute(inputs: tf.Tensor): unknown;
+  dispose(): void;
+}
 
 export type InputRange = '0,1' | '-1,1' | '0,255';
 export const INPUT_RANGES: readonly InputRange[] = ['0,1', '-1,1', '0,255'];
@@ -150,21 +169,25 @@ function runForeign(m: ForeignClassifier, x: tf.Tensor4D, run: (v: tf.Tensor4D) 
  * Values one image makes the layers of a built LayersModel output (nested models' layers included),
  * from their symbolic shapes: what a forward pass holds per image.
  */
-export function activationValues(net: LayersModel): number {
+export function activationValues(net: TfjsLayersNet): number {
+  /** The structure of a built tfjs-layers model this walks (structural, as TfjsLayersNet). */
+  interface LayersLike {
+    layers: Array<{ inboundNodes: Array<{ outputTensors: Array<{ shape: ReadonlyArray<number | null> }> }> }>;
+  }
   let sum = 0;
   const seen = new Set<unknown>();
-  const walk = (m: LayersModel): void => {
+  const walk = (m: LayersLike): void => {
     for (const l of m.layers) {
       if (seen.has(l)) continue;
       seen.add(l);
       for (const node of l.inboundNodes) {
         for (const t of node.outputTensors) sum += t.shape.slice(1).reduce((a: number, d) => a * (d ?? 1), 1);
       }
-      const inner = l as unknown as Partial<LayersModel>;
-      if (Array.isArray(inner.layers)) walk(inner as LayersModel);
+      const inner = l as unknown as Partial<LayersLike>;
+      if (Array.isArray(inner.layers)) walk(inner as LayersLike);
     }
   };
-  walk(net);
+  walk(net as unknown as LayersLike);
   return sum;
 }
 
@@ -200,7 +223,7 @@ export class TfjsLayersClassifier implements ForeignClassifier {
   readonly inputShape: [number, number, number];
   readonly numClasses: number;
 
-  constructor(readonly net: LayersModel, readonly adapter: InputAdapter, readonly source: string) {
+  constructor(readonly net: TfjsLayersNet, readonly adapter: InputAdapter, readonly source: string) {
     checkAdapter(adapter);
     if (net.inputs.length !== 1 || net.outputs.length !== 1) throw new UsageError(`${source}: expected one input and one output, got ${net.inputs.length} and ${net.outputs.length}`);
     const s = net.inputs[0].shape;
@@ -240,7 +263,7 @@ export class TfjsGraphClassifier implements ForeignClassifier {
   private canDifferentiate = false;
 
   private constructor(
-    readonly net: GraphModel, readonly adapter: InputAdapter, readonly source: string,
+    readonly net: TfjsGraphNet, readonly adapter: InputAdapter, readonly source: string,
     readonly inputShape: [number, number, number], readonly numClasses: number,
   ) {}
 
@@ -248,7 +271,7 @@ export class TfjsGraphClassifier implements ForeignClassifier {
     return this.canDifferentiate;
   }
 
-  static create(net: GraphModel, adapter: InputAdapter, source: string): TfjsGraphClassifier {
+  static create(net: TfjsGraphNet, adapter: InputAdapter, source: string): TfjsGraphClassifier {
     try {
       checkAdapter(adapter);
       if (net.inputs.length !== 1 || net.outputs.length !== 1) throw new UsageError(`${source}: expected one input and one output, got ${net.inputs.length} and ${net.outputs.length}`);

@@ -3,8 +3,7 @@
  * plus SVG → PNG through sharp for the Markdown report. Data go in as inline values only, so
  * rendering never touches the network; vega escapes every label it writes into the SVG.
  */
-import * as vega from 'vega';
-import * as vl from 'vega-lite';
+import type * as vl from 'vega-lite';
 import sharp from 'sharp';
 import { cleanText } from '../format.js';
 
@@ -43,7 +42,10 @@ function cleanSpec(v: unknown): unknown {
  * gives a valid SVG (one sharp can rasterise).
  */
 export async function renderVegaLite(spec: Record<string, unknown>): Promise<string> {
-  const compiled = vl.compile(cleanSpec({ config: BASE_CONFIG, ...spec }) as vl.TopLevelSpec).spec;
+  // loaded on first use: vega-canvas has a top-level await, which a CommonJS caller (tsx, require of
+  // cnnf) cannot load; importing cnnf must work there, and only rendering a chart needs vega
+  const [vega, vegaLite] = await Promise.all([import('vega'), import('vega-lite')]);
+  const compiled = vegaLite.compile(cleanSpec({ config: BASE_CONFIG, ...spec }) as vl.TopLevelSpec).spec;
   const view = new vega.View(vega.parse(compiled), { renderer: 'none' });
   try {
     return await view.toSVG();

@@ -320,7 +320,7 @@ function checksSection(b: Builder, r: EvalResults): void {
     b.note('These results were written without the trust checks (an older cnnf, or checks turned off).');
     return;
   }
-  b.p('Every evaluation runs eight checks for results that cannot be trusted: zero gradients at the start point, a gradient-free or transfer attack beating the white-box attacks, a margin loss beating cross-entropy, accuracy rising with ε or iterations, first-pass and end-to-end gradients disagreeing, a non-deterministic model, an unbounded attack that fails, clean accuracy near chance (AutoAttack; Carlini et al. 2019; Tramèr et al. 2020).');
+  b.p('Every evaluation runs nine checks for results that cannot be trusted: zero gradients at the start point, a gradient-free or transfer attack beating the white-box attacks, a margin loss beating cross-entropy, accuracy rising with ε or iterations, first-pass and end-to-end gradients disagreeing, a non-deterministic model, an unbounded attack that fails, clean accuracy near chance, a checkpoint evaluated on another dataset than it was trained on (AutoAttack; Carlini et al. 2019; Tramèr et al. 2020).');
   if (r.checks.length === 0) {
     b.p([{ strong: 'No check raised a warning' }, ' for any model.']);
     return;

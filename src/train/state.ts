@@ -58,6 +58,19 @@ export interface TrainState {
    * (its worker count). A resumed run keeps that split. Absent otherwise.
    */
   microBatchParts?: number;
+  /**
+   * Every `--resume --extend` that changed the planned epochs, in order: at `atStep` (after `atEpoch`
+   * completed epochs) the plan went from `fromEpochs` to `toEpochs`, and from there the poly learning
+   * rate follows a `toEpochs` plan (see RunControl.extend). Absent when the plan never changed.
+   */
+  extensions?: ScheduleExtension[];
+}
+
+export interface ScheduleExtension {
+  atEpoch: number;
+  atStep: number;
+  fromEpochs: number;
+  toEpochs: number;
 }
 
 function stateMetadata(state: TrainState): Record<string, string> {
@@ -199,6 +212,17 @@ export function validateTrainState(raw: unknown, path: string): TrainState {
   if (rng.nextEpoch !== done + 1) fail('rng.nextEpoch', `must be ${done + 1}, got ${JSON.stringify(rng.nextEpoch)}`);
   if (raw.microBatchParts !== undefined) int(raw.microBatchParts, 'microBatchParts', 1, 256);
   if (raw.microBatchSize !== undefined) int(raw.microBatchSize, 'microBatchSize', 1, 65_536);
+  if (raw.extensions !== undefined) {
+    if (!Array.isArray(raw.extensions) || raw.extensions.length > 10_000) fail('extensions', 'must be an array');
+    (raw.extensions as unknown[]).forEach((x, i) => {
+      if (!isObj(x)) return fail(`extensions[${i}]`, 'must be an object');
+      const at = int(x.atEpoch, `extensions[${i}].atEpoch`, 1, done);
+      if (x.atStep !== at * perEpoch) fail(`extensions[${i}].atStep`, `must be ${at * perEpoch}, got ${JSON.stringify(x.atStep)}`);
+      int(x.fromEpochs, `extensions[${i}].fromEpochs`, 1, 1_000_000);
+      int(x.toEpochs, `extensions[${i}].toEpochs`, 1, 1_000_000);
+      return undefined;
+    });
+  }
   return raw as unknown as TrainState;
 }
 

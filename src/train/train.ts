@@ -22,7 +22,7 @@ import { learningRate, SGD, type Schedule } from './optimizer.js';
 import { DEFAULT_MICRO_BATCH, effectivePerturbation, resolveModelConfig, TRAIN_DEFAULTS, validateTrainOptions, type TrainOptions } from './options.js';
 import { clearOutputs, resumedLogRows, writeEpochOutputs } from './outputs.js';
 import { formatPerturbation, Perturber, type Perturbation } from './perturb.js';
-import { readTrainState, RNG_SCHEME, STATE_FORMAT, type EpochMetrics, type TrainState } from './state.js';
+import { readTrainState, RNG_SCHEME, STATE_FORMAT, type EpochMetrics, type ScheduleExtension, type TrainState } from './state.js';
 import type { TrainLogRow } from './trainlog.js';
 import { GRADS } from './worker-tasks.js';
 
@@ -37,6 +37,14 @@ export interface RunControl {
   force?: boolean;
   /** Stop (cleanly, state saved) after this many epochs in this invocation. */
   stopAfterEpochs?: number;
+  /**
+   * With resume: allow `epochs` to differ from the saved run's. The learning rate of the remaining
+   * steps is then that of a run planned for the new number of epochs (poly: base*(1 - step/newTotal)^power,
+   * from the current step; the completed epochs keep the rates they had), so the result differs from
+   * a straight run of the new length. Recorded in the state and summary (`extensions`). Without it a
+   * changed `epochs` is refused: a resumed run is identical to an uninterrupted one.
+   */
+  extend?: boolean;
   /** Command line recorded in summary.json and the checkpoints. */
   command?: string;
   /**
@@ -142,13 +150,19 @@ export function preflightTraining(opts: TrainOptions, ctl: RunControl, dataset?:
   if (ctl.resume) {
     resumed = readTrainState(out);
     const st = resumed.state;
+    if (st.options.epochs !== opts.epochs && !ctl.extend) {
+      throw new UsageError(
+        `cannot resume: --epochs ${opts.epochs} differs from the saved run's ${st.options.epochs} (its learning-rate schedule is planned over ${st.options.epochs}); ` +
+          `add --extend to re-plan the schedule over ${opts.epochs} epochs from here (not the same as a straight ${opts.epochs}-epoch run), or leave --epochs out`,
+      );
+    }
     for (const k of RESUME_KEYS) {
       if (JSON.stringify(st.options[k] ?? null) !== JSON.stringify(opts[k] ?? null)) {
         throw new UsageError(`cannot resume: ${k} differs from the saved run (${JSON.stringify(st.options[k] ?? null)} vs ${JSON.stringify(opts[k] ?? null)})`);
       }
     }
     if (st.completedEpochs >= opts.epochs) {
-      throw new UsageError(`cannot resume: ${out} already completed ${st.completedEpochs} of ${opts.epochs} epochs (raise --epochs to train longer)`);
+      throw new UsageError(`cannot resume: ${out} already completed ${st.completedEpochs} of ${opts.epochs} epochs (add --extend --epochs N to train longer)`);
     }
   }
   const ds = dataset ?? loadDataset(opts.dataset);
@@ -222,6 +236,17 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
   }
   const microBatchOf = (n: number): number => Math.min(n, microBatchSize ?? Math.ceil(n / legacyParts!));
 
+  const extensions: ScheduleExtension[] = [...(resumed?.state.extensions ?? [])];
+  if (resumed && resumed.state.options.epochs !== opts.epochs) {
+    const st = resumed.state;
+    extensions.push({ atEpoch: st.completedEpochs, atStep: st.step, fromEpochs: st.options.epochs, toEpochs: opts.epochs });
+    const lastLr = st.history[st.history.length - 1]?.lr;
+    hooks.onNotice?.(
+      `--extend: ${st.options.epochs} -> ${opts.epochs} epochs after epoch ${st.completedEpochs}; the learning rate from here is that of a ${opts.epochs}-epoch plan ` +
+        `(${opts.schedule} ${learningRate(schedule, st.step).toPrecision(3)} at the next step, after ${lastLr === undefined ? '?' : lastLr.toPrecision(3)}), so the run differs from a straight ${opts.epochs}-epoch one`,
+    );
+  }
+
   if (resumed && perturb?.kind === 'pgd' && resumed.state.rng.scheme !== RNG_SCHEME) {
     hooks.onNotice?.('the saved run drew PGD random starts per batch (an earlier cnnf); this one draws them per example, so it will not end exactly where the saved run would have');
   }
@@ -258,6 +283,7 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
       backend,
       epochsCompleted: history.length,
       epochsPlanned: opts.epochs,
+      ...(extensions.length ? { extensions } : {}),
       finished: history.length >= opts.epochs,
       steps: step,
       best,
@@ -339,6 +365,7 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
         dataset: { name: ds.name, numClasses: ds.numClasses, classNames: ds.classNames, trainCount: ds.train.count, testCount: ds.test.count },
         rng: { scheme: RNG_SCHEME, seed: opts.seed, nextEpoch: epoch + 1 },
         ...(microBatchSize !== null ? { microBatchSize } : { microBatchParts: legacyParts! }),
+        ...(extensions.length ? { extensions } : {}),
       };
       await writeEpochOutputs({
         out, rows, model, sgd, state, isBest, summary: summaryOf,

@@ -18,7 +18,8 @@ export function addEvalRunOptions(cmd: Command): Command {
     .option('--batch-size <n>', 'examples per batch (default: the suite\'s, else 100)')
     .option('--dump <dir>', 'write PNGs of attacked examples (clean | perturbed | perturbation | reconstructions) and index.json here')
     .option('--dump-count <k>', 'examples to dump per model x attack x mode', '4')
-    .option('--quiet', 'no progress on stderr (as CNNF_PROGRESS=off); errors and the backend line still print');
+    .option('--quiet', 'no progress on stderr (as CNNF_PROGRESS=off); errors and the backend line still print')
+    .option('--allow-dataset-mismatch', 'evaluate a checkpoint whose metadata records another dataset than --dataset (refused otherwise); the results then carry a dataset-mismatch warning');
 }
 
 export function register(program: Command): void {

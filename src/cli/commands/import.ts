@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { UsageError } from '../../errors.js';
 import { saveArrays } from '../../io/checkpoint.js';
 import { checkOutputFile } from '../../io/files.js';
-import { fromPyTorch, inferPyTorchWidths } from '../../io/pytorch.js';
+import { fromPyTorch, inferPyTorchWidths, refuseCnnfCheckpoint } from '../../io/pytorch.js';
 import { readPyTorchWeights } from '../../io/torch.js';
 import { getArch, makeConfig, paramSpecs } from '../../models/arch.js';
 import { parseChoice, parseInteger, parseNumber } from '../options.js';
@@ -45,6 +45,7 @@ export function register(program: Command): void {
       const ind = f.ind !== undefined ? parseInteger('--ind', f.ind, 0, 2) : cycles > 0 ? 2 : 0;
       const resParam = parseNumber('--res-param', f.resParam ?? '0.1', { min: 0, max: 1 });
       const file = await readPyTorchWeights(input);
+      refuseCnnfCheckpoint(file, input);
       const widths = inferPyTorchWidths(file.tensors, getArch(f.arch).name, f.prefix, input);
       const config = makeConfig({ arch: f.arch, fc: widths.fc, numClasses: widths.numClasses, ind, cycles, resParam });
       const arrays = fromPyTorch(file.tensors, config, input, f.prefix);

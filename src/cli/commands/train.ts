@@ -163,11 +163,15 @@ export function register(program: Command): void {
   cmd
     .option('--resume <dir>', 'continue the run in DIR from its last completed epoch (flags not given are taken from the saved run)')
     .option('--stop-after-epochs <n>', 'stop cleanly after N epochs in this invocation (resume later with --resume)')
+    .option('--extend', 'with --resume, allow a --epochs other than the saved run\'s: from the next step the learning rate is that of a run planned ' +
+      'for the new number of epochs (poly: lr*(1-step/total)^power over the new total); the completed epochs keep theirs, so the result is not that of a ' +
+      'straight run of that length (recorded as "extensions" in state.json and summary.json)')
     .action(async (flags: Record<string, unknown>) => {
       const given = (k: string) => cmd.getOptionValueSource(k) === 'cli' || cmd.getOptionValueSource(k) === 'env';
       const resumeDir = flags.resume === undefined ? undefined : String(flags.resume);
       if (resumeDir !== undefined && resumeDir.trim() === '') throw new UsageError('--resume needs a directory');
       if (resumeDir === undefined && flags.out === undefined) throw new UsageError('--out DIR is required (or --resume DIR)');
+      if (flags.extend && resumeDir === undefined) throw new UsageError('--extend continues a saved run: it needs --resume DIR (and --epochs N)');
       if (resumeDir !== undefined && flags.out !== undefined && resolve(String(flags.out)) !== resolve(resumeDir)) {
         throw new UsageError('--out must be the --resume directory (or be left out)');
       }
@@ -202,7 +206,7 @@ export function register(program: Command): void {
       const stopAfter = flags.stopAfterEpochs === undefined ? undefined : parseInteger('--stop-after-epochs', String(flags.stopAfterEpochs), 1);
       const out = resumeDir ?? String(flags.out);
       const ctl = {
-        out, resume: resumeDir !== undefined, force: Boolean(flags.force), stopAfterEpochs: stopAfter,
+        out, resume: resumeDir !== undefined, extend: Boolean(flags.extend), force: Boolean(flags.force), stopAfterEpochs: stopAfter,
         command: ['cnnf', ...process.argv.slice(2)].join(' '),
       };
       // every input check (and the dataset load) before the backend starts
