@@ -6,3 +6,4 @@ export * from './cnnf.js';
 export * from './loss.js';
 export * from './foreign.js';
 export * from './float64.js';
+export * from './onnx.js';
