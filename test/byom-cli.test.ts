@@ -109,7 +109,8 @@ describe('cnnf eval on a TF.js LayersModel trained on Fashion-MNIST', () => {
     // --format forces the kind: a checkpoint is not a TF.js model, a model.json is not a checkpoint, no other kinds
     await bad(['eval', '--model', ck, '--format', 'tfjs', '--attacks', 'pgd', '--eps', '0.1', '--test-size', '20'], /--format tfjs: .* is not a TF\.js model/);
     await bad(['attack', '--model', dir, '--format', 'cnnf', '--method', 'fgsm', '--eps', '0.1', '--test-size', '20'], /--format cnnf: .* is a TF\.js model/);
-    await bad(['eval', '--model', ck, '--format', 'onnx', '--attacks', 'pgd', '--eps', '0.1', '--test-size', '20'], /--format must be one of auto, cnnf, tfjs/);
+    await bad(['eval', '--model', ck, '--format', 'keras', '--attacks', 'pgd', '--eps', '0.1', '--test-size', '20'], /--format must be one of auto, cnnf, tfjs, onnx/);
+    await bad(['eval', '--model', ck, '--format', 'onnx', '--attacks', 'pgd', '--eps', '0.1', '--test-size', '20'], /not an ONNX model/);
     // shape: a 28x28x1 model on 32x32x3 CIFAR-format data
     const cifar = tmp();
     const rgb = new Uint8Array(4 * 3072).fill(100);

@@ -292,12 +292,12 @@ describe('cnnf export --to pytorch', () => {
     const dir = tmp();
     writeFileSync(join(dir, 'junk.safetensors'), 'junk');
     const rs = [
-      await run(['export', '--to', 'onnx', FIXTURE, '-o', join(dir, 'x.pt')]),
+      await run(['export', '--to', 'keras', FIXTURE, '-o', join(dir, 'x.pt')]),
       await run(['export', '--to', 'pytorch', FIXTURE, '--backend', 'wasm', '-o', join(dir, 'x.pt')]),
       await run(['export', '--to', 'pytorch', join(dir, 'junk.safetensors'), '--backend', 'wasm', '-o', join(dir, 'x.pt')]),
       await run(['export', '--to', 'pytorch', FIXTURE, '--format', 'onnx', '-o', join(dir, 'x.pt')]),
     ];
-    expect(oneLine(rs[0])).toMatch(/--to must be one of pytorch/);
+    expect(oneLine(rs[0])).toMatch(/--to must be one of pytorch, tfjs, onnx/);
     expect(oneLine(rs[1])).toMatch(/not a cnnf checkpoint.*cnnf import/);
     expect(oneLine(rs[2])).toMatch(/junk.safetensors/);
     expect(oneLine(rs[3])).toMatch(/--format must be one of safetensors, pt/);
