@@ -8,7 +8,7 @@ import { UsageError } from '../errors.js';
 import { INPUT_LIMITS, readInputFile } from '../io/files.js';
 import { parseJsonText } from '../io/json.js';
 import type { EvalResults } from './results.js';
-import { parsePlan, planUnits, runIdOf, shardOf, type EvalPlan, type ShardSpec } from './plan.js';
+import { parsePlan, planUnitCount, planUnits, runIdOf, shardOf, type EvalPlan, type ShardSpec } from './plan.js';
 import { recordFromJson, type UnitRecord } from './units.js';
 import { accumulate, assemble, SHARD_FORMAT } from './evaluate.js';
 
@@ -116,6 +116,10 @@ export function mergeShards(paths: string[], command = 'cnnf merge'): MergeOutco
     throw new UsageError(`shard${missing.length > 1 ? 's' : ''} ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ', ...' : ''} of ${count} missing (got ${shards.length} file${shards.length > 1 ? 's' : ''})`);
   }
   const plan = first.plan;
+  // the declared sizes agree before anything is built from them (parsePlan bounded the plan itself)
+  const total = planUnitCount(plan);
+  const held = shards.reduce((t, s) => t + s.units.length, 0);
+  if (held !== total) throw new UsageError(`${shards.map((x) => x.path).join(', ')}: their plan must hold ${total} units, holds ${held} in all (an interrupted or edited shard?)`);
   const units = planUnits(plan);
   const records = new Map<number, UnitRecord>();
   for (const s of shards) {
