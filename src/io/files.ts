@@ -114,6 +114,20 @@ export function checkInputFile(path: string, what: string, opts: ReadInputOption
   readInputFile(path, what, { ...opts, peek: true });
 }
 
+/**
+ * Whether two paths name the same existing file (by realpath, so symlinks and `./` spellings count):
+ * an output must never be one of the command's inputs.
+ */
+export function sameFile(a: string, b: string): boolean {
+  try {
+    const sa = statSync(a);
+    const sb = statSync(b);
+    return sa.dev === sb.dev && sa.ino === sb.ino;
+  } catch {
+    return false;
+  }
+}
+
 /** Stats of `p` without following a final symlink, or null when nothing is there. */
 function lstatOrNull(p: string): Stats | null {
   try {
