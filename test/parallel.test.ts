@@ -19,7 +19,7 @@ beforeAll(wasm);
 
 describe('resolveWorkers', () => {
   it('parses numbers and auto, and refuses workers on the native backends', () => {
-    expect(resolveWorkers('3', 'wasm')).toBe(3);
+    expect(resolveWorkers('3', 'wasm')).toBe(Math.min(3, maxWorkers()));
     expect(resolveWorkers('1', 'tensorflow')).toBe(1);
     expect(resolveWorkers('auto', 'tensorflow-gpu')).toBe(1);
     const auto = resolveWorkers('auto', 'wasm');
