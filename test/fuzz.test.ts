@@ -1,11 +1,12 @@
 /**
- * Seeded mutation fuzzing of the four file formats cnnf reads: a checkpoint (safetensors + metadata),
- * a results file, an attack suite and an IDX set (raw and gzipped images and labels). Each mutant
+ * Seeded mutation fuzzing of five file formats cnnf reads: a checkpoint (safetensors + metadata),
+ * a results file, an attack suite, an IDX set (raw and gzipped images and labels) and a shard file
+ * (merged: its results must validate, counts match their bitsets, robust examples are clean-correct). Each mutant
  * (bit flips, byte rewrites, truncations, splices, and format-aware header rewrites) is parsed with
  * a time and memory budget, and must either be refused with a one-line UsageError or pass with
  * every value in range. 0 crashes (any other exception), 0 hangs, 0 out-of-range acceptances.
  *
- * `npm test` runs 500 mutants per format (2,000 in all, well under a minute); CNNF_FUZZ=N runs N per
+ * `npm test` runs 500 mutants per format (2,500 in all, well under a minute); CNNF_FUZZ=N runs N per
  * format, CNNF_FUZZ_SEED=S changes the seed. The numbers of the last run are printed.
  */
 import { readFileSync } from 'node:fs';
@@ -25,6 +26,15 @@ import { parseSuite } from '../src/eval/suite.js';
 import { getAttack } from '../src/attacks/index.js';
 import { decodeMaybeGzip, encodeIdxImages, encodeIdxLabels, IDX_IMAGES_MAGIC, parseIdxImages, parseIdxLabels } from '../src/data/idx.js';
 import { makeConfig, paramSpecs } from '../src/models/arch.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { afterAll } from 'vitest';
+import { mergeShards, planToJson, planUnits, runIdOf, parsePlan, PLAN_FORMAT, SHARD_FORMAT, suiteToJson, type EvalPlan } from '../src/eval/index.js';
+import { probeCheckMessage } from '../src/eval/checks.js';
+import { chooseTargets } from '../src/attacks/index.js';
+import { deriveSeed } from '../src/data/rng.js';
+import { decodeOutcomes } from '../src/eval/stats.js';
+import { VERSION } from '../src/version.js';
 
 const PER_FORMAT = Number(process.env.CNNF_FUZZ ?? 500);
 const SEED = Number(process.env.CNNF_FUZZ_SEED ?? 20261127);
@@ -268,6 +278,74 @@ function idxTarget(rng: Rng): Target {
   };
 }
 
+/**
+ * A shard file (one shard of 1) built without a model: a plan of 8 examples in batches of 4, FGSM
+ * (untargeted), a targeted PGD and the probe checks, with self-consistent predictions. Accepted
+ * mutants must merge to results that validate, with accuracies in range, counts equal to their
+ * bitsets' popcounts and untargeted robust examples a subset of the clean-correct ones.
+ */
+function shardTarget(rng: Rng): Target {
+  const dir = mkdtempSync(join(tmpdir(), 'cnnf-fuzz-shard-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const labels = Array.from({ length: 8 }, () => int(rng, 10));
+  const hex = (n: number): string => Array.from({ length: n }, () => int(rng, 16).toString(16)).join('');
+  const names = 'abcdefghij'.split('');
+  const suite = parseSuite({ name: 'fuzz', attacks: [
+    { name: 'fgsm', method: 'fgsm', eps: [0.1, 0.2] },
+    { name: 'pgd-t', method: 'pgd', eps: [0.1], steps: 1, targeted: true, target: 'random' },
+  ] }, 'fuzz');
+  const plan: EvalPlan = parsePlan({
+    format: PLAN_FORMAT, tool: { name: 'cnnf', version: VERSION }, backend: 'wasm', seed: 9, batchSize: 4, dataset: 'fashion-mnist', testSubset: 'first:8',
+    examples: 8, numClasses: 10, classNames: names, shape: [28, 28, 1], dataSha256: hex(64), labels, suite: suiteToJson(suite), checks: true, probeSize: 4, dumpCount: 0,
+    models: [{ name: 'm', path: 'm.safetensors', sha256: hex(64), arch: 'fmnist/cnn', cycles: 0, readout: 'last', classNames: names }],
+  }, 'fuzz');
+  const evidence = { mode: 'first', zeroGradientExamples: 1, probeExamples: 4 };
+  const units = planUnits(plan).map((u) => {
+    const ys = labels.slice(u.batch * 4, u.batch * 4 + 4);
+    const pred = () => ys.map((y) => (rng() < 0.6 ? y : int(rng, 10)));
+    if (u.kind === 'probe') return { id: u.id, kind: 'probe', checks: [{ id: 'zero-gradient', number: 1, severity: 'warning', model: 'm', message: probeCheckMessage(1, evidence), evidence }] };
+    if (u.kind === 'clean') {
+      const c = pred();
+      return { id: u.id, kind: 'clean', outcome: { clean: c, cleanFirst: c, preds: [], targets: [], advs: [], stages: [], ms: [] } };
+    }
+    const spec = plan.suite.attacks[u.job!]!;
+    const targets = spec.targeted ? Array.from(chooseTargets(Int32Array.from(ys), 10, spec.target, mulberry32(deriveSeed(plan.seed, `targets|${spec.name}|${u.batch * 4}`)))) : null;
+    return { id: u.id, kind: 'attack', outcome: { clean: [], cleanFirst: [], preds: [spec.eps.map(pred)], targets: [targets], advs: [spec.eps.map(() => null)], stages: [spec.eps.map(() => null)], ms: [3] } };
+  });
+  const shard = { format: SHARD_FORMAT, runId: runIdOf(plan), shard: { index: 1, count: 1, source: 'fuzz' }, plan: planToJson(plan), units, provenance: { command: 'fuzz', createdAt: '2026-01-01T00:00:00Z', durationSeconds: 1, node: 'v20', platform: 'linux' } };
+  let k = 0;
+  return {
+    name: 'shard',
+    seeds: [Buffer.from(JSON.stringify(shard)), Buffer.from(JSON.stringify(shard, null, 1))],
+    rewrite: (r, b) => Buffer.from(jsonRewrite(r, b.toString('utf8'))),
+    parse(b) {
+      const path = join(dir, `m${k++ % 4}.json`);
+      writeFileSync(path, b);
+      const res = validateResults(mergeShards([path], 'fuzz').results, 'fuzz merged');
+      const problems: string[] = [];
+      const m = res.models[0]!;
+      const bits = (c: { outcomes?: string; correct?: number; n?: number; accuracy: number }, what: string): Uint8Array | null => {
+        if (!(c.accuracy >= 0 && c.accuracy <= 1)) problems.push(`${what} accuracy ${c.accuracy}`);
+        const o = c.outcomes ? decodeOutcomes(c.outcomes, 8) : null;
+        if (!o) return null;
+        const ones = o.reduce((t, x) => t + x, 0);
+        if (c.correct !== undefined && c.correct !== ones) problems.push(`${what} correct ${c.correct} but ${ones} bits set`);
+        return o;
+      };
+      const clean = bits(m.clean, 'clean');
+      for (const a of m.attacks) {
+        for (const p of a.points) {
+          const o = bits(p, `${a.name}@${p.eps}`);
+          if (!a.targeted && clean && o) o.forEach((x, i) => { if (x > clean[i]!) problems.push(`${a.name}@${p.eps}: example ${i} robust but wrong on the clean pass`); });
+        }
+      }
+      for (const w of m.worstCase) if (w.accuracy > m.clean.accuracy + 1e-9) problems.push('worst above clean');
+      for (const c of res.checks ?? []) if (c.number === 1 && c.message !== probeCheckMessage(1, c.evidence)) problems.push('a check message that is not cnnf\'s');
+      return problems;
+    },
+  };
+}
+
 // ---------------------------------------------------------------------------------- runner
 
 interface Tally { cases: number; refused: number; accepted: number; crashes: string[]; hangs: string[]; outOfRange: string[]; overMemory: string[]; maxMs: number; ms: number; byMutator: Record<string, number> }
@@ -309,7 +387,7 @@ function fuzz(target: Target, rng: Rng, n: number): Tally {
 
 describe(`fuzzing the readers: ${PER_FORMAT} seeded mutants per format (seed ${SEED})`, () => {
   const rng = mulberry32(SEED);
-  const targets = [checkpointTarget(rng), resultsTarget(), suiteTarget(), idxTarget(rng)];
+  const targets = [checkpointTarget(rng), resultsTarget(), suiteTarget(), idxTarget(rng), shardTarget(rng)];
   const tallies: Array<[string, Tally]> = [];
   for (const target of targets) {
     it(`${target.name}: 0 crashes, 0 hangs, 0 over-budget, 0 accepted out-of-range values`, () => {
@@ -329,6 +407,6 @@ describe(`fuzzing the readers: ${PER_FORMAT} seeded mutants per format (seed ${S
     });
   }
   it('at least 2,000 mutants in all', () => {
-    expect(tallies.reduce((a, [, t]) => a + t.cases, 0)).toBeGreaterThanOrEqual(Math.min(2000, 4 * PER_FORMAT));
+    expect(tallies.reduce((a, [, t]) => a + t.cases, 0)).toBeGreaterThanOrEqual(Math.min(2500, 5 * PER_FORMAT));
   });
 });

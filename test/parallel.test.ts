@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { UsageError } from '../src/errors.js';
 import { CNNF } from '../src/models/cnnf.js';
-import { AUTO_MAX_WORKERS, resolveWorkers, WorkerPool } from '../src/parallel/pool.js';
+import { AUTO_MAX_WORKERS, maxWorkers, resolveWorkers, WORKER_MEMORY, WorkerPool } from '../src/parallel/pool.js';
+import { availableParallelism, totalmem } from 'node:os';
 import type { BatchTask } from '../src/eval/batch.js';
 import { runEvalBatch } from '../src/eval/worker-tasks.js';
 import { PARAM_COUNT, USAGE_FAIL } from './helpers/pool-tasks.js';
@@ -18,7 +19,7 @@ beforeAll(wasm);
 
 describe('resolveWorkers', () => {
   it('parses numbers and auto, and refuses workers on the native backends', () => {
-    expect(resolveWorkers('3', 'wasm')).toBe(3);
+    expect(resolveWorkers('3', 'wasm')).toBe(Math.min(3, maxWorkers()));
     expect(resolveWorkers('1', 'tensorflow')).toBe(1);
     expect(resolveWorkers('auto', 'tensorflow-gpu')).toBe(1);
     const auto = resolveWorkers('auto', 'wasm');
@@ -26,6 +27,19 @@ describe('resolveWorkers', () => {
     expect(auto).toBeLessThanOrEqual(AUTO_MAX_WORKERS);
     for (const bad of ['0', '-1', '1.5', 'many', '', '1000']) expect(() => resolveWorkers(bad, 'wasm'), bad).toThrow(UsageError);
     expect(() => resolveWorkers('2', 'tensorflow')).toThrow(/wasm or cpu/);
+  });
+
+  it('bounds an explicit count by the cores and the memory, and says so', () => {
+    const notes: string[] = [];
+    const n = resolveWorkers('256', 'wasm', (m) => notes.push(m));
+    expect(n).toBe(maxWorkers());
+    expect(n).toBeLessThanOrEqual(2 * availableParallelism());
+    expect(n).toBeLessThanOrEqual(Math.floor(totalmem() / WORKER_MEMORY));
+    expect(notes).toHaveLength(1);
+    expect(notes[0]).toMatch(new RegExp(`^--workers 256 reduced to ${n} \\(at most 2 per core on \\d+ cores`));
+    notes.length = 0;
+    expect(resolveWorkers('1', 'wasm', (m) => notes.push(m))).toBe(1);
+    expect(notes).toEqual([]);
   });
 });
 

@@ -210,6 +210,17 @@ async function buildModels(read: { files: ModelFile[]; adapter: Partial<InputAda
 }
 
 /** Worker threads for these models: foreign models run in the main thread only, so a run of foreign models starts none. */
+/** Notes about --workers, printed once the inputs are checked (a bad input stays one stderr line). */
+const workerNotes: string[] = [];
+const workersNote = (m: string): void => {
+  workerNotes.push(m);
+};
+/** Whether --workers was a number (not auto): only then is a reduction worth a note. */
+let explicitWorkers = false;
+const workersFlag = (raw: string | undefined): string | undefined => {
+  explicitWorkers = raw !== undefined && raw.trim() !== 'auto';
+  return raw;
+};
 const workersFor = (files: ModelFile[], workers: number): number => (files.every((f) => f.kind !== 'cnnf') ? 1 : workers);
 
 function suiteFromAttackFlags(flags: Flags): Suite {
@@ -232,16 +243,29 @@ function suiteFromAttackFlags(flags: Flags): Suite {
 }
 
 /**
- * Starts `workers` worker threads (when > 1) at once, so they boot while `body` loads the data;
- * `started()` waits for them. They are stopped afterwards, whatever happens.
+ * Runs `body` with a pool of at most `workers` worker threads, started when `body` calls `started()`
+ * with the run's size (after the data is loaded and every input checked): never more workers than
+ * units of work per model (a 10-image run does not start 256 copies of the model). They are stopped
+ * afterwards, whatever happens.
  */
-async function withWorkers<T>(workers: number, backend: string, body: (started: () => Promise<WorkerPool | undefined>) => Promise<T>): Promise<T> {
-  const starting = workers > 1 ? WorkerPool.start(workers, backend, { tasks: [EVAL_BATCH, EVAL_PROBE] }) : Promise.resolve(undefined);
-  starting.catch(() => undefined); // a start failure surfaces through started()
+async function withWorkers<T>(
+  workers: number, backend: string, body: (started: (work: { examples: number; batchSize?: number; suite: Suite }) => Promise<WorkerPool | undefined>) => Promise<T>,
+): Promise<T> {
+  let pool: Promise<WorkerPool | undefined> | undefined;
+  const started = (work: { examples: number; batchSize?: number; suite: Suite }): Promise<WorkerPool | undefined> => {
+    if (pool) return pool;
+    for (const m of workerNotes.splice(0)) process.stderr.write(`cnnf: ${m}\n`);
+    const batches = Math.ceil(work.examples / (work.batchSize ?? work.suite.batchSize ?? 100));
+    const units = batches * (1 + work.suite.attacks.reduce((t, a) => t + Math.max(1, a.modes.length), 0)) + 1;
+    const n = Math.min(workers, units);
+    if (n < workers && explicitWorkers) process.stderr.write(`cnnf: using ${n} of the ${workers} workers (${units} units of work per model)\n`);
+    pool = n > 1 ? WorkerPool.start(n, backend, { tasks: [EVAL_BATCH, EVAL_PROBE] }) : Promise.resolve(undefined);
+    return pool;
+  };
   try {
-    return await body(() => starting);
+    return await body(started);
   } finally {
-    await (await starting.catch(() => undefined))?.close();
+    await (await pool?.catch(() => undefined))?.close();
   }
 }
 
@@ -288,13 +312,13 @@ export async function runEvalCommand(flags: Flags): Promise<void> {
   datasetOptionsFromFlags(flags); // validate dataset flags before the slow work
   const read = readModels(modelPaths, flags);
   const backend = await initBackend(flags as { backend?: string }, { quiet: true });
-  const workers = workersFor(read.files, resolveWorkers(str(flags, 'workers'), backend.name));
+  const workers = workersFor(read.files, resolveWorkers(workersFlag(str(flags, 'workers')), backend.name, workersNote));
   const models = await buildModels(read);
   const out = await withWorkers(workers, backend.name, async (started) => {
     const data = await loadData(flags, models, suite.testSubset);
     backendNotice(backend); // after every input check: a bad input is exactly one stderr line
     if (shard) process.stderr.write(`cnnf: shard ${shard.index}/${shard.count} (from ${shard.source})\n`);
-    const pool = await started();
+    const pool = await started({ examples: data.split.count, batchSize: run.batchSize, suite });
     const bar = evalProgress('eval', flags.quiet === true);
     const opts = {
       seed: run.seed,
@@ -376,12 +400,12 @@ export async function runAttackCommand(flags: Flags): Promise<void> {
   datasetOptionsFromFlags(flags); // validate dataset flags before the slow work
   const read = readModels([modelPath], flags);
   const backend = await initBackend(flags as { backend?: string }, { quiet: true });
-  const workers = workersFor(read.files, resolveWorkers(str(flags, 'workers'), backend.name));
+  const workers = workersFor(read.files, resolveWorkers(workersFlag(str(flags, 'workers')), backend.name, workersNote));
   const [model] = await buildModels(read);
   const results = await withWorkers(workers, backend.name, async (started) => {
     const data = await loadData(flags, [model]);
     backendNotice(backend);
-    const pool = await started();
+    const pool = await started({ examples: data.split.count, batchSize: run.batchSize, suite });
     const bar = evalProgress('attack', flags.quiet === true);
     try {
       return await evaluate([model], data, suite, {
@@ -445,13 +469,13 @@ export async function runDemo(d: DemoRun): Promise<string> {
   datasetOptionsFromFlags({ ...flags, testSubset: d.testSubset ?? suite.testSubset }); // validate before the slow work
   const read = readModels(d.models);
   const backend = await initBackend({ backend: d.backend }, { quiet: true });
-  const workers = workersFor(read.files, resolveWorkers(d.workers, backend.name));
+  const workers = workersFor(read.files, resolveWorkers(workersFlag(d.workers), backend.name, workersNote));
   const models = await buildModels(read);
   const json = join(d.out, 'results.json');
   const results = await withWorkers(workers, backend.name, async (started) => {
     const data = await loadData(flags, models, suite.testSubset);
     backendNotice(backend); // after every input check
-    const pool = await started();
+    const pool = await started({ examples: data.split.count, suite });
     const progress = evalProgress('demo');
     try {
       return await evaluate(models, data, suite, {

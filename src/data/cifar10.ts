@@ -60,7 +60,16 @@ export function cifar10Dir(dir: string): string {
 }
 
 function readBatch(path: string): Split {
-  const buf = readInputFile(path, 'CIFAR-10 batch', { maxBytes: CIFAR10_MAX_RECORDS * CIFAR10_RECORD_BYTES, missing: (p) => `CIFAR-10 batch not found: ${p}` });
+  const buf = readInputFile(path, 'CIFAR-10 batch', {
+    maxBytes: CIFAR10_MAX_RECORDS * CIFAR10_RECORD_BYTES,
+    missing: (p) => `CIFAR-10 batch not found: ${p}`,
+    tooBig: (p, bytes) => {
+      const records = Math.floor(bytes / CIFAR10_RECORD_BYTES);
+      const rest = bytes % CIFAR10_RECORD_BYTES;
+      return `CIFAR-10 batch ${p} is ${bytes} bytes (${records} records of ${CIFAR10_RECORD_BYTES} bytes${rest ? ` and ${rest} bytes more` : ''}), ` +
+        `more than the ${CIFAR10_MAX_RECORDS} records (${CIFAR10_MAX_RECORDS * CIFAR10_RECORD_BYTES} bytes) a batch may hold`;
+    },
+  });
   return parseCifar10Batch(buf, path);
 }
 

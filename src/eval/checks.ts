@@ -266,14 +266,13 @@ export async function probeChecks(o: ProbeOptions): Promise<EvalCheck[]> {
   }
   for (const [mi, mode] of modes.entries()) {
     if (zeros[mi] > 0) {
-      push(1, `the cross-entropy gradient (${mode} path) is exactly zero for ${zeros[mi]} of ${n} probe examples at the clean input: gradient attacks cannot move them, ` +
-        'and their robust accuracy is overstated (AutoAttack flag "there are zero gradients"; Carlini et al. 2019 §5.4). Use a margin loss (DLR/APGD) or a gradient-free attack.',
-      { mode, zeroGradientExamples: zeros[mi], probeExamples: n });
+      const evidence = { mode, zeroGradientExamples: zeros[mi], probeExamples: n };
+      push(1, probeCheckMessage(1, evidence), evidence);
     }
   }
   if (diff > 0 || nonFinite) {
-    push(6, `two forward passes on the same input differ (max logit difference ${diff.toExponential(2)}${nonFinite ? ', non-finite logits' : ''}): ` +
-      'a randomised or broken model needs expectation over transformation (Athalye et al. 2018; Carlini et al. 2019 §5.6).', { maxLogitDifference: diff });
+    const evidence = { maxLogitDifference: diff, ...(nonFinite ? { nonFinite: true } : {}) };
+    push(6, probeCheckMessage(6, evidence), evidence);
   }
   // the strongest path: first, or e2e where it leaves less
   let worst = 1;
@@ -287,9 +286,65 @@ export async function probeChecks(o: ProbeOptions): Promise<EvalCheck[]> {
   }
   const chance = 1 / o.numClasses;
   if (gradients && worst > chance + noiseMargin(chance, n)) {
-    push(7, `an unbounded attack (PGD-20 with eps = 2, the whole [-1, 1] box) still leaves ${pct(worst)} accuracy on ${n} probe examples (best path ${worstMode}; chance is ${pct(chance)}): ` +
-      'with an unbounded budget any classifier can be fooled, so the gradient attack is broken on this model (Carlini et al. 2019 §5.3; masked gradients likely).',
-    { accuracy: worst, mode: worstMode, probeExamples: n, chance });
+    const evidence = { accuracy: worst, mode: worstMode, probeExamples: n, chance };
+    push(7, probeCheckMessage(7, evidence), evidence);
   }
   return out;
+}
+
+/** The message of probe check 1, 6 or 7, from its evidence (the only source: records read back from files are checked against it). */
+export function probeCheckMessage(num: 1 | 6 | 7, e: Record<string, unknown>): string {
+  if (num === 1) {
+    return `the cross-entropy gradient (${String(e.mode)} path) is exactly zero for ${String(e.zeroGradientExamples)} of ${String(e.probeExamples)} probe examples at the clean input: gradient attacks cannot move them, ` +
+      'and their robust accuracy is overstated (AutoAttack flag "there are zero gradients"; Carlini et al. 2019 §5.4). Use a margin loss (DLR/APGD) or a gradient-free attack.';
+  }
+  if (num === 6) {
+    const diff = typeof e.maxLogitDifference === 'number' ? e.maxLogitDifference : NaN;
+    return `two forward passes on the same input differ (max logit difference ${diff.toExponential(2)}${e.nonFinite === true ? ', non-finite logits' : ''}): ` +
+      'a randomised or broken model needs expectation over transformation (Athalye et al. 2018; Carlini et al. 2019 §5.6).';
+  }
+  return `an unbounded attack (PGD-20 with eps = 2, the whole [-1, 1] box) still leaves ${pct(e.accuracy as number)} accuracy on ${String(e.probeExamples)} probe examples (best path ${String(e.mode)}; chance is ${pct(e.chance as number)}): ` +
+    'with an unbounded budget any classifier can be fooled, so the gradient attack is broken on this model (Carlini et al. 2019 §5.3; masked gradients likely).';
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * A probe check read back from a file (a shard or a --state unit): one of cnnf's own probe checks
+ * (1, 6, 7) for `ctx.model`, its evidence of the shape probeChecks writes and consistent with the
+ * plan (probe size, classes, gradient paths), and its message exactly the one cnnf writes for that
+ * evidence. Returns the check, or what is wrong with it (a forged message is never shown as cnnf's).
+ */
+export function checkProbeRecord(c: unknown, ctx: { model: string; cycles: number; probeExamples: number; numClasses: number }): EvalCheck | string {
+  if (!isRecord(c)) return 'is not an object';
+  const keys = Object.keys(c).sort().join(',');
+  if (keys !== 'evidence,id,message,model,number,severity') return 'must have exactly id, number, severity, model, message, evidence';
+  const num = c.number;
+  if (num !== 1 && num !== 6 && num !== 7) return `is not one of cnnf's probe checks (1, 6, 7), got number ${JSON.stringify(num)}`;
+  if (c.id !== CHECK_IDS[num]) return `number ${num} must have id ${CHECK_IDS[num]}`;
+  if (c.severity !== 'warning') return 'must have severity "warning"';
+  if (c.model !== ctx.model) return `must be about model ${JSON.stringify(ctx.model)}`;
+  const e = c.evidence;
+  if (!isRecord(e)) return 'has no evidence';
+  const n = ctx.probeExamples;
+  const modes = ctx.cycles > 0 ? ['first', 'e2e'] : ['first'];
+  const ek = Object.keys(e).sort().join(',');
+  const intIn = (x: unknown, lo: number, hi: number): boolean => typeof x === 'number' && Number.isInteger(x) && x >= lo && x <= hi;
+  let ok: boolean;
+  if (num === 1) {
+    ok = ek === 'mode,probeExamples,zeroGradientExamples' && modes.includes(e.mode as string) && e.probeExamples === n && intIn(e.zeroGradientExamples, 1, n);
+  } else if (num === 6) {
+    const d = e.maxLogitDifference;
+    ok = (ek === 'maxLogitDifference' || (ek === 'maxLogitDifference,nonFinite' && e.nonFinite === true)) &&
+      ((typeof d === 'number' && d >= 0 && (d > 0 || e.nonFinite === true)) || (d === null && e.nonFinite === true));
+  } else {
+    const chance = 1 / ctx.numClasses;
+    const acc = e.accuracy;
+    ok = ek === 'accuracy,chance,mode,probeExamples' && modes.includes(e.mode as string) && e.probeExamples === n && e.chance === chance &&
+      typeof acc === 'number' && acc <= 1 && n > 0 && Number.isInteger(Math.round(acc * n)) && Math.abs(acc * n - Math.round(acc * n)) < 1e-6 &&
+      acc > chance + noiseMargin(chance, n);
+  }
+  if (!ok) return `(${CHECK_IDS[num]}) has evidence that check ${num} does not produce`;
+  if (c.message !== probeCheckMessage(num, e)) return `(${CHECK_IDS[num]}) has a message that is not cnnf's for its evidence (edited?)`;
+  return { id: CHECK_IDS[num], number: num, severity: 'warning', model: ctx.model, message: c.message, evidence: e };
 }

@@ -135,6 +135,26 @@ export interface ModelAcc {
   /** Compute milliseconds per "attack|mode" (mode '' for noise). */
   jobMs: Map<string, number>;
   probe: EvalCheck[];
+  /** Clean predictions, per example. */
+  cleanPred: Int32Array;
+}
+
+/**
+ * An untargeted attack's predictions as counted: an example the clean pass misclassifies and the
+ * attacked one classifies correctly counts with its clean prediction (an attack that happens to move
+ * a misclassified example back to its label does not make it robust; AutoAttack does not attack it). So robust examples are always a subset of the clean-
+ * correct ones, whatever a shard or state file says. The clean unit of a batch precedes its attack units.
+ */
+function keepMisclassified(pred: Int32Array, cleanPred: Int32Array, start: number, labels: ArrayLike<number>): Int32Array {
+  let out: Int32Array | null = null;
+  for (let i = 0; i < pred.length; i++) {
+    const c = cleanPred[start + i]!;
+    if (c !== labels[start + i] && pred[i] === labels[start + i]) {
+      out ??= Int32Array.from(pred);
+      out[i] = c;
+    }
+  }
+  return out ?? pred;
 }
 
 const zeros = (k: number): number[][] => Array.from({ length: k }, () => new Array<number>(k).fill(0));
@@ -493,6 +513,7 @@ export function accumulate(plan: EvalPlan, records: Map<number, UnitRecord>): Mo
       dumpAdv: new Map(),
       jobMs: new Map(),
       probe: [],
+      cleanPred: new Int32Array(count),
     };
   });
   for (const u of units) {
@@ -520,6 +541,7 @@ export function accumulate(plan: EvalPlan, records: Map<number, UnitRecord>): Mo
       }
     };
     if (u.kind === 'clean') {
+      a.cleanPred.set(o.clean.subarray(0, n), start);
       record(o.clean, a.clean);
       for (const wc of a.robust.values()) for (let i = 0; i < n; i++) if (o.clean[i] !== yArr[start + i]) wc[start + i] = 0;
       continue;
@@ -530,7 +552,7 @@ export function accumulate(plan: EvalPlan, records: Map<number, UnitRecord>): Mo
     const key = `${spec.name}|${job.mode ?? ''}`;
     a.jobMs.set(key, (a.jobMs.get(key) ?? 0) + (o.ms[0] ?? 0));
     for (const [ei, eps] of spec.eps.entries()) {
-      const pa = o.preds[0][ei];
+      const pa = spec.norm !== null && !spec.targeted ? keepMisclassified(o.preds[0][ei], a.cleanPred, start, yArr) : o.preds[0][ei];
       const p = a.acc[ji][ei];
       record(pa, p, o.targets[0], spec.norm === null ? undefined : a.robust.get(eps));
       const broken = o.stages[0]?.[ei];

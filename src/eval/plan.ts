@@ -225,7 +225,12 @@ export function parsePlan(v: unknown, source: string): EvalPlan {
     (sh as number[]).reduce((a, b) => a * b, 1) > MAX_IMAGE_VALUES) fail('shape', `must be [h, w, c]: positive integers, at most ${MAX_IMAGE_VALUES} values`);
   const dataSha = str('dataSha256');
   if (!/^[0-9a-f]{64}$/.test(dataSha)) fail('dataSha256', 'must be 64 hex digits');
-  return {
+  // nothing is read from disk because a plan from a file names it: a plan cnnf wrote names every
+  // transfer surrogate by its sha256 (filled in when the run was planned), so validating the suite
+  // never opens or hashes a surrogate path written in an unverified file
+  const unpinned = unpinnedSurrogate(v.suite);
+  if (unpinned !== null) fail(`suite.${unpinned}`, 'names a surrogate without its surrogateSha256 (cnnf always records it; the file was edited or not written by cnnf)');
+  return checkPlanSize({
     format: PLAN_FORMAT,
     tool: { name: 'cnnf', version: (v.tool as Record<string, string>).version },
     backend: str('backend'),
@@ -244,7 +249,67 @@ export function parsePlan(v: unknown, source: string): EvalPlan {
     probeSize: int('probeSize', 0, MAX_EXAMPLES),
     dumpCount: int('dumpCount', 0, 100_000),
     models,
+  }, source);
+}
+
+/** The path (attacks[i]...) of the first object in a suite's JSON with a surrogate but no surrogateSha256, or null. */
+function unpinnedSurrogate(v: unknown, at = '', depth = 0): string | null {
+  if (depth > 16 || typeof v !== 'object' || v === null) return null;
+  if (Array.isArray(v)) {
+    for (const [i, x] of v.entries()) {
+      const r = unpinnedSurrogate(x, `${at}[${i}]`, depth + 1);
+      if (r !== null) return r;
+    }
+    return null;
+  }
+  const o = v as Record<string, unknown>;
+  if ('surrogate' in o && typeof o.surrogateSha256 !== 'string') return at === '' ? 'surrogate' : `${at}.surrogate`;
+  for (const [k, x] of Object.entries(o)) {
+    const r = unpinnedSurrogate(x, at === '' ? k : `${at}.${k}`, depth + 1);
+    if (r !== null) return r;
+  }
+  return null;
+}
+
+/** Work units a plan may have (a 10,000-image split in batches of 1 with 64 models x 3 jobs is 2.6M). */
+export const MAX_PLAN_UNITS = 4_000_000;
+/** Bytes of per-example outcomes (one byte per example and attack point, per model) a merge or resume may hold. */
+export const MAX_PLAN_OUTCOME_BYTES = 256 * 1024 * 1024;
+
+/**
+ * The sizes a plan declares, checked against each other and against bounds before anything is built
+ * from them (its units, per-example arrays): arithmetic only, so a forged plan of 10M examples in
+ * batches of 1 for 64 models is refused in microseconds, not after gigabytes of unit objects.
+ */
+export function checkPlanSize(plan: EvalPlan, source: string): EvalPlan {
+  const fail = (what: string): never => {
+    throw new UsageError(`${source}: plan ${what}`);
   };
+  if (plan.probeSize > plan.examples) fail(`probeSize ${plan.probeSize} is more than its ${plan.examples} examples`);
+  if (plan.dumpCount > plan.examples) fail(`dumpCount ${plan.dumpCount} is more than its ${plan.examples} examples`);
+  if (plan.classNames.length > plan.numClasses) fail(`names ${plan.classNames.length} classes but has ${plan.numClasses}`);
+  for (const [i, m] of plan.models.entries()) if (m.classNames.length > plan.numClasses) fail(`models[${i}] names ${m.classNames.length} classes but the plan has ${plan.numClasses}`);
+  const batches = planBatchCount(plan);
+  const wc = new Set<number>();
+  for (const a of plan.suite.attacks) if (a.norm !== null) for (const e of a.eps) wc.add(e);
+  let units = 0;
+  let points = 0;
+  for (const m of plan.models) {
+    const jobs = jobsFor(plan.suite, m.cycles);
+    units += batches * (1 + jobs.length) + (plan.checks ? 1 : 0);
+    // clean, each job's epsilons, the worst cases, and 4 bytes of clean predictions
+    points += 1 + jobs.reduce((t, j) => t + j.spec.eps.length, 0) + wc.size + 4;
+  }
+  if (units > MAX_PLAN_UNITS) fail(`has ${units} work units (${plan.models.length} models, ${batches} batches of ${plan.batchSize}), more than the ${MAX_PLAN_UNITS} cnnf handles`);
+  const bytes = points * plan.examples;
+  if (bytes > MAX_PLAN_OUTCOME_BYTES) fail(`needs ${bytes} bytes of per-example outcomes (${plan.examples} examples x ${points} points), more than the ${MAX_PLAN_OUTCOME_BYTES}-byte limit`);
+  return plan;
+}
+
+/** Work units of a plan, counted without building them. */
+export function planUnitCount(plan: EvalPlan): number {
+  const batches = planBatchCount(plan);
+  return plan.models.reduce((t, m) => t + batches * (1 + jobsFor(plan.suite, m.cycles).length) + (plan.checks ? 1 : 0), 0);
 }
 
 export const currentTool = (): { name: 'cnnf'; version: string } => ({ name: 'cnnf', version: VERSION });

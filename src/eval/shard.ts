@@ -5,14 +5,17 @@
  * one run and assembles the results an unsharded run gives (timings aside).
  */
 import { UsageError } from '../errors.js';
-import { INPUT_LIMITS, readInputFile } from '../io/files.js';
+import { statSync } from 'node:fs';
+import { checkInputFile, INPUT_LIMITS, readInputFile } from '../io/files.js';
 import { parseJsonText } from '../io/json.js';
 import type { EvalResults } from './results.js';
-import { parsePlan, planUnits, runIdOf, shardOf, type EvalPlan, type ShardSpec } from './plan.js';
+import { parsePlan, planUnitCount, planUnits, runIdOf, shardOf, type EvalPlan, type ShardSpec } from './plan.js';
 import { recordFromJson, type UnitRecord } from './units.js';
 import { accumulate, assemble, SHARD_FORMAT } from './evaluate.js';
 
 const MAX_SHARDS = 100_000;
+/** Bytes of shard files one merge reads in all. */
+const MAX_MERGE_BYTES = 1024 * 1024 * 1024;
 
 function parseKN(raw: string, what: string): { index: number; count: number } {
   const m = /^\s*(\d{1,6})\s*\/\s*(\d{1,6})\s*$/.exec(raw);
@@ -98,6 +101,14 @@ export interface MergeOutcome {
  */
 export function mergeShards(paths: string[], command = 'cnnf merge'): MergeOutcome {
   if (paths.length === 0) throw new UsageError('give the shard files to merge');
+  if (paths.length > MAX_SHARDS) throw new UsageError(`${paths.length} shard files: at most ${MAX_SHARDS} are merged`);
+  // the files' sizes together, before any is read (each is also bounded on its own)
+  let bytes = 0;
+  for (const p of paths) {
+    checkInputFile(p, 'shard file', { maxBytes: INPUT_LIMITS.results });
+    bytes += statSync(p).size;
+    if (bytes > MAX_MERGE_BYTES) throw new UsageError(`${p}: the shard files up to this one are ${bytes} bytes, more than the ${MAX_MERGE_BYTES} bytes cnnf merge reads`);
+  }
   const shards = paths.map(readShard);
   const first = shards[0];
   const count = first.shard.count;
@@ -116,6 +127,10 @@ export function mergeShards(paths: string[], command = 'cnnf merge'): MergeOutco
     throw new UsageError(`shard${missing.length > 1 ? 's' : ''} ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ', ...' : ''} of ${count} missing (got ${shards.length} file${shards.length > 1 ? 's' : ''})`);
   }
   const plan = first.plan;
+  // the declared sizes agree before anything is built from them (parsePlan bounded the plan itself)
+  const total = planUnitCount(plan);
+  const held = shards.reduce((t, s) => t + s.units.length, 0);
+  if (held !== total) throw new UsageError(`${shards.map((x) => x.path).join(', ')}: their plan must hold ${total} units, holds ${held} in all (an interrupted or edited shard?)`);
   const units = planUnits(plan);
   const records = new Map<number, UnitRecord>();
   for (const s of shards) {

@@ -6,9 +6,10 @@
  */
 import { UsageError } from '../errors.js';
 import { buildAttack } from './suite.js';
-import { isStaged } from '../attacks/index.js';
+import { chooseTargets, isStaged } from '../attacks/index.js';
+import { deriveSeed, mulberry32 } from '../data/index.js';
 import type { BatchOutcome } from './batch.js';
-import type { EvalCheck } from './checks.js';
+import { checkProbeRecord, type EvalCheck } from './checks.js';
 import { jobsFor, type EvalPlan, type PlanUnit } from './plan.js';
 
 export type UnitRecord =
@@ -55,12 +56,19 @@ export function recordFromJson(v: unknown, unit: PlanUnit, plan: EvalPlan, sourc
   if (!isObj(v) || v.id !== unit.id || v.kind !== unit.kind) return fail(`must be a ${unit.kind} unit with id ${unit.id}`);
   if (unit.kind === 'probe') {
     if (!Array.isArray(v.checks) || v.checks.length > 64) return fail('checks must be a list');
-    const name = plan.models[unit.model].name;
-    for (const c of v.checks as unknown[]) {
-      if (!isObj(c) || typeof c.id !== 'string' || typeof c.number !== 'number' || (c.severity !== 'warning' && c.severity !== 'info') ||
-        c.model !== name || typeof c.message !== 'string' || !isObj(c.evidence)) fail('has a malformed check');
-    }
-    return { id: unit.id, kind: 'probe', checks: v.checks as EvalCheck[] };
+    const pm = plan.models[unit.model];
+    const seen = new Set<string>();
+    const checks = (v.checks as unknown[]).map((c, i) => {
+      // only cnnf's own probe checks (1, 6, 7), with evidence of the right shape, and the message
+      // cnnf writes for that evidence: a forged or edited message is refused, never shown as cnnf's
+      const why = checkProbeRecord(c, { model: pm.name, cycles: pm.cycles, probeExamples: plan.probeSize, numClasses: plan.numClasses });
+      if (typeof why === 'string') return fail(`check ${i + 1} ${why}`);
+      const key = `${why.number}|${String(why.evidence.mode ?? '')}`;
+      if (seen.has(key)) fail(`check ${i + 1} repeats check ${why.number}`);
+      seen.add(key);
+      return why;
+    });
+    return { id: unit.id, kind: 'probe', checks };
   }
   const o = v.outcome;
   if (!isObj(o)) return fail('has no outcome');
@@ -72,16 +80,17 @@ export function recordFromJson(v: unknown, unit: PlanUnit, plan: EvalPlan, sourc
     return Int32Array.from(a as number[]);
   };
   const list = (a: unknown, len: number, what: string): unknown[] => (Array.isArray(a) && a.length === len ? a : fail(`${what} must list ${len} entries`));
+  const start = unit.batch * plan.batchSize;
+  const labels = Int32Array.from(plan.labels.slice(start, start + n));
   if (unit.kind === 'clean') {
+    const clean = ints(o.clean, n, 0, k - 1, 'clean');
+    const cleanFirst = ints(o.cleanFirst, n, 0, k - 1, 'cleanFirst');
+    // one pass (a plain CNN or a foreign model): the first-pass prediction is the prediction
+    if (plan.models[unit.model].cycles === 0 && clean.some((c, i) => c !== cleanFirst[i])) fail('cleanFirst must equal clean for a model without feedback cycles (the file was edited?)');
     return {
       id: unit.id,
       kind: 'clean',
-      outcome: {
-        clean: ints(o.clean, n, 0, k - 1, 'clean'),
-        cleanFirst: ints(o.cleanFirst, n, 0, k - 1, 'cleanFirst'),
-        preds: [], targets: [], advs: [], stages: [],
-        ms: list(o.ms, 0, 'ms') as number[],
-      },
+      outcome: { clean, cleanFirst, preds: [], targets: [], advs: [], stages: [], ms: list(o.ms, 0, 'ms') as number[] },
     };
   }
   const job = jobsFor(plan.suite, plan.models[unit.model].cycles)[unit.job!];
@@ -92,10 +101,22 @@ export function recordFromJson(v: unknown, unit: PlanUnit, plan: EvalPlan, sourc
   const t = list(o.targets, 1, 'targets')[0];
   const targets = t === null ? null : ints(t, n, 0, k - 1, 'targets[0]');
   if ((targets !== null) !== job.spec.targeted) fail(`targets[0] must be ${job.spec.targeted ? 'a list' : 'null'}`);
+  if (targets !== null) {
+    // the targets follow from the plan (labels, seed, policy): recomputed here, they must agree
+    const want = chooseTargets(labels, k, job.spec.target!, mulberry32(deriveSeed(plan.seed, `targets|${job.spec.name}|${start}`)));
+    if (want.some((t, i) => t !== targets[i])) fail('targets[0] are not the targets this plan chooses (the file was edited?)');
+  }
   const stages = list(o.stages, 1, 'stages').map((p) => list(p, ne, 'stages[0]').map((x, e) => {
     if (x === null) return null;
     if (nStages === 0) return fail(`stages[0][${e}] must be null (not a staged attack)`);
-    return ints(x, n, -2, nStages - 1, `stages[0][${e}]`);
+    const st = ints(x, n, -2, nStages - 1, `stages[0][${e}]`);
+    // AutoAttack: -1 (robust) leaves the clean input, which the model classifies correctly; a stage
+    // that broke an example (>= 0) or a clean misclassification (-2) leaves it misclassified
+    const p = preds[0][e]!;
+    for (let i = 0; i < n; i++) {
+      if ((st[i] === -1) !== (p[i] === labels[i])) fail(`stages[0][${e}] disagree with preds[0][${e}] at example ${start + i} (the file was edited?)`);
+    }
+    return st;
   }));
   const advs = list(o.advs, 1, 'advs').map((p) => list(p, ne, 'advs[0]').map((x, e) => {
     if (x === null) return null;

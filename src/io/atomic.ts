@@ -3,7 +3,7 @@
  * never replaces anything but a regular file (a device node, FIFO, socket or directory at the
  * target is refused); a symlink to a regular file is written through (its target is replaced).
  */
-import { closeSync, fsyncSync, lstatSync, openSync, readdirSync, realpathSync, renameSync, rmSync, rmdirSync, statSync, writeSync, mkdtempSync } from 'node:fs';
+import { closeSync, fsyncSync, lstatSync, openSync, realpathSync, renameSync, rmSync, rmdirSync, statSync, writeSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { UsageError } from '../errors.js';
@@ -86,10 +86,15 @@ export function writeFileAtomic(path: string, data: string | Uint8Array | Uint8A
 }
 
 /**
- * Writes several files into `dir` all or nothing: every file is first written and fsynced into a
- * staging directory inside `dir`; only when all of them are complete are they renamed into place
- * (renames need no space), in order, so the last one (e.g. index.html) appears last. On failure
- * (out of space, ...) nothing of this call is left behind and files already in `dir` are untouched.
+ * Writes several files into `dir` all or nothing. Every file is first written and fsynced beside
+ * the file it replaces: in `dir`, or, where `dir/NAME` is a symlink, in the folder of the file it
+ * points to, so that no rename ever crosses a filesystem (a symlink into a tmpfs or another disk
+ * cannot give EXDEV halfway). Only when all are complete are they renamed into place, in order (the
+ * last one, e.g. index.html, appears last); each file they replace is first renamed aside, and if
+ * any rename fails every file renamed so far is put back, so the files are all new or all old. On
+ * failure (out of space, ...) nothing of this call is left behind. A crash (kill -9, power loss)
+ * during the renames themselves can leave some files new and the old ones beside them as
+ * `.NAME.old-*`; no error can.
  */
 export function writeFilesAtomic(dir: string, files: ReadonlyArray<[name: string, data: string | Uint8Array | Uint8Array[]]>): string[] {
   const existed = (() => {
@@ -99,36 +104,65 @@ export function writeFilesAtomic(dir: string, files: ReadonlyArray<[name: string
       return false;
     }
   })();
-  makeDirs(dir);
   for (const [name] of files) {
     if (name === '' || name.includes('/') || name.includes('\\') || name.startsWith('.')) throw new Error(`writeFilesAtomic: bad file name ${name}`);
   }
+  makeDirs(dir);
   const targets = files.map(([name]) => renameTarget(join(dir, name)));
-  let stage: string;
-  try {
-    stage = mkdtempSync(join(dir, `.cnnf-stage-${process.pid}-`));
-  } catch (e) {
-    throw new UsageError(`cannot write into ${dir}: ${errText(e)}`);
-  }
-  const cleanup = (failed = false) => {
-    try {
-      for (const f of readdirSync(stage)) rmSync(join(stage, f), { force: true });
-      rmdirSync(stage);
-      // a directory this call created is removed again when nothing could be written into it
-      if (failed && !existed) rmdirSync(dir);
-    } catch {
-      /* best effort */
+  const staged: string[] = [];
+  const removeDir = () => {
+    // a directory this call created is removed again when nothing could be written into it
+    if (!existed) {
+      try { rmdirSync(dir); } catch { /* best effort */ }
     }
   };
   try {
-    const staged = files.map(([name, data]) => writeTemp(stage, name, data, join(dir, name)));
-    for (const t of targets) renameTarget(t);
-    staged.forEach((tmp, i) => renameSync(tmp, targets[i]!));
+    files.forEach(([name, data], i) => staged.push(writeTemp(dirname(targets[i]!), basename(targets[i]!), data, join(dir, name))));
   } catch (e) {
-    cleanup(true);
-    if (e instanceof UsageError) throw e;
-    throw new UsageError(`cannot write into ${dir}: ${errText(e)}`);
+    for (const t of staged) rmSync(t, { force: true });
+    removeDir();
+    throw e;
   }
-  cleanup();
+  // renames: the old file aside (same folder), then the new one into place; undone on any failure
+  const done: Array<{ target: string; aside: string | null }> = [];
+  try {
+    staged.forEach((tmp, i) => {
+      const target = targets[i]!;
+      renameTarget(target); // nothing but a regular file is ever replaced (checked again, right before)
+      let aside: string | null = null;
+      if (lexists(target)) {
+        aside = join(dirname(target), `.${basename(target)}.old-${process.pid}-${randomBytes(4).toString('hex')}`);
+        renameSync(target, aside);
+      }
+      try {
+        renameSync(tmp, target);
+      } catch (e) {
+        if (aside) renameSync(aside, target);
+        throw e;
+      }
+      done.push({ target, aside });
+    });
+  } catch (e) {
+    for (const { target, aside } of done.reverse()) {
+      try {
+        if (aside) renameSync(aside, target);
+        else rmSync(target, { force: true });
+      } catch { /* best effort: the old file stays beside as .NAME.old-* */ }
+    }
+    for (const t of staged) rmSync(t, { force: true });
+    if (done.length === 0) removeDir();
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(`cannot write into ${dir}: ${errText(e)}${(e as NodeJS.ErrnoException).code === 'EXDEV' ? ' (a rename across filesystems; nothing was changed)' : ''}`);
+  }
+  for (const { aside } of done) if (aside) rmSync(aside, { force: true });
   return targets;
+}
+
+function lexists(p: string): boolean {
+  try {
+    lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -12,7 +12,7 @@ import { humanNumber } from '../format.js';
 import { INPUT_LIMITS, MiB, readInputFile } from './files.js';
 import { makeConfig, paramSpecs, type ModelConfig } from '../models/arch.js';
 import { CNNF, type Readout } from '../models/cnnf.js';
-import { parseSafetensors, writeSafetensors, type TensorToWrite } from './safetensors.js';
+import { encodeSafetensors, parseSafetensors, writeSafetensors, type TensorToWrite } from './safetensors.js';
 
 export const CHECKPOINT_FORMAT = 'cnnf-checkpoint/1';
 export const INPUT_NORMALISATION = 'x/255*2-1 (pixels in [-1, 1])';
@@ -262,14 +262,47 @@ export function checkpointMetadata(config: ModelConfig, opts: SaveOptions): Reco
 }
 
 /** Writes arrays in cnnf layout as a checkpoint (atomically). */
-export function saveArrays(path: string, config: ModelConfig, arrays: Map<string, { shape: number[]; data: Float32Array }>, opts: SaveOptions = {}): void {
+function checkpointTensors(config: ModelConfig, arrays: Map<string, { shape: number[]; data: Float32Array }>, opts: SaveOptions): Map<string, TensorToWrite> {
   const tensors = new Map<string, TensorToWrite>();
   for (const p of paramSpecs(config)) {
     const a = arrays.get(p.name);
     if (!a) throw new Error(`missing parameter ${p.name}`);
     tensors.set(p.name, { shape: p.shape, data: a.data, dtype: opts.dtype ?? 'F32' });
   }
-  writeSafetensors(path, tensors, checkpointMetadata(config, opts));
+  return tensors;
+}
+
+export function saveArrays(path: string, config: ModelConfig, arrays: Map<string, { shape: number[]; data: Float32Array }>, opts: SaveOptions = {}): void {
+  writeSafetensors(path, checkpointTensors(config, arrays, opts), checkpointMetadata(config, opts));
+}
+
+/** Largest finite float16 value. */
+const F16_MAX = 65504;
+
+/**
+ * Refuses (one line naming `source`) weights that would make a checkpoint every later command
+ * refuses: values beyond float16's range when storing float16 (they would become infinite), and
+ * weights whose outputs are not finite (3e38 overflows float32 inside the network). Encodes the
+ * checkpoint as it would be written and reads it back the way loadCheckpoint does (on the active
+ * backend). Writes nothing.
+ */
+export function checkArraysReadable(source: string, config: ModelConfig, arrays: Map<string, { shape: number[]; data: Float32Array }>, opts: SaveOptions = {}): void {
+  if (opts.dtype === 'F16') {
+    for (const [name, a] of arrays) {
+      for (const v of a.data) {
+        if (Math.abs(v) > F16_MAX) throw new UsageError(`${source}: weight ${name} holds ${v.toExponential(3)}, beyond float16's range (+-${F16_MAX}): it would be stored as infinity; import without --f16`);
+      }
+    }
+  }
+  const bytes = Buffer.concat(encodeSafetensors(checkpointTensors(config, arrays, opts), checkpointMetadata(config, opts)));
+  let ck: LoadedCheckpoint;
+  try {
+    ck = buildCheckpoint(parseCheckpoint(bytes, source));
+  } catch (e) {
+    if (e instanceof UsageError) throw new UsageError(`${e.message}; not imported (cnnf could not load the checkpoint)`);
+    throw e;
+  }
+  ck.model.dispose();
 }
 
 export async function saveCheckpoint(path: string, model: CNNF, opts: SaveOptions = {}): Promise<void> {

@@ -62,6 +62,8 @@ export interface ReadInputOptions {
   missing?: (path: string) => string;
   /** Check only; read nothing (returns an empty buffer). */
   peek?: boolean;
+  /** Message for a file over maxBytes (default: its size and the limit). */
+  tooBig?: (path: string, bytes: number) => string;
 }
 
 /**
@@ -87,7 +89,11 @@ export function readInputFile(path: string, what: string, opts: ReadInputOptions
     if (st.isDirectory()) throw new UsageError(`${what} ${path} is a directory`);
     if (!st.isFile()) throw new UsageError(`${what} ${path} is not a regular file (it is ${kindOf(st)})`);
     if (st.size > opts.maxBytes) {
-      throw new UsageError(`${what} ${path} is ${fmtBytes(st.size)}, more than the ${fmtBytes(opts.maxBytes)} limit`);
+      if (opts.tooBig) throw new UsageError(opts.tooBig(path, st.size));
+      // rounded sizes that read the same ("175.8 MiB, more than the 175.8 MiB limit") are given exactly
+      const roughly = (n: number): string => (n >= GiB ? `${(n / GiB).toFixed(1)}G` : n >= MiB ? `${(n / MiB).toFixed(1)}M` : `${n}`);
+      const [size, max] = roughly(st.size) === roughly(opts.maxBytes) ? [`${st.size} bytes`, `${opts.maxBytes}-byte`] : [fmtBytes(st.size), fmtBytes(opts.maxBytes)];
+      throw new UsageError(`${what} ${path} is ${size}, more than the ${max} limit`);
     }
     if (opts.peek) return Buffer.alloc(0);
     const buf = Buffer.allocUnsafe(st.size);
@@ -112,6 +118,20 @@ export function readInputFile(path: string, what: string, opts: ReadInputOptions
  */
 export function checkInputFile(path: string, what: string, opts: ReadInputOptions): void {
   readInputFile(path, what, { ...opts, peek: true });
+}
+
+/**
+ * Whether two paths name the same existing file (by realpath, so symlinks and `./` spellings count):
+ * an output must never be one of the command's inputs.
+ */
+export function sameFile(a: string, b: string): boolean {
+  try {
+    const sa = statSync(a);
+    const sb = statSync(b);
+    return sa.dev === sb.dev && sa.ino === sb.ino;
+  } catch {
+    return false;
+  }
 }
 
 /** Stats of `p` without following a final symlink, or null when nothing is there. */

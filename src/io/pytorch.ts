@@ -89,6 +89,10 @@ export function fromPyTorch(tensors: Map<string, NamedTensor>, cfg: ModelConfig,
     if (t.shape.join(',') !== want.join(',')) {
       throw new UsageError(`${source}: tensor ${key} has shape [${t.shape.join(', ')}], expected [${want.join(', ')}] for arch ${cfg.arch} (fc ${cfg.fc.join(',')}, ${cfg.numClasses} classes)`);
     }
+    if (t.dtype !== 'F32' && t.dtype !== 'F16' && t.dtype !== 'F64') {
+      const kind = (t as { torchDtype?: string }).torchDtype ?? t.dtype;
+      throw new UsageError(`${source}: tensor ${key} holds integers (${kind}), not floating-point weights; if they are the weights, convert them first (PyTorch: tensor.float())`);
+    }
     const a: Arr = { shape: t.shape, data: t.data };
     for (const v of a.data) if (!Number.isFinite(v)) throw new UsageError(`${source}: tensor ${key} contains NaN or infinity`);
     if (p.kind === 'conv') out.set(p.name, permute(a, [2, 3, 1, 0]).data);

@@ -9,13 +9,13 @@
  * Nested dicts ({'model': state_dict, 'epoch': 3}) are flattened to dotted names ("model.fc1.weight");
  * scalars beside the tensors are kept as metadata.
  */
-import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
-import { checkInputFile, INPUT_LIMITS } from './files.js';
+import { INPUT_LIMITS, readInputFile } from './files.js';
 import { UsageError } from '../errors.js';
 import { PyDict, PyGlobal, PyTuple, unpickle, type PickleLimits, type PicklePolicy, type PyValue } from './pickle.js';
-import { halfToFloat, readSafetensors, type DType, type NamedTensor } from './safetensors.js';
+import { halfToFloat, parseSafetensors, type DType, type NamedTensor } from './safetensors.js';
 import yazl from 'yazl';
 import { readZipEntries, type ZipLimits } from './zip.js';
+import { AllocBudget } from './budget.js';
 
 /** Storage type -> (bytes per element, safetensors-like dtype of the values, reader). */
 const STORAGES: Record<string, { size: number; dtype: DType; torch: string }> = {
@@ -30,6 +30,8 @@ const STORAGES: Record<string, { size: number; dtype: DType; torch: string }> = 
 };
 
 const REBUILD_TENSOR = 'torch._utils._rebuild_tensor_v2';
+/** Longest dotted tensor or metadata name accepted (real state_dict names are well under 200). */
+const MAX_NAME = 4096;
 const REBUILD_PARAMETER = 'torch._utils._rebuild_parameter';
 const ORDERED_DICT = 'collections.OrderedDict';
 const ALLOWED = new Set([ORDERED_DICT, REBUILD_TENSOR, REBUILD_PARAMETER, ...Object.keys(STORAGES).map((s) => `torch.${s}`)]);
@@ -83,20 +85,10 @@ export function sniffTorchFormat(head: Uint8Array): 'zip' | 'legacy-pickle' | 'l
 
 const RESAVE = 're-save it with PyTorch >= 1.6: torch.save(torch.load(path, weights_only=True), path, _use_new_zipfile_serialization=True), or as safetensors (safetensors.torch.save_file)';
 
-/** Reads a `.pt`/`.pth` file written by torch.save. */
+/** Reads a `.pt`/`.pth` file written by torch.save (opened once, checked on the descriptor: see readInputFile). */
 export async function readTorchCheckpoint(path: string, limits: Partial<TorchLimits> = {}): Promise<TorchCheckpoint> {
   const maxFileBytes = limits.maxFileBytes ?? DEFAULT_TORCH_LIMITS.maxFileBytes!;
-  let buf: Buffer;
-  try {
-    const st = statSync(path);
-    if (!st.isFile()) throw new UsageError(`${path}: not a regular file`);
-    if (st.size > maxFileBytes) throw new UsageError(`${path}: ${st.size} bytes (at most ${maxFileBytes} read)`);
-    buf = readFileSync(path);
-  } catch (e) {
-    if (e instanceof UsageError) throw e;
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new UsageError(`cannot read ${path}: ${code === 'ENOENT' ? 'no such file' : code ?? (e as Error).message}`);
-  }
+  const buf = readInputFile(path, 'PyTorch checkpoint', { maxBytes: maxFileBytes, missing: (p) => `cannot read ${p}: no such file` });
   return parseTorchCheckpoint(buf, path, limits);
 }
 
@@ -107,10 +99,12 @@ export async function parseTorchCheckpoint(buf: Buffer, name: string, limits: Pa
   if (kind === 'legacy-pickle' || kind === 'legacy-tar') throw new UsageError(`${name}: legacy (pre-1.6) torch.save format, which cnnf does not read; ${RESAVE}`);
   if (kind !== 'zip') throw new UsageError(`${name}: not a PyTorch checkpoint (no zip signature; torch.save writes a zip since PyTorch 1.6)`);
   let torchScript = false;
+  // everything this file makes cnnf allocate (entries, tensors, metadata) is charged here first
+  const budget = AllocBudget.forFile(name, buf.length);
   const entries = await readZipEntries(buf, name, lim, (fn) => {
     if (/^[^/]+\/(constants\.pkl|code\/)/.test(fn)) torchScript = true;
     return /^[^/]+\/(data\.pkl|data\/[^/]+|byteorder)$/.test(fn);
-  });
+  }, budget);
   if (torchScript) throw new UsageError(`${name}: a TorchScript archive (torch.jit.save), which holds code; save the weights instead: torch.save(model.state_dict(), path)`);
   const names = [...entries.keys()];
   const pkl = names.find((n) => /^[^/]+\/data\.pkl$/.test(n));
@@ -192,8 +186,8 @@ export async function parseTorchCheckpoint(buf: Buffer, name: string, limits: Pa
     }
     // views may repeat stored elements (stride 0); bound the expansion before allocating
     materialised += count;
-    const budget = Math.max(1 << 24, 4 * storageElements);
-    if (materialised > budget) refuse(`tensors expand ${storageElements} stored elements to ${materialised} (more than ${budget}; stride-0 views beyond 4x are refused)`);
+    const expansion = Math.max(1 << 24, 4 * storageElements);
+    if (materialised > expansion) refuse(`tensors expand ${storageElements} stored elements to ${materialised} (more than ${expansion}; stride-0 views beyond 4x are refused)`);
     if (count > 0) {
       let last = offset as number;
       for (let i = 0; i < shape.length; i++) last += (shape[i] - 1) * strides[i];
@@ -201,6 +195,11 @@ export async function parseTorchCheckpoint(buf: Buffer, name: string, limits: Pa
     }
     const info = STORAGES[storage.type];
     const read = reader(storage.type, storage.bytes);
+    try {
+      budget.take(count * 4, `tensor of shape [${shape.join(', ')}]`);
+    } catch (e) {
+      return refuse((e as Error).message.replace(/^.*?: refused: /, ''));
+    }
     const data = new Float32Array(count);
     const idx = new Array<number>(shape.length).fill(0);
     let src = offset as number;
@@ -220,17 +219,34 @@ export async function parseTorchCheckpoint(buf: Buffer, name: string, limits: Pa
   const root = unpickle(pklBytes, name, policy, lim);
   const tensors = new Map<string, TorchTensor>();
   const metadata: Record<string, string> = {};
+  // the walk is linear in the pickle's objects: a dict reached twice (a DAG through the memo, which
+  // would make the walk exponential) is refused, dotted names are bounded, and metadata is charged
   let visited = 0;
+  let metaCount = 0;
+  const seenDicts = new Set<PyDict>();
   const walk = (v: PyValue, prefix: string, depth: number) => {
     if (++visited > 1_000_000) throw new UsageError(`${name}: refused: more than 1000000 objects in the checkpoint`);
     if (depth > 32) throw new UsageError(`${name}: refused: dicts nested deeper than 32`);
+    if (prefix.length > MAX_NAME) throw new UsageError(`${name}: refused: a dotted name longer than ${MAX_NAME} characters (${prefix.length})`);
     if (v instanceof TensorValue) {
       if (tensors.has(prefix)) throw new UsageError(`${name}: two tensors named ${prefix}`);
+      budget.take(prefix.length * 2, 'a tensor name');
       tensors.set(prefix, v.tensor);
     } else if (v instanceof PyDict) {
-      for (const [k, child] of v.map) walk(child, prefix === '' ? String(k) : `${prefix}.${String(k)}`, depth + 1);
+      if (seenDicts.has(v)) throw new UsageError(`${name}: refused: the same dict appears twice in the checkpoint (at ${prefix.slice(0, 200) || 'the top'}); a state_dict is a tree`);
+      seenDicts.add(v);
+      for (const [k, child] of v.map) {
+        const ks = String(k);
+        if (ks.length > MAX_NAME) throw new UsageError(`${name}: refused: a dict key longer than ${MAX_NAME} characters (${ks.length})`);
+        walk(child, prefix === '' ? ks : `${prefix}.${ks}`, depth + 1);
+      }
     } else if (v === null || typeof v === 'number' || typeof v === 'string' || typeof v === 'boolean') {
-      if (prefix !== '' && Object.keys(metadata).length < 1000) metadata[prefix] = String(v).slice(0, 1000);
+      if (prefix !== '' && metaCount < 1000) {
+        const value = String(v).slice(0, 1000);
+        budget.take(2 * (prefix.length + value.length), 'a metadata entry');
+        metadata[prefix] = value;
+        metaCount++;
+      }
     }
     // lists, tuples and bytes beside the weights (optimizer state, ...) are not weights: skipped
   };
@@ -265,28 +281,20 @@ export interface PyTorchWeights {
   format: 'torch.save' | 'safetensors';
 }
 
-/** Reads PyTorch weights, detecting the format from the file's first bytes (zip or legacy pickle: torch.save). */
+/**
+ * Reads PyTorch weights, detecting the format from the file's first bytes (zip or legacy pickle:
+ * torch.save). The file is opened once, without blocking, and checked on that descriptor (a regular
+ * file within the size limit), and every byte comes from that one read: a path swapped for a FIFO
+ * between a check and a second open cannot hang the reader.
+ */
 export async function readPyTorchWeights(path: string, limits: Partial<TorchLimits> = {}): Promise<PyTorchWeights> {
-  // a FIFO or device must be refused before the open below (opening a FIFO blocks until a writer comes)
-  checkInputFile(path, 'PyTorch weights', { maxBytes: INPUT_LIMITS.safetensors, missing: (p) => `cannot read ${p}: no such file` });
-  let head: Buffer;
-  try {
-    const fd = openSync(path, 'r');
-    try {
-      head = Buffer.alloc(512);
-      head = head.subarray(0, readSync(fd, head, 0, 512, 0));
-    } finally {
-      closeSync(fd);
-    }
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new UsageError(`cannot read ${path}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : code ?? (e as Error).message}`);
-  }
-  if (sniffTorchFormat(head) !== 'other') {
-    const c = await readTorchCheckpoint(path, limits);
+  const maxBytes = Math.min(INPUT_LIMITS.safetensors, limits.maxFileBytes ?? DEFAULT_TORCH_LIMITS.maxFileBytes!);
+  const buf = readInputFile(path, 'PyTorch weights', { maxBytes, missing: (p) => `cannot read ${p}: no such file` });
+  if (sniffTorchFormat(buf.subarray(0, 512)) !== 'other') {
+    const c = await parseTorchCheckpoint(buf, path, limits);
     return { tensors: c.tensors, metadata: c.metadata, format: 'torch.save' };
   }
-  const f = readSafetensors(path);
+  const f = parseSafetensors(buf, path);
   return { tensors: f.tensors, metadata: f.metadata, format: 'safetensors' };
 }
 

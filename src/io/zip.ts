@@ -7,6 +7,7 @@
 import * as zlib from 'node:zlib';
 import yauzl from 'yauzl';
 import { UsageError } from '../errors.js';
+import type { AllocBudget } from './budget.js';
 
 export interface ZipLimits {
   /** Most entries accepted in the central directory. */
@@ -26,8 +27,18 @@ export const DEFAULT_ZIP_LIMITS: ZipLimits = {
   maxRatio: 100,
 };
 
-/** Reads every entry of a zip held in memory; `select` may skip entries by name (they are still bounded). */
-export async function readZipEntries(buf: Buffer, name: string, limits: Partial<ZipLimits> = {}, select: (entry: string) => boolean = () => true): Promise<Map<string, Buffer>> {
+/** Deflated bytes that may inflate beyond maxRatio in total (small metadata entries compress well). */
+const RATIO_SLACK = 4 * 1024 * 1024;
+
+/**
+ * Reads every entry of a zip held in memory; `select` may skip entries by name (they are still
+ * bounded). The ratio check applies to the sum over all deflated entries (many entries of 1 MiB
+ * each count as much as one large one); `budget`, when given, is charged for every entry read
+ * before it is inflated.
+ */
+export async function readZipEntries(
+  buf: Buffer, name: string, limits: Partial<ZipLimits> = {}, select: (entry: string) => boolean = () => true, budget?: AllocBudget,
+): Promise<Map<string, Buffer>> {
   const lim = { ...DEFAULT_ZIP_LIMITS, ...limits };
   const bad = (msg: string) => new UsageError(`${name}: ${msg}`);
   let zip: yauzl.ZipFile;
@@ -39,9 +50,11 @@ export async function readZipEntries(buf: Buffer, name: string, limits: Partial<
   if (zip.entryCount > lim.maxEntries) throw bad(`zip archive has ${zip.entryCount} entries (at most ${lim.maxEntries} accepted)`);
   const out = new Map<string, Buffer>();
   let total = 0;
+  let inflated = 0;
+  let deflated = 0;
   try {
     for (;;) {
-      const entry = await nextEntry(zip);
+      const entry = await nextEntry(zip, name);
       if (!entry) break;
       const fn = entry.fileName;
       if (fn.endsWith('/')) continue;
@@ -55,8 +68,16 @@ export async function readZipEntries(buf: Buffer, name: string, limits: Partial<
       if (entry.compressionMethod === 8 && size > 1024 * 1024 && size > lim.maxRatio * Math.max(1, entry.compressedSize)) {
         throw bad(`zip entry ${fn} inflates ${entry.compressedSize} bytes to ${size} (ratio above ${lim.maxRatio}): refusing a zip bomb`);
       }
+      if (entry.compressionMethod === 8) {
+        inflated += size;
+        deflated += entry.compressedSize;
+        if (inflated > RATIO_SLACK && inflated > lim.maxRatio * Math.max(1, deflated)) {
+          throw bad(`zip entries inflate ${deflated} bytes to ${inflated} in total, up to ${fn} (ratio above ${lim.maxRatio}): refusing a zip bomb`);
+        }
+      }
       if (entry.compressionMethod === 0 && entry.compressedSize !== size) throw bad(`zip entry ${fn}: stored sizes disagree (${entry.compressedSize} vs ${size})`);
       if (!select(fn)) continue;
+      budget?.take(size, `zip entry ${fn}`);
       const data = await readEntry(zip, entry, size, fn, bad);
       if (typeof zlib.crc32 === 'function' && (zlib.crc32(data) >>> 0) !== (entry.crc32 >>> 0)) throw bad(`zip entry ${fn} fails its CRC-32 check (damaged file)`);
       out.set(fn, data);
@@ -71,11 +92,11 @@ function oneLine(e: unknown): string {
   return String((e as Error)?.message ?? e).split('\n')[0];
 }
 
-function nextEntry(zip: yauzl.ZipFile): Promise<yauzl.Entry | undefined> {
+function nextEntry(zip: yauzl.ZipFile, name: string): Promise<yauzl.Entry | undefined> {
   return new Promise((resolve, reject) => {
     const onEntry = (e: yauzl.Entry) => { cleanup(); resolve(e); };
     const onEnd = () => { cleanup(); resolve(undefined); };
-    const onError = (e: Error) => { cleanup(); reject(new UsageError(`zip: ${oneLine(e)}`)); };
+    const onError = (e: Error) => { cleanup(); reject(new UsageError(`${name}: not a readable zip archive (${oneLine(e)}); truncated or damaged?`)); };
     const cleanup = () => { zip.off('entry', onEntry); zip.off('end', onEnd); zip.off('error', onError); };
     zip.on('entry', onEntry);
     zip.on('end', onEnd);

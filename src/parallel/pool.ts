@@ -32,7 +32,7 @@ export const AUTO_MAX_WORKERS = 8;
  * Parses a --workers value: a positive integer or "auto" (one per core on wasm and cpu, at most
  * AUTO_MAX_WORKERS and one per 2 GB of memory; 1 on the native backends, which are multi-threaded already).
  */
-export function resolveWorkers(raw: string | number | undefined, backend: string): number {
+export function resolveWorkers(raw: string | number | undefined, backend: string, note?: (message: string) => void): number {
   const s = String(raw ?? 'auto').trim();
   if (s === 'auto') {
     if (!PARALLEL_BACKENDS.includes(backend)) return 1;
@@ -41,7 +41,22 @@ export function resolveWorkers(raw: string | number | undefined, backend: string
   const n = Number(s);
   if (!Number.isInteger(n) || n < 1 || n > 256) throw new UsageError(`--workers must be "auto" or an integer 1..256, got ${JSON.stringify(raw)}`);
   if (n > 1 && !PARALLEL_BACKENDS.includes(backend)) throw new UsageError(`--workers ${n} needs the wasm or cpu backend (${backend} is multi-threaded already); use --workers 1`);
+  const cap = maxWorkers();
+  if (n > cap) {
+    note?.(`--workers ${n} reduced to ${cap} (at most ${WORKERS_PER_CORE} per core on ${availableParallelism()} cores and one per ${WORKER_MEMORY / 2 ** 20} MiB of the ${Math.round(totalmem() / 2 ** 30)} GiB of memory; each worker holds a model copy and a wasm heap)`);
+    return cap;
+  }
   return n;
+}
+
+/** Explicit --workers beyond this many per core only queue up. */
+export const WORKERS_PER_CORE = 2;
+/** Memory a worker needs at least (its own backend, model copy and wasm heap: ~70 MB idle, far more with batches). */
+export const WORKER_MEMORY = 256 * 2 ** 20;
+
+/** Most workers a run starts: WORKERS_PER_CORE per core, and one per WORKER_MEMORY of memory. */
+export function maxWorkers(): number {
+  return Math.max(1, Math.min(WORKERS_PER_CORE * availableParallelism(), Math.floor(totalmem() / WORKER_MEMORY)));
 }
 
 /** A model's weights as [name, data] pairs, the form the workers receive them in. */

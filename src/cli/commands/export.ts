@@ -10,6 +10,7 @@ import { exportTfjs } from '../../io/export-tfjs.js';
 import { exportOnnx } from '../../io/export-onnx.js';
 import { parseChoice } from '../options.js';
 import { UsageError } from '../../errors.js';
+import { sameFile } from '../../io/files.js';
 
 interface ExportFlags {
   to: string;
@@ -49,6 +50,7 @@ export function register(program: Command): void {
         return;
       }
       if (f.force) throw new UsageError('--force applies to --to tfjs only');
+      if (sameFile(ckpt, f.out)) throw new UsageError(`-o ${f.out} is the input ${ckpt}; give another output file`);
       const format = f.format === undefined ? undefined : parseChoice('--format', f.format, ['safetensors', 'pt'] as const);
       await useBackend(f.backend, { quiet: true }); // only holds the weights while they are read
       const r = await exportPyTorch(ckpt, f.out, { format, prefix: f.prefix });

@@ -43,7 +43,7 @@ export function register(program: Command): void {
     checkGrid(base, { cycles, resParams }, ctl);
     const ds = loadDataset(base.dataset);
     const backend = await initBackend(flags as { backend?: string });
-    ctl.workers = resolveWorkers(flags.workers as string | undefined, backend.name);
+    ctl.workers = resolveWorkers(flags.workers as string | undefined, backend.name, (m) => process.stderr.write(`cnnf: ${m}\n`));
     let prefix = '';
     const inner = progressHooks(Boolean(flags.json), '', 'grid');
     const hooks = {

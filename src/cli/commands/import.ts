@@ -1,8 +1,9 @@
 /** `cnnf import --from pytorch`: reference PyTorch-layout weights -> cnnf checkpoint. */
 import type { Command } from 'commander';
 import { UsageError } from '../../errors.js';
-import { saveArrays } from '../../io/checkpoint.js';
-import { checkOutputFile } from '../../io/files.js';
+import { checkArraysReadable, saveArrays } from '../../io/checkpoint.js';
+import { checkOutputFile, sameFile } from '../../io/files.js';
+import { useBackend } from '../../backend/index.js';
 import { fromPyTorch, inferPyTorchWidths, refuseCnnfCheckpoint } from '../../io/pytorch.js';
 import { readPyTorchWeights } from '../../io/torch.js';
 import { getArch, makeConfig, paramSpecs } from '../../models/arch.js';
@@ -40,6 +41,7 @@ export function register(program: Command): void {
     .action(async (input: string, f: ImportFlags) => {
       parseChoice('--from', f.from, ['pytorch'] as const);
       checkOutputFile(f.out, '-o'); // before reading anything
+      if (sameFile(input, f.out)) throw new UsageError(`-o ${f.out} is the input ${input}; give another output file`);
       const readout = parseChoice('--readout', f.readout, ['last', 'average'] as const);
       const cycles = parseInteger('--cycles', f.cycles ?? '0', 0, 100);
       const ind = f.ind !== undefined ? parseInteger('--ind', f.ind, 0, 2) : cycles > 0 ? 2 : 0;
@@ -54,14 +56,18 @@ export function register(program: Command): void {
       if (extra.length > 0 && f.prefix === '') throw new UsageError(`${input}: unexpected tensor ${extra[0]} for arch ${config.arch}`);
       const shaped = new Map(paramSpecs(config).map((p) => [p.name, { shape: p.shape, data: arrays.get(p.name)! }]));
       const classNames = f.dataset === 'fashion-mnist' && config.numClasses === 10 ? [...FASHION_MNIST_CLASS_NAMES] : undefined;
-      saveArrays(f.out, config, shaped, {
+      const opts = {
         readout,
         dataset: f.dataset,
         classNames,
         source: `imported from PyTorch ${file.format === 'torch.save' ? 'checkpoint' : 'weights'} ${input.split('/').pop()}`,
         training: file.metadata && Object.keys(file.metadata).length > 0 ? { pytorchMetadata: file.metadata } : {},
-        dtype: f.f16 ? 'F16' : 'F32',
-      });
+        dtype: f.f16 ? 'F16' as const : 'F32' as const,
+      };
+      // never write a checkpoint that cnnf would refuse to read (float16 overflow, non-finite outputs)
+      await useBackend(process.env.CNNF_BACKEND ?? 'auto', { quiet: true });
+      checkArraysReadable(input, config, shaped, opts);
+      saveArrays(f.out, config, shaped, opts);
       process.stdout.write(`wrote ${f.out} (${config.arch}, fc ${config.fc.join(',')}, ${config.numClasses} classes, ind ${config.ind}, cycles ${config.cycles}, res_param ${config.resParam})\n`);
     });
 }

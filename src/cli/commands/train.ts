@@ -212,7 +212,7 @@ export function register(program: Command): void {
       // every input check (and the dataset load) before the backend starts
       const { ds } = preflightTraining(opts, ctl);
       const backend = await initBackend(flags as { backend?: string });
-      const workers = resolveWorkers(flags.workers as string | undefined, backend.name);
+      const workers = resolveWorkers(flags.workers as string | undefined, backend.name, (m) => process.stderr.write(`cnnf: ${m}\n`));
       const hooks = { ...progressHooks(Boolean(flags.json)), dataset: ds };
       try {
         const res = await trainModel(opts, { ...ctl, workers }, hooks);
