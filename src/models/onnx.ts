@@ -239,25 +239,62 @@ function pool(ctx: Ctx, kind: 'max' | 'avg'): tf.Tensor {
     xh = tf.pad(xh, pad);
     pad = 'valid';
   }
-  const padArg = pad as 'valid' | 'same' | number;
-  if (Array.isArray(pad) && pad.every(([a, b]) => a === 0 && b === 0)) {
-    const y = kind === 'max' ? tf.maxPool(xh, k, s, 'valid') : tf.avgPool(xh, k, s, 'valid');
-    return toNCHW(y);
+  if (kind === 'max') {
+    // explicit padding (padded cells never win a max), then PyTorch's tie rule for the gradient
+    let padded = xh;
+    if (Array.isArray(pad) && pad.some(([a, b]) => a !== 0 || b !== 0)) padded = tf.pad(xh, pad, -3.4e38);
+    return toNCHW(maxPoolFirst(padded, k, s));
   }
+  const padArg = pad as 'valid' | 'same' | number;
+  if (Array.isArray(pad) && pad.every(([a, b]) => a === 0 && b === 0)) return toNCHW(tf.avgPool(xh, k, s, 'valid'));
   if (Array.isArray(pad)) {
-    // tfjs pools take explicit padding in their conv_util form; padded cells never win a max and are not counted in an average
-    if (kind === 'max') {
-      const padded = tf.pad(xh, pad, -3.4e38);
-      return toNCHW(tf.maxPool(padded, k, s, 'valid'));
-    }
     // average excluding the padding: sum of values / count of real cells
     const ones = tf.onesLike(xh);
     const sum = tf.avgPool(tf.pad(xh, pad), k, s, 'valid');
     const cnt = tf.avgPool(tf.pad(ones, pad), k, s, 'valid');
     return toNCHW(tf.div(sum, cnt) as tf.Tensor4D);
   }
-  const y = kind === 'max' ? tf.maxPool(xh, k, s, padArg) : tf.avgPool(xh, k, s, padArg);
-  return toNCHW(y);
+  return toNCHW(tf.avgPool(xh, k, s, padArg));
+}
+
+/**
+ * Max pooling ('valid', NHWC) whose gradient goes to the FIRST maximal position of each window in
+ * row-major order, as PyTorch's (and so torch.autograd.grad on the exported model): tfjs's own
+ * MaxPoolGrad may pick another of tied positions, and ties are common (a constant background gives
+ * equal activations across a window). Built from stock ops, so it runs on every backend.
+ */
+function maxPoolFirst(xp: tf.Tensor4D, k: [number, number], s: [number, number]): tf.Tensor4D {
+  const f = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
+    const y = tf.maxPool(x as tf.Tensor4D, k, s, 'valid');
+    save([x, y]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xs, ys] = saved as [tf.Tensor4D, tf.Tensor4D];
+        const [n, H, W, c] = xs.shape;
+        const [, oh, ow] = ys.shape;
+        let taken: tf.Tensor = tf.zerosLike(ys);
+        let dx: tf.Tensor = tf.zeros(xs.shape);
+        for (let di = 0; di < k[0]; di++) {
+          for (let dj = 0; dj < k[1]; dj++) {
+            const win = tf.stridedSlice(xs, [0, di, dj, 0], [n, di + (oh - 1) * s[0] + 1, dj + (ow - 1) * s[1] + 1, c], [1, s[0], s[1], 1]);
+            const first = tf.mul(tf.cast(tf.equal(win, ys), 'float32'), tf.sub(1, taken));
+            taken = tf.add(taken, first);
+            // dy at the window's first maximum, spread back onto the stride grid at offset (di, dj)
+            let g: tf.Tensor = tf.mul(dy, first);
+            g = tf.reshape(tf.pad(tf.reshape(g, [n, oh, 1, ow * c]), [[0, 0], [0, 0], [0, s[0] - 1], [0, 0]]), [n, oh * s[0], ow, c]);
+            g = tf.reshape(tf.pad(tf.reshape(g, [n * oh * s[0], ow, 1, c]), [[0, 0], [0, 0], [0, s[1] - 1], [0, 0]]), [n, oh * s[0], ow * s[1], c]);
+            const rows = Math.min(oh * s[0], H - di);
+            const cols = Math.min(ow * s[1], W - dj);
+            g = tf.slice(g, [0, 0, 0, 0], [n, rows, cols, c]);
+            dx = tf.add(dx, tf.pad(g, [[0, 0], [di, H - di - rows], [dj, W - dj - cols], [0, 0]]));
+          }
+        }
+        return dx;
+      },
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return f(xp) as tf.Tensor4D;
 }
 
 function axesOf(ctx: Ctx, attrName: string, inputIndex: number, fromOpset: number): number[] | undefined {
