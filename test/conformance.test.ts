@@ -25,7 +25,8 @@ describe('conformance with the reference fixture', () => {
     expect(code).toBe(0);
   });
 
-  it('recomputes every tensor within 1e-5 relative on cpu too, deciding one float32 ReLU tie the float64 way', async () => {
+  // tfjs-cpu is a secondary backend, 5x slower than wasm here (~60 s): an opt-in check, as the cpu APGD gap list
+  it.runIf(process.env.CNNF_FULL_EVAL === '1')('recomputes every tensor within 1e-5 relative on cpu too, deciding one float32 ReLU tie the float64 way', async () => {
     const { code, report } = await run('cpu');
     expect(report.backend).toBe('cpu');
     const rows = report.reports[0].rows;
