@@ -13,6 +13,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { UsageError } from '../errors.js';
+import { conv2dSame, linear } from '../nn/ops.js';
 import { adaptInput, checkAdapter, type ForeignClassifier, type InputAdapter } from './foreign.js';
 
 export interface OnnxInit {
@@ -152,7 +153,12 @@ function conv(ctx: Ctx): tf.Tensor {
   const xh = toNHWC(x);
   const pad = pad2d(ctx, [x.shape[2], x.shape[3]], [kh, kw], strides, dil);
   let y: tf.Tensor4D;
-  if (group === 1) {
+  const same = Array.isArray(pad) && kh % 2 === 1 && kw % 2 === 1 && pad[1][0] === (kh - 1) / 2 && pad[1][1] === (kh - 1) / 2 && pad[2][0] === (kw - 1) / 2 && pad[2][1] === (kw - 1) / 2;
+  if (group === 1 && same && strides[0] === 1 && strides[1] === 1 && dil[0] === 1 && dil[1] === 1) {
+    // cnnf's own stride-1 'same' convolution: its input gradient is a convolution with the flipped
+    // filter (XNNPACK on wasm), several times faster than tfjs-wasm's Conv2DBackpropInput
+    y = conv2dSame(xh, tf.transpose(w, [2, 3, 1, 0]) as tf.Tensor4D);
+  } else if (group === 1) {
     y = tf.conv2d(xh, tf.transpose(w, [2, 3, 1, 0]) as tf.Tensor4D, strides, pad, 'NHWC', dil);
   } else if (group === c && cg === 1 && tf.getKernel('DepthwiseConv2dNativeBackpropInput', tf.getBackend())) {
     // depthwise: output channel m = ci * k + q reads input channel ci
@@ -563,7 +569,10 @@ const OPS: Record<string, OpFn> = {
     const a = input(ctx, 0);
     const b = input(ctx, 1);
     if (a.rank !== 2 || b.rank !== 2) fail(ctx, `inputs [${a.shape.join(', ')}] and [${b.shape.join(', ')}] are not matrices`);
-    let y: tf.Tensor = tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D, attrI(ctx, 'transA', 0) === 1, attrI(ctx, 'transB', 0) === 1);
+    const ta = attrI(ctx, 'transA', 0) === 1;
+    const tb = attrI(ctx, 'transB', 0) === 1;
+    // cnnf's linear (gradients as untransposed matMuls, fast on wasm) for the usual x @ W / x @ W^T
+    let y: tf.Tensor = ta ? tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D, true, tb) : linear(a as tf.Tensor2D, (tb ? tf.transpose(b) : b) as tf.Tensor2D);
     const alpha = attrF(ctx, 'alpha', 1);
     if (alpha !== 1) y = tf.mul(y, alpha);
     const c = optInput(ctx, 2);
