@@ -363,6 +363,22 @@ describe('hostile ONNX files: one line, exit 2, nothing run', () => {
     });
   }
 
+  it('a million nodes are refused before the protobuf is decoded', () => {
+    // GraphProto.node (field 1) x 1M, each a NodeProto with op_type (field 4) "Relu": 10 MB
+    const node = Buffer.from([0x0a, 0x06, 0x22, 0x04, ...Buffer.from('Relu')]);
+    const graph = Buffer.concat(Array.from({ length: 1_000_000 }, () => node));
+    const len: number[] = [];
+    for (let n = graph.length; ; n = Math.floor(n / 128)) {
+      len.push((n & 0x7f) | (n >= 128 ? 0x80 : 0));
+      if (n < 128) break;
+    }
+    const p = write('million.onnx', Buffer.concat([Buffer.from([0x08, 0x08, 0x3a, ...len]), graph]));
+    const before = process.memoryUsage().heapUsed;
+    expect(() => readOnnxModelFile(p)).toThrow(/has 1000000 nodes \(at most 20000\)/);
+    // refused from the wire format: no million node objects were built
+    expect(process.memoryUsage().heapUsed - before).toBeLessThan(200 * 1024 * 1024);
+  });
+
   it('a protobuf nested far too deep is refused without a stack overflow reaching the user', () => {
     // Graph.node (field 1) -> Node.attribute (field 5) -> Attribute.g (field 6) -> Graph ..., 400 rounds deep (protobufjs stops at 100 levels; a recursive decoder without a limit would overflow the stack much deeper)
     const varint = (n: number): number[] => {

@@ -162,6 +162,58 @@ function shapeOf(vi: Record<string, unknown>): Array<number | null> | null {
   });
 }
 
+/**
+ * Counts the graph's nodes and initializers on the protobuf wire format, before decoding (which
+ * builds an object per message): a file of a million tiny nodes is refused without building them.
+ * Only tags, varints and lengths are read; anything malformed is left to the decoder to refuse.
+ */
+function countGraphEntries(buf: Uint8Array): { nodes: number; initializers: number } {
+  let pos = 0;
+  const varint = (end: number): number => {
+    let v = 0;
+    let mul = 1;
+    while (pos < end) {
+      const b = buf[pos++];
+      v += (b & 0x7f) * mul;
+      if (b < 0x80) return v;
+      mul *= 128;
+      if (mul > 2 ** 56) break;
+    }
+    return -1;
+  };
+  const skip = (wire: number, end: number): boolean => {
+    if (wire === 0) return varint(end) >= 0;
+    if (wire === 1) pos += 8;
+    else if (wire === 5) pos += 4;
+    else if (wire === 2) {
+      const len = varint(end);
+      if (len < 0) return false;
+      pos += len;
+    } else return false;
+    return pos <= end;
+  };
+  const out = { nodes: 0, initializers: 0 };
+  while (pos < buf.length) {
+    const tag = varint(buf.length);
+    if (tag < 0) break;
+    if (tag === 0x3a) {
+      // ModelProto.graph: walk its top-level fields
+      const len = varint(buf.length);
+      if (len < 0) break;
+      const end = Math.min(buf.length, pos + len);
+      while (pos < end) {
+        const t = varint(end);
+        if (t < 0) break;
+        if (t === 0x0a) out.nodes++;
+        else if (t === 0x2a) out.initializers++;
+        if (!skip(t & 7, end)) break;
+      }
+      pos = end;
+    } else if (!skip(tag & 7, buf.length)) break;
+  }
+  return out;
+}
+
 export interface OnnxModelFile {
   path: string;
   sha256: string;
@@ -224,6 +276,9 @@ export function readOnnxModelFile(path: string): OnnxModelFile {
   const fail = (what: string): never => {
     throw new UsageError(`${path}: ${what}`);
   };
+  const counts = countGraphEntries(buf);
+  if (counts.nodes > MAX_ONNX_NODES) return fail(`has ${counts.nodes} nodes (at most ${MAX_ONNX_NODES})`);
+  if (counts.initializers > MAX_ONNX_INITIALIZERS) return fail(`has ${counts.initializers} initializers (at most ${MAX_ONNX_INITIALIZERS})`);
   let msg: Record<string, unknown>;
   try {
     const T = onnxModelType();
