@@ -18,22 +18,13 @@ import { PGD, lossGradient, predictLogits, type Victim } from '../src/attacks/in
 import { IMAGE_PIXELS, loadDataset } from '../src/data/index.js';
 import { buildOnnxModel, readOnnxModelFile } from '../src/io/onnx.js';
 import { ROOT } from './helpers/cli.js';
+import { relErr } from './helpers/tf.js';
 
 const PY = '/usr/bin/python3';
 const hasTorch = spawnSync(PY, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
 if (!hasTorch) console.log('onnx-torch.test.ts skipped: /usr/bin/python3 cannot import torch (sudo .ci/install-torch.sh installs Debian\'s python3-torch)');
 
 const N = 8;
-
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0;
-  let m = 0;
-  for (let i = 0; i < b.length; i++) {
-    d = Math.max(d, Math.abs(a[i] - b[i]));
-    m = Math.max(m, Math.abs(b[i]));
-  }
-  return d / m;
-}
 
 describe.skipIf(!hasTorch)('ONNX from torch.onnx.export: the same logits, gradients and PGD end points as PyTorch', () => {
   const dir = mkdtempSync(join(tmpdir(), 'cnnf-torch-onnx-'));

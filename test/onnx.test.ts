@@ -23,6 +23,7 @@ import { exportOnnx } from '../src/io/export-onnx.js';
 import protobuf from 'protobufjs';
 import { ONNX_PROTO } from '../src/io/onnx-schema.js';
 import { cnnf, oneLineError, referenceModel } from './helpers/cli.js';
+import { relErr } from './helpers/tf.js';
 
 /** Decodes ONNX bytes to a plain object, lets `edit` change it, and encodes it again (for files cnnf's encoder would not write). */
 function reencode(bytes: Uint8Array, edit: (m: any) => void): Uint8Array {
@@ -47,17 +48,6 @@ function randn(rng: () => number, n: number, scale: number): Float32Array {
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) out[i] = (rng() * 2 - 1) * scale;
   return out;
-}
-
-/** max |a - b| / max |b|: the relative error of a whole tensor. */
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0;
-  let m = 0;
-  for (let i = 0; i < b.length; i++) {
-    d = Math.max(d, Math.abs(a[i] - b[i]));
-    m = Math.max(m, Math.abs(b[i]));
-  }
-  return d / m;
 }
 
 async function ortRun(bytes: Uint8Array, x: Float32Array, dims: number[]): Promise<Float32Array> {
