@@ -7,6 +7,7 @@
  *   npm run bench -- --startup-only      (just the CLI start-up row: `node bin/cnnf --help`)
  *   npm run bench -- --memory-only       (just the peak-RSS rows: `cnnf eval` and `cnnf train`, 2 workers)
  *   npm run bench -- --float64-only      (just the float64 row: CNNF64.evaluate, one example, ind 2, 2 cycles, e2e)
+ *   npm run bench -- --autoattack        (cnnf's AutoAttack vs AutoAttack's own PyTorch code: bench/autoattack.ts)
  *
  * Tasks (ms per batch = median of `reps` runs after `warmup` runs):
  *   infer     model.logits(x) with cycles, in tf.tidy, + data()
@@ -408,6 +409,11 @@ function memoryLines(m: Awaited<ReturnType<typeof memoryBench>>): string[] {
 }
 
 async function main(): Promise<void> {
+  if (process.argv.includes('--autoattack')) {
+    const { mainAutoAttack } = await import('./autoattack.js');
+    await mainAutoAttack(process.argv.slice(2));
+    return;
+  }
   const o = parseArgs(process.argv.slice(2));
   if (o.startupOnly) {
     const s = cliStartup(Math.max(o.reps, 5));
