@@ -101,7 +101,7 @@ describe('cnnf export --to onnx of a CNN-F (cycles unrolled) vs cnnf', () => {
     expect(relErr(await ortRun(bytes, nchw, N), wantAverage)).toBeLessThan(1e-5);
   });
 
-  it('exportOnnx writes the metadata; cnnf\'s ONNX executor reads the 2-cycle file back with model.run\'s logits', async () => {
+  it('exportOnnx writes the metadata; cnnf\'s ONNX executor reads the 2-cycle file back with model.run\'s logits (16 images)', async () => {
     const path = join(dir, 'cnnf-2.onnx');
     const r = await exportOnnx(CNNF, path, { cycles: 2 });
     expect([r.cycles, r.readout]).toEqual([2, 'last']);

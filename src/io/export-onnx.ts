@@ -36,7 +36,7 @@ import { encodeOnnxModel, ONNX_ADAPTER_KEY, type OnnxModelSpec, type OnnxNodeSpe
 /** cnnf's InsNorm epsilon (src/nn/ops.ts insNorm). */
 const INS_EPS = 1e-8;
 export const ONNX_EXPORT_OPSET = 17;
-/** Most feedback cycles `--to onnx` unrolls (each adds ~170 nodes and a feedback + forward pass per image). */
+/** Most feedback cycles `--to onnx` unrolls (each adds ~190 nodes and a feedback + forward pass per image). */
 export const ONNX_MAX_CYCLES = 10;
 /** The metadata key of what an exported graph computes (arch, cycles unrolled, readout, ...): informational. */
 export const ONNX_MODEL_KEY = 'cnnf.model';

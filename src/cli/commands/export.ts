@@ -27,7 +27,7 @@ interface ExportFlags {
 export function register(program: Command): void {
   const cmd = program
     .command('export')
-    .description('write a cnnf checkpoint\'s weights in the reference PyTorch names and layouts (inverse of cnnf import), or a plain CNN as a TF.js LayersModel folder')
+    .description('write a cnnf checkpoint\'s weights in the reference PyTorch names and layouts (inverse of cnnf import), a plain CNN as a TF.js LayersModel folder, or a CNN or CNN-F (cycles unrolled) as one ONNX graph')
     .argument('<checkpoint>', 'cnnf checkpoint (.safetensors)')
     .requiredOption('--to <format>', 'target framework: pytorch | tfjs (plain CNNs: a LayersModel folder with model.json, weight shard and model.cnnf.json) | onnx (CNN or CNN-F: one .onnx file, NCHW input in [-1, 1], feedback cycles unrolled)')
     .option('--format <f>', 'file format: safetensors | pt (torch.save zip, torch.load(weights_only=True) reads it); default from the -o extension')
