@@ -187,7 +187,7 @@ describe('pooling ties follow cnnf\'s rule (the FIRST maximal / minimal position
     expect(relErr(await ortRun(encodeOnnxModel(spec), input, n), want)).toBeLessThan(1e-5);
     // the same graph with the window priority reversed (ties to the LAST maximal / minimal position)
     for (const init of spec.initializers) if (init.name.startsWith('window_priority_')) init.data = (init.data as Float32Array).map((p) => 5 - p);
-    expect(relErr(await ortRun(encodeOnnxModel(spec), input, n), want)).toBeGreaterThan(1e-4);
+    expect(relErr(await ortRun(encodeOnnxModel(spec), input, n), want)).toBeGreaterThan(1e-3); // measured 2-5%
   });
 });
 
