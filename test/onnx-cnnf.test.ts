@@ -22,12 +22,12 @@ import { exportOnnx, OnnxGraphBuilder, onnxSpecOfCnnf, ONNX_MODEL_KEY } from '..
 import { buildOnnxModel, encodeOnnxModel, readOnnxModelFile, type OnnxModelSpec } from '../src/io/onnx.js';
 import { ONNX_PROTO } from '../src/io/onnx-schema.js';
 import { firstMaxMask } from '../src/nn/maxpool.js';
-import { readoutOf } from '../src/models/cnnf.js';
+import { CNNF, readoutOf } from '../src/models/cnnf.js';
 import { cnnf, inParallel, oneLine, ROOT } from './helpers/cli.js';
 import { relErr } from './helpers/tf.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cnnf-onnx-cnnf-'));
-const CNNF = join(ROOT, 'models', 'cnnf-fmnist.safetensors');
+const CNNF_PATH = join(ROOT, 'models', 'cnnf-fmnist.safetensors');
 const CNN = join(ROOT, 'models', 'cnn-fmnist.safetensors');
 const N = 64;
 let ck: LoadedCheckpoint;
@@ -42,7 +42,7 @@ let wantAverage: Float32Array;
 beforeAll(async () => {
   await useBackend('wasm', { quiet: true });
   ort.env.wasm.numThreads = 1;
-  ck = loadCheckpoint(CNNF);
+  ck = loadCheckpoint(CNNF_PATH);
   arrays = await ck.model.toArrays();
   const ds = loadDataset({ dataset: 'fashion-mnist', testSubset: 'stride:100' });
   x = tf.tensor4d(ds.test.images.subarray(0, N * IMAGE_PIXELS), [N, 28, 28, 1]);
@@ -103,7 +103,7 @@ describe('cnnf export --to onnx of a CNN-F (cycles unrolled) vs cnnf', () => {
 
   it('exportOnnx writes the metadata; cnnf\'s ONNX executor reads the 2-cycle file back with model.run\'s logits (16 images)', async () => {
     const path = join(dir, 'cnnf-2.onnx');
-    const r = await exportOnnx(CNNF, path, { cycles: 2 });
+    const r = await exportOnnx(CNNF_PATH, path, { cycles: 2 });
     expect([r.cycles, r.readout]).toEqual([2, 'last']);
     const meta = JSON.parse(metadata(readFileSync(path))[ONNX_MODEL_KEY]) as Record<string, unknown>;
     expect(meta).toMatchObject({ arch: 'fmnist', ind: 2, resParam: 0.1, checkpointCycles: 1, cycles: 2, readout: 'last' });
@@ -151,6 +151,25 @@ describe('cnnf export --to onnx of a CNN-F (cycles unrolled) vs cnnf', () => {
   });
 });
 
+describe('other feedback levels and architectures (seeded random weights, 8 test images, 2 cycles)', () => {
+  // ind 0 feeds back to the image, ind 1 to conv block 1 (through blocks without a pool); "small" pools after both its blocks
+  for (const [arch, ind, resParam] of [['small', 0, 0.1], ['small', 1, 0.3], ['fmnist', 0, 0.1], ['fmnist', 1, 0]] as const) {
+    it(`${arch}, ind ${ind}, res_param ${resParam}: onnxruntime gives model.run's logits within 1e-5`, async () => {
+      const m = CNNF.init({ arch, ind, cycles: 2, resParam, fc: arch === 'fmnist' ? [64, 32] : [32] }, 11);
+      try {
+        const n = 8;
+        const xs = tf.slice(x, [0, 0, 0, 0], [n, 28, 28, 1]);
+        const logits = tf.tidy(() => m.run(xs, { cycles: 2 }).logits[2].dataSync() as Float32Array);
+        xs.dispose();
+        const bytes = encodeOnnxModel(onnxSpecOfCnnf(m.config, await m.toArrays(), 2, 'last'));
+        expect(relErr(await ortRun(bytes, nchw.subarray(0, n * 784), n), logits)).toBeLessThan(1e-5);
+      } finally {
+        m.dispose();
+      }
+    });
+  }
+});
+
 describe('pooling ties follow cnnf\'s rule (the FIRST maximal / minimal position of each window)', () => {
   it('the graph\'s selection mask equals src/nn\'s firstMaxMask on windows full of ties (onnxruntime)', async () => {
     const g = new OnnxGraphBuilder();
@@ -195,9 +214,9 @@ describe('cnnf export --to onnx (CLI)', () => {
   it('exports the shipped CNN-F with its cycles; bad --cycles / --readout: one line, exit 2', async () => {
     const out = join(dir, 'cli.onnx');
     const [ok, big, bad] = await inParallel([
-      () => cnnf(['export', CNNF, '--to', 'onnx', '-o', out]),
-      () => cnnf(['export', CNNF, '--to', 'onnx', '--cycles', '11', '-o', join(dir, 'x.onnx')]),
-      () => cnnf(['export', CNNF, '--to', 'onnx', '--readout', 'first', '-o', join(dir, 'x.onnx')]),
+      () => cnnf(['export', CNNF_PATH, '--to', 'onnx', '-o', out]),
+      () => cnnf(['export', CNNF_PATH, '--to', 'onnx', '--cycles', '11', '-o', join(dir, 'x.onnx')]),
+      () => cnnf(['export', CNNF_PATH, '--to', 'onnx', '--readout', 'first', '-o', join(dir, 'x.onnx')]),
     ]);
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stdout).toMatch(/1 feedback cycle unrolled \(ind 2, res_param 0\.1\), readout last/);
@@ -205,8 +224,8 @@ describe('cnnf export --to onnx (CLI)', () => {
     expect(oneLine(big)).toMatch(/--cycles must be <= 10/);
     expect(oneLine(bad)).toMatch(/--readout must be one of last, average/);
     // the library refuses the same (and --cycles on a plain CNN) before reading the checkpoint or writing
-    await expect(exportOnnx(CNNF, join(dir, 'y.onnx'), { cycles: -1 })).rejects.toThrow(/--cycles must be an integer 0\.\.10/);
-    await expect(exportOnnx(CNNF, join(dir, 'y.onnx'), { readout: 'first' as never })).rejects.toThrow(/--readout must be one of last, average/);
+    await expect(exportOnnx(CNNF_PATH, join(dir, 'y.onnx'), { cycles: -1 })).rejects.toThrow(/--cycles must be an integer 0\.\.10/);
+    await expect(exportOnnx(CNNF_PATH, join(dir, 'y.onnx'), { readout: 'first' as never })).rejects.toThrow(/--readout must be one of last, average/);
     await expect(exportOnnx(CNN, join(dir, 'y.onnx'), { cycles: 2 })).rejects.toThrow(/plain CNN .*--cycles 2 applies to CNN-F/);
     expect(existsSync(join(dir, 'y.onnx')) || existsSync(join(dir, 'x.onnx'))).toBe(false);
   });
