@@ -13,7 +13,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { UsageError } from '../errors.js';
-import { conv2dSame, linear } from '../nn/ops.js';
+import { untaped } from '../backend/engine.js';
+import { conv2dSame, convTransposeSame, linear } from '../nn/ops.js';
 import { adaptInput, checkAdapter, type ForeignClassifier, type InputAdapter } from './foreign.js';
 
 export interface OnnxInit {
@@ -202,6 +203,12 @@ function convTranspose(ctx: Ctx): tf.Tensor {
   const op = attrInts(ctx, 'output_padding') ?? [0, 0];
   if (p.length !== 4 || op.length !== 2 || p.some((v) => v < 0) || op.some((v, i) => v < 0 || v >= s[i])) fail(ctx, `pads [${p.join(', ')}] / output_padding [${op.join(', ')}] are not valid`);
   const [n, , h, wd] = x.shape;
+  if (s[0] === 1 && s[1] === 1 && kh % 2 === 1 && kw % 2 === 1 && op[0] === 0 && op[1] === 0 && p[0] === (kh - 1) / 2 && p[2] === (kh - 1) / 2 && p[1] === (kw - 1) / 2 && p[3] === (kw - 1) / 2) {
+    // stride 1, 'same' pads: cnnf's transposed convolution (a convolution with the flipped filter, XNNPACK on wasm, and its gradients)
+    let y = convTransposeSame(toNHWC(x), tf.transpose(w, [2, 3, 1, 0]) as tf.Tensor4D);
+    if (b) y = tf.add(y, tf.reshape(b, [m]));
+    return toNCHW(y);
+  }
   const fh = (h - 1) * s[0] + kh;
   const fw = (wd - 1) * s[1] + kw;
   let y = tf.conv2dTranspose(toNHWC(x), tf.transpose(w, [2, 3, 1, 0]) as tf.Tensor4D, [n, fh, fw, m], s, 'valid');
@@ -489,9 +496,11 @@ const binary: Record<string, (a: tf.Tensor, b: tf.Tensor) => tf.Tensor> = {
   Mul: (a, b) => tf.mul(a, b),
   Div: (a, b) => (a.dtype === 'int32' && b.dtype === 'int32' ? tf.cast(tf.div(tf.cast(a, 'float32'), tf.cast(b, 'float32')), 'int32') : tf.div(a, b)),
   Pow: (a, b) => tf.pow(a, tf.cast(b, a.dtype)),
-  Equal: (a, b) => tf.equal(a, b),
-  Greater: (a, b) => tf.greater(a, b),
-  Less: (a, b) => tf.less(a, b),
+  // comparisons are piecewise constant: their (bool) results are constants for backprop, untaped, so
+  // that a mask built from them (Cast, Mul) does not ask tfjs for a gradient of Equal, which it has none of
+  Equal: (a, b) => untaped(() => tf.equal(a, b)),
+  Greater: (a, b) => untaped(() => tf.greater(a, b)),
+  Less: (a, b) => untaped(() => tf.less(a, b)),
 };
 
 type OpFn = (ctx: Ctx) => tf.Tensor | tf.Tensor[];
