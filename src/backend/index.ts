@@ -57,6 +57,7 @@ async function activateWebgpu(): Promise<WebgpuProbe> {
     const ok = await tf.setBackend('webgpu');
     if (ok && tf.getBackend() === 'webgpu') {
       await tf.ready();
+      explainSyncReads(tf.backend() as unknown as { readSync(id: unknown): unknown });
       activeAdapter = p.adapter;
       return p;
     }
@@ -64,6 +65,25 @@ async function activateWebgpu(): Promise<WebgpuProbe> {
     return { available: false, reason: `tfjs-backend-webgpu did not start (${String((e as Error).message ?? e).split('\n')[0].slice(0, 200)})`, hint: 'see `cnnf backends`' };
   }
   return { available: false, reason: 'tfjs-backend-webgpu did not start', hint: 'see `cnnf backends`' };
+}
+
+/**
+ * tfjs-backend-webgpu's synchronous read (dataSync, arraySync, bufferSync) of a tensor on the device
+ * draws into an OffscreenCanvas, which Node.js lacks: its ReferenceError becomes an error that names
+ * the cause (values still on the CPU read as before).
+ */
+function explainSyncReads(backend: { readSync(id: unknown): unknown }): void {
+  const readSync = backend.readSync;
+  backend.readSync = function (this: unknown, id: unknown) {
+    try {
+      return readSync.call(this, id);
+    } catch (e) {
+      if (e instanceof ReferenceError && /OffscreenCanvas/.test(e.message)) {
+        throw new Error('a synchronous read (dataSync/arraySync/bufferSync) of a webgpu tensor: impossible in Node.js (no OffscreenCanvas); read it with await t.data()');
+      }
+      throw e;
+    }
+  };
 }
 
 export interface BackendInfo {

@@ -1,0 +1,111 @@
+/**
+ * The webgpu backend (optional: the packages webgpu and @tensorflow/tfjs-backend-webgpu, and a Vulkan
+ * adapter, e.g. Mesa's llvmpipe). Skipped with a one-line note where either is missing; the exit-2
+ * errors for a missing package or adapter are tested everywhere (through CNNF_WEBGPU_DISABLE).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { probeWebgpu } from '../src/backend/webgpu.js';
+import { releaseBackend, useBackend, tf } from '../src/backend/index.js';
+import { readCheckpointFile, type CheckpointFile } from '../src/io/checkpoint.js';
+import { CNNF } from '../src/models/cnnf.js';
+import { loadDataset } from '../src/data/index.js';
+import { cnnf, oneLineError, referenceModel } from './helpers/cli.js';
+import { relErr } from './helpers/tf.js';
+
+const probe = probeWebgpu();
+if (!probe.available) console.log(`webgpu tests skipped: ${probe.reason}`);
+
+const ATTACK = ['attack', '--backend', 'webgpu', '--method', 'pgd', '--eps', '0.1', '--test-subset', 'first:2'];
+
+describe('webgpu: one-line errors (exit 2)', () => {
+  it('names the missing packages and how to install them', async () => {
+    const r = await cnnf([...ATTACK, '--model', referenceModel('cnn-adv')], { env: { CNNF_WEBGPU_DISABLE: 'package' } });
+    expect(r.code).toBe(2);
+    expect(oneLineError(r)).toBe(
+      'cnnf: backend webgpu is not available: webgpu and @tensorflow/tfjs-backend-webgpu are not installed (npm install webgpu@0.6.2 @tensorflow/tfjs-backend-webgpu@4.22.0)',
+    );
+  });
+
+  it('says when no adapter exists and how to get one; cnnf backends lists it as unavailable', async () => {
+    const r = await cnnf([...ATTACK, '--model', referenceModel('cnn-adv')], { env: { CNNF_WEBGPU_DISABLE: 'adapter' } });
+    expect(r.code).toBe(2);
+    expect(oneLineError(r)).toMatch(/^cnnf: backend webgpu is not available: no WebGPU adapter found \(on Debian bookworm: apt-get install -t bookworm-backports libvulkan1 mesa-vulkan-drivers/);
+    const b = await cnnf(['backends', '--json'], { env: { CNNF_WEBGPU_DISABLE: 'adapter' } });
+    expect(b.code).toBe(0);
+    const list = JSON.parse(b.stdout) as { auto: string; backends: Array<{ name: string; available: boolean; detail: string }> };
+    expect(list.backends.map((x) => x.name)).toEqual(['tensorflow-gpu', 'tensorflow', 'webgpu', 'wasm', 'cpu']);
+    expect(list.backends.find((x) => x.name === 'webgpu')).toMatchObject({ available: false });
+    expect(list.auto).not.toBe('webgpu');
+  });
+});
+
+describe.skipIf(!probe.available)('webgpu against wasm', () => {
+  // images without a near-tie in any max-pool or ReLU decision (README "Backends": a near-tie, two
+  // values of a pool window within float32 rounding, may be decided differently by each backend)
+  const N = 2;
+  let images: Float32Array;
+  let labels: Int32Array;
+  const files: Record<string, CheckpointFile> = {};
+
+  beforeAll(() => {
+    const ds = loadDataset({ dataset: 'fashion-mnist', testSubset: 'stride:1250' });
+    images = ds.test.images.slice(0, N * 784);
+    labels = ds.test.labels.slice(0, N);
+    for (const m of ['cnn-adv', 'cnnf-adv']) files[m] = readCheckpointFile(referenceModel(m));
+  });
+  afterAll(async () => {
+    releaseBackend();
+    await useBackend('wasm', { quiet: true });
+  });
+
+  /** Logits and the input gradient of the true-class logits, read asynchronously. */
+  async function pass(file: CheckpointFile, cycles: number, model?: CNNF): Promise<{ logits: Float32Array; grad: Float32Array }> {
+    const m = model ?? CNNF.fromArrays(file.info.config, file.arrays);
+    const x = tf.tensor4d(images, [N, 28, 28, 1]);
+    const onehot = tf.tidy(() => tf.oneHot(tf.tensor1d(labels, 'int32'), 10));
+    const logits = tf.tidy(() => m.logits(x, 'last', cycles));
+    const g = tf.grad((xx: tf.Tensor) => tf.sum(tf.mul(m.logits(xx, 'last', cycles), onehot)))(x);
+    const out = { logits: (await logits.data()) as Float32Array, grad: (await g.data()) as Float32Array };
+    tf.dispose([x, onehot, logits, g]);
+    if (!model) m.dispose();
+    return out;
+  }
+
+  const cases: Array<[string, number]> = [['cnn-adv', 0], ['cnnf-adv', 0], ['cnnf-adv', 1], ['cnnf-adv', 2]];
+
+  it('logits and input gradients agree within 1e-5 relative (plain CNN; CNN-F with 0, 1, 2 cycles); tensors do not leak', async () => {
+    await useBackend('wasm', { quiet: true });
+    const ref = [];
+    for (const [m, c] of cases) ref.push(await pass(files[m], c));
+    const info = await useBackend('webgpu', { quiet: true });
+    expect(info.name).toBe('webgpu');
+    expect(tf.getBackend()).toBe('webgpu');
+    for (let i = 0; i < cases.length; i++) {
+      const got = await pass(files[cases[i][0]], cases[i][1]);
+      expect(relErr(got.logits, ref[i].logits), `${cases[i].join(' cycles ')} logits`).toBeLessThan(1e-5);
+      expect(relErr(got.grad, ref[i].grad), `${cases[i].join(' cycles ')} input gradient`).toBeLessThan(1e-5);
+      expect(got.grad.some((v) => v !== 0)).toBe(true);
+    }
+    const model = CNNF.fromArrays(files['cnnf-adv'].info.config, files['cnnf-adv'].arrays);
+    await pass(files['cnnf-adv'], 1, model);
+    const before = tf.memory().numTensors;
+    await pass(files['cnnf-adv'], 1, model);
+    expect(tf.memory().numTensors).toBe(before);
+    model.dispose();
+  });
+
+  it('cnnf backends shows the adapter (and auto takes webgpu only on a hardware adapter)', async () => {
+    const b = await cnnf(['backends', '--json']);
+    expect(b.code).toBe(0);
+    const list = JSON.parse(b.stdout) as { auto: string; backends: Array<{ name: string; available: boolean; detail: string; adapter?: { software: boolean; vendor: string } }> };
+    const w = list.backends.find((x) => x.name === 'webgpu')!;
+    expect(w.available).toBe(true);
+    expect(w.detail).toMatch(/\S/);
+    if (w.adapter!.software) expect(list.auto).not.toBe('webgpu');
+    const table = await cnnf(['backends']);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toMatch(/│ webgpu\s+│ yes\s+│/);
+    expect(table.stdout).toMatch(/--backend auto picks: (tensorflow-gpu|tensorflow|webgpu|wasm|cpu)\n$/);
+    expect(table.stderr).toBe('');
+  });
+});
