@@ -5,7 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { probeWebgpu } from '../src/backend/webgpu.js';
-import { releaseBackend, useBackend, tf } from '../src/backend/index.js';
+import { listBackends, releaseBackend, useBackend, tf } from '../src/backend/index.js';
+import { UsageError } from '../src/errors.js';
 import { readCheckpointFile, type CheckpointFile } from '../src/io/checkpoint.js';
 import { CNNF } from '../src/models/cnnf.js';
 import { loadDataset } from '../src/data/index.js';
@@ -18,7 +19,16 @@ if (!probe.available) console.log(`webgpu tests skipped: ${probe.reason}`);
 const ATTACK = ['attack', '--backend', 'webgpu', '--method', 'pgd', '--eps', '0.1', '--test-subset', 'first:2'];
 
 describe('webgpu: one-line errors (exit 2)', () => {
-  it('names the missing packages and how to install them', async () => {
+  const withEnv = async <T>(value: string, f: () => Promise<T>): Promise<T> => {
+    process.env.CNNF_WEBGPU_DISABLE = value;
+    try {
+      return await f();
+    } finally {
+      delete process.env.CNNF_WEBGPU_DISABLE;
+    }
+  };
+
+  it('names the missing packages and how to install them (the CLI: one line, exit 2)', async () => {
     const r = await cnnf([...ATTACK, '--model', referenceModel('cnn-adv')], { env: { CNNF_WEBGPU_DISABLE: 'package' } });
     expect(r.code).toBe(2);
     expect(oneLineError(r)).toBe(
@@ -26,16 +36,18 @@ describe('webgpu: one-line errors (exit 2)', () => {
     );
   });
 
-  it('says when no adapter exists and how to get one; cnnf backends lists it as unavailable', async () => {
-    const r = await cnnf([...ATTACK, '--model', referenceModel('cnn-adv')], { env: { CNNF_WEBGPU_DISABLE: 'adapter' } });
-    expect(r.code).toBe(2);
-    expect(oneLineError(r)).toMatch(/^cnnf: backend webgpu is not available: no WebGPU adapter found \(on Debian bookworm: apt-get install -t bookworm-backports libvulkan1 mesa-vulkan-drivers/);
-    const b = await cnnf(['backends', '--json'], { env: { CNNF_WEBGPU_DISABLE: 'adapter' } });
-    expect(b.code).toBe(0);
-    const list = JSON.parse(b.stdout) as { auto: string; backends: Array<{ name: string; available: boolean; detail: string }> };
+  it('says when no adapter exists and how to get one; the backend list says so too', async () => {
+    const err = await withEnv('adapter', () => useBackend('webgpu', { quiet: true }).then(() => null, (e: unknown) => e));
+    expect(err).toBeInstanceOf(UsageError);
+    expect((err as UsageError).exitCode).toBe(2);
+    expect((err as UsageError).message).toMatch(
+      /^backend webgpu is not available: no WebGPU adapter found \(on Debian bookworm: apt-get install -t bookworm-backports libvulkan1 mesa-vulkan-drivers .*vendor's Vulkan driver\)$/,
+    );
+    const list = await withEnv('adapter', () => listBackends());
     expect(list.backends.map((x) => x.name)).toEqual(['tensorflow-gpu', 'tensorflow', 'webgpu', 'wasm', 'cpu']);
-    expect(list.backends.find((x) => x.name === 'webgpu')).toMatchObject({ available: false });
+    expect(list.backends.find((x) => x.name === 'webgpu')).toMatchObject({ available: false, detail: expect.stringMatching(/^no WebGPU adapter found/) });
     expect(list.auto).not.toBe('webgpu');
+    expect(list.backends.find((x) => x.name === 'wasm')!.available).toBe(true);
   });
 });
 
@@ -95,15 +107,15 @@ describe.skipIf(!probe.available)('webgpu against wasm', () => {
   });
 
   it('cnnf backends shows the adapter (and auto takes webgpu only on a hardware adapter)', async () => {
-    const b = await cnnf(['backends', '--json']);
-    expect(b.code).toBe(0);
-    const list = JSON.parse(b.stdout) as { auto: string; backends: Array<{ name: string; available: boolean; detail: string; adapter?: { software: boolean; vendor: string } }> };
+    const list = await listBackends();
     const w = list.backends.find((x) => x.name === 'webgpu')!;
     expect(w.available).toBe(true);
     expect(w.detail).toMatch(/\S/);
     if (w.adapter!.software) expect(list.auto).not.toBe('webgpu');
     const table = await cnnf(['backends']);
     expect(table.code).toBe(0);
+    const desc = w.adapter!.description;
+    if (desc !== '') expect(table.stdout.replace(/\s+/g, ' ')).toContain(desc.slice(0, 20));
     expect(table.stdout).toMatch(/│ webgpu\s+│ yes\s+│/);
     expect(table.stdout).toMatch(/--backend auto picks: (tensorflow-gpu|tensorflow|webgpu|wasm|cpu)\n$/);
     expect(table.stderr).toBe('');
