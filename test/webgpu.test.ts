@@ -83,12 +83,26 @@ describe.skipIf(!probe.available)('webgpu against wasm', () => {
     return out;
   }
 
+  /** Cross-entropy gradients of every weight (the training path: filter gradients, tied weights), 1 cycle. */
+  async function weightGrads(file: CheckpointFile): Promise<Map<string, Float32Array>> {
+    const m = CNNF.fromArrays(file.info.config, file.arrays);
+    const x = tf.tensor4d(images, [N, 28, 28, 1]);
+    const onehot = tf.tidy(() => tf.oneHot(tf.tensor1d(labels, 'int32'), 10));
+    const { value, grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(onehot, m.logits(x, 'last', 1)) as tf.Scalar, m.variables());
+    const out = new Map<string, Float32Array>();
+    for (const [name, v] of m.params) out.set(name, (await grads[(v as tf.Variable).name].data()) as Float32Array);
+    tf.dispose([x, onehot, value, ...Object.values(grads)]);
+    m.dispose();
+    return out;
+  }
+
   const cases: Array<[string, number]> = [['cnn-adv', 0], ['cnnf-adv', 0], ['cnnf-adv', 1], ['cnnf-adv', 2]];
 
-  it('logits and input gradients agree within 1e-5 relative (plain CNN; CNN-F with 0, 1, 2 cycles); tensors do not leak', async () => {
+  it('logits, input gradients (plain CNN; CNN-F with 0, 1, 2 cycles) and weight gradients agree within 1e-5 relative; tensors do not leak', async () => {
     await useBackend('wasm', { quiet: true });
     const ref = [];
     for (const [m, c] of cases) ref.push(await pass(files[m], c));
+    const refWeights = await weightGrads(files['cnnf-adv']);
     const info = await useBackend('webgpu', { quiet: true });
     expect(info.name).toBe('webgpu');
     expect(tf.getBackend()).toBe('webgpu');
@@ -98,6 +112,9 @@ describe.skipIf(!probe.available)('webgpu against wasm', () => {
       expect(relErr(got.grad, ref[i].grad), `${cases[i].join(' cycles ')} input gradient`).toBeLessThan(1e-5);
       expect(got.grad.some((v) => v !== 0)).toBe(true);
     }
+    const weights = await weightGrads(files['cnnf-adv']);
+    expect([...weights.keys()]).toEqual([...refWeights.keys()]);
+    for (const [name, g] of weights) expect(relErr(g, refWeights.get(name)!), `${name} gradient`).toBeLessThan(1e-5);
     const model = CNNF.fromArrays(files['cnnf-adv'].info.config, files['cnnf-adv'].arrays);
     await pass(files['cnnf-adv'], 1, model);
     const before = tf.memory().numTensors;
