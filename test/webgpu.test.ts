@@ -4,8 +4,8 @@
  * errors for a missing package or adapter are tested everywhere (through CNNF_WEBGPU_DISABLE).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { probeWebgpu } from '../src/backend/webgpu.js';
-import { listBackends, releaseBackend, useBackend, tf } from '../src/backend/index.js';
+import { describeAdapter, probeWebgpu } from '../src/backend/webgpu.js';
+import { backendLabel, listBackends, releaseBackend, useBackend, tf } from '../src/backend/index.js';
 import { UsageError } from '../src/errors.js';
 import { readCheckpointFile, type CheckpointFile } from '../src/io/checkpoint.js';
 import { CNNF } from '../src/models/cnnf.js';
@@ -17,6 +17,19 @@ const probe = probeWebgpu();
 if (!probe.available) console.log(`webgpu tests skipped: ${probe.reason}`);
 
 const ATTACK = ['attack', '--backend', 'webgpu', '--method', 'pgd', '--eps', '0.1', '--test-subset', 'first:2'];
+
+describe('webgpu adapters', () => {
+  it('tells software from hardware adapters by what they say, and prints their strings sanitised', () => {
+    expect(describeAdapter({ vendor: 'mesa', architecture: 'software', device: 'llvmpipe-llvm-15', description: 'llvmpipe: Mesa 25.0.7' }).software).toBe(true);
+    expect(describeAdapter({ vendor: 'google', architecture: '', device: '', description: 'SwiftShader Device (Subzero)' }).software).toBe(true);
+    expect(describeAdapter({ vendor: 'mesa', architecture: '', device: '', description: 'lavapipe' }).software).toBe(true);
+    expect(describeAdapter({ vendor: 'nvidia', architecture: 'ampere', device: '', description: 'NVIDIA GeForce RTX 3080' }).software).toBe(false);
+    expect(describeAdapter({ vendor: 'nvidia', architecture: 'ampere' }, true).software).toBe(true); // isFallbackAdapter
+    const evil = describeAdapter({ vendor: 'x\u001b[2J', architecture: 'y\u202e', description: 'z\nw' });
+    expect(evil.software).toBe(false);
+    expect(backendLabel({ requested: 'webgpu', name: 'webgpu', adapter: evil })).toBe('webgpu (x\\x1b[2J y\\u202e z\\nw)');
+  });
+});
 
 describe('webgpu: one-line errors (exit 2)', () => {
   const withEnv = async <T>(value: string, f: () => Promise<T>): Promise<T> => {

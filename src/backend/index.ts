@@ -184,7 +184,7 @@ export async function listBackends(): Promise<{ backends: BackendStatus[]; auto:
   await native('tensorflow', '@tensorflow/tfjs-node', 'npm install @tensorflow/tfjs-node@4.22.0');
   const probe = probeWebgpu();
   out.push(probe.available
-    ? { name: 'webgpu', available: true, detail: cleanText(adapterLabel(probe.adapter)), adapter: probe.adapter }
+    ? { name: 'webgpu', available: true, detail: `${cleanText(adapterLabel(probe.adapter))}${probe.adapter.software ? '; auto skips a software adapter (slower than wasm)' : ''}`, adapter: probe.adapter }
     : { name: 'webgpu', available: false, detail: `${probe.reason} (${probe.hint})` });
   for (const name of ['wasm', 'cpu'] as const) {
     const ok = await activate(name);

@@ -87,7 +87,7 @@ const a = await gpu.requestAdapter({ powerPreference: 'high-performance' });
 const i = a && a.info; const r = {};
 if (i) for (const k of ['vendor', 'architecture', 'device', 'description', 'isFallbackAdapter']) r[k] = i[k];
 process.stdout.write(JSON.stringify({ found: !!a, info: r, fallback: !!(a && a.isFallbackAdapter) })); process.exit(0);`;
-  const p = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, NODE_OPTIONS: '' } });
+  const p = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000, env: { ...process.env, NODE_OPTIONS: '' } });
   if (p.status !== 0) {
     const line = (p.stderr ?? '').split('\n').find((l) => /error/i.test(l)) ?? `exit ${p.status ?? p.signal}`;
     return { available: false, reason: `webgpu failed to load (${line.trim().slice(0, 200)})`, hint: WEBGPU_INSTALL };

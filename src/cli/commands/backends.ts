@@ -11,9 +11,12 @@ export function register(program: Command): void {
     .option('--json', 'print the list as JSON on stdout')
     .action(async (flags: { json?: boolean }) => {
       const { listBackends } = await import('../../backend/index.js');
+      const { cleanText } = await import('../../format.js');
       const { backends, auto } = await listBackends();
       if (flags.json) {
-        process.stdout.write(`${JSON.stringify({ auto, backends }, null, 2)}\n`);
+        // adapter strings come from the driver: sanitised like every string cnnf prints
+        const clean = backends.map((b) => (b.adapter ? { ...b, adapter: Object.fromEntries(Object.entries(b.adapter).map(([k, v]) => [k, typeof v === 'string' ? cleanText(v) : v])) } : b));
+        process.stdout.write(`${JSON.stringify({ auto, backends: clean }, null, 2)}\n`);
         return;
       }
       const table = new Table({ head: ['backend', 'available', 'details'], style: { head: [], border: [] } });
