@@ -119,6 +119,10 @@ describe.skipIf(!probe.available)('webgpu against wasm', () => {
     const info = await useBackend('webgpu', { quiet: true });
     expect(info.name).toBe('webgpu');
     expect(tf.getBackend()).toBe('webgpu');
+    const onDevice = tf.add(tf.ones([2000]), 1);
+    expect(() => onDevice.dataSync()).toThrow('a synchronous read (dataSync/arraySync/bufferSync) of a webgpu tensor: impossible in Node.js (no OffscreenCanvas); read it with await t.data()');
+    expect(Array.from((await onDevice.data()).slice(0, 2))).toEqual([2, 2]);
+    onDevice.dispose();
     for (let i = 0; i < cases.length; i++) {
       const got = await pass(files[cases[i][0]], cases[i][1]);
       expect(relErr(got.logits, ref[i].logits), `${cases[i].join(' cycles ')} logits`).toBeLessThan(1e-5);
