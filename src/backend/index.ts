@@ -148,7 +148,10 @@ export function releaseBackend(): void {
   if (active !== 'webgpu') return;
   const backend = tf.findBackend('webgpu') as unknown as { device?: { destroy(): void } } | null;
   const device = backend?.device;
+  // removeBackend also drops the factory: registered again, so that a later useBackend('webgpu') starts afresh
+  const factory = tf.findBackendFactory('webgpu');
   tf.removeBackend('webgpu');
+  if (factory) tf.registerBackend('webgpu', factory, 3);
   device?.destroy();
   releaseWebgpu();
   active = null;
