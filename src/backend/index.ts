@@ -104,7 +104,7 @@ export async function useBackend(choice: string = process.env.CNNF_BACKEND ?? 'a
   const requested = choice as BackendChoice;
   // PROD silences tfjs's console advice ("install tfjs-node"): the notice below says what runs
   tf.env().set('PROD', true);
-  if (active && (requested === 'auto' || labelFor(requested) === active)) return { requested, name: active, ...(activeAdapter ? { adapter: activeAdapter } : {}) };
+  if (active && (requested === 'auto' || labelFor(requested) === active)) return { requested, name: active, ...(active === 'webgpu' && activeAdapter ? { adapter: activeAdapter } : {}) };
   let name: string | null = null;
   const order: BackendChoice[] = requested === 'auto' ? [...AUTO_ORDER] : [requested];
   for (const b of order) {
@@ -130,6 +130,7 @@ export async function useBackend(choice: string = process.env.CNNF_BACKEND ?? 'a
     throw new UsageError(`backend ${requested} is not available on this machine${hint}`);
   }
   active = name;
+  if (name !== 'webgpu') activeAdapter = null;
   const info: BackendInfo = { requested, name, ...(name === 'webgpu' && activeAdapter ? { adapter: activeAdapter } : {}) };
   if (!opts.quiet && !process.env.CNNF_QUIET_BACKEND) process.stderr.write(`cnnf: using backend ${backendLabel(info)}\n`);
   return info;
