@@ -27,6 +27,10 @@ describe('resolveWorkers', () => {
     expect(auto).toBeLessThanOrEqual(AUTO_MAX_WORKERS);
     for (const bad of ['0', '-1', '1.5', 'many', '', '1000']) expect(() => resolveWorkers(bad, 'wasm'), bad).toThrow(UsageError);
     expect(() => resolveWorkers('2', 'tensorflow')).toThrow(/wasm or cpu/);
+    // webgpu: one process on one device, never wasm workers
+    expect(resolveWorkers('auto', 'webgpu')).toBe(1);
+    expect(resolveWorkers('1', 'webgpu')).toBe(1);
+    expect(() => resolveWorkers('2', 'webgpu')).toThrow('--workers 2 needs the wasm or cpu backend (webgpu computes on its device from one process); use --workers 1');
   });
 
   it('bounds an explicit count by the cores and the memory, and says so', () => {

@@ -1,11 +1,11 @@
 /** Options computing commands share: --backend (default $CNNF_BACKEND or auto), --workers and --seed. */
 import { Option, type Command } from 'commander';
-import { BACKEND_CHOICES, useBackend, type BackendInfo } from '../backend/index.js';
+import { BACKEND_CHOICES, backendLabel, useBackend, type BackendInfo } from '../backend/index.js';
 import { parseInteger } from './options.js';
 
 export function addBackendOption(cmd: Command): Command {
   return cmd.addOption(
-    new Option('--backend <name>', `compute backend: ${BACKEND_CHOICES.join('|')} (auto: tfjs-node-gpu, tfjs-node, wasm, cpu)`)
+    new Option('--backend <name>', `compute backend: ${BACKEND_CHOICES.join('|')} (auto: tfjs-node-gpu, tfjs-node, webgpu on a hardware adapter, wasm, cpu; see cnnf backends)`)
       .default(process.env.CNNF_BACKEND ?? 'auto')
       .env('CNNF_BACKEND'),
   );
@@ -13,7 +13,7 @@ export function addBackendOption(cmd: Command): Command {
 
 export function addWorkersOption(cmd: Command): Command {
   return cmd.addOption(
-    new Option('--workers <n>', 'worker threads running batches in parallel: a number or auto (one per core on wasm/cpu, 1 on tfjs-node); results do not depend on it')
+    new Option('--workers <n>', 'worker threads running batches in parallel: a number or auto (one per core on wasm/cpu, 1 on tfjs-node and webgpu); results do not depend on it')
       .default(process.env.CNNF_WORKERS ?? 'auto')
       .env('CNNF_WORKERS'),
   );
@@ -38,5 +38,5 @@ export async function initBackend(opts: { backend?: string }, init: { quiet?: bo
 
 /** The "using backend" line of a quiet initBackend, once the inputs have been checked. */
 export function backendNotice(info: BackendInfo): void {
-  if (!process.env.CNNF_QUIET_BACKEND) process.stderr.write(`cnnf: using backend ${info.name}\n`);
+  if (!process.env.CNNF_QUIET_BACKEND) process.stderr.write(`cnnf: using backend ${backendLabel(info)}\n`);
 }

@@ -64,5 +64,13 @@ export async function main(argv: string[]): Promise<number> {
       return e.exitCode;
     }
     throw e;
+  } finally {
+    // webgpu: Dawn's device and GPU object keep the event loop alive until released
+    if (backendLoaded()) (await import('../backend/index.js')).releaseBackend();
   }
+}
+
+/** Whether a command loaded the backend module (`cnnf --help` and the like never do: no tfjs start-up). */
+function backendLoaded(): boolean {
+  return (globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu !== undefined;
 }

@@ -22,7 +22,10 @@ const ENTRY = import.meta.url.endsWith('.ts')
   ? new URL('./worker-entry.mjs', import.meta.url)
   : new URL('./worker.js', import.meta.url);
 
-/** Backends whose kernels run on one thread, so that worker threads add cores. */
+/**
+ * Backends whose kernels run on one thread, so that worker threads add cores. Not webgpu: its kernels
+ * run on the device (one process, one device; a worker per thread would only queue on it).
+ */
 export const PARALLEL_BACKENDS = ['wasm', 'cpu'];
 
 /** Most workers "auto" starts: each holds a wasm heap (up to ~2.5 GB for full-width training batches). */
@@ -30,7 +33,7 @@ export const AUTO_MAX_WORKERS = 8;
 
 /**
  * Parses a --workers value: a positive integer or "auto" (one per core on wasm and cpu, at most
- * AUTO_MAX_WORKERS and one per 2 GB of memory; 1 on the native backends, which are multi-threaded already).
+ * AUTO_MAX_WORKERS and one per 2 GB of memory; 1 on the native backends, which are multi-threaded already, and on webgpu).
  */
 export function resolveWorkers(raw: string | number | undefined, backend: string, note?: (message: string) => void): number {
   const s = String(raw ?? 'auto').trim();
@@ -40,7 +43,7 @@ export function resolveWorkers(raw: string | number | undefined, backend: string
   }
   const n = Number(s);
   if (!Number.isInteger(n) || n < 1 || n > 256) throw new UsageError(`--workers must be "auto" or an integer 1..256, got ${JSON.stringify(raw)}`);
-  if (n > 1 && !PARALLEL_BACKENDS.includes(backend)) throw new UsageError(`--workers ${n} needs the wasm or cpu backend (${backend} is multi-threaded already); use --workers 1`);
+  if (n > 1 && !PARALLEL_BACKENDS.includes(backend)) throw new UsageError(`--workers ${n} needs the wasm or cpu backend (${backend === 'webgpu' ? 'webgpu computes on its device from one process' : `${backend} is multi-threaded already`}); use --workers 1`);
   const cap = maxWorkers();
   if (n > cap) {
     note?.(`--workers ${n} reduced to ${cap} (at most ${WORKERS_PER_CORE} per core on ${availableParallelism()} cores and one per ${WORKER_MEMORY / 2 ** 20} MiB of the ${Math.round(totalmem() / 2 ** 30)} GiB of memory; each worker holds a model copy and a wasm heap)`);

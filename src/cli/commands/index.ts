@@ -15,6 +15,11 @@ export interface CommandEntry {
 }
 
 export const COMMANDS: CommandEntry[] = [
+  {
+    name: 'backends',
+    description: 'list the compute backends (tensorflow-gpu, tensorflow, webgpu, wasm, cpu): available or not, why not, which adapter; and what --backend auto picks',
+    load: () => import('./backends.js'),
+  },
   { name: 'data', description: 'inspect the datasets cnnf trains and evaluates on', load: () => import('./data.js') },
   {
     name: 'report',
