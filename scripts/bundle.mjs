@@ -87,11 +87,28 @@ function nativePlugin() {
           loader: 'js',
         };
       });
-      build.onLoad({ filter: /[\\/]node_modules[\\/]sharp[\\/]dist[\\/]sharp\.mjs$/ }, (args) => {
+      // cnnf's `import sharp from 'sharp'` gets a shim that loads sharp on first use: where its native addon
+      // is missing (a --platform without @img/sharp-*), only the image features fail, in one line (exit 2)
+      build.onResolve({ filter: /^sharp$/ }, (args) => (args.namespace === 'cnnf-sharp' ? undefined : { path: 'sharp', namespace: 'cnnf-sharp' }));
+      build.onLoad({ filter: /.*/, namespace: 'cnnf-sharp' }, () => ({
+        resolveDir: root,
+        loader: 'js',
+        contents: [
+          "import { UsageError } from './src/errors.ts';",
+          'let loaded;',
+          'export default function sharp(...args) {',
+          '  if (!loaded) {',
+          "    try { const m = require('sharp'); loaded = { sharp: m.default ?? m }; } catch (e) { loaded = { error: String(e?.message ?? e).split('\\n')[0] }; }",
+          '  }',
+          "  if (loaded.error) throw new UsageError(`image processing (sharp) is not available in the portable bundle on ${process.platform}-${process.arch} (${loaded.error}); install cnnf from npm`);",
+          '  return loaded.sharp(...args);',
+          '}',
+        ].join('\n'),
+      }));
+      // sharp's loader (CommonJS: the shim requires it) finds its addon in cnnf-assets/sharp/@img/ (__dirname: the bundle's folder)
+      build.onLoad({ filter: /[\\/]node_modules[\\/]sharp[\\/]dist[\\/]sharp\.[cm]js$/ }, (args) => {
         const text = readFileSync(args.path, 'utf8');
-        const helper = "import { dirname as __cnnfDir, join as __cnnfJoin } from 'node:path';\n"
-          + "import { fileURLToPath as __cnnfPath } from 'node:url';\n"
-          + `const __cnnfSharp = (p) => __cnnfJoin(__cnnfDir(__cnnfPath(import.meta.url)), '${ASSETS}', 'sharp', '@img', 'sharp-' + p, 'index.cjs');\n`;
+        const helper = `const __cnnfSharp = (p) => __dirname + '/${ASSETS}/sharp/@img/sharp-' + p + '/index.cjs';\n`;
         return { contents: helper + patched(text, /require\("@img\/sharp-([a-z0-9-]+)\/sharp\.node"\)/, 'require(__cnnfSharp("$1"))', args.path), loader: 'js' };
       });
     },

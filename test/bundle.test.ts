@@ -14,11 +14,11 @@ import { VERSION } from '../src/version.js';
 import { cnnf, oneLine, ROOT, type CliResult } from './helpers/cli.js';
 import { ok, run } from './helpers/pack.js';
 
-/** Runs `node KIT/cnnf.mjs ...` in `cwd` (default KIT) with an environment that points nowhere near the working tree. */
-function bundled(dir: string, args: string[], cwd = dir): Promise<CliResult> {
+/** Runs `node SCRIPT ...` in `cwd` with an environment that points nowhere near the working tree. */
+function node(script: string, args: string[], cwd: string): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: dir, CNNF_BACKEND: 'wasm' };
-    const child = spawn(process.execPath, [join(dir, 'cnnf.mjs'), ...args], { cwd, env, timeout: 300_000 });
+    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: cwd, CNNF_BACKEND: 'wasm' };
+    const child = spawn(process.execPath, [script, ...args], { cwd, env, timeout: 300_000 });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -27,6 +27,9 @@ function bundled(dir: string, args: string[], cwd = dir): Promise<CliResult> {
     child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
   });
 }
+
+/** Runs `node KIT/cnnf.mjs ...` in `cwd` (default KIT). */
+const bundled = (kitDir: string, args: string[], cwd = kitDir): Promise<CliResult> => node(join(kitDir, 'cnnf.mjs'), args, cwd);
 
 /** The folders above `dir` (itself included) that hold a node_modules. */
 function nodeModulesAbove(dir: string): string[] {
@@ -92,6 +95,22 @@ describe('portable bundle (node cnnf.mjs, no node_modules)', () => {
     expect(fromBundle).toEqual(comparable(join(tmp, 'source.json')));
     // the tables on stdout too
     expect(b.stdout).toBe(s.stdout);
+  });
+
+  const webgpu = existsSync(join(ROOT, 'node_modules', 'webgpu', 'package.json')) && `${process.platform}-${process.arch}` === 'linux-x64';
+  it.skipIf(!webgpu)('bundles the optional webgpu package and loads its dawn.node from cnnf-assets/ (for --backend webgpu)', async () => {
+    // a probe with the bundle's esbuild options: `import('webgpu')` as a backend would do it (no GPU needed to load the addon)
+    const probe = "const { create, globals } = await import('webgpu'); console.log(typeof create, typeof globals.GPUDevice);";
+    const build = [
+      `import * as esbuild from 'esbuild'; import { esbuildOptions } from ${JSON.stringify(join(ROOT, 'scripts', 'bundle.mjs'))};`,
+      `const o = esbuildOptions('', ${JSON.stringify(join(kit, 'probe.mjs'))}, '0'); delete o.entryPoints;`,
+      `await esbuild.build({ ...o, stdin: { contents: ${JSON.stringify(probe)}, resolveDir: ${JSON.stringify(ROOT)}, loader: 'js' } });`,
+    ].join('\n');
+    ok(await run(process.execPath, ['--input-type=module', '-e', build], ROOT), 'bundling the webgpu probe');
+    const r = await node(join(kit, 'probe.mjs'), [], kit);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe('function function');
+    rmSync(join(kit, 'probe.mjs'));
   });
 
   it('refuses what it does not carry in one line (the Fashion-MNIST train split)', async () => {
