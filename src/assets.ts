@@ -25,8 +25,3 @@ export function assetRoot(): string {
 export function bundleUrl(): URL | undefined {
   return BUNDLED ? new URL(import.meta.url) : undefined;
 }
-
-/** The one line a feature the portable bundle lacks says (as a UsageError message). */
-export function notInBundle(what: string): string {
-  return `${what} is not available in the portable bundle; install cnnf from npm`;
-}
