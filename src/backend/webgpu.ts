@@ -7,8 +7,10 @@
  * as if no adapter were found (a test hook: the one-line errors are tested on machines that have both).
  */
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
+import { dirname, join } from 'node:path';
+import { assetRoot, BUNDLED } from '../assets.js';
 
 export const WEBGPU_PACKAGES = ['webgpu@0.6.2', '@tensorflow/tfjs-backend-webgpu@4.22.0'] as const;
 export const WEBGPU_INSTALL = `npm install ${WEBGPU_PACKAGES.join(' ')}`;
@@ -35,9 +37,25 @@ function disabled(what: 'package' | 'adapter'): boolean {
   return (process.env.CNNF_WEBGPU_DISABLE ?? '').split(',').map((s) => s.trim()).includes(what);
 }
 
+/**
+ * Dawn's native addon for this platform: inside the webgpu package, or, in the portable bundle (which
+ * has the packages' JavaScript inside and no node_modules), in cnnf-assets/webgpu/ beside it.
+ */
+function dawnAddonPath(): string | null {
+  const dir = `${process.platform}-${process.platform === 'darwin' ? 'universal' : process.arch}`;
+  if (BUNDLED) return join(assetRoot(), 'webgpu', dir, 'dawn.node');
+  try {
+    return join(dirname(require.resolve('webgpu')), 'dist', dir, 'dawn.node');
+  } catch {
+    return null;
+  }
+}
+
 /** The packages that do not resolve from cnnf (all of them under CNNF_WEBGPU_DISABLE=package). */
 export function missingWebgpuPackages(): string[] {
   if (disabled('package')) return [...WEBGPU_PACKAGES];
+  // the bundle holds the packages' JavaScript when they were installed where it was built, and their addon beside it
+  if (BUNDLED) return existsSync(dawnAddonPath() as string) ? [] : [...WEBGPU_PACKAGES];
   return WEBGPU_PACKAGES.filter((p) => {
     try {
       require.resolve(p.slice(0, p.lastIndexOf('@')));
@@ -81,8 +99,10 @@ export function probeWebgpu(): WebgpuProbe {
   const missing = missingWebgpuPackages();
   if (missing.length > 0) return missingMessage(missing);
   if (disabled('adapter')) return noAdapter();
-  const url = pathToFileURL(require.resolve('webgpu')).href;
-  const script = `const wg = await import(${JSON.stringify(url)}); const gpu = wg.create([]);
+  const addon = dawnAddonPath();
+  if (!addon || !existsSync(addon)) return { available: false, reason: `webgpu has no native addon for ${process.platform}-${process.arch}${addon ? ` (${addon})` : ''}`, hint: WEBGPU_INSTALL };
+  // Dawn's addon itself (what the webgpu package's index.js loads), so that the probe works from the bundle too
+  const script = `const { createRequire } = await import('node:module'); const gpu = createRequire(process.cwd() + '/')(${JSON.stringify(addon)}).create([]);
 const a = await gpu.requestAdapter({ powerPreference: 'high-performance' });
 const i = a && a.info; const r = {};
 if (i) for (const k of ['vendor', 'architecture', 'device', 'description', 'isFallbackAdapter']) r[k] = i[k];

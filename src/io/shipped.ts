@@ -5,13 +5,13 @@
  * caller's working directory.
  */
 import { existsSync, readdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { assetRoot } from '../assets.js';
 import { UsageError } from '../errors.js';
 
-/** The package's models/ folder (src/io/ and dist/io/ are both two levels below the package root). */
+/** The package's models/ folder (the portable bundle's: cnnf-assets/models/ beside cnnf.mjs). */
 export function shippedModelsDir(): string {
-  return join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'models');
+  return join(assetRoot(), 'models');
 }
 
 /** Names (file names without `.safetensors`) of the checkpoints shipped with the package, sorted. */

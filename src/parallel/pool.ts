@@ -8,6 +8,7 @@
  */
 import { availableParallelism, totalmem } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { bundleUrl } from '../assets.js';
 import { UsageError } from '../errors.js';
 import type { CNNF } from '../models/cnnf.js';
 import type { FromWorker, ToWorker } from './protocol.js';
@@ -16,11 +17,12 @@ import type { TaskKind } from './tasks.js';
 /**
  * The worker thread's entry: compiled, the worker module itself (dist/parallel/worker.js); run from
  * the TypeScript sources (tests, `CNNF_FROM_SOURCE=1`), worker-entry.mjs, which registers tsx first
- * (task modules are then .ts URLs, loaded through tsx too).
+ * (task modules are then .ts URLs, loaded through tsx too); in the portable bundle, the bundle file
+ * itself (cnnf.mjs starts the worker loop in a worker thread and exports every task handler).
  */
-const ENTRY = import.meta.url.endsWith('.ts')
+const ENTRY = bundleUrl() ?? (import.meta.url.endsWith('.ts')
   ? new URL('./worker-entry.mjs', import.meta.url)
-  : new URL('./worker.js', import.meta.url);
+  : new URL('./worker.js', import.meta.url));
 
 /**
  * Backends whose kernels run on one thread, so that worker threads add cores. Not webgpu: its kernels

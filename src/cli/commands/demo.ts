@@ -6,14 +6,14 @@
  * (loadCheckpoint, loadDataset, evaluate, writeReport) directly.
  */
 import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import type { Command } from 'commander';
+import { assetRoot } from '../../assets.js';
 import { UsageError } from '../../errors.js';
 import { checkOutputDir } from '../../io/files.js';
 import { addBackendOption, addSeedOption, addWorkersOption } from '../common.js';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const ROOT = assetRoot();
 
 /** The shipped pair the main job compares: [path, display name]. Both adversarially trained (model cards models/*.md). */
 export const DEMO_MODELS: Array<[string, string]> = [
