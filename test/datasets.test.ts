@@ -24,7 +24,7 @@ import {
   applyTestSubset,
 } from '../src/data/index.js';
 import { dumpScale, renderRow, rowSize, writeDump } from '../src/io/images.js';
-import { cnnf, inParallel, oneLineError, referenceModel } from './helpers/cli.js';
+import { cnnf, cnnfInProcess, inParallel, oneLineError, referenceModel } from './helpers/cli.js';
 
 const tmp = (): string => mkdtempSync(join(tmpdir(), 'cnnf-datasets-'));
 const px = (v: number): number => Math.fround((v / 255) * 2 - 1);
@@ -323,7 +323,8 @@ describe('cnnf data info / eval with CIFAR-10 and folders', () => {
       [['--dataset', 'cifar10'], /--dataset cifar10 needs --data-dir DIR/],
       [['--dataset', 'folder', '--data-dir', folder, '--image-shape', '16x16x1'], /image is 8x6 \(WxH\), expected 16x16/],
     ] as const;
-    const errs = await inParallel(cases.map(([args]) => () => cnnf(['data', 'info', ...args])));
+    // through the CLI's main in this process (the two runs above are the launcher's): no ~2 s start-up each
+    const errs = await inParallel(cases.map(([args]) => () => cnnfInProcess(['data', 'info', ...args])));
     errs.forEach((e, i) => {
       expect(e.code, cases[i][0].join(' ')).toBe(2);
       expect(oneLineError(e)).toMatch(cases[i][1]);

@@ -17,7 +17,7 @@ import { readSafetensors } from '../src/io/safetensors.js';
 import { paramSpecs } from '../src/models/arch.js';
 import { readResultsFile, validateResults } from '../src/report/index.js';
 import { UsageError } from '../src/errors.js';
-import { cnnf as cli, inParallel, oneLine, referenceModel } from './helpers/cli.js';
+import { cnnf as cli, cnnfInProcess, inParallel, oneLine, referenceModel } from './helpers/cli.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 let tmp: string;
@@ -88,7 +88,8 @@ describe('evaluate()', () => {
     const models = [loadCheckpoint(referenceModel('cnn-adv')), loadCheckpoint(referenceModel('cnnf-adv'))];
     const before = tf.memory().numTensors;
     const d = data('stride:500');
-    const r = await evaluate(models, d, suite, { seed: 3, batchSize: 8, command: 'test' });
+    // a 4-example probe: the trust checks run and are recorded (their own tests are checks.test.ts and probe-pool.test.ts)
+    const r = await evaluate(models, d, suite, { seed: 3, batchSize: 8, command: 'test', probeSize: 4 });
     expect(tf.memory().numTensors).toBe(before);
     expect(validateResults(JSON.parse(JSON.stringify(r)), 'quick')).toBeTruthy();
     expect(r.format).toBe(RESULTS_FORMAT);
@@ -109,7 +110,8 @@ describe('evaluate()', () => {
       }
     }
     // results do not depend on the batch size for deterministic attacks, nor on the other models evaluated
-    const alone = await evaluate([models[1]], d, parseSuite({ name: 'f', attacks: [{ name: 'fgsm', method: 'fgsm', eps: [0.1, 0.2] }] }, 'f'), { seed: 3, batchSize: 20 });
+    // (without the trust checks: their probe is most of a run's time, and no metric compared here depends on it)
+    const alone = await evaluate([models[1]], d, parseSuite({ name: 'f', attacks: [{ name: 'fgsm', method: 'fgsm', eps: [0.1, 0.2] }] }, 'f'), { seed: 3, batchSize: 20, checks: false });
     expect(alone.models[0].metrics['fgsm@0.2:e2e']).toBe(cnnf.metrics['fgsm@0.2:e2e']);
     expect(alone.models[0].metrics['fgsm@0.1:first']).toBe(cnnf.metrics['fgsm@0.1:first']);
   });
@@ -119,7 +121,8 @@ describe('evaluate()', () => {
     const models = [loadCheckpoint(referenceModel('cnnf-adv'))];
     const d = data('stride:500');
     const before = tf.memory().numTensors;
-    const opts = { seed: 5, batchSize: 8, command: 'test', dumpCount: 2, names: ['CNN-F (adv.)'] };
+    // an 8-example probe (one chunk; probe-pool.test.ts covers several): it is most of a run's time
+    const opts = { seed: 5, batchSize: 8, command: 'test', dumpCount: 2, names: ['CNN-F (adv.)'], probeSize: 8 };
     const one = await evaluate(models, d, suite, { ...opts, dumpDir: join(tmp, 'w1'), dumpBase: join(tmp, 'w1') });
     const two = await evaluate(models, d, suite, { ...opts, dumpDir: join(tmp, 'w2'), dumpBase: join(tmp, 'w2'), workers: 2 });
     expect(tf.memory().numTensors).toBe(before);
@@ -241,7 +244,10 @@ describe('cnnf eval', () => {
       [['--model', model, '--suite', 'quick', '--workers', '0'], '--workers'],
       [['--model', model, '--suite', 'quick', '--workers', 'many'], '--workers'],
     ];
-    const results = await inParallel(cases.map(([args]) => () => cli(['eval', ...args])));
+    // the real launcher for two of them (a file error and a commander error: exit 2, one line, no stack
+    // trace), the CLI's main in this process for the rest (the same code path without ~2 s of start-up each)
+    const launcher = [0, 8];
+    const results = await inParallel(cases.map(([args], i) => () => (launcher.includes(i) ? cli : cnnfInProcess)(['eval', ...args])));
     results.forEach((r, i) => expect(oneLine(r), cases[i][0].join(' ')).toContain(cases[i][1]));
   });
 });

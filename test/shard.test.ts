@@ -97,7 +97,8 @@ describe('run identity of transfer attacks', () => {
 
 describe('--shard K/N and cnnf merge', () => {
   const d = (): EvalData => data('first:30');
-  const opts = { seed: 5, batchSize: 10, names: ['cnn', 'cnnf'] };
+  // an 8-example trust-check probe (the default, min(64, examples), would be most of each run's time)
+  const opts = { seed: 5, batchSize: 10, names: ['cnn', 'cnnf'], probeSize: 8 };
   let full: EvalResults;
   const shardPaths: string[] = [];
 
@@ -238,7 +239,7 @@ function killWhen(args: string[], ready: () => boolean): Promise<{ killed: boole
 describe('--state DIR: resumable evaluation', () => {
   const args = (state: string, json: string, seed = '11'): string[] => [
     'eval', '--model', CNNF, '--name', 'cnnf-fmnist=cnnf', '--attacks', 'fgsm,pgd', '--eps', '0.1,0.2', '--steps', '2',
-    '--test-subset', 'first:40', '--batch-size', '10', '--seed', seed, '--state', state, '--json', json,
+    '--test-subset', 'first:20', '--batch-size', '10', '--seed', seed, '--state', state, '--json', json,
   ];
 
   it('killed with SIGKILL mid-run and run again, it continues and gives the uninterrupted results', async () => {
@@ -247,17 +248,17 @@ describe('--state DIR: resumable evaluation', () => {
     const state = join(tmp, 'state');
     const units = join(state, 'units');
     const done = (): number => (existsSync(units) ? readdirSync(units).filter((f) => /^\d+\.json$/.test(f)).length : 0);
-    // 4 batches x (clean + fgsm first/e2e + pgd first/e2e) + probe = 21 units: kill after 6
-    const k = await killWhen(args(state, join(tmp, 'resumed.json')), () => done() >= 6);
+    // 2 batches x (clean + fgsm first/e2e + pgd first/e2e) + probe (the last unit) = 11 units: kill after 4
+    const k = await killWhen(args(state, join(tmp, 'resumed.json')), () => done() >= 4);
     expect(k.killed).toBe(true);
     const before = done();
-    expect(before).toBeGreaterThanOrEqual(6);
-    expect(before).toBeLessThan(21);
+    expect(before).toBeGreaterThanOrEqual(4);
+    expect(before).toBeLessThan(11);
     expect(existsSync(join(tmp, 'resumed.json'))).toBe(false);
     const again = await cli(args(state, join(tmp, 'resumed.json')));
     expect(again.code).toBe(0);
-    expect(again.stderr).toMatch(new RegExp(`resuming from .*: ${before} of 20 units already done`));
-    expect(done()).toBe(21);
+    expect(again.stderr).toMatch(new RegExp(`resuming from .*: ${before} of 10 units already done`));
+    expect(done()).toBe(11);
     const a = JSON.parse(readFileSync(join(tmp, 'ref.json'), 'utf8')) as EvalResults;
     const b = JSON.parse(readFileSync(join(tmp, 'resumed.json'), 'utf8')) as EvalResults;
     expect(comparable(b)).toEqual(comparable(a));

@@ -402,7 +402,7 @@ describe('cnnf train CLI', () => {
     expect(lines[0].epoch).toBe(1);
     expect(lines[lines.length - 1].type).toBe('summary');
     expect(r.stderr).toMatch(/epoch 1\/2: loss/);
-    const again = await run('--model', 'cnn', ...common, '--out', out);
+    const again = await inProcess('--model', 'cnn', ...common, '--out', out);
     expect(again.status).toBe(2);
     expect(again.stderr).toMatch(/not empty/);
     const resumed = await run('--resume', out, '--json');
@@ -418,12 +418,13 @@ describe('cnnf train CLI', () => {
     const common = ['--arch', 'small', '--fc', '16', '--train-size', '64', '--test-size', '20', '--batch-size', '32', '--lr', '0.04'];
     expect((await run('--model', 'cnn', ...common, '--epochs', '1', '--out', out)).status).toBe(0);
     const before = readFileSync(join(out, 'state.safetensors'));
-    const refused = await run('--resume', out, '--epochs', '2');
+    // the refusals through the CLI's main in this process (the same code path without ~2 s of launcher start-up)
+    const refused = await inProcess('--resume', out, '--epochs', '2');
     expect(refused.status).toBe(2);
     expect(refused.stderr.trim().split('\n'), refused.stderr).toHaveLength(1);
     expect(refused.stderr).toMatch(/^cnnf: cannot resume: --epochs 2 differs from the saved run's 1 .*add --extend/);
     expect(readFileSync(join(out, 'state.safetensors')).equals(before)).toBe(true);
-    const noResume = await run('--model', 'cnn', ...common, '--out', join(out, '..', 'other'), '--extend');
+    const noResume = await inProcess('--model', 'cnn', ...common, '--out', join(out, '..', 'other'), '--extend');
     expect(noResume.status).toBe(2);
     expect(noResume.stderr).toMatch(/--extend .*needs --resume/);
 
@@ -442,7 +443,7 @@ describe('cnnf train CLI', () => {
     rows.forEach((r) => expect(r.lr, `step ${r.step}`).toBeCloseTo(learningRate(plan(r.epoch === 1 ? 1 : 2), r.step - 1), 12));
     expect(rows[2].lr).toBeCloseTo(0.04 * 0.5 ** 0.9, 12);
     // resuming the extended run again with its (new) epochs is an ordinary resume: nothing left to train
-    const done = await run('--resume', out);
+    const done = await inProcess('--resume', out);
     expect(done.status).toBe(2);
     expect(done.stderr).toMatch(/already completed 2 of 2 epochs \(add --extend --epochs N/);
   });
