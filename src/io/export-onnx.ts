@@ -104,7 +104,7 @@ export interface OnnxExportResult {
 /** Writes the plain CNN `ckpt` as the ONNX file `out` (atomically). */
 export async function exportOnnx(ckpt: string, out: string): Promise<OnnxExportResult> {
   checkOutputFile(out, '-o');
-  const loaded = loadCheckpoint(ckpt);
+  const loaded = await loadCheckpoint(ckpt);
   const { config } = loaded.info;
   if (config.cycles > 0) {
     loaded.model.dispose();
