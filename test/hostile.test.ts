@@ -336,7 +336,7 @@ describe('7. nothing is silently accepted', () => {
     await allRefused([[['eval', '--model', huge, '--attacks', 'fgsm', '--eps', '0.1', '--test-subset', 'first:10', '--json', json], /non-finite logits/]], 60);
     expect(existsSync(json)).toBe(false);
     // the shipped model passes the probe
-    expect(loadCheckpoint(MODEL).info.config.numClasses).toBe(10);
+    expect((await loadCheckpoint(MODEL)).info.config.numClasses).toBe(10);
   });
   it('a tampered training state (completedEpochs -5, step 1e9, ...) is refused before training', async () => {
     const good = {

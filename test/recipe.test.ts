@@ -23,8 +23,8 @@ describe('humanNumber', () => {
 });
 
 describe('trainingRecipe', () => {
-  const recipe = (name: string): string | undefined => {
-    const ck = loadCheckpoint(join(ROOT, 'models', `${name}.safetensors`));
+  const recipe = async (name: string): Promise<string | undefined> => {
+    const ck = await loadCheckpoint(join(ROOT, 'models', `${name}.safetensors`));
     ck.model.dispose();
     return trainingRecipe(ck);
   };
