@@ -260,8 +260,9 @@ export async function runConformance(path: string, tolerance = CONFORMANCE_TOLER
     // the forward rows: computed in one tidy (the tensors to compare kept), read after it
     const forward: Array<[string, tf.Tensor]> = [];
     tf.tidy(() => {
+      // a copy (it shares the data): a row's tensor can be the input itself (ind 0) or another row's
       const add = (name: string, t: tf.Tensor) => {
-        if (T.has(name)) forward.push([name, tf.keep(t)]);
+        if (T.has(name)) forward.push([name, tf.keep(tf.clone(t))]);
       };
       const res = model.run(x);
       add('eval.first.logits', res.first.logits);
@@ -284,8 +285,7 @@ export async function runConformance(path: string, tolerance = CONFORMANCE_TOLER
     try {
       for (const [name, t] of forward) await compare(name, t);
     } finally {
-      // a tensor can be kept under two names (a readout is a cycle's logits)
-      tf.dispose([...new Set(forward.map(([, t]) => t))]);
+      tf.dispose(forward.map(([, t]) => t));
     }
     const first: Victim<CNNF> = { model, mode: 'first', cycles: cfg.cycles, readout: 'last' };
     const e2e: Victim<CNNF> = { ...first, mode: 'e2e' };
