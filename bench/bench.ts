@@ -482,7 +482,7 @@ async function main(): Promise<void> {
         tf.dispose(grads);
         return;
       }
-      const g = batchGradients(model, x, y, mbOne, { cleanWeight: 0.1, reconWeight: 0.1 }, (c, m) => tf.slice(xNoisy, c, m), true);
+      const g = await batchGradients(model, x, y, mbOne, { cleanWeight: 0.1, reconWeight: 0.1 }, (c, m) => tf.slice(xNoisy, c, m), true);
       const grads: tf.NamedTensorMap = {};
       for (const [name, t] of g.grads) grads[(model.params.get(name) as tf.Variable).name] = t;
       sgdStep(grads);
@@ -490,7 +490,7 @@ async function main(): Promise<void> {
       tf.dispose([g.value, g.hits, ...g.grads.values()]);
     },
     pgd7_e2e: async () => {
-      const adv = pgd.perturb(victim, x, y, 0.2, { nextSeed: () => seed++ });
+      const adv = await pgd.perturb(victim, x, y, 0.2, { nextSeed: () => seed++ });
       await adv.data();
       adv.dispose();
     },
@@ -514,18 +514,23 @@ async function main(): Promise<void> {
   // baseline exists for them here (bench/torch_reference_bench.py has none).
   const attackRows: Record<string, { ms: number; msPerImage: number; robustAccuracy: number; clean: number }> = {};
   if (o.attackRows) {
-    const ck = loadCheckpoint(join(ROOT, 'models', 'reference-cnnf-adv.safetensors'));
+    const ck = await loadCheckpoint(join(ROOT, 'models', 'reference-cnnf-adv.safetensors'));
     const test = loadDataset({ dataset: 'fashion-mnist', testSubset: `first:${B}` }).test;
     const xs = tf.tensor4d(test.images, [test.count, 28, 28, 1]);
     const ys = tf.tensor1d(test.labels, 'int32');
     const v: Victim = { model: ck.model, mode: 'e2e', cycles: ck.model.config.cycles, readout: ck.info.readout };
-    const acc = (t: tf.Tensor4D): number => tf.tidy(() => tf.mean(tf.cast(tf.equal(tf.argMax(predictLogits(v, t), 1), ys), 'float32')).dataSync()[0]);
-    const clean = acc(xs);
+    const acc = async (t: tf.Tensor4D): Promise<number> => {
+      const a = tf.tidy(() => tf.mean(tf.cast(tf.equal(tf.argMax(predictLogits(v, t), 1), ys), 'float32')));
+      const value = (await a.data())[0];
+      a.dispose();
+      return value;
+    };
+    const clean = await acc(xs);
     for (const [name, attack] of [['apgd-ce100_e2e', new APGD({ loss: 'ce', iterations: 100 })], ['square1000', new SquareAttack({ queries: 1000 })]] as const) {
       const t0 = performance.now();
-      const adv = attack.perturb(v, xs, ys, 0.2, 1);
+      const adv = await attack.perturb(v, xs, ys, 0.2, 1);
       const ms = performance.now() - t0;
-      attackRows[name] = { ms: +ms.toFixed(0), msPerImage: +(ms / test.count).toFixed(1), robustAccuracy: acc(adv), clean };
+      attackRows[name] = { ms: +ms.toFixed(0), msPerImage: +(ms / test.count).toFixed(1), robustAccuracy: await acc(adv), clean };
       adv.dispose();
       if (!o.json) process.stderr.write(`bench: ${name} ${ms.toFixed(0)} ms\n`);
     }

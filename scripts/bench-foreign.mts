@@ -10,13 +10,13 @@ import { TfjsLayersClassifier } from '../src/models/foreign.js';
 import { execSync } from 'node:child_process';
 
 await useBackend('wasm', { quiet: true });
-const ck = loadCheckpoint('models/reference-cnn-standard.safetensors');
+const ck = await loadCheckpoint('models/reference-cnn-standard.safetensors');
 const conv = (filters: number, first = false) => tfl.layers.conv2d({ ...(first ? { inputShape: [28, 28, 1] } : {}), filters, kernelSize: 3, padding: 'same', activation: 'relu' });
 const net = tfl.sequential({ layers: [
   conv(16, true), conv(32), conv(32), tfl.layers.maxPooling2d({ poolSize: 2 }), conv(64), tfl.layers.maxPooling2d({ poolSize: 2 }),
   tfl.layers.flatten(), tfl.layers.dense({ units: 1000, activation: 'relu' }), tfl.layers.dense({ units: 128, activation: 'relu' }), tfl.layers.dense({ units: 10 }),
 ] });
-const foreign = new TfjsLayersClassifier(net, { range: '-1,1', layout: 'NHWC', output: 'logits' }, 'TF.js LayersModel bench');
+const foreign = await TfjsLayersClassifier.create(net, { range: '-1,1', layout: 'NHWC', output: 'logits' }, 'TF.js LayersModel bench');
 const cnnfParams = [...ck.model.params.values()].reduce((a, p) => a + p.size, 0);
 console.log(`tfjs params ${net.countParams()}; cnnf arch ${ck.info.config.arch} fc ${ck.info.config.fc} cycles ${ck.info.config.cycles} (${cnnfParams})`);
 const ds = loadDataset({ testSize: 100, testOnly: true }).test;

@@ -15,10 +15,10 @@ import { parseSuite } from '../src/eval/suite.js';
 
 await useBackend('wasm', { quiet: true });
 const path = 'models/reference-cnn-adv.safetensors';
-const ck = loadCheckpoint(path);
+const ck = await loadCheckpoint(path);
 const onnxPath = join(mkdtempSync(join(tmpdir(), 'cnnf-bench-onnx-')), 'cnn.onnx');
 await exportOnnx(path, onnxPath);
-const onnx = buildOnnxModel(readOnnxModelFile(onnxPath)).model;
+const onnx = (await buildOnnxModel(readOnnxModelFile(onnxPath))).model;
 const ds = loadDataset({ testSize: 100, testOnly: true }).test;
 const n = 100;
 const suite = parseSuite({ name: 'b', attacks: [{ method: 'pgd', eps: [0.1], modes: ['first'], steps: 10 }] }, 'b');

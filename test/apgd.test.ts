@@ -179,7 +179,7 @@ describe('APGD on the adversarially trained reference CNN', () => {
 
   beforeAll(async () => {
     await useBackend('wasm', { quiet: true });
-    ck = loadCheckpoint(referenceModel('cnn-adv'));
+    ck = await loadCheckpoint(referenceModel('cnn-adv'));
     const ds = loadDataset({ dataset: 'fashion-mnist', testSubset: 'stride:200' });
     n = ds.test.labels.length;
     x = tf.tensor4d(ds.test.images.subarray(0, n * IMAGE_PIXELS), [n, 28, 28, 1]);
@@ -191,13 +191,13 @@ describe('APGD on the adversarially trained reference CNN', () => {
     y?.dispose();
   });
 
-  it('stays inside the eps ball (Linf and L2) and the [-1, 1] box, and frees its tensors', () => {
+  it('stays inside the eps ball (Linf and L2) and the [-1, 1] box, and frees its tensors', async () => {
     const xs = tf.slice(x, 0, 8);
     const ys = tf.slice(y, 0, 8);
     const before = tf.memory().numTensors;
     for (const [norm, eps] of [['linf', 0.2], ['l2', 2]] as const) {
       const init = new APGD({ norm }).startPoint(xs, eps, seeds(7));
-      const r = apgdSingleRun(victim(), xs, ys, { eps, norm, loss: 'ce', iterations: 6, rho: 0.75, init });
+      const r = await apgdSingleRun(victim(), xs, ys, { eps, norm, loss: 'ce', iterations: 6, rho: 0.75, init });
       for (const out of [init, r.xBest, r.xBestAdv]) {
         const d = tf.tidy(() => tf.sub(out, xs));
         const v = out.dataSync();
@@ -227,10 +227,10 @@ describe('APGD on the adversarially trained reference CNN', () => {
       const l = yv.dataSync();
       return Uint8Array.from(p, (c, i) => (c === l[i] ? 1 : 0));
     })();
-    const one = new APGD({ iterations: 5, restarts: 1 }).perturb(v, xs, ys, 0.15, seeds(100));
+    const one = await new APGD({ iterations: 5, restarts: 1 }).perturb(v, xs, ys, 0.15, seeds(100));
     await tick();
     const sizes: number[] = [];
-    const three = new APGD({ iterations: 5, restarts: 3 }).perturb(victim(spy(sizes)), xs, ys, 0.15, seeds(100));
+    const three = await new APGD({ iterations: 5, restarts: 3 }).perturb(victim(spy(sizes)), xs, ys, 0.15, seeds(100));
     const okAfterOne = (() => {
       const p = tf.tidy(() => tf.argMax(predictLogits(v, one), 1)).dataSync();
       const l = yv.dataSync();
@@ -272,14 +272,14 @@ describe('APGD on the adversarially trained reference CNN', () => {
     // one target class: perturb == one single run at the runner-up class from the same start point
     const eps = 0.15;
     const atk = new APGD({ loss: 'dlr-targeted', iterations: 5, nTargetClasses: 1 });
-    const out = atk.perturb(v, xs, ys, eps, seeds(5));
+    const out = await atk.perturb(v, xs, ys, eps, seeds(5));
     await tick();
     const ok = correct(v, xs);
     const idx = tf.tensor1d(Array.from(ok.keys()).filter((i) => ok[i]), 'int32');
     const xr = tf.gather(xs, idx) as tf.Tensor4D;
     const yr = tf.gather(ys, idx) as tf.Tensor1D;
     const init = atk.startPoint(xr, eps, seeds(5));
-    const r = apgdSingleRun(v, xr, yr, { eps, norm: 'linf', loss: 'dlr-targeted', iterations: 5, rho: 0.75, init, targets: APGD.targetsAt(v, xr, 2) });
+    const r = await apgdSingleRun(v, xr, yr, { eps, norm: 'linf', loss: 'dlr-targeted', iterations: 5, rho: 0.75, init, targets: APGD.targetsAt(v, xr, 2) });
     const robust = r.robust.dataSync();
     const adv = r.xBestAdv.dataSync();
     const o = out.dataSync();
@@ -293,9 +293,9 @@ describe('APGD on the adversarially trained reference CNN', () => {
     expect(fooled).toBeGreaterThan(0);
     // more target classes run more attacks over the still-robust examples: never fewer fooled
     await tick();
-    const out3 = new APGD({ loss: 'dlr-targeted', iterations: 5, nTargetClasses: 3 }).perturb(v, xs, ys, eps, seeds(5));
+    const out3 = await new APGD({ loss: 'dlr-targeted', iterations: 5, nTargetClasses: 3 }).perturb(v, xs, ys, eps, seeds(5));
     expect(count(correct(v, out3))).toBeLessThanOrEqual(count(correct(v, out)));
-    expect(() => new APGD({ loss: 'dlr-targeted', nTargetClasses: 10 }).perturb(v, xs, ys, eps, seeds(1))).toThrow(/target classes/);
+    await expect(new APGD({ loss: 'dlr-targeted', nTargetClasses: 10 }).perturb(v, xs, ys, eps, seeds(1))).rejects.toThrow(/target classes/);
     tf.dispose([xs, ys, out, out3, idx, xr, yr, init, r.xBest, r.xBestAdv, r.lossBest, r.robust]);
   });
 
@@ -303,9 +303,9 @@ describe('APGD on the adversarially trained reference CNN', () => {
     // measured on wasm: clean 44/50, PGD-7 (step 2.5 eps / 7, random start) 36, APGD-CE 20 iterations 35
     const v = victim();
     expect(count(correct(v, x))).toBe(44);
-    const pgd = new PGD({ steps: 7 }).perturb(v, x, y, 0.2, seeds(1));
+    const pgd = await new PGD({ steps: 7 }).perturb(v, x, y, 0.2, seeds(1));
     await tick();
-    const apgd = new APGD({ iterations: 20 }).perturb(v, x, y, 0.2, seeds(1));
+    const apgd = await new APGD({ iterations: 20 }).perturb(v, x, y, 0.2, seeds(1));
     const accPgd = count(correct(v, pgd));
     const accApgd = count(correct(v, apgd));
     expect(accPgd).toBeGreaterThanOrEqual(35); // 36 measured, 1 image of margin for the random start

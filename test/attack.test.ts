@@ -29,7 +29,7 @@ const N = 16;
 beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'cnnf-attack-'));
   await useBackend('wasm', { quiet: true });
-  cnn = loadCheckpoint(referenceModel('cnn-standard'));
+  cnn = await loadCheckpoint(referenceModel('cnn-standard'));
   const ds = loadDataset({ dataset: 'fashion-mnist', testSubset: 'stride:625' });
   x = tf.tensor4d(ds.test.images.subarray(0, N * IMAGE_PIXELS), [N, 28, 28, 1]);
   y = tf.tensor1d(ds.test.labels.subarray(0, N), 'int32');
@@ -47,7 +47,7 @@ describe('attack outputs', () => {
 
   it('eps 0 returns the input unchanged', async () => {
     for (const a of [new GaussianNoise(), new FGSM(), new PGD({ steps: 2 })]) {
-      const out = a.perturb(victim(), x, y, 0, ctx);
+      const out = await a.perturb(victim(), x, y, 0, ctx);
       expect(Array.from(await out.data())).toEqual(Array.from(await x.data()));
       out.dispose();
     }
@@ -57,7 +57,7 @@ describe('attack outputs', () => {
     const before = tf.memory().numTensors;
     const xs = await x.data();
     for (const a of [new FGSM(), new PGD({ steps: 3, randomStart: true }), new PGD({ steps: 2, targeted: true })]) {
-      const out = a.perturb(victim(), x, y, 0.2, ctx);
+      const out = await a.perturb(victim(), x, y, 0.2, ctx);
       const v = await out.data();
       out.dispose();
       let maxDelta = 0;

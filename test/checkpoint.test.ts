@@ -59,7 +59,7 @@ describe('checkpoints', () => {
     const m = CNNF.init({ arch: 'small', fc: [16], cycles: 2, ind: 1, resParam: 0.3 }, 7);
     const path = join(tmp(), 'm.safetensors');
     await saveCheckpoint(path, m, { readout: 'average', training: { epochs: 1 } });
-    const loaded = loadCheckpoint(path);
+    const loaded = await loadCheckpoint(path);
     expect(loaded.info.config).toEqual(m.config);
     expect(loaded.info.readout).toBe('average');
     expect(loaded.info.training).toEqual({ epochs: 1 });
@@ -78,8 +78,8 @@ describe('checkpoints', () => {
     tensors.set('fc1.weight', { shape: [1568, 17], data: new Float32Array(1568 * 17) });
     const badPath = join(dir, 'bad.safetensors');
     writeSafetensors(badPath, tensors, parsed.metadata);
-    expect(() => loadCheckpoint(badPath)).toThrow(/fc1.weight has shape \[1568, 17\], expected \[1568, 16\]/);
-    expect(() => loadCheckpoint(FIXTURE)).toThrow(/not a cnnf checkpoint.*cnnf import/);
+    await expect(loadCheckpoint(badPath)).rejects.toThrow(/fc1.weight has shape \[1568, 17\], expected \[1568, 16\]/);
+    await expect(loadCheckpoint(FIXTURE)).rejects.toThrow(/not a cnnf checkpoint.*cnnf import/);
   });
 
   it('writes atomically: a failed write leaves no partial or temporary file', () => {
@@ -95,7 +95,7 @@ describe('cnnf import and bad input on the command line', () => {
     const out = join(tmp(), 'fx.safetensors');
     const r = await cnnf(['import', '--from', 'pytorch', FIXTURE, '--prefix', 'param.', '--arch', 'fmnist', '--cycles', '2', '--res-param', '0.1', '-o', out]);
     expect(r.code, r.stderr).toBe(0);
-    const c = loadCheckpoint(out);
+    const c = await loadCheckpoint(out);
     expect(c.info.config).toEqual({ arch: 'fmnist', fc: [64, 32], numClasses: 10, ind: 2, cycles: 2, resParam: 0.1 });
   });
 

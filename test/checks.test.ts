@@ -106,7 +106,7 @@ describe('the masked-gradient model', () => {
       // APGD-CE then APGD-T over the still-robust examples (Square and FAB-T are covered by test/square-spsa.test.ts and test/fab.test.ts)
       { name: 'autoattack', method: 'autoattack', eps: [0.3], iterations: 10, nTargetClasses: 3, stages: 'apgd-ce,apgd-t' },
     ] }, 'mask');
-    const res = await evaluate([loadCheckpoint(masked), loadCheckpoint(referenceModel('cnn-adv'))], data, suite, { seed: 1, names: ['masked', 'plain'], probeSize: 16, batchSize: 10 });
+    const res = await evaluate([await loadCheckpoint(masked), await loadCheckpoint(referenceModel('cnn-adv'))], data, suite, { seed: 1, names: ['masked', 'plain'], probeSize: 16, batchSize: 10 });
     validateResults(res, 'results');
     const [m, p] = res.models;
     const twoImages = 2 / 40 + 1e-9;

@@ -50,9 +50,9 @@ const FULL = { 'cnn-standard': 0.9237, 'cnn-adv': 0.8484, 'cnnf-adv/first': 0.85
 
 /** Clean accuracies only: the trust checks (a probe batch under attack, most of the time otherwise) are off. */
 async function cleanAccuracies(d: EvalData): Promise<Record<keyof typeof STRIDE50, number>> {
-  const cnnStd = loadCheckpoint(referenceModel('cnn-standard'));
-  const cnnAdv = loadCheckpoint(referenceModel('cnn-adv'));
-  const cnnf = loadCheckpoint(referenceModel('cnnf-adv'));
+  const cnnStd = await loadCheckpoint(referenceModel('cnn-standard'));
+  const cnnAdv = await loadCheckpoint(referenceModel('cnn-adv'));
+  const cnnf = await loadCheckpoint(referenceModel('cnnf-adv'));
   const before = tf.memory().numTensors;
   const plain = await evaluate([cnnStd, cnnAdv], d, CLEAN_ONLY, { seed: 0, batchSize: 100, checks: false, names: ['cnn-standard', 'cnn-adv'] });
   const first = await evaluate([cnnf], d, CLEAN_ONLY, { seed: 0, batchSize: 100, checks: false, cycles: 0 });
@@ -85,7 +85,7 @@ describe('reference models, clean accuracy', () => {
 describe('evaluate()', () => {
   it('runs a suite on a CNN and a CNN-F: modes, metrics keys, worst case, provenance, validateResults accepts it', async () => {
     const suite = loadSuite(join(ROOT, 'attacks', 'quick.json'));
-    const models = [loadCheckpoint(referenceModel('cnn-adv')), loadCheckpoint(referenceModel('cnnf-adv'))];
+    const models = [await loadCheckpoint(referenceModel('cnn-adv')), await loadCheckpoint(referenceModel('cnnf-adv'))];
     const before = tf.memory().numTensors;
     const d = data('stride:500');
     // a 4-example probe: the trust checks run and are recorded (their own tests are checks.test.ts and probe-pool.test.ts)
@@ -118,7 +118,7 @@ describe('evaluate()', () => {
 
   it('gives the same results when worker threads run the batches (random starts, noise, targets, dumps)', async () => {
     const suite = loadSuite(join(ROOT, 'attacks', 'quick.json'));
-    const models = [loadCheckpoint(referenceModel('cnnf-adv'))];
+    const models = [await loadCheckpoint(referenceModel('cnnf-adv'))];
     const d = data('stride:500');
     const before = tf.memory().numTensors;
     // an 8-example probe (one chunk; probe-pool.test.ts covers several): it is most of a run's time
@@ -145,7 +145,7 @@ describe('evaluate()', () => {
 
   it('rejects a model whose class count differs from the dataset', async () => {
     const d = data('stride:1000');
-    const m = loadCheckpoint(referenceModel('cnn-adv'));
+    const m = await loadCheckpoint(referenceModel('cnn-adv'));
     await expect(evaluate([m], { ...d, numClasses: 26, classNames: Array.from({ length: 26 }, (_, i) => String(i)) }, CLEAN_ONLY, { seed: 0 }))
       .rejects.toThrow(UsageError);
   });
@@ -211,7 +211,7 @@ describe('cnnf eval', () => {
     const lettersModel = join(tmp, 'letters.safetensors');
     {
       // the cnn-adv checkpoint cut down to 5 classes (the first 5 outputs of the last layer)
-      const ck = loadCheckpoint(referenceModel('cnn-adv'));
+      const ck = await loadCheckpoint(referenceModel('cnn-adv'));
       const arrays = readSafetensors(referenceModel('cnn-adv')).tensors;
       const cfg5 = { ...ck.info.config, numClasses: 5 };
       saveArrays(lettersModel, cfg5, new Map(paramSpecs(cfg5).map((p) => {

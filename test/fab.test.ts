@@ -60,13 +60,13 @@ describe('conformance with AutoAttack FAB-T golden tensors (fixture autoattack-f
     for (const [key, norm, rank] of [['Linf', 'linf', 2], ['L2', 'l2', 3]] as const) {
       const targets = Int32Array.from(need(`input.fab.${key}.target`).data);
       // AutoAttack's target rule: the rank-th most likely class at x
-      expect(Array.from(FAB.targetsAt(v, x, rank))).toEqual(Array.from(targets));
+      expect(Array.from(await FAB.targetsAt(v, x, rank))).toEqual(Array.from(targets));
       const t0 = Date.now();
       // one example at a time (examples are independent), so vitest's worker RPC gets a turn in between
       const r = { adv: new Float32Array(n * per), distance: new Float64Array(n), success: new Uint8Array(n), attacked: new Uint8Array(n) };
       for (let i = 0; i < n; i++) {
         const xi = tf.slice(x, i, 1);
-        const ri = fabSingleRun(v, xi, y.subarray(i, i + 1), { norm, iterations, alphaMax: Number(meta.fab_alpha_max), eta: Number(meta.fab_eta), beta: Number(meta.fab_beta), targets: targets.subarray(i, i + 1) });
+        const ri = await fabSingleRun(v, xi, y.subarray(i, i + 1), { norm, iterations, alphaMax: Number(meta.fab_alpha_max), eta: Number(meta.fab_eta), beta: Number(meta.fab_beta), targets: targets.subarray(i, i + 1) });
         xi.dispose();
         r.adv.set(ri.adv, i * per);
         r.distance[i] = ri.distance[0];
@@ -166,7 +166,7 @@ describe('FAB-T on the adversarially trained reference CNN', () => {
 
   beforeAll(async () => {
     await useBackend('wasm', { quiet: true });
-    ck = loadCheckpoint(referenceModel('cnn-adv'));
+    ck = await loadCheckpoint(referenceModel('cnn-adv'));
     const ds = loadDataset({ dataset: 'fashion-mnist', testSubset: 'stride:500' });
     const n = ds.test.labels.length;
     x = tf.tensor4d(ds.test.images.subarray(0, n * IMAGE_PIXELS), [n, 28, 28, 1]);
@@ -193,7 +193,7 @@ describe('FAB-T on the adversarially trained reference CNN', () => {
     const parts: tf.Tensor4D[] = [];
     for (let i = 10; i < 20; i += 5) {
       const [xs, ys] = [tf.slice(x, i, 5), tf.slice(y, i, 5)];
-      parts.push(new FAB({ iterations: 100, nTargetClasses: 1 }).perturb(v, xs, ys, eps, 1));
+      parts.push(await new FAB({ iterations: 100, nTargetClasses: 1 }).perturb(v, xs, ys, eps, 1));
       tf.dispose([xs, ys]);
       await tick();
     }
@@ -234,12 +234,12 @@ describe('FAB-T on the adversarially trained reference CNN', () => {
     const ok = correct(v, xs, ys);
     // one target class == one single run at the runner-up, filtered by the eps test
     const eps = 0.1;
-    const out = new FAB({ iterations: 20, nTargetClasses: 1 }).perturb(v, xs, ys, eps, 3);
+    const out = await new FAB({ iterations: 20, nTargetClasses: 1 }).perturb(v, xs, ys, eps, 3);
     await tick();
     const rowsIdx = Array.from(ok.keys()).filter((i) => ok[i]);
     const xr = tf.tidy(() => tf.gather(xs, tf.tensor1d(rowsIdx, 'int32')) as tf.Tensor4D);
     const yr = Int32Array.from(rowsIdx, (i) => ys.dataSync()[i]);
-    const run = fabSingleRun(v, xr, yr, { norm: 'linf', iterations: 20, alphaMax: 0.1, eta: 1.05, beta: 0.9, targets: FAB.targetsAt(v, xr, 2) });
+    const run = await fabSingleRun(v, xr, yr, { norm: 'linf', iterations: 20, alphaMax: 0.1, eta: 1.05, beta: 0.9, targets: await FAB.targetsAt(v, xr, 2) });
     const o = out.dataSync();
     const xsv = xs.dataSync();
     let within = 0;
@@ -257,7 +257,7 @@ describe('FAB-T on the adversarially trained reference CNN', () => {
     console.log(`FAB-T 1 target, eps 0.1: ${within} broken within eps, ${beyond} found adversarial beyond eps (kept clean)`);
     expect(within).toBeGreaterThan(0);
     expect(beyond).toBeGreaterThan(0);
-    expect(() => new FAB({ nTargetClasses: 10 }).perturb(v, xs, ys, eps, 1)).toThrow(/target classes/);
+    await expect(new FAB({ nTargetClasses: 10 }).perturb(v, xs, ys, eps, 1)).rejects.toThrow(/target classes/);
     tf.dispose([xs, ys, out, xr]);
     expect(tf.memory().numTensors, 'FAB frees its tensors').toBe(before);
   });
@@ -267,7 +267,7 @@ describe('FAB-T on the adversarially trained reference CNN', () => {
     const xs = tf.slice(x, 0, 8);
     const ys = tf.slice(y, 0, 8);
     const eps = 0.15;
-    const start = FAB.randomStart('linf', xs, eps, 7);
+    const start = await FAB.randomStart('linf', xs, eps, 7);
     const xv = xs.dataSync();
     let far = 0;
     start.forEach((s, q) => {
@@ -278,17 +278,17 @@ describe('FAB-T on the adversarially trained reference CNN', () => {
       expect(s).toBeLessThanOrEqual(1);
     });
     expect(far).toBeGreaterThan(eps / 2 - 1e-6); // on the sphere of radius eps / 2 (Linf)
-    const l2 = FAB.randomStart('l2', xs, 1, 7);
+    const l2 = await FAB.randomStart('l2', xs, 1, 7);
     for (let i = 0; i < 8; i++) {
       let ss = 0;
       for (let q = i * IMAGE_PIXELS; q < (i + 1) * IMAGE_PIXELS; q++) ss += (l2[q] - xv[q]) ** 2;
       expect(Math.sqrt(ss)).toBeLessThanOrEqual(0.5 + 1e-5); // radius eps / 2 before clipping to the box
     }
-    const a = new FAB({ iterations: 5, nTargetClasses: 1, restarts: 3 }).perturb(v, xs, ys, eps, 5);
+    const a = await new FAB({ iterations: 5, nTargetClasses: 1, restarts: 3 }).perturb(v, xs, ys, eps, 5);
     await tick();
-    const b = new FAB({ iterations: 5, nTargetClasses: 1, restarts: 3 }).perturb(v, xs, ys, eps, 5);
+    const b = await new FAB({ iterations: 5, nTargetClasses: 1, restarts: 3 }).perturb(v, xs, ys, eps, 5);
     expect(Array.from(a.dataSync())).toEqual(Array.from(b.dataSync())); // seeded
-    const one = new FAB({ iterations: 5, nTargetClasses: 1, restarts: 1 }).perturb(v, xs, ys, eps, 5);
+    const one = await new FAB({ iterations: 5, nTargetClasses: 1, restarts: 1 }).perturb(v, xs, ys, eps, 5);
     const ok3 = correct(v, a, ys);
     const ok1 = correct(v, one, ys);
     for (let i = 0; i < 8; i++) if (!ok1[i]) expect(ok3[i], `example ${i}: broken by the first restart, stays broken`).toBe(0);
@@ -307,9 +307,9 @@ describe('FAB-T on the adversarially trained reference CNN', () => {
     const aa = new AutoAttack({ stages: ['fab-t'], iterations: 10, nTargetClasses: 2 });
     expect(aa.settings().version).toBe('custom');
     expect(spec.params.stages).toBe('fab-t');
-    const r = aa.runStaged(v, xs, ys, 0.2, 1);
+    const r = await aa.runStaged(v, xs, ys, 0.2, 1);
     await tick();
-    const direct = new FAB({ iterations: 10, nTargetClasses: 2 }).perturb(v, xs, ys, 0.2, 1);
+    const direct = await new FAB({ iterations: 10, nTargetClasses: 2 }).perturb(v, xs, ys, 0.2, 1);
     const broken = Array.from(r.brokenBy).filter((b) => b === 0).length;
     expect(broken).toBeGreaterThan(0);
     expect(Array.from(r.adv.dataSync())).toEqual(Array.from(direct.dataSync()));

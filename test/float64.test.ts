@@ -235,7 +235,7 @@ describe('CNNF64 against the tfjs model (wasm, float32)', () => {
       const base = CNNF.init({ arch, fc: arch === 'fmnist' ? [64, 32] : [32], ind, cycles: 0, resParam: 0.2 }, seed);
       // non-zero biases, so the Bias layers are exercised
       for (const [name, p] of base.params) if (name.endsWith('bias.bias')) (p as tf.Variable).assign(tf.randomUniform(p.shape, -0.3, 0.3, 'float32', seed));
-      const m64 = CNNF64.fromModel(base);
+      const m64 = await CNNF64.fromModel(base);
       const per = base.spec.height * base.spec.width * base.spec.inChannels;
       const x = inputs(seed, per);
       const labels = [3, 7];
@@ -267,10 +267,10 @@ describe('CNNF64 against the tfjs model (wasm, float32)', () => {
     });
   }
 
-  it('fromModel copies the weights exactly and keeps the configuration', () => {
+  it('fromModel copies the weights exactly and keeps the configuration', async () => {
     const model = CNNF.init({ arch: 'fmnist', fc: [16, 8], ind: 1, cycles: 3, resParam: 0.4 }, 5);
     try {
-      const m64 = CNNF64.fromModel(model);
+      const m64 = await CNNF64.fromModel(model);
       expect(m64.config).toEqual(model.config);
       expect(m64.inputSize).toBe(784);
       const w = model.params.get('conv2.conv.weight')!.dataSync();

@@ -95,9 +95,9 @@ describe('a 32x32x3 TF.js LayersModel as the victim of PGD, APGD and Square', ()
       ['apgd', new APGD({ iterations: 20 })],
       ['square', new SquareAttack({ queries: 300 })],
     ] as const) {
-      const adv = attack.perturb(v, x, y, eps, ctx);
+      const adv = await attack.perturb(v, x, y, eps, ctx);
       expect(adv.shape).toEqual([24, 32, 32, 3]);
-      verifyAdversarial(name, x, adv, eps, 'linf'); // throws outside the ball or the box
+      await verifyAdversarial(name, x, adv, eps, 'linf'); // throws outside the ball or the box
       const d = tf.tidy(() => tf.max(tf.abs(tf.sub(adv, x))).dataSync()[0]);
       expect(d).toBeLessThanOrEqual(eps + 1e-6);
       expect(tf.min(adv).dataSync()[0]).toBeGreaterThanOrEqual(-1);
@@ -138,9 +138,9 @@ describe('a 32x32x3 TF.js LayersModel as the victim of PGD, APGD and Square', ()
       const spec = parseAttackSpec({ method, eps: [0.3], ...small[method] }, `suite: ${method}`, 32 * 32 * 3);
       const attack = getAttack(method).build(spec);
       let seed = 11;
-      const adv = attack.perturb(v, xs, ys, 0.3, { nextSeed: () => seed++, trueLabels: ys });
+      const adv = await attack.perturb(v, xs, ys, 0.3, { nextSeed: () => seed++, trueLabels: ys });
       expect(adv.shape, method).toEqual([6, 32, 32, 3]);
-      verifyAdversarial(method, xs, adv, 0.3, attack.norm);
+      await verifyAdversarial(method, xs, adv, 0.3, attack.norm);
       adv.dispose();
       ran.push(method);
     }

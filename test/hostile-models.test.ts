@@ -273,7 +273,7 @@ describe('non-finite logits during an evaluation are refused with one line namin
   }, 120_000);
 
   it('a cnnf model whose weight turns NaN after loading: its batch is refused, naming it', async () => {
-    const ck = loadCheckpoint(referenceModel('cnn-standard'));
+    const ck = await loadCheckpoint(referenceModel('cnn-standard'));
     const d = ds();
     const task = {
       name: 'cnn-standard', start: 0, images: d.test.images.slice(0, 4 * 784), labels: Int32Array.from(d.test.labels.subarray(0, 4)),

@@ -114,6 +114,17 @@ function usage(fn: () => unknown): string {
   throw new Error('expected a UsageError');
 }
 
+async function usageAsync(fn: () => Promise<unknown>): Promise<string> {
+  try {
+    await fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(UsageError);
+    expect((e as Error).message).not.toContain('\n');
+    return (e as Error).message;
+  }
+  throw new Error('expected a UsageError');
+}
+
 function safetensorsBytes(header: Record<string, unknown>, data: Buffer | number, rawHeader?: string): Buffer {
   const json = Buffer.from(rawHeader ?? JSON.stringify(header));
   const len = Buffer.alloc(8);
@@ -331,12 +342,12 @@ describe('7. nothing is silently accepted', () => {
     const huge = join(dir, 'huge.safetensors');
     saveArrays(huge, ck.info.config, arrays, { dtype: 'F32' });
     expect(() => readCheckpointFile(huge)).not.toThrow(); // every weight is finite...
-    expect(usage(() => loadCheckpoint(huge))).toMatch(/huge.safetensors: the model computes non-finite logits \(first pass\) on a plain test input; its weights overflow float32 \(largest \|weight\| 3.00e\+38\)/);
+    expect(await usageAsync(() => loadCheckpoint(huge))).toMatch(/huge.safetensors: the model computes non-finite logits \(first pass\) on a plain test input; its weights overflow float32 \(largest \|weight\| 3.00e\+38\)/);
     const json = join(dir, 'huge-results.json');
     await allRefused([[['eval', '--model', huge, '--attacks', 'fgsm', '--eps', '0.1', '--test-subset', 'first:10', '--json', json], /non-finite logits/]], 60);
     expect(existsSync(json)).toBe(false);
     // the shipped model passes the probe
-    expect(loadCheckpoint(MODEL).info.config.numClasses).toBe(10);
+    expect((await loadCheckpoint(MODEL)).info.config.numClasses).toBe(10);
   });
   it('a tampered training state (completedEpochs -5, step 1e9, ...) is refused before training', async () => {
     const good = {

@@ -32,8 +32,8 @@ function fashionAs(name: string): EvalData {
 }
 
 describe('the dataset a checkpoint records', () => {
-  it('evaluate refuses another named dataset with one UsageError; idx and folder data are never refused', () => {
-    const ck = loadCheckpoint(referenceModel('cnn-adv'));
+  it('evaluate refuses another named dataset with one UsageError; idx and folder data are never refused', async () => {
+    const ck = await loadCheckpoint(referenceModel('cnn-adv'));
     expect(ck.info.dataset).toBe('fashion-mnist');
     let err: unknown;
     try {
@@ -53,7 +53,7 @@ describe('the dataset a checkpoint records', () => {
   });
 
   it('allowed, the results carry a dataset-mismatch warning (check 9), counted in metrics.warnings', async () => {
-    const ck = loadCheckpoint(referenceModel('cnn-adv'));
+    const ck = await loadCheckpoint(referenceModel('cnn-adv'));
     const res = await evaluate([ck], fashionAs('mnist'), suite, { seed: 0, allowDatasetMismatch: true, probeSize: 4 });
     ck.model.dispose();
     validateResults(JSON.parse(JSON.stringify(res)), 'results');
@@ -65,7 +65,7 @@ describe('the dataset a checkpoint records', () => {
     expect(mism[0].evidence).toEqual({ trainedOn: 'fashion-mnist', dataset: 'mnist' });
     expect(res.models[0].metrics.warnings).toBe(res.checks!.filter((c) => c.severity === 'warning').length);
     // on its own dataset: no such check
-    const ck2 = loadCheckpoint(referenceModel('cnn-adv'));
+    const ck2 = await loadCheckpoint(referenceModel('cnn-adv'));
     const ok = await evaluate([ck2], fashionAs('fashion-mnist'), suite, { seed: 0, probeSize: 4 });
     ck2.model.dispose();
     expect(ok.checks!.some((c) => c.id === 'dataset-mismatch')).toBe(false);
@@ -115,15 +115,15 @@ describe('model names', () => {
     expect(defaultModelNames(['runs/a/best.safetensors', 'runs/b/best.safetensors'])).toEqual(['a', 'b']);
   });
 
-  it('tables and results name runs/cnn/best.safetensors "cnn" unless --name is given', () => {
+  it('tables and results name runs/cnn/best.safetensors "cnn" unless --name is given', async () => {
     const dirA = join(tmp, 'names', 'cnn');
     const dirB = join(tmp, 'names', 'cnnf');
     mkdirSync(dirA, { recursive: true });
     mkdirSync(dirB, { recursive: true });
     copyFileSync(referenceModel('cnn-adv'), join(dirA, 'best.safetensors'));
     copyFileSync(referenceModel('cnnf-adv'), join(dirB, 'best.safetensors'));
-    const a = loadCheckpoint(join(dirA, 'best.safetensors'));
-    const b = loadCheckpoint(join(dirB, 'best.safetensors'));
+    const a = await loadCheckpoint(join(dirA, 'best.safetensors'));
+    const b = await loadCheckpoint(join(dirB, 'best.safetensors'));
     const data = fashionAs('fashion-mnist');
     expect(makePlan([a, b], data, suite, { seed: 0 }).models.map((m) => m.name)).toEqual(['cnn', 'cnnf']);
     expect(makePlan([a, b], data, suite, { seed: 0, names: ['baseline', 'feedback'] }).models.map((m) => m.name)).toEqual(['baseline', 'feedback']);

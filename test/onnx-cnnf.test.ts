@@ -42,7 +42,7 @@ let wantAverage: Float32Array;
 beforeAll(async () => {
   await useBackend('wasm', { quiet: true });
   ort.env.wasm.numThreads = 1;
-  ck = loadCheckpoint(CNNF_PATH);
+  ck = await loadCheckpoint(CNNF_PATH);
   arrays = await ck.model.toArrays();
   const ds = loadDataset({ dataset: 'fashion-mnist', testSubset: 'stride:100' });
   x = tf.tensor4d(ds.test.images.subarray(0, N * IMAGE_PIXELS), [N, 28, 28, 1]);
@@ -79,7 +79,7 @@ describe('cnnf export --to onnx of a CNN-F (cycles unrolled) vs cnnf', () => {
     const path = join(dir, 'cnn.onnx');
     const r = await exportOnnx(CNN, path);
     expect([r.cycles, r.readout]).toEqual([0, 'last']);
-    const cnn = loadCheckpoint(CNN);
+    const cnn = await loadCheckpoint(CNN);
     try {
       const logits = tf.tidy(() => cnn.model.run(x, { cycles: 0 }).logits[0].dataSync() as Float32Array);
       expect(relErr(await ortRun(readFileSync(path), nchw, N), logits)).toBeLessThan(1e-5);
@@ -109,7 +109,7 @@ describe('cnnf export --to onnx of a CNN-F (cycles unrolled) vs cnnf', () => {
     expect(meta).toMatchObject({ arch: 'fmnist', ind: 2, resParam: 0.1, checkpointCycles: 1, cycles: 2, readout: 'last' });
     const file = readOnnxModelFile(path);
     expect(file.recorded).toMatchObject({ range: '-1,1', layout: 'NCHW', output: 'logits' });
-    const onnx = buildOnnxModel(file).model;
+    const onnx = (await buildOnnxModel(file)).model;
     try {
       const n = 16;
       const logits = tf.tidy(() => onnx.logits(tf.slice(x, [0, 0, 0, 0], [n, 28, 28, 1])).dataSync() as Float32Array);
@@ -122,7 +122,7 @@ describe('cnnf export --to onnx of a CNN-F (cycles unrolled) vs cnnf', () => {
   it('FGSM through the ONNX graph (tfjs autodiff through the unrolled cycle) matches FGSM e2e on the checkpoint', async () => {
     const path = join(dir, 'cnnf-1.onnx');
     writeFileSync(path, encodeOnnxModel(onnxSpecOfCnnf(ck.info.config, arrays, 1, 'last')));
-    const onnx = buildOnnxModel(readOnnxModelFile(path), { range: '-1,1' }).model;
+    const onnx = (await buildOnnxModel(readOnnxModelFile(path), { range: '-1,1' })).model;
     const n = 16;
     const xs = tf.slice(x, [0, 0, 0, 0], [n, 28, 28, 1]);
     const ys = tf.slice(y, [0], [n]);

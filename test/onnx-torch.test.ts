@@ -43,9 +43,9 @@ describe.skipIf(!hasTorch)('ONNX from torch.onnx.export: the same logits, gradie
   }, 300_000);
 
   for (const name of ['cnn', 'resnet', 'mlp']) {
-    it(name, () => {
+    it(name, async () => {
       const ref = JSON.parse(readFileSync(join(dir, `${name}.json`), 'utf8')) as { logits: number[]; grad: number[]; pgd: number[] };
-      const m = buildOnnxModel(readOnnxModelFile(join(dir, `${name}.onnx`))).model;
+      const m = (await buildOnnxModel(readOnnxModelFile(join(dir, `${name}.onnx`)))).model;
       expect(m.differentiable).toBe(true);
       const v: Victim = { model: m, mode: 'first', cycles: 0, readout: 'last' };
       // cnnf's canonical images: NHWC in [-1, 1] (one channel, so the same order as NCHW)
@@ -58,7 +58,9 @@ describe.skipIf(!hasTorch)('ONNX from torch.onnx.export: the same logits, gradie
         const g = tf.tidy(() => tf.mul(lossGradient(v, xc, 'ce', labels), 2).dataSync() as Float32Array);
         expect(relErr(g, ref.grad)).toBeLessThan(1e-4);
         // PGD: the same 5 sign steps from the clean images
-        const adv = tf.tidy(() => new PGD({ steps: 5, stepSize: 0.05, randomStart: false }).perturb(v, xc, labels, 0.2).dataSync() as Float32Array);
+        const advT = await new PGD({ steps: 5, stepSize: 0.05, randomStart: false }).perturb(v, xc, labels, 0.2);
+        const adv = advT.dataSync() as Float32Array;
+        advT.dispose();
         const adv01 = Float32Array.from(adv, (p) => (p + 1) / 2);
         let off = 0;
         for (let i = 0; i < adv01.length; i++) if (Math.abs(adv01[i] - ref.pgd[i]) > 1e-5) off++;

@@ -39,7 +39,7 @@ let ck: LoadedCheckpoint;
 beforeAll(async () => {
   await useBackend('wasm', { quiet: true });
   ort.env.wasm.numThreads = 1;
-  ck = loadCheckpoint(referenceModel('cnn-adv'));
+  ck = await loadCheckpoint(referenceModel('cnn-adv'));
 });
 
 afterAll(() => ck.model.dispose());
@@ -67,8 +67,8 @@ function write(name: string, bytes: Uint8Array): string {
 }
 
 /** cnnf's logits for NCHW inputs in [0, 1] (the default adapter: canonical [-1, 1] NHWC in). */
-function cnnfLogits(path: string, x: Float32Array, dims: [number, number, number, number]): Float32Array {
-  const m = buildOnnxModel(readOnnxModelFile(path)).model;
+async function cnnfLogits(path: string, x: Float32Array, dims: [number, number, number, number]): Promise<Float32Array> {
+  const m = (await buildOnnxModel(readOnnxModelFile(path))).model;
   try {
     return tf.tidy(() => {
       const nchw = tf.tensor4d(x, dims);
@@ -169,13 +169,13 @@ describe('ONNX forward pass vs onnxruntime', () => {
       const xs = Float32Array.from({ length: 4 * 3 * 12 * 12 }, () => rng());
       const conv = encodeOnnxModel(convNet(opset, false, opset));
       const ref = await ortRun(conv, xs, [4, 3, 12, 12]);
-      const got = cnnfLogits(write(`conv${opset}.onnx`, conv), xs, [4, 3, 12, 12]);
+      const got = await cnnfLogits(write(`conv${opset}.onnx`, conv), xs, [4, 3, 12, 12]);
       expect(got.length).toBe(20);
       expect(relErr(got, ref)).toBeLessThan(1e-5);
       const xm = Float32Array.from({ length: 3 * 16 }, () => rng());
       const mlp = encodeOnnxModel(mlpNet(opset, opset));
       const refM = await ortRun(mlp, xm, [3, 1, 4, 4]);
-      const gotM = cnnfLogits(write(`mlp${opset}.onnx`, mlp), xm, [3, 1, 4, 4]);
+      const gotM = await cnnfLogits(write(`mlp${opset}.onnx`, mlp), xm, [3, 1, 4, 4]);
       expect(gotM.length).toBe(18);
       expect(relErr(gotM, refM)).toBeLessThan(1e-5);
     });
@@ -184,7 +184,7 @@ describe('ONNX forward pass vs onnxruntime', () => {
   it('input gradients agree with central finite differences of onnxruntime\'s forward pass (smooth conv net)', async () => {
     const spec = convNet(7, true, 13);
     const bytes = encodeOnnxModel(spec);
-    const m = buildOnnxModel(readOnnxModelFile(write('smooth.onnx', bytes))).model;
+    const m = (await buildOnnxModel(readOnnxModelFile(write('smooth.onnx', bytes)))).model;
     expect(m.differentiable).toBe(true);
     const rng = mulberry32(9);
     const x01 = Float32Array.from({ length: 3 * 12 * 12 }, () => 0.2 + 0.6 * rng());
@@ -223,7 +223,7 @@ describe('cnnf export --to onnx (plain CNN)', () => {
     expect(r.nodes).toBeGreaterThan(30);
     const file = readOnnxModelFile(path);
     expect(file.recorded).toMatchObject({ range: '-1,1', layout: 'NCHW', output: 'logits' });
-    const onnx = buildOnnxModel(file).model;
+    const onnx = (await buildOnnxModel(file)).model;
     const ds = loadDataset({ dataset: 'fashion-mnist', testSubset: 'stride:1000' });
     const n = 8;
     const x = tf.tensor4d(ds.test.images.subarray(0, n * IMAGE_PIXELS), [n, 28, 28, 1]);
@@ -239,8 +239,11 @@ describe('cnnf export --to onnx (plain CNN)', () => {
       expect(relErr(o, a)).toBeLessThan(1e-5);
       // PGD through the ONNX graph's tfjs gradient: the same predictions as through cnnf's own model
       const pgd = new PGD({ steps: 5 });
-      const pa = tf.tidy(() => tf.argMax(predictLogits(native, pgd.perturb(native, x, y, 0.15, 3)), 1).dataSync());
-      const pb = tf.tidy(() => tf.argMax(predictLogits(foreign, pgd.perturb(foreign, x, y, 0.15, 3)), 1).dataSync());
+      const advA = await pgd.perturb(native, x, y, 0.15, 3);
+      const advB = await pgd.perturb(foreign, x, y, 0.15, 3);
+      const pa = tf.tidy(() => tf.argMax(predictLogits(native, advA), 1).dataSync());
+      const pb = tf.tidy(() => tf.argMax(predictLogits(foreign, advB), 1).dataSync());
+      tf.dispose([advA, advB]);
       expect(Array.from(pb)).toEqual(Array.from(pa));
     } finally {
       tf.dispose([x, y]);
@@ -319,11 +322,11 @@ describe('hostile ONNX files: one line, exit 2, nothing run', () => {
   ];
   // in-process (readOnnxModelFile + buildOnnxModel, what every command calls), and two through the CLI
   for (const [what, make, re] of cases) {
-    it(what, () => {
+    it(what, async () => {
       const p = write(`hostile-${what.replace(/\W+/g, '-')}.onnx`, make());
       let err: unknown;
       try {
-        buildOnnxModel(readOnnxModelFile(p)).model.dispose();
+        (await buildOnnxModel(readOnnxModelFile(p))).model.dispose();
       } catch (e) {
         err = e;
       }

@@ -39,10 +39,10 @@ beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'cnnf-probe-pool-'));
   const path = join(tmp, 'masked.safetensors');
   await writeScaledLogitsModel(referenceModel('cnn-adv'), path, 1e4);
-  masked = loadCheckpoint(path);
+  masked = await loadCheckpoint(path);
   const pathF = join(tmp, 'masked-cnnf.safetensors');
   await writeScaledLogitsModel(join(ROOT, 'models', 'cnnf-fmnist.safetensors'), pathF, 1e4);
-  maskedF = loadCheckpoint(pathF);
+  maskedF = await loadCheckpoint(pathF);
   split = loadDataset({ dataset: 'fashion-mnist', testSubset: 'stride:100' }).test;
   pool = await WorkerPool.start(2, 'wasm');
 });

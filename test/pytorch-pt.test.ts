@@ -190,9 +190,9 @@ describe('cnnf import --from pytorch model.pt', () => {
     const c = await run(['import', FIXTURE, '--prefix', 'param.', ...args, '-o', join(dir, 'c.safetensors')]);
     for (const r of [a, b, c]) expect(r.code, r.stderr).toBe(0);
     expect(a.stdout).toMatch(/wrote .*a.safetensors \(fmnist, fc 64,32, 10 classes, ind 2, cycles 2, res_param 0.1\)/);
-    const ma = loadCheckpoint(join(dir, 'a.safetensors'));
-    const mb = loadCheckpoint(join(dir, 'b.safetensors'));
-    const mc = loadCheckpoint(join(dir, 'c.safetensors'));
+    const ma = await loadCheckpoint(join(dir, 'a.safetensors'));
+    const mb = await loadCheckpoint(join(dir, 'b.safetensors'));
+    const mc = await loadCheckpoint(join(dir, 'c.safetensors'));
     expect(ma.info.source).toBe('imported from PyTorch checkpoint ref.pt');
     expect(ma.info.config).toEqual(mc.info.config);
     const arrays = async (m: typeof ma) => new Map([...(await m.model.toArrays())].map(([k, v]) => [k, { ...v, dtype: 'F32' as const }]));

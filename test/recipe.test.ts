@@ -23,22 +23,22 @@ describe('humanNumber', () => {
 });
 
 describe('trainingRecipe', () => {
-  const recipe = (name: string): string | undefined => {
-    const ck = loadCheckpoint(join(ROOT, 'models', `${name}.safetensors`));
+  const recipe = async (name: string): Promise<string | undefined> => {
+    const ck = await loadCheckpoint(join(ROOT, 'models', `${name}.safetensors`));
     ck.model.dispose();
     return trainingRecipe(ck);
   };
 
-  it('the main job compares the reference CNN and CNN-F, both adversarially trained, and says how', () => {
+  it('the main job compares the reference CNN and CNN-F, both adversarially trained, and says how', async () => {
     expect(DEMO_MODELS.map(([p]) => p)).toEqual(['models/reference-cnn-adv.safetensors', 'models/reference-cnnf-adv.safetensors']);
     // from the model cards (imported weights carry no training metadata)
-    expect(recipe('reference-cnn-adv')).toBe('A plain CNN, PGD adversarial training (eps 0.2, step 0.071, 7 steps), 6 epochs (reference PyTorch code)');
-    expect(recipe('reference-cnnf-adv')).toBe("A CNN-F (ind 2, 1 cycle, res_param 0.1) trained with the paper's adversarial recipe, 13 epochs (reference PyTorch code)");
+    expect(await recipe('reference-cnn-adv')).toBe('A plain CNN, PGD adversarial training (eps 0.2, step 0.071, 7 steps), 6 epochs (reference PyTorch code)');
+    expect(await recipe('reference-cnnf-adv')).toBe("A CNN-F (ind 2, 1 cycle, res_param 0.1) trained with the paper's adversarial recipe, 13 epochs (reference PyTorch code)");
   });
 
-  it('checkpoints written by cnnf train describe themselves from their metadata', () => {
-    expect(recipe('cnn-fmnist')).toBe('cnnf train cnn on clean images, 1 epoch, all training images, batch 128, lr 0.05');
-    expect(recipe('cnnf-fmnist')).toBe('cnnf train cnnf on clean + gaussian:0.3 pairs, 2 epochs, 12000 training images, batch 64, lr 0.05');
+  it('checkpoints written by cnnf train describe themselves from their metadata', async () => {
+    expect(await recipe('cnn-fmnist')).toBe('cnnf train cnn on clean images, 1 epoch, all training images, batch 128, lr 0.05');
+    expect(await recipe('cnnf-fmnist')).toBe('cnnf train cnnf on clean + gaussian:0.3 pairs, 2 epochs, 12000 training images, batch 64, lr 0.05');
   });
 
   it('an explicit recipe in the metadata wins; nothing known gives undefined', () => {

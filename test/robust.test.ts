@@ -21,7 +21,7 @@ let split: ReturnType<typeof loadDataset>['test'];
 
 beforeAll(async () => {
   await useBackend('wasm', { quiet: true });
-  cnn = loadCheckpoint(referenceModel('cnn-standard'));
+  cnn = await loadCheckpoint(referenceModel('cnn-standard'));
   const ds = loadDataset({ dataset: 'fashion-mnist', testSubset: 'stride:500' });
   split = ds.test;
   x = tf.tensor4d(ds.test.images.subarray(0, N * IMAGE_PIXELS), [N, 28, 28, 1]);
@@ -36,22 +36,22 @@ afterAll(() => {
 });
 
 describe('attacks take a plain seed number', () => {
-  it('the same seed gives the same perturbation, another seed another one, and the default is seed 0', () => {
+  it('the same seed gives the same perturbation, another seed another one, and the default is seed 0', async () => {
     const v: Victim = { model: cnn.model, mode: 'first', cycles: 0, readout: 'last' };
     const pgd = new PGD({ steps: 2 });
     const xs = tf.slice(x, [0, 0, 0, 0], [4, -1, -1, -1]);
     const ys = tf.slice(y, [0], [4]);
-    const [a, b, c, d] = [pgd.perturb(v, xs, ys, 0.1, 5), pgd.perturb(v, xs, ys, 0.1, 5), pgd.perturb(v, xs, ys, 0.1, 6), pgd.perturb(v, xs, ys, 0.1)];
-    const e = pgd.perturb(v, xs, ys, 0.1, 0);
+    const [a, b, c, d] = [await pgd.perturb(v, xs, ys, 0.1, 5), await pgd.perturb(v, xs, ys, 0.1, 5), await pgd.perturb(v, xs, ys, 0.1, 6), await pgd.perturb(v, xs, ys, 0.1)];
+    const e = await pgd.perturb(v, xs, ys, 0.1, 0);
     expect(tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]).toBe(0);
     expect(tf.max(tf.abs(tf.sub(a, c))).dataSync()[0]).toBeGreaterThan(0);
     expect(tf.max(tf.abs(tf.sub(d, e))).dataSync()[0]).toBe(0);
     // a seed number and the { nextSeed } context it stands for are the same thing
     const noise = new GaussianNoise();
-    const n1 = noise.perturb(v, xs, ys, 0.3, 9);
-    const n2 = noise.perturb(v, xs, ys, 0.3, 9);
+    const n1 = await noise.perturb(v, xs, ys, 0.3, 9);
+    const n2 = await noise.perturb(v, xs, ys, 0.3, 9);
     expect(tf.max(tf.abs(tf.sub(n1, n2))).dataSync()[0]).toBe(0);
-    expect(() => noise.perturb(v, xs, ys, 0.3, Number.NaN)).toThrow(/finite/);
+    await expect(noise.perturb(v, xs, ys, 0.3, Number.NaN)).rejects.toThrow(/finite/);
     tf.dispose([xs, ys, a, b, c, d, e, n1, n2]);
   });
 });

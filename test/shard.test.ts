@@ -59,7 +59,7 @@ function comparable(r: EvalResults): unknown {
 beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'cnnf-shard-'));
   await useBackend('wasm', { quiet: true });
-  models = [loadCheckpoint(CNN), loadCheckpoint(CNNF)];
+  models = [await loadCheckpoint(CNN), await loadCheckpoint(CNNF)];
 });
 
 afterAll(() => {

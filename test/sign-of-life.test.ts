@@ -20,7 +20,7 @@ const N = 4;
 
 beforeAll(async () => {
   await useBackend('wasm', { quiet: true });
-  ck = loadCheckpoint(referenceModel('cnn-adv'));
+  ck = await loadCheckpoint(referenceModel('cnn-adv'));
   const ds = loadDataset({ dataset: 'fashion-mnist', testSubset: 'stride:500' });
   x = tf.tensor4d(ds.test.images.subarray(0, N * IMAGE_PIXELS), [N, 28, 28, 1]);
   y = tf.tensor1d(ds.test.labels.subarray(0, N), 'int32');
@@ -45,19 +45,19 @@ function pixels(t: tf.Tensor): Float32Array {
 describe('attacks report their steps', () => {
   const v = (): Victim => ({ model: ck.model, mode: 'first', cycles: 0, readout: 'last' });
 
-  it('PGD: one step report per iteration, and the perturbation is the one computed without reporting', () => {
+  it('PGD: one step report per iteration, and the perturbation is the one computed without reporting', async () => {
     const steps: AttackStep[] = [];
     const pgd = new PGD({ steps: 5, randomStart: true });
-    const a = pixels(pgd.perturb(v(), x, y, 0.1, ctxWith(steps)));
-    const b = pixels(pgd.perturb(v(), x, y, 0.1, { nextSeed: ((s) => () => s++)(7) }));
+    const a = pixels(await pgd.perturb(v(), x, y, 0.1, ctxWith(steps)));
+    const b = pixels(await pgd.perturb(v(), x, y, 0.1, { nextSeed: ((s) => () => s++)(7) }));
     expect(steps.map((s) => s.done)).toEqual([1, 2, 3, 4, 5]);
     expect(steps.every((s) => s.total === 5 && s.unit === 'steps')).toBe(true);
     expect(Array.from(a)).toEqual(Array.from(b));
   });
 
-  it('APGD-T: per target class and iteration, with the examples still attacked', () => {
+  it('APGD-T: per target class and iteration, with the examples still attacked', async () => {
     const steps: AttackStep[] = [];
-    new APGD({ loss: 'dlr-targeted', iterations: 3, nTargetClasses: 2 }).perturb(v(), x, y, 0.3, ctxWith(steps)).dispose();
+    (await new APGD({ loss: 'dlr-targeted', iterations: 3, nTargetClasses: 2 }).perturb(v(), x, y, 0.3, ctxWith(steps))).dispose();
     expect(steps.length).toBeGreaterThan(0);
     expect(steps[0]).toMatchObject({ phase: 'target 1/2', done: 1, total: 3, unit: 'iterations' });
     expect(steps[0].active).toBeGreaterThan(0);
@@ -66,25 +66,25 @@ describe('attacks report their steps', () => {
     expect(steps.filter((s) => s.phase === 'target 1/2').map((s) => s.done)).toEqual([1, 2, 3]);
   });
 
-  it('FAB-T, Square and SPSA report iterations, queries and steps', () => {
+  it('FAB-T, Square and SPSA report iterations, queries and steps', async () => {
     const fab: AttackStep[] = [];
-    new FAB({ iterations: 2, nTargetClasses: 1 }).perturb(v(), x, y, 0.3, ctxWith(fab)).dispose();
+    (await new FAB({ iterations: 2, nTargetClasses: 1 }).perturb(v(), x, y, 0.3, ctxWith(fab))).dispose();
     expect(fab.map((s) => `${s.phase} ${s.done}/${s.total} ${s.unit}`)).toEqual(['target 1/1 1/2 iterations', 'target 1/1 2/2 iterations']);
     const sq: AttackStep[] = [];
-    new SquareAttack({ queries: 6 }).perturb(v(), x, y, 0.05, ctxWith(sq)).dispose();
+    (await new SquareAttack({ queries: 6 }).perturb(v(), x, y, 0.05, ctxWith(sq))).dispose();
     // the first query is the initial stripes; then one report per query while any example is attacked
     expect(sq.length).toBeGreaterThan(0);
     expect(sq[0]).toMatchObject({ done: 2, total: 6, unit: 'queries' });
     expect(sq.map((s) => s.done)).toEqual(sq.map((_, i) => i + 2));
     const sp: AttackStep[] = [];
-    new SPSA({ steps: 2, samples: 4, earlyStop: false }).perturb(v(), x, y, 0.05, ctxWith(sp)).dispose();
+    (await new SPSA({ steps: 2, samples: 4, earlyStop: false }).perturb(v(), x, y, 0.05, ctxWith(sp))).dispose();
     expect(sp.map((s) => s.done)).toEqual([1, 2]);
   });
 
-  it('AutoAttack: each stage announced with its robust count, inner steps prefixed with the stage', () => {
+  it('AutoAttack: each stage announced with its robust count, inner steps prefixed with the stage', async () => {
     const steps: AttackStep[] = [];
     const aa = new AutoAttack({ stages: ['apgd-ce', 'square'], iterations: 2, queries: 3, paths: ['first'] });
-    aa.perturb(v(), x, y, 0.02, ctxWith(steps)).dispose();
+    (await aa.perturb(v(), x, y, 0.02, ctxWith(steps))).dispose();
     const stageLines = steps.filter((s) => s.unit === 'stages');
     expect(stageLines[0]).toMatchObject({ phase: 'apgd-ce:first', done: 0, total: 2 });
     const inner = steps.filter((s) => s.unit === 'iterations');

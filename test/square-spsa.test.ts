@@ -177,13 +177,13 @@ describe('Square: AutoAttack formulas', () => {
       const n = 6;
       const x = tf.tensor4d(Float32Array.from({ length: n * d }, () => rng() * 1.6 - 0.8), [n, h, w, c]);
       const y = tf.tensor1d(predictions(v, x), 'int32'); // all correct by construction
-      const runs: Array<[string, number, () => { adv: tf.Tensor4D; queries: Int32Array }]> = [
+      const runs: Array<[string, number, () => Promise<{ adv: tf.Tensor4D; queries: Int32Array }>]> = [
         ['linf', 0.02, () => new SquareAttack({ queries: 200 }).run(v, x, y, 0.02, seeds(1))],
         ['spsa', 0.02, () => new SPSA({ steps: 10, samples: 32, lr: 0.004 }).run(v, x, y, 0.02, seeds(1))],
       ];
       if (Math.min(h, w) >= 10) runs.push(['l2', 0.6, () => new SquareAttack({ queries: 200, norm: 'l2' }).run(v, x, y, 0.6, seeds(1))]);
       for (const [kind, eps, go] of runs) {
-        const r = go();
+        const r = await go();
         const dist = distances(x, r.adv);
         if (kind === 'l2') for (const l of dist.l2) expect(l).toBeLessThanOrEqual(eps * (1 + 1e-5));
         else expect(dist.linf).toBeLessThanOrEqual(eps + 1e-6);
@@ -191,7 +191,7 @@ describe('Square: AutoAttack formulas', () => {
         expect(acc, `${kind} ${h}x${w}x${c}`).toBeLessThanOrEqual(0.5);
         if (kind !== 'spsa') {
           // the search, not the random start, does the work: with the initial query only far fewer are fooled
-          const init = new SquareAttack({ queries: 1, norm: kind as 'linf' | 'l2' }).run(v, x, y, eps, seeds(1));
+          const init = await new SquareAttack({ queries: 1, norm: kind as 'linf' | 'l2' }).run(v, x, y, eps, seeds(1));
           expect(accuracy(v, init.adv, y), `${kind} ${h}x${w}x${c} start`).toBeGreaterThanOrEqual(acc + 0.49);
           init.adv.dispose();
         }
@@ -218,8 +218,8 @@ describe('Square and SPSA on the reference CNNs', () => {
 
   beforeAll(async () => {
     await useBackend('wasm', { quiet: true });
-    std = loadCheckpoint(referenceModel('cnn-standard'));
-    adv = loadCheckpoint(referenceModel('cnn-adv'));
+    std = await loadCheckpoint(referenceModel('cnn-standard'));
+    adv = await loadCheckpoint(referenceModel('cnn-adv'));
     small = images(8, 1250);
   });
   // the attacks are synchronous: let vitest's worker RPC breathe between tests
@@ -229,11 +229,11 @@ describe('Square and SPSA on the reference CNNs', () => {
     small?.y.dispose();
   });
 
-  it('Square Linf at eps 0.2, 200 queries, 20 images of cnn-standard: accuracy falls far below clean; query accounting', () => {
+  it('Square Linf at eps 0.2, 200 queries, 20 images of cnn-standard: accuracy falls far below clean; query accounting', async () => {
     const before = tf.memory().numTensors;
     const { x, y } = images(20, 500);
     const v = victim(std);
-    const r = new SquareAttack({ queries: 200 }).run(v, x, y, 0.2, seeds(1));
+    const r = await new SquareAttack({ queries: 200 }).run(v, x, y, 0.2, seeds(1));
     const clean = accuracy(v, x, y);
     const acc = accuracy(v, r.adv, y);
     // measured (wasm, seed 1): clean 0.85, Square 0.20 (13 of the 17 correct fooled, 42 queries on average)
@@ -268,13 +268,13 @@ describe('Square and SPSA on the reference CNNs', () => {
     expect(tf.memory().numTensors).toBe(before);
   });
 
-  it('Square is reproducible from the seed (Linf and L2), and the L2 output stays in the L2 ball', () => {
+  it('Square is reproducible from the seed (Linf and L2), and the L2 output stays in the L2 ball', async () => {
     const v = victim(std);
     for (const [norm, eps] of [['linf', 0.25], ['l2', 5]] as const) {
       const a = new SquareAttack({ queries: 25, norm });
-      const r1 = a.run(v, small.x, small.y, eps, seeds(3));
-      const r2 = a.run(v, small.x, small.y, eps, seeds(3));
-      const r3 = a.run(v, small.x, small.y, eps, seeds(4));
+      const r1 = await a.run(v, small.x, small.y, eps, seeds(3));
+      const r2 = await a.run(v, small.x, small.y, eps, seeds(3));
+      const r3 = await a.run(v, small.x, small.y, eps, seeds(4));
       expect(Array.from(r1.adv.dataSync())).toEqual(Array.from(r2.adv.dataSync()));
       expect(Array.from(r1.queries)).toEqual(Array.from(r2.queries));
       expect(r1.fooled.reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
@@ -288,28 +288,28 @@ describe('Square and SPSA on the reference CNNs', () => {
     }
   });
 
-  it('Square with restarts attacks only what is still robust, eps 0 is the identity', () => {
+  it('Square with restarts attacks only what is still robust, eps 0 is the identity', async () => {
     const v = victim(std);
-    const one = new SquareAttack({ queries: 20 }).run(v, small.x, small.y, 0.1, seeds(9));
-    const two = new SquareAttack({ queries: 20, restarts: 2 }).run(v, small.x, small.y, 0.1, seeds(9));
+    const one = await new SquareAttack({ queries: 20 }).run(v, small.x, small.y, 0.1, seeds(9));
+    const two = await new SquareAttack({ queries: 20, restarts: 2 }).run(v, small.x, small.y, 0.1, seeds(9));
     for (let i = 0; i < 8; i++) {
       expect(two.queries[i]).toBeLessThanOrEqual(40);
       if (one.fooled[i]) expect(two.queries[i]).toBe(one.queries[i]); // same first restart, no second one
       if (one.cleanCorrect[i] && !one.fooled[i]) expect(two.queries[i]).toBeGreaterThan(20);
       if (one.fooled[i]) expect(two.fooled[i]).toBe(1);
     }
-    const zero = new SquareAttack({ queries: 20 }).perturb(v, small.x, small.y, 0, seeds(1));
+    const zero = await new SquareAttack({ queries: 20 }).perturb(v, small.x, small.y, 0, seeds(1));
     expect(Array.from(zero.dataSync())).toEqual(Array.from(small.x.dataSync()));
     for (const t of [one.adv, two.adv, zero]) t.dispose();
   });
 
-  it('SPSA gradient estimate points along the true gradient of the margin (cosine ~ sqrt(S / (S + D)))', () => {
+  it('SPSA gradient estimate points along the true gradient of the margin (cosine ~ sqrt(S / (S + D)))', async () => {
     const v = victim(std);
     const n = 1;
     const xs = small.x.dataSync().slice(0, n * IMAGE_PIXELS) as Float32Array;
     const ys = Int32Array.from(small.y.dataSync().slice(0, n));
     const grad = new Float64Array(n * IMAGE_PIXELS);
-    spsaGradient(v, xs, ys, new Float64Array(n * IMAGE_PIXELS), grad, [0], [28, 28, 1], mulberry32(2), { delta: 0.01, samples: 256, maxBatch: 256, loss: 'margin' });
+    await spsaGradient(v, xs, ys, new Float64Array(n * IMAGE_PIXELS), grad, [0], [28, 28, 1], mulberry32(2), { delta: 0.01, samples: 256, maxBatch: 256, loss: 'margin' });
     const truth = tf.tidy(() => {
       const yy = tf.oneHot(tf.tensor1d(ys, 'int32'), 10);
       const margin = (x: tf.Tensor): tf.Scalar => {
@@ -334,15 +334,15 @@ describe('Square and SPSA on the reference CNNs', () => {
     }
   });
 
-  it('SPSA: reproducible, independent of the chunk size, in the ball and box, queries = steps x (2 samples + 1), early stop', () => {
+  it('SPSA: reproducible, independent of the chunk size, in the ball and box, queries = steps x (2 samples + 1), early stop', async () => {
     const v = victim(std);
     const eps = 0.15;
     const x = small.x.slice(0, 4);
     const y = small.y.slice(0, 4);
     const mk = (maxBatch: number): SPSA => new SPSA({ steps: 2, samples: 8, lr: 0.05, maxBatch });
-    const r1 = mk(6).run(v, x, y, eps, seeds(5));
-    const r2 = mk(64).run(v, x, y, eps, seeds(5));
-    const r3 = mk(64).run(v, x, y, eps, seeds(6));
+    const r1 = await mk(6).run(v, x, y, eps, seeds(5));
+    const r2 = await mk(64).run(v, x, y, eps, seeds(5));
+    const r3 = await mk(64).run(v, x, y, eps, seeds(6));
     expect(Array.from(r1.adv.dataSync())).toEqual(Array.from(r2.adv.dataSync()));
     expect(Array.from(r3.adv.dataSync())).not.toEqual(Array.from(r1.adv.dataSync()));
     const dist = distances(x, r1.adv);
@@ -359,12 +359,12 @@ describe('Square and SPSA on the reference CNNs', () => {
     for (const t of [r1.adv, r2.adv, r3.adv, x, y]) t.dispose();
   });
 
-  it('SPSA beats its own random start on cnn-standard at eps 0.1 (8 images, 3 steps, 16 samples, lr 0.03)', () => {
+  it('SPSA beats its own random start on cnn-standard at eps 0.1 (8 images, 3 steps, 16 samples, lr 0.03)', async () => {
     const v = victim(std);
     const eps = 0.1;
-    const r = new SPSA({ steps: 3, samples: 16, lr: 0.03, earlyStop: false }).run(v, small.x, small.y, eps, seeds(1));
+    const r = await new SPSA({ steps: 3, samples: 16, lr: 0.03, earlyStop: false }).run(v, small.x, small.y, eps, seeds(1));
     // the same random start (same seed, same first draws) without the optimisation: 1 step of lr ~ 0
-    const start = new SPSA({ steps: 1, samples: 1, lr: 1e-12, earlyStop: false }).run(v, small.x, small.y, eps, seeds(1));
+    const start = await new SPSA({ steps: 1, samples: 1, lr: 1e-12, earlyStop: false }).run(v, small.x, small.y, eps, seeds(1));
     const margin = (a: tf.Tensor4D): number => tf.tidy(() => {
       const l = predictLogits(v, a);
       const yy = tf.oneHot(small.y, 10);
@@ -381,11 +381,11 @@ describe('Square and SPSA on the reference CNNs', () => {
     start.adv.dispose();
   });
 
-  it('Square Linf at eps 0.2, 100 queries on 16 images of cnn-adv: below clean, above PGD-7 (measured)', () => {
+  it('Square Linf at eps 0.2, 100 queries on 16 images of cnn-adv: below clean, above PGD-7 (measured)', async () => {
     const { x, y } = images(16, 625);
     const v = victim(adv);
-    const r = new SquareAttack({ queries: 100 }).run(v, x, y, 0.2, seeds(1));
-    const pgd = new PGD({ steps: 7, stepSize: 0.071 }).perturb(v, x, y, 0.2, seeds(1));
+    const r = await new SquareAttack({ queries: 100 }).run(v, x, y, 0.2, seeds(1));
+    const pgd = await new PGD({ steps: 7, stepSize: 0.071 }).perturb(v, x, y, 0.2, seeds(1));
     const clean = accuracy(v, x, y);
     const acc = accuracy(v, r.adv, y);
     const accPgd = accuracy(v, pgd, y);
@@ -399,13 +399,13 @@ describe('Square and SPSA on the reference CNNs', () => {
     y.dispose();
   });
 
-  it.runIf(FULL)('full: 100 images of cnn-adv, Square 1000 queries, SPSA defaults, PGD-7 (CNNF_FULL_EVAL=1, ~10 min CPU)', () => {
+  it.runIf(FULL)('full: 100 images of cnn-adv, Square 1000 queries, SPSA defaults, PGD-7 (CNNF_FULL_EVAL=1, ~10 min CPU)', async () => {
     const { x, y } = images(100, 100);
     const v = victim(adv);
     const clean = accuracy(v, x, y);
-    const pgd = new PGD({ steps: 7, stepSize: 0.071 }).perturb(v, x, y, 0.2, seeds(1));
-    const sq = new SquareAttack({ queries: 1000 }).run(v, x, y, 0.2, seeds(2));
-    const sp = new SPSA().run(v, x, y, 0.2, seeds(3));
+    const pgd = await new PGD({ steps: 7, stepSize: 0.071 }).perturb(v, x, y, 0.2, seeds(1));
+    const sq = await new SquareAttack({ queries: 1000 }).run(v, x, y, 0.2, seeds(2));
+    const sp = await new SPSA().run(v, x, y, 0.2, seeds(3));
     const r = { clean, pgd7: accuracy(v, pgd, y), square1000: accuracy(v, sq.adv, y), spsa: accuracy(v, sp.adv, y) };
     console.log('cnn-adv 100 images', r);
     // measured with the same images and seeds (wasm): clean 0.87, PGD-7 0.76, Square-1000 0.73, SPSA 0.86

@@ -45,7 +45,7 @@ function data(): EvalData {
 beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'cnnf-tamper-'));
   await useBackend('wasm', { quiet: true });
-  model = loadCheckpoint(CNN);
+  model = await loadCheckpoint(CNN);
   whole = JSON.parse(JSON.stringify(await evaluateShard([model], data(), SUITE, { seed: 3, batchSize: 10, names: ['cnn'], probeSize: 8 }, { index: 1, count: 1, source: 'test' }))) as Shard;
   plan = parsePlan(whole.plan, 'test');
 }, 300_000);

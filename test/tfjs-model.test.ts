@@ -86,8 +86,8 @@ describe('a Keras-style TF.js LayersModel trained on Fashion-MNIST', () => {
     const y = tf.tensor1d(data.test.labels, 'int32');
     let seed = 1;
     const ctx = { nextSeed: () => seed++ };
-    const pgd = new PGD({ steps: 10, randomStart: false }).perturb(v, x, y, 0.2, ctx);
-    const fgsm = new FGSM().perturb(v, x, y, 0.2, ctx);
+    const pgd = await new PGD({ steps: 10, randomStart: false }).perturb(v, x, y, 0.2, ctx);
+    const fgsm = await new FGSM().perturb(v, x, y, 0.2, ctx);
     expect(tf.max(tf.abs(tf.sub(pgd, x))).dataSync()[0]).toBeLessThanOrEqual(0.2 + 1e-6);
     const pgdAcc = accuracy(predictLogits(v, pgd), data.test.labels);
     const fgsmAcc = accuracy(predictLogits(v, fgsm), data.test.labels);

@@ -168,7 +168,7 @@ describe('trainModel', () => {
       const log = readFileSync(join(out, 'train-log.csv'), 'utf8');
       expect(log.split('\n')[0]).toBe('epoch,batch,step,loss,accuracy,lr');
       expect(parseTrainingLog(log, 'log').rows.length).toBe(16);
-      const ck = loadCheckpoint(join(out, 'last.safetensors'));
+      const ck = await loadCheckpoint(join(out, 'last.safetensors'));
       expect(ck.info.config.cycles).toBe(model === 'cnn' ? 0 : 1);
       expect(ck.info.config.ind).toBe(model === 'cnn' ? 0 : 1);
       ck.model.dispose();
@@ -302,8 +302,15 @@ describe('trainModel', () => {
     const y = tf.tensor1d(ds.train.labels.slice(0, 6), 'int32');
     const indices = Int32Array.from([40, 3, 17, 8, 0, 25]);
     const draw = { perturb: { kind: 'pgd' as const, eps: 0.3, step: 0.1, iters: 3 }, seed: 9, epoch: 2, indices };
-    const whole = tf.tidy(() => attackPerturb(model, x, y, draw));
-    const halves = tf.tidy(() => tf.concat([0, 3].map((c) => attackPerturb(model, tf.slice(x, c, 3), tf.slice(y, c, 3), { ...draw, indices: indices.slice(c, c + 3) })), 0));
+    const whole = await attackPerturb(model, x, y, draw);
+    const parts: tf.Tensor4D[] = [];
+    for (const c of [0, 3]) {
+      const [xc, yc] = [tf.slice(x, c, 3), tf.slice(y, c, 3)];
+      parts.push(await attackPerturb(model, xc, yc, { ...draw, indices: indices.slice(c, c + 3) }));
+      tf.dispose([xc, yc]);
+    }
+    const halves = tf.concat(parts, 0);
+    tf.dispose(parts);
     const a = whole.dataSync();
     const b = halves.dataSync();
     expect(Buffer.from(b.buffer, b.byteOffset, b.byteLength).equals(Buffer.from(a.buffer, a.byteOffset, a.byteLength))).toBe(true);
@@ -313,7 +320,7 @@ describe('trainModel', () => {
     for (let i = 0; i < a.length; i++) maxD = Math.max(maxD, Math.abs(a[i] - xs[i]));
     expect(maxD).toBeGreaterThan(0.05);
     expect(maxD).toBeLessThanOrEqual(0.3 + 1e-6);
-    const other = tf.tidy(() => attackPerturb(model, x, y, { ...draw, epoch: 3 }));
+    const other = await attackPerturb(model, x, y, { ...draw, epoch: 3 });
     expect(Array.from(other.dataSync())).not.toEqual(Array.from(a));
     tf.dispose([x, y, whole, halves, other]);
     model.dispose();

@@ -33,6 +33,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { UsageError } from '../errors.js';
 import { attackLogits, checkEps, INPUT_MAX, INPUT_MIN, predictLogits, reportStep, type Attack, type AttackContext, type Victim, attackContext, type AttackSeed } from './base.js';
 import { isTargetedLoss, lossAndLogitGrad64 } from './losses.js';
+import { readAndDispose } from '../nn/read.js';
 
 export type APGDNorm = 'linf' | 'l2';
 export type APGDLoss = 'ce' | 'dlr' | 'ce-targeted' | 'dlr-targeted';
@@ -109,15 +110,18 @@ interface Evaluation {
  * float32 rounds away, e.g. DLR's d / (d + 1e-12) when the true class ranks third. The attack's
  * bookkeeping (best loss, improvement, oscillation) uses the float64 losses.
  */
-function evaluateAt(v: Victim, x: tf.Tensor4D, y: tf.Tensor1D, loss: APGDLoss, targets: tf.Tensor1D | undefined): Evaluation {
-  const labels = y.dataSync();
-  const tg = targets?.dataSync();
+async function evaluateAt(v: Victim, x: tf.Tensor4D, labels: ArrayLike<number>, loss: APGDLoss, tg: ArrayLike<number> | undefined): Promise<Evaluation> {
   const n = x.shape[0];
   const lossData = new Float64Array(n);
   const correct = new Uint8Array(n);
   const same = v.mode === 'e2e' || v.cycles === 0;
   const head = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const z = args[0] as tf.Tensor;
+    // The float64 loss head needs the logits on the host between the forward and the backward pass of
+    // one tf.grad, which tfjs runs as one synchronous call; reading them asynchronously would take a
+    // second forward pass (or a split of tfjs's gradient tape in src/backend). So this read stays
+    // synchronous: APGD's loss head cannot run on a backend without synchronous reads (webgpu in Node).
+    // eslint-disable-next-line no-restricted-properties
     const zz = z.dataSync();
     const k = z.shape[1]!;
     const dz = new Float32Array(n * k);
@@ -135,9 +139,7 @@ function evaluateAt(v: Victim, x: tf.Tensor4D, y: tf.Tensor1D, loss: APGDLoss, t
   });
   const grad = tf.grad((xx: tf.Tensor) => tf.sum(head(attackLogits(v, xx))))(x) as tf.Tensor4D;
   if (!same) {
-    const pred = tf.tidy(() => tf.argMax(predictLogits(v, x), 1));
-    const p = pred.dataSync();
-    pred.dispose();
+    const p = await readAndDispose(tf.tidy(() => tf.argMax(predictLogits(v, x), 1)));
     for (let i = 0; i < n; i++) correct[i] = p[i] === labels[i] ? 1 : 0;
   }
   return { loss: lossData, grad, correct };
@@ -211,9 +213,15 @@ function validateSingleRun(x: tf.Tensor4D, y: tf.Tensor1D, opts: APGDSingleRunOp
  * float32 tensors for attacks; Float64Array for the float64 conformance run). The algorithm itself
  * (step sizes, checkpoints, best points, restarts) is `apgdControl`, shared by every representation.
  */
+export interface APGDEvaluation<T> {
+  loss: Float64Array;
+  grad: T;
+  correct: Uint8Array;
+}
+
 export interface APGDVectorOps<T> {
   /** Loss (float64) per example, its input gradient, and whether the model still classifies each example correctly. */
-  evaluate(p: T): { loss: Float64Array; grad: T; correct: Uint8Array };
+  evaluate(p: T): APGDEvaluation<T> | Promise<APGDEvaluation<T>>;
   /** AutoAttack's update: x1 = P(xAdv + step dir(grad)); P(xAdv + a (x1 - xAdv) + (1 - a)(xAdv - xAdvOld)). */
   step(xAdv: T, xAdvOld: T, grad: T, stepSize: Float64Array, a: number): T;
   /** Per example, `by` where flags[e] is nonzero, else `base` (new value; the inputs stay valid). */
@@ -233,12 +241,12 @@ export interface APGDControlResult<T> {
  * AutoAttack's `attack_single_run` over `n` independent examples from `start` (already in the box and
  * the ball), on any vector representation. The caller owns the returned points.
  */
-export function apgdControl<T>(ops: APGDVectorOps<T>, n: number, start: T, eps: number, iterations: number, rho: number, onIteration?: (done: number) => void): APGDControlResult<T> {
+export async function apgdControl<T>(ops: APGDVectorOps<T>, n: number, start: T, eps: number, iterations: number, rho: number, onIteration?: (done: number) => void): Promise<APGDControlResult<T>> {
   const { first, min, decrement } = apgdScheduleParams(iterations);
   let xAdv = ops.clone(start);
   let xBest = ops.clone(xAdv);
   let xBestAdv = ops.clone(xAdv);
-  const at0 = ops.evaluate(xAdv);
+  const at0 = await ops.evaluate(xAdv);
   let grad = at0.grad;
   let gradBest = ops.clone(grad);
   const acc = Uint8Array.from(at0.correct);
@@ -261,7 +269,7 @@ export function apgdControl<T>(ops: APGDVectorOps<T>, n: number, start: T, eps: 
       xAdvOld = xAdv;
       xAdv = next;
 
-      const ev = ops.evaluate(xAdv);
+      const ev = await ops.evaluate(xAdv);
       grad = ev.grad;
       const fooled = new Uint8Array(n);
       for (let e = 0; e < n; e++) {
@@ -321,12 +329,12 @@ export function apgdControl<T>(ops: APGDVectorOps<T>, n: number, start: T, eps: 
 }
 
 /** APGD's vector operations on tfjs float32 tensors, for the model `v`. */
-function tfOps(v: Victim, x: tf.Tensor4D, y: tf.Tensor1D, opts: APGDSingleRunOptions, targets: tf.Tensor1D | undefined): APGDVectorOps<tf.Tensor4D> {
+function tfOps(v: Victim, x: tf.Tensor4D, labels: ArrayLike<number>, opts: APGDSingleRunOptions, targets: ArrayLike<number> | undefined): APGDVectorOps<tf.Tensor4D> {
   const n = x.shape[0];
   const { eps, norm } = opts;
   const sign = opts.sign ?? ((g: tf.Tensor4D) => tf.sign(g));
   return {
-    evaluate: (p) => evaluateAt(v, p, y, opts.loss, targets),
+    evaluate: (p) => evaluateAt(v, p, labels, opts.loss, targets),
     step: (xAdv, xAdvOld, grad, stepSize, a) => tf.tidy(() => {
       const grad2 = tf.sub(xAdv, xAdvOld);
       const step = tf.tensor4d(Float32Array.from(stepSize), [n, 1, 1, 1]);
@@ -347,12 +355,14 @@ function tfOps(v: Victim, x: tf.Tensor4D, y: tf.Tensor1D, opts: APGDSingleRunOpt
  * One APGD run from a given start point (AutoAttack's `attack_single_run` with `x_init`), over a
  * batch whose examples are independent. The caller owns the returned tensors.
  */
-export function apgdSingleRun(v: Victim, x: tf.Tensor4D, y: tf.Tensor1D, opts: APGDSingleRunOptions): APGDSingleRunResult {
+export async function apgdSingleRun(v: Victim, x: tf.Tensor4D, y: tf.Tensor1D, opts: APGDSingleRunOptions): Promise<APGDSingleRunResult> {
   validateSingleRun(x, y, opts);
-  const targets = isTargetedLoss(opts.loss) ? opts.targets : undefined;
+  const t = isTargetedLoss(opts.loss) ? opts.targets : undefined;
+  // labels and targets are read once per run (not per iteration)
+  const [labels, targets] = await Promise.all([y.data(), t?.data()]);
   const start = tf.clipByValue(opts.init, INPUT_MIN, INPUT_MAX) as tf.Tensor4D;
   try {
-    const r = apgdControl(tfOps(v, x, y, opts, targets), x.shape[0], start, opts.eps, opts.iterations, opts.rho, opts.onIteration);
+    const r = await apgdControl(tfOps(v, x, labels, opts, targets), x.shape[0], start, opts.eps, opts.iterations, opts.rho, opts.onIteration);
     return { xBest: r.xBest, xBestAdv: r.xBestAdv, lossBest: tf.tensor1d(Float32Array.from(r.lossBest)), robust: tf.tensor1d(Array.from(r.robust)) };
   } finally {
     start.dispose();
@@ -527,18 +537,16 @@ export class APGD implements Attack {
     });
   }
 
-  perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): tf.Tensor4D {
+  async perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): Promise<tf.Tensor4D> {
     const ctx = attackContext(seed);
     checkEps(eps, this.norm, x.size / x.shape[0]);
     if (eps === 0) return tf.clone(x);
     const n = x.shape[0];
     const per = x.size / n;
-    const ys = labels.dataSync();
     const clean = tf.tidy(() => tf.argMax(predictLogits(v, x), 1));
-    const pred = clean.dataSync();
-    clean.dispose();
+    const [ys, pred, xv] = await Promise.all([labels.data(), clean.data(), x.data()]).finally(() => clean.dispose());
     const robust = Uint8Array.from(pred, (p, i) => (p === ys[i] ? 1 : 0));
-    const adv = Float32Array.from(x.dataSync());
+    const adv = Float32Array.from(xv);
     const ranks = this.targetedLoss ? Array.from({ length: this.nTargetClasses }, (_, i) => i + 2) : [0];
     if (this.targetedLoss) {
       const k = tf.tidy(() => predictLogits(v, tf.slice(x, 0, 1)).shape[1]);
@@ -561,9 +569,8 @@ export class APGD implements Attack {
           init = this.startPoint(xs, eps, ctx);
           const phase = [this.targetedLoss ? `target ${rank - 1}/${ranks.length}` : '', this.restarts > 1 ? `restart ${r + 1}/${this.restarts}` : ''].filter((s) => s).join(' ');
           const onIteration = ctx.onStep ? (done: number): void => reportStep(ctx, { phase, done, total: this.iterations, unit: 'iterations', active: todo.length }) : undefined;
-          res = apgdSingleRun(v, xs, ysub, { eps, norm: this.norm, loss: this.loss, iterations: this.iterations, rho: this.rho, init, targets, onIteration });
-          const still = res.robust.dataSync();
-          const found = res.xBestAdv.dataSync();
+          res = await apgdSingleRun(v, xs, ysub, { eps, norm: this.norm, loss: this.loss, iterations: this.iterations, rho: this.rho, init, targets, onIteration });
+          const [still, found] = await Promise.all([res.robust.data(), res.xBestAdv.data()]);
           todo.forEach((i, j) => {
             if (still[j]) return;
             robust[i] = 0;

@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { UsageError } from '../errors.js';
 import { APGD } from './apgd.js';
 import { FAB } from './fab.js';
-import { misclassified, checkEps, reportStep, withPhase, type Attack, type AttackKind, type GradientMode, type Norm, type Victim, attackContext, type AttackSeed } from './base.js';
+import { predictLogits, checkEps, reportStep, withPhase, type Attack, type AttackKind, type GradientMode, type Norm, type Victim, attackContext, type AttackSeed } from './base.js';
 import type { AttackDescriptor } from './registry.js';
 import { SquareAttack } from './square.js';
 
@@ -42,7 +42,7 @@ export interface StagedResult {
 /** An attack that can say which of its stages broke each example. */
 export interface StagedAttack extends Attack {
   stageLabels(cycles: number): string[];
-  runStaged(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): StagedResult;
+  runStaged(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): Promise<StagedResult>;
 }
 
 export function isStaged(a: Attack): a is StagedAttack {
@@ -110,22 +110,23 @@ export class AutoAttack implements StagedAttack {
     return this.plan(cycles).map((p) => p.label);
   }
 
-  perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): tf.Tensor4D {
+  async perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): Promise<tf.Tensor4D> {
     const ctx = attackContext(seed);
-    return this.runStaged(v, x, labels, eps, ctx).adv;
+    return (await this.runStaged(v, x, labels, eps, ctx)).adv;
   }
 
-  runStaged(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): StagedResult {
+  async runStaged(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): Promise<StagedResult> {
     const ctx = attackContext(seed);
     checkEps(eps, this.norm, x.size / x.shape[0]);
     const n = x.shape[0];
     const per = x.size / n;
-    const ys = Int32Array.from(labels.dataSync());
     const plan = this.plan(v.cycles);
     const brokenBy = new Int32Array(n).fill(-1);
-    const wrong = misclassified(v, x, ys);
-    for (let i = 0; i < n; i++) if (wrong[i]) brokenBy[i] = -2;
-    const out = Float32Array.from(x.dataSync());
+    const clean = tf.tidy(() => tf.argMax(predictLogits(v, x), 1));
+    const [yv, pred, xv] = await Promise.all([labels.data(), clean.data(), x.data()]).finally(() => clean.dispose());
+    const ys = Int32Array.from(yv);
+    for (let i = 0; i < n; i++) if (pred[i] !== ys[i]) brokenBy[i] = -2;
+    const out = Float32Array.from(xv);
     if (eps > 0) {
       for (const [si, step] of plan.entries()) {
         const idx: number[] = [];
@@ -137,12 +138,12 @@ export class AutoAttack implements StagedAttack {
         // every stage starts from the clean input of its examples (out still holds it for unbroken ones)
         try {
           reportStep(ctx, { phase: step.label, done: si, total: plan.length, unit: 'stages', active: idx.length });
-          const adv = this.attackFor(step.stage).perturb(victim, sub, suby, eps, withPhase(ctx, `${step.label} (stage ${si + 1}/${plan.length}, ${idx.length} robust)`));
-          const fooled = misclassified(v, adv, Int32Array.from(idx, (i) => ys[i]));
-          const advData = adv.dataSync();
-          adv.dispose();
+          const adv = await this.attackFor(step.stage).perturb(victim, sub, suby, eps, withPhase(ctx, `${step.label} (stage ${si + 1}/${plan.length}, ${idx.length} robust)`));
+          // the prediction on adv (the model's own, all cycles) and adv itself, read together
+          const advPred = tf.tidy(() => tf.argMax(predictLogits(v, adv), 1));
+          const [p, advData] = await Promise.all([advPred.data(), adv.data()]).finally(() => tf.dispose([advPred, adv]));
           idx.forEach((i, k) => {
-            if (fooled[k]) {
+            if (p[k] !== ys[i]) {
               brokenBy[i] = si;
               out.set(advData.subarray(k * per, (k + 1) * per), i * per);
             }

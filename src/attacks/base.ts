@@ -7,6 +7,7 @@ import { UsageError } from '../errors.js';
 import { readoutOf, type CNNF, type Readout } from '../models/cnnf.js';
 import { isForeign, type ForeignClassifier } from '../models/foreign.js';
 import { deriveSeed, mulberry32 } from '../data/rng.js';
+import { readAndDispose } from '../nn/read.js';
 
 export type GradientMode = 'first' | 'e2e';
 
@@ -37,10 +38,9 @@ export function predictLogits(v: Victim, x: tf.Tensor): tf.Tensor2D {
 }
 
 /** Per example 1 where the model's prediction (cycles + readout) differs from `labels`. */
-export function misclassified(v: Victim, x: tf.Tensor4D, labels: ArrayLike<number>): Uint8Array {
+export async function misclassified(v: Victim, x: tf.Tensor4D, labels: ArrayLike<number>): Promise<Uint8Array> {
   const pred = tf.tidy(() => tf.argMax(predictLogits(v, x), 1));
-  const p = pred.dataSync();
-  pred.dispose();
+  const p = await readAndDispose(pred);
   return Uint8Array.from(p, (c, i) => (c !== labels[i] ? 1 : 0));
 }
 
@@ -95,16 +95,14 @@ export function steepestDirection(norm: Norm, g: tf.Tensor4D): tf.Tensor4D {
  * the eps-ball around x (float32 slack). Anything else is a bug in the attack: it throws a plain
  * Error (not a UsageError), so it fails loudly.
  */
-export function verifyAdversarial(name: string, x: tf.Tensor4D, adv: tf.Tensor4D, eps: number, norm: Norm | null): void {
+export async function verifyAdversarial(name: string, x: tf.Tensor4D, adv: tf.Tensor4D, eps: number, norm: Norm | null): Promise<void> {
   if (adv.shape.join(',') !== x.shape.join(',')) throw new Error(`attack ${name} returned shape [${adv.shape}] for input [${x.shape}]`);
-  const [finite, lo, hi, dist] = tf.tidy(() => {
+  const vals = tf.tidy(() => {
     const d = tf.sub(adv, x);
     const dist = norm === 'l2' ? tf.max(l2Norms(d)) : tf.max(tf.abs(d));
-    return [tf.all(tf.isFinite(adv)), tf.min(adv), tf.max(adv), dist];
+    return tf.stack([tf.cast(tf.all(tf.isFinite(adv)), 'float32'), tf.min(adv), tf.max(adv), dist]);
   });
-  const vals = [finite, lo, hi, dist].map((t) => t.dataSync()[0]);
-  tf.dispose([finite, lo, hi, dist]);
-  const [ok, mn, mx, dd] = vals;
+  const [ok, mn, mx, dd] = await readAndDispose(vals);
   if (!ok) throw new Error(`attack ${name} produced non-finite pixels (bug)`);
   if (mn < INPUT_MIN - 1e-6 || mx > INPUT_MAX + 1e-6) throw new Error(`attack ${name} left the [-1, 1] box: [${mn}, ${mx}] (bug)`);
   if (norm !== null && dd > eps * (1 + 1e-5) + 1e-6) throw new Error(`attack ${name} left the ${norm} ball: distance ${dd} > eps ${eps} (bug)`);
@@ -201,7 +199,7 @@ export interface Attack {
   /** Settings as run, for provenance. */
   settings(): Record<string, unknown>;
   /** `seed`: a seed number or a context (default seed 0); attacks without random draws ignore it. */
-  perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): tf.Tensor4D;
+  perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): Promise<tf.Tensor4D>;
 }
 
 /** Largest useful radius: the whole [-1, 1] box (Linf 2; L2 2 * sqrt(pixels)). */

@@ -28,6 +28,7 @@
  * "misclassified" always from the model's real prediction (all cycles, its readout).
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { readAllAndDispose, readAndDispose } from '../nn/read.js';
 import { UsageError } from '../errors.js';
 import { attackContext, attackLogits, checkEps, INPUT_MAX, INPUT_MIN, predictLogits, reportStep, type Attack, type AttackKind, type AttackSeed, type Victim } from './base.js';
 import type { AttackDescriptor } from './registry.js';
@@ -227,27 +228,25 @@ export interface FABSingleRunResult {
 }
 
 /** Logits of the model's prediction, per example. */
-function predictions(v: Victim, x: tf.Tensor4D): Int32Array {
-  const p = tf.tidy(() => tf.argMax(predictLogits(v, x), 1));
-  const out = Int32Array.from(p.dataSync());
-  p.dispose();
-  return out;
+async function predictions(v: Victim, x: tf.Tensor4D): Promise<Int32Array> {
+  return Int32Array.from(await readAndDispose(tf.tidy(() => tf.argMax(predictLogits(v, x), 1))));
 }
 
 /**
  * f_t - f_y (float64 from the float32 logits) and its gradient w.r.t. the input (float32), at x.
  */
-function diffLogitsGrad(v: Victim, x: tf.Tensor4D, y: ArrayLike<number>, t: ArrayLike<number>): { df: Float64Array; grad: Float32Array } {
+async function diffLogitsGrad(v: Victim, x: tf.Tensor4D, y: ArrayLike<number>, t: ArrayLike<number>): Promise<{ df: Float64Array; grad: Float32Array }> {
   const n = x.shape[0];
   const df = new Float64Array(n);
+  let logits: tf.Tensor | undefined;
   const grad = tf.tidy(() => {
     const f = (xx: tf.Tensor): tf.Scalar => {
       const z = attackLogits(v, xx);
       const k = z.shape[1];
-      const zz = z.dataSync();
+      // the logits of this very pass, kept for the host (a copy: the tape frees what it saved)
+      logits = tf.keep(tf.clone(z));
       const coef = new Float32Array(n * k);
       for (let i = 0; i < n; i++) {
-        df[i] = zz[i * k + t[i]] - zz[i * k + y[i]];
         coef[i * k + t[i]] += 1;
         coef[i * k + y[i]] -= 1;
       }
@@ -255,27 +254,29 @@ function diffLogitsGrad(v: Victim, x: tf.Tensor4D, y: ArrayLike<number>, t: Arra
     };
     return tf.grad(f)(x);
   });
-  const g = grad.dataSync() as Float32Array;
-  grad.dispose();
-  return { df, grad: g };
+  const z = logits as unknown as tf.Tensor2D;
+  const [zz, g] = await readAllAndDispose([z, grad]);
+  const k = z.shape[1];
+  for (let i = 0; i < n; i++) df[i] = zz[i * k + t[i]] - zz[i * k + y[i]];
+  return { df, grad: g as Float32Array };
 }
 
 /**
  * One FAB-T run (AutoAttack's `attack_single_run` with `is_targeted=True`) over a batch of independent
  * examples: only examples the model classifies correctly at x are attacked.
  */
-export function fabSingleRun(v: Victim, x: tf.Tensor4D, y: ArrayLike<number>, opts: FABSingleRunOptions): FABSingleRunResult {
+export async function fabSingleRun(v: Victim, x: tf.Tensor4D, y: ArrayLike<number>, opts: FABSingleRunOptions): Promise<FABSingleRunResult> {
   const n = x.shape[0];
   const dim = x.size / n;
   const shape = x.shape;
   const { norm, iterations, alphaMax, eta, beta } = opts;
   if (!Number.isInteger(iterations) || iterations < 0 || iterations > FAB_MAX_ITERATIONS) throw new UsageError(`FAB iterations must be an integer 0..${FAB_MAX_ITERATIONS}, got ${iterations}`);
   if (opts.targets.length !== n) throw new Error(`fabSingleRun: ${opts.targets.length} targets for ${n} examples`);
-  const xs = x.dataSync();
+  const clean = tf.tidy(() => tf.argMax(predictLogits(v, x), 1));
+  const [xs, pred] = await readAllAndDispose([x.clone(), clean]);
   const out = Float32Array.from(xs);
   const distance = new Float64Array(n).fill(Infinity);
   const success = new Uint8Array(n);
-  const pred = predictions(v, x);
   const attacked = Uint8Array.from(pred, (p, i) => (p === y[i] ? 1 : 0));
   const rows: number[] = [];
   for (let i = 0; i < n; i++) if (attacked[i]) rows.push(i);
@@ -306,8 +307,7 @@ export function fabSingleRun(v: Victim, x: tf.Tensor4D, y: ArrayLike<number>, op
   for (let it = 0; it < iterations; it++) {
     for (let q = 0; q < m * dim; q++) xin[q] = 2 * x1[q] - 1;
     const xt = tf.tensor4d(xin, subShape);
-    const { df, grad } = diffLogitsGrad(v, xt, ys, ts);
-    xt.dispose();
+    const { df, grad } = await diffLogitsGrad(v, xt, ys, ts).finally(() => xt.dispose());
     for (let j = 0; j < m; j++) {
       const off = j * dim;
       let wx = 0;
@@ -328,8 +328,7 @@ export function fabSingleRun(v: Victim, x: tf.Tensor4D, y: ArrayLike<number>, op
     }
     for (let q = 0; q < m * dim; q++) xin[q] = 2 * x1[q] - 1;
     const xp = tf.tensor4d(xin, subShape);
-    const p = predictions(v, xp);
-    xp.dispose();
+    const p = await predictions(v, xp).finally(() => xp.dispose());
     for (let j = 0; j < m; j++) {
       if (p[j] === ys[j]) continue;
       const off = j * dim;
@@ -420,42 +419,39 @@ export class FAB implements Attack {
   }
 
   /** AutoAttack's random start of FAB: x + (eps / 2) t / ||t|| (Linf: t ~ U(-1, 1), max norm; L2: t ~ N(0, 1)), clipped to the box. */
-  static randomStart(norm: FABNorm, x: tf.Tensor4D, eps: number, seed: number): Float32Array {
+  static async randomStart(norm: FABNorm, x: tf.Tensor4D, eps: number, seed: number): Promise<Float32Array> {
     const t = tf.tidy(() => {
       const r = norm === 'linf' ? tf.randomUniform(x.shape, -1, 1, 'float32', seed) : tf.randomNormal(x.shape, 0, 1, 'float32', seed);
       const m = norm === 'linf' ? tf.max(tf.abs(r), [1, 2, 3], true) : tf.sqrt(tf.sum(tf.square(r), [1, 2, 3], true));
       return tf.clipByValue(tf.add(x, tf.mul(tf.div(r, m), eps / 2)), INPUT_MIN, INPUT_MAX);
     });
-    const out = t.dataSync() as Float32Array;
-    t.dispose();
-    return out;
+    return (await readAndDispose(t)) as Float32Array;
   }
 
   /** FAB-T's targets: the `rank`-th most likely class (rank 2 = runner-up) of the model at x. */
-  static targetsAt(v: Victim, x: tf.Tensor4D, rank: number): Int32Array {
+  static async targetsAt(v: Victim, x: tf.Tensor4D, rank: number): Promise<Int32Array> {
     const idx = tf.tidy(() => {
       const logits = predictLogits(v, x);
       const k = logits.shape[1];
       if (rank < 1 || rank > k) throw new UsageError(`FAB-T target rank ${rank} is outside 1..${k}`);
       return tf.reshape(tf.slice(tf.topk(logits, rank).indices, [0, rank - 1], [-1, 1]), [-1]);
     });
-    const out = Int32Array.from(idx.dataSync());
-    idx.dispose();
-    return out;
+    return Int32Array.from(await readAndDispose(idx));
   }
 
-  perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): tf.Tensor4D {
+  async perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): Promise<tf.Tensor4D> {
     const ctx = attackContext(seed);
     checkEps(eps, this.norm, x.size / x.shape[0]);
     if (eps === 0) return tf.clone(x);
     const n = x.shape[0];
     const per = x.size / n;
-    const ys = Int32Array.from(labels.dataSync());
     const k = tf.tidy(() => predictLogits(v, tf.slice(x, 0, 1)).shape[1]);
     if (this.nTargetClasses > k - 1) throw new UsageError(`FAB-T: ${this.nTargetClasses} target classes, but the model has only ${k - 1} classes besides the true one`);
-    const robust = Uint8Array.from(predictions(v, x), (p, i) => (p === ys[i] ? 1 : 0));
-    const adv = Float32Array.from(x.dataSync());
-    const xv = x.dataSync();
+    const clean = tf.tidy(() => tf.argMax(predictLogits(v, x), 1));
+    const [yv, pred, xv] = await Promise.all([labels.data(), clean.data(), x.data()]).finally(() => clean.dispose());
+    const ys = Int32Array.from(yv);
+    const robust = Uint8Array.from(pred, (p, i) => (p === ys[i] ? 1 : 0));
+    const adv = Float32Array.from(xv);
     for (let rank = 2; rank <= this.nTargetClasses + 1; rank++) {
       for (let r = 0; r < this.restarts; r++) {
         const todo: number[] = [];
@@ -463,15 +459,14 @@ export class FAB implements Attack {
         if (todo.length === 0) return tf.tensor4d(adv, x.shape);
         const xs = tf.tidy(() => tf.gather(x, tf.tensor1d(todo, 'int32')) as tf.Tensor4D);
         try {
-          const targets = FAB.targetsAt(v, xs, rank);
-          const init = r > 0 ? FAB.randomStart(this.norm, xs, eps, ctx.nextSeed()) : undefined;
+          const targets = await FAB.targetsAt(v, xs, rank);
+          const init = r > 0 ? await FAB.randomStart(this.norm, xs, eps, ctx.nextSeed()) : undefined;
           const phase = [`target ${rank - 1}/${this.nTargetClasses}`, this.restarts > 1 ? `restart ${r + 1}/${this.restarts}` : ''].filter((s) => s).join(' ');
           const onIteration = ctx.onStep ? (done: number): void => reportStep(ctx, { phase, done, total: this.iterations, unit: 'iterations', active: todo.length }) : undefined;
-          const res = fabSingleRun(v, xs, Int32Array.from(todo, (i) => ys[i]), { norm: this.norm, iterations: this.iterations, alphaMax: this.alphaMax, eta: this.eta, beta: this.beta, targets, init, onIteration });
+          const res = await fabSingleRun(v, xs, Int32Array.from(todo, (i) => ys[i]), { norm: this.norm, iterations: this.iterations, alphaMax: this.alphaMax, eta: this.eta, beta: this.beta, targets, init, onIteration });
           // AutoAttack's check of the run's output: misclassified and within eps
           const outT = tf.tensor4d(res.adv, xs.shape);
-          const p = predictions(v, outT);
-          outT.dispose();
+          const p = await predictions(v, outT).finally(() => outT.dispose());
           todo.forEach((i, j) => {
             if (p[j] === ys[i]) return;
             const dist = normOf(this.norm, Float64Array.from(res.adv.subarray(j * per, (j + 1) * per), (o, q) => o - xv[i * per + q]), 0, per);

@@ -18,7 +18,7 @@ export class GaussianNoise implements Attack {
     return { distribution: 'normal', clip: [-1, 1] };
   }
 
-  perturb(_v: Victim, x: tf.Tensor4D, _labels: tf.Tensor1D, sigma: number, seed?: AttackSeed): tf.Tensor4D {
+  async perturb(_v: Victim, x: tf.Tensor4D, _labels: tf.Tensor1D, sigma: number, seed?: AttackSeed): Promise<tf.Tensor4D> {
     checkEps(sigma, null);
     if (sigma === 0) return tf.clone(x);
     return tf.tidy(() => clipToBox(tf.add(x, tf.randomNormal(x.shape, 0, sigma, 'float32', attackContext(seed).nextSeed()))));

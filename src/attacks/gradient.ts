@@ -91,9 +91,9 @@ export abstract class GradientAttack implements Attack {
   }
 
   /** The attack proper, for eps > 0; returns x + delta. */
-  protected abstract run(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, ctx: AttackContext): tf.Tensor4D;
+  protected abstract run(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, ctx: AttackContext): Promise<tf.Tensor4D>;
 
-  perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): tf.Tensor4D {
+  async perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): Promise<tf.Tensor4D> {
     const ctx = attackContext(seed);
     checkEps(eps, this.norm, x.size / x.shape[0]);
     if (eps === 0) return tf.clone(x);

@@ -15,7 +15,7 @@ export { FGSM, fgsmAttack } from './fgsm.js';
 export { PGD, pgdAttack, type PGDOptions } from './pgd.js';
 export { SquareAttack, squareAttack, type SquareOptions, type SquareResult, type SquareNorm } from './square.js';
 export { SPSA, spsaAttack, type SPSAOptions, type SPSAResult } from './spsa.js';
-export { Transfer, transferAttack, surrogateCheckpoint, clearSurrogates } from './transfer.js';
+export { Transfer, transferAttack, surrogateCheckpoint, surrogateFile, clearSurrogates } from './transfer.js';
 export * from './apgd.js';
 export { FAB, fabAttack, fabSingleRun, projectionLinf, projectionL2, FABScratch, FAB_MAX_ITERATIONS, type FABNorm, type FABOptions, type FABSingleRunOptions, type FABSingleRunResult } from './fab.js';
 export { AutoAttack, autoAttack, isStaged, AUTOATTACK_STAGES, type StagedAttack, type StagedResult } from './autoattack.js';

@@ -82,7 +82,7 @@ export class PGD extends GradientAttack {
     return adv;
   }
 
-  protected override run(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, ctx: AttackContext): tf.Tensor4D {
+  protected override async run(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, ctx: AttackContext): Promise<tf.Tensor4D> {
     let best = this.once(v, x, labels, eps, ctx);
     for (let r = 1; r < this.restarts; r++) {
       const cand = this.once(v, x, labels, eps, ctx);

@@ -26,6 +26,7 @@
  * Queries per example and step: 2 * samples + 1.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { readAndDispose } from '../nn/read.js';
 import { mulberry32, type Rng } from '../data/rng.js';
 import { UsageError } from '../errors.js';
 import { checkEps, INPUT_MAX, INPUT_MIN, predictLogits, reportStep, type Attack, type Victim, attackContext, type AttackSeed } from './base.js';
@@ -136,12 +137,12 @@ export class SPSA implements Attack {
     };
   }
 
-  perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): tf.Tensor4D {
+  async perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): Promise<tf.Tensor4D> {
     const ctx = attackContext(seed);
-    return this.run(v, x, labels, eps, ctx).adv;
+    return (await this.run(v, x, labels, eps, ctx)).adv;
   }
 
-  run(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): SPSAResult {
+  async run(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): Promise<SPSAResult> {
     const ctx = attackContext(seed);
     checkEps(eps);
     if (x.rank !== 4) throw new UsageError(`spsa: expected NHWC images, got shape [${x.shape.join(', ')}]`);
@@ -149,16 +150,17 @@ export class SPSA implements Attack {
     if (labels.size !== n) throw new UsageError(`spsa: ${n} images but ${labels.size} labels`);
     const shape: [number, number, number] = [h, w, c];
     const d = h * w * c;
-    const ys = Int32Array.from(labels.dataSync());
-    const xs = x.dataSync() as Float32Array;
+    const [yv, xv] = await Promise.all([labels.data(), x.data()]);
+    const ys = Int32Array.from(yv);
+    const xs = xv as Float32Array;
     const queries = new Int32Array(n);
     const stepsTaken = new Int32Array(n);
     const out = Float32Array.from(xs);
     if (eps > 0) {
       const rng = mulberry32(ctx.nextSeed());
-      const clean = this.evaluate(v, xs, n, shape, ys);
+      const clean = await this.evaluate(v, xs, n, shape, ys);
       const active: number[] = [];
-      for (let i = 0; i < n; i++) if (clean.margin[i] > 0 || (clean.margin[i] === 0 && argmaxIsLabel(v, xs, i, shape, ys[i]))) active.push(i);
+      for (let i = 0; i < n; i++) if (clean.margin[i] > 0 || (clean.margin[i] === 0 && (await argmaxIsLabel(v, xs, i, shape, ys[i])))) active.push(i);
       const pert = new Float64Array(n * d);
       for (const e of active) {
         for (let i = e * d; i < (e + 1) * d; i++) pert[i] = this.init === 'uniform' ? (rng() * 2 - 1) * eps : 0;
@@ -169,7 +171,7 @@ export class SPSA implements Attack {
       const grad = new Float64Array(n * d);
       let act = active;
       for (let t = 1; t <= this.steps && act.length > 0; t++) {
-        spsaGradient(v, xs, ys, pert, grad, act, shape, rng, this);
+        await spsaGradient(v, xs, ys, pert, grad, act, shape, rng, this);
         const bc1 = 1 - BETA1 ** t;
         const bc2 = 1 - BETA2 ** t;
         for (const e of act) {
@@ -187,7 +189,7 @@ export class SPSA implements Attack {
         act.forEach((e, k) => {
           for (let i = 0; i < d; i++) cur[k * d + i] = xs[e * d + i] + pert[e * d + i];
         });
-        const { margin } = this.evaluate(v, cur, act.length, shape, Int32Array.from(act, (e) => ys[e]));
+        const { margin } = await this.evaluate(v, cur, act.length, shape, Int32Array.from(act, (e) => ys[e]));
         act = this.earlyStop ? act.filter((_, k) => !(margin[k] < 0)) : act;
         reportStep(ctx, { phase: '', done: t, total: this.steps, unit: 'steps', active: act.length });
       }
@@ -197,13 +199,13 @@ export class SPSA implements Attack {
     return { adv: tf.tensor4d(out, [n, h, w, c]), queries, steps: stepsTaken };
   }
 
-  private evaluate(v: Victim, xs: Float32Array, count: number, shape: [number, number, number], ys: ArrayLike<number>): { loss: Float64Array; margin: Float64Array } {
+  private async evaluate(v: Victim, xs: Float32Array, count: number, shape: [number, number, number], ys: ArrayLike<number>): Promise<{ loss: Float64Array; margin: Float64Array }> {
     const d = shape[0] * shape[1] * shape[2];
     const lossAll = new Float64Array(count);
     const marginAll = new Float64Array(count);
     for (let start = 0; start < count; start += this.maxBatch) {
       const b = Math.min(this.maxBatch, count - start);
-      const logits = tf.tidy(() => predictLogits(v, tf.tensor4d(xs.subarray(start * d, (start + b) * d), [b, ...shape])).dataSync());
+      const logits = await readAndDispose<'float32'>(tf.tidy(() => predictLogits(v, tf.tensor4d(xs.subarray(start * d, (start + b) * d), [b, ...shape]))));
       const r = spsaLoss(logits, b, Array.prototype.slice.call(ys, start, start + b) as number[], this.loss);
       lossAll.set(r.loss, start);
       marginAll.set(r.margin, start);
@@ -225,8 +227,8 @@ export interface SPSAGradientOptions {
  * (L(x + pert + delta v) - L(x + pert - delta v)) / (2 delta) * v. Directions are drawn example by example,
  * sample by sample, 32 signs per draw of `rng`, so the estimate does not depend on `maxBatch`.
  */
-export function spsaGradient(v: Victim, xs: Float32Array, ys: Int32Array, pert: Float64Array, grad: Float64Array, act: number[],
-  shape: [number, number, number], rng: Rng, o: SPSAGradientOptions): void {
+export async function spsaGradient(v: Victim, xs: Float32Array, ys: Int32Array, pert: Float64Array, grad: Float64Array, act: number[],
+  shape: [number, number, number], rng: Rng, o: SPSAGradientOptions): Promise<void> {
   const d = shape[0] * shape[1] * shape[2];
   const pairsPerChunk = Math.max(1, Math.floor(o.maxBatch / 2));
   const total = act.length * o.samples;
@@ -262,7 +264,7 @@ export function spsaGradient(v: Victim, xs: Float32Array, ys: Int32Array, pert: 
         buf[(b + k) * d + i] = base - o.delta * s;
       }
     }
-    const logits = tf.tidy(() => predictLogits(v, tf.tensor4d(buf.subarray(0, 2 * b * d), [2 * b, ...shape])).dataSync());
+    const logits = await readAndDispose<'float32'>(tf.tidy(() => predictLogits(v, tf.tensor4d(buf.subarray(0, 2 * b * d), [2 * b, ...shape]))));
     const { loss } = spsaLoss(logits, 2 * b, labs, o.loss);
     for (let k = 0; k < b; k++) {
       const e = owner[k];
@@ -283,9 +285,9 @@ function project(pert: Float64Array, xs: Float32Array, off: number, len: number,
 }
 
 /** Ties (margin exactly 0): decide with argmax as the model's prediction would. */
-function argmaxIsLabel(v: Victim, xs: Float32Array, i: number, shape: [number, number, number], y: number): boolean {
+async function argmaxIsLabel(v: Victim, xs: Float32Array, i: number, shape: [number, number, number], y: number): Promise<boolean> {
   const d = shape[0] * shape[1] * shape[2];
-  const pred = tf.tidy(() => tf.argMax(predictLogits(v, tf.tensor4d(xs.subarray(i * d, (i + 1) * d), [1, ...shape])), 1).dataSync()[0]);
+  const pred = (await readAndDispose(tf.tidy(() => tf.argMax(predictLogits(v, tf.tensor4d(xs.subarray(i * d, (i + 1) * d), [1, ...shape])), 1))))[0];
   return pred === y;
 }
 

@@ -32,6 +32,7 @@
  * Randomness comes from mulberry32 seeded with `ctx.nextSeed()` (one stream per `perturb`).
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { readAndDispose } from '../nn/read.js';
 import { mulberry32, type Rng } from '../data/rng.js';
 import { UsageError } from '../errors.js';
 import { misclassified, checkEps, INPUT_MAX, INPUT_MIN, predictLogits, reportStep, type Attack, type Victim, attackContext, type AttackSeed } from './base.js';
@@ -191,8 +192,8 @@ export function l2Blocks(n: number, h: number, w: number, c: number, rng: Rng): 
 const clampBox = (v: number): number => (v < INPUT_MIN ? INPUT_MIN : v > INPUT_MAX ? INPUT_MAX : v);
 
 /** Margin (true logit minus the best other logit) of each image; `xs` holds `count` NHWC images. */
-function margins(v: Victim, xs: Float32Array, count: number, shape: [number, number, number], ys: Int32Array): Float64Array {
-  const logits = tf.tidy(() => predictLogits(v, tf.tensor4d(xs.subarray(0, count * shape[0] * shape[1] * shape[2]), [count, ...shape])).dataSync());
+async function margins(v: Victim, xs: Float32Array, count: number, shape: [number, number, number], ys: Int32Array): Promise<Float64Array> {
+  const logits = await readAndDispose(tf.tidy(() => predictLogits(v, tf.tensor4d(xs.subarray(0, count * shape[0] * shape[1] * shape[2]), [count, ...shape]))));
   const k = logits.length / count;
   const out = new Float64Array(count);
   for (let e = 0; e < count; e++) {
@@ -251,25 +252,26 @@ export class SquareAttack implements Attack {
     return { norm: this.norm, queries: this.queries, pInit: this.pInit, restarts: this.restarts, loss: 'margin', reference: 'AutoAttack square.py' };
   }
 
-  perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): tf.Tensor4D {
+  async perturb(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): Promise<tf.Tensor4D> {
     const ctx = attackContext(seed);
-    return this.run(v, x, labels, eps, ctx).adv;
+    return (await this.run(v, x, labels, eps, ctx)).adv;
   }
 
   /** The attack with its bookkeeping (queries per example, who was fooled). */
-  run(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): SquareResult {
+  async run(v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): Promise<SquareResult> {
     const ctx = attackContext(seed);
     checkEps(eps, this.norm, x.size / Math.max(1, x.shape[0]));
     if (x.rank !== 4) throw new UsageError(`square: expected NHWC images, got shape [${x.shape.join(', ')}]`);
     const [n, h, w, c] = x.shape;
     if (labels.size !== n) throw new UsageError(`square: ${n} images but ${labels.size} labels`);
     if (this.norm === 'l2' && Math.min(h, w) < 10) throw new UsageError(`square: the L2 attack needs images of at least 10x10, got ${h}x${w}`);
-    const ys = Int32Array.from(labels.dataSync());
-    const xs = x.dataSync() as Float32Array;
+    const clean = tf.tidy(() => tf.argMax(predictLogits(v, x), 1));
+    const [yv, xv, pred] = await Promise.all([labels.data(), x.data(), clean.data()]).finally(() => clean.dispose());
+    const ys = Int32Array.from(yv);
+    const xs = xv as Float32Array;
     const d = h * w * c;
     const queries = new Int32Array(n);
-    const wrong = misclassified(v, x, ys);
-    const cleanCorrect = Uint8Array.from(wrong, (m) => 1 - m);
+    const cleanCorrect = Uint8Array.from(pred, (p, i) => (p !== ys[i] ? 0 : 1));
     const out = Float32Array.from(xs);
     const fooled = new Uint8Array(n);
     if (eps > 0) {
@@ -286,10 +288,9 @@ export class SquareAttack implements Attack {
         });
         const phase = this.restarts > 1 ? `restart ${r + 1}/${this.restarts}` : '';
         const onQuery = ctx.onStep ? (done: number, active: number): void => reportStep(ctx, { phase, done, total: this.queries, unit: 'queries', active }) : undefined;
-        const single = this.singleRun(v, sx, sy, [h, w, c], eps, rng, onQuery);
+        const single = await this.singleRun(v, sx, sy, [h, w, c], eps, rng, onQuery);
         const advT = tf.tensor4d(single.xBest, [idx.length, h, w, c]);
-        const hit = misclassified(v, advT, sy);
-        advT.dispose();
+        const hit = await misclassified(v, advT, sy).finally(() => advT.dispose());
         idx.forEach((i, k) => {
           queries[i] += single.queries[k];
           if (hit[k]) {
@@ -305,7 +306,7 @@ export class SquareAttack implements Attack {
   }
 
   /** AutoAttack's `attack_single_run` on the examples in `xs` (all classified correctly). */
-  private singleRun(v: Victim, xs: Float32Array, ys: Int32Array, shape: [number, number, number], eps: number, rng: Rng, onQuery?: (done: number, active: number) => void): { xBest: Float32Array; queries: Int32Array } {
+  private async singleRun(v: Victim, xs: Float32Array, ys: Int32Array, shape: [number, number, number], eps: number, rng: Rng, onQuery?: (done: number, active: number) => void): Promise<{ xBest: Float32Array; queries: Int32Array }> {
     const [h, w, c] = shape;
     const d = h * w * c;
     const m = ys.length;
@@ -320,7 +321,7 @@ export class SquareAttack implements Attack {
         for (let i = e * d; i < (e + 1) * d; i++) xBest[i] = clampBox(xs[i] + delta[i] * f);
       }
     }
-    const marginMin = margins(v, xBest, m, shape, ys);
+    const marginMin = await margins(v, xBest, m, shape, ys);
     const queries = new Int32Array(m).fill(1);
     if (marginMin.every((g) => g < 0)) return { xBest, queries };
 
@@ -337,7 +338,7 @@ export class SquareAttack implements Attack {
       if (this.norm === 'linf') this.linfCandidates(xs, xBest, xNew, act, shape, s, eps, rng);
       else this.l2Candidates(xs, xBest, xNew, act, shape, s, eps, rng);
       act.forEach((e, k) => (yAct[k] = ys[e]));
-      const mg = margins(v, xNew, act.length, shape, yAct);
+      const mg = await margins(v, xNew, act.length, shape, yAct);
       onQuery?.(it + 2, act.length);
       act.forEach((e, k) => {
         queries[e] += 1;

@@ -9,24 +9,47 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { UsageError } from '../errors.js';
-import { loadCheckpoint, type LoadedCheckpoint } from '../io/checkpoint.js';
+import { buildCheckpoint, readCheckpointFile, type CheckpointFile, type LoadedCheckpoint } from '../io/checkpoint.js';
 import { INPUT_LIMITS, readInputFile } from '../io/files.js';
 import { getArch } from '../models/arch.js';
 import { checkEps, type Attack, type AttackKind, type GradientMode, type Norm, type Victim, attackContext, type AttackSeed } from './base.js';
 import { getAttack, type AttackDescriptor, type AttackSpec } from './registry.js';
 import { parseAttackSpec } from './spec.js';
 
-const surrogates = new Map<string, LoadedCheckpoint>();
+const files = new Map<string, CheckpointFile>();
+const surrogates = new Map<string, Promise<LoadedCheckpoint>>();
+const loaded = new Map<string, LoadedCheckpoint>();
 
-/** The surrogate checkpoint at `path` (loaded once per thread). */
-export function surrogateCheckpoint(path: string): LoadedCheckpoint {
+/** The surrogate's checkpoint file at `path`, read and validated once per thread (no model built). */
+export function surrogateFile(path: string): CheckpointFile {
   const key = resolve(path);
-  let ck = surrogates.get(key);
-  if (!ck) {
-    ck = loadCheckpoint(key);
-    surrogates.set(key, ck);
+  let f = files.get(key);
+  if (!f) {
+    f = readCheckpointFile(key);
+    files.set(key, f);
   }
-  return ck;
+  return f;
+}
+
+/** The surrogate checkpoint at `path` (loaded once per thread, as loadCheckpoint: built and probed). */
+export async function surrogateCheckpoint(path: string): Promise<LoadedCheckpoint> {
+  const key = resolve(path);
+  let p = surrogates.get(key);
+  if (!p) {
+    p = buildCheckpoint(surrogateFile(key)).then(
+      (ck) => {
+        loaded.set(key, ck);
+        files.delete(key);
+        return ck;
+      },
+      (e: unknown) => {
+        surrogates.delete(key);
+        throw e;
+      },
+    );
+    surrogates.set(key, p);
+  }
+  return p;
 }
 
 /** sha256 of the surrogate file (a checked regular file of bounded size, else a one-line UsageError). */
@@ -36,8 +59,10 @@ function sha256File(path: string): string {
 
 /** Frees every cached surrogate. */
 export function clearSurrogates(): void {
-  for (const ck of surrogates.values()) ck.model.dispose();
+  for (const ck of loaded.values()) ck.model.dispose();
+  loaded.clear();
   surrogates.clear();
+  files.clear();
 }
 
 export class Transfer implements Attack {
@@ -60,10 +85,10 @@ export class Transfer implements Attack {
     };
   }
 
-  perturb(_v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): tf.Tensor4D {
+  async perturb(_v: Victim, x: tf.Tensor4D, labels: tf.Tensor1D, eps: number, seed?: AttackSeed): Promise<tf.Tensor4D> {
     const ctx = attackContext(seed);
     checkEps(eps, this.norm, x.size / x.shape[0]);
-    const ck = surrogateCheckpoint(this.surrogatePath);
+    const ck = await surrogateCheckpoint(this.surrogatePath);
     const cycles = ck.model.config.cycles;
     const victim: Victim = { model: ck.model, mode: cycles === 0 ? 'first' : this.surrogateMode, cycles, readout: ck.info.readout };
     return this.inner.perturb(victim, x, labels, eps, ctx);
@@ -109,15 +134,17 @@ export const transferAttack: AttackDescriptor = {
     innerSpec(spec, at);
   },
   prepare: (spec, data) => {
-    const ck = surrogateCheckpoint(spec.params.surrogate as string);
+    // the checks need only the file (a model is built, and probed, when the attack first runs)
+    const ck = surrogateFile(spec.params.surrogate as string);
+    const cfg = ck.info.config;
     const pinned = spec.params.surrogateSha256;
     if (typeof pinned === 'string' && pinned !== ck.sha256) {
       throw new UsageError(`transfer ${spec.name}: the surrogate ${spec.params.surrogate as string} has sha256 ${ck.sha256}, the suite (or the run being resumed) says ${pinned}`);
     }
-    if (ck.model.config.numClasses !== data.numClasses) {
-      throw new UsageError(`transfer ${spec.name}: the surrogate ${spec.params.surrogate as string} has ${ck.model.config.numClasses} classes, the data ${data.numClasses}`);
+    if (cfg.numClasses !== data.numClasses) {
+      throw new UsageError(`transfer ${spec.name}: the surrogate ${spec.params.surrogate as string} has ${cfg.numClasses} classes, the data ${data.numClasses}`);
     }
-    const a = getArch(ck.model.config.arch);
+    const a = getArch(cfg.arch);
     const shape = [a.height, a.width, a.inChannels];
     if (shape.join('x') !== data.shape.join('x')) {
       throw new UsageError(`transfer ${spec.name}: the surrogate takes ${shape.join('x')} inputs, the data has ${data.shape.join('x')}`);

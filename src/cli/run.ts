@@ -201,7 +201,7 @@ function readModels(paths: string[], flags: Flags = {}): { files: ModelFile[]; a
 async function buildModels(read: { files: ModelFile[]; adapter: Partial<InputAdapter> }): Promise<EvalModel[]> {
   const built: EvalModel[] = [];
   try {
-    for (const f of read.files) built.push(f.kind === 'cnnf' ? buildCheckpoint(f.file) : f.kind === 'onnx' ? buildOnnxModel(f.file, read.adapter) : await buildTfjsModel(f.file, read.adapter));
+    for (const f of read.files) built.push(f.kind === 'cnnf' ? await buildCheckpoint(f.file) : f.kind === 'onnx' ? await buildOnnxModel(f.file, read.adapter) : await buildTfjsModel(f.file, read.adapter));
   } catch (e) {
     for (const m of built) m.model.dispose();
     throw e;

@@ -142,29 +142,37 @@ export async function evalBatch(model: CNNF | ForeignClassifier, task: BatchTask
         for (const [ei, eps] of spec.eps.entries()) {
           const nextSeed = seedSource(task.seed, `${spec.name}|${job.mode ?? 'noise'}|${eps}|${start}`);
           let brokenBy: Int32Array | null = null;
-          const [xAdv, pred, finite] = tf.tidy(() => {
-            const label = `${spec.name}${job.mode ? `:${job.mode}` : ''} eps ${String(Number(eps.toPrecision(6)))}`;
-            let lastStep = performance.now();
-            const ctx: AttackContext = {
-              nextSeed,
-              trueLabels: y,
-              onStep: onStep && ((s) => {
-                const t = performance.now();
-                if (t - lastStep < STEP_REPORT_MS) return;
-                lastStep = t;
-                onStep(`${label}, ${describeStep(s)}`);
-              }),
-            };
-            let adv: tf.Tensor4D;
-            if (isStaged(attack)) {
-              const r = attack.runStaged(victim, x, labels, eps, ctx);
-              adv = r.adv;
-              brokenBy = r.brokenBy;
-            } else adv = attack.perturb(victim, x, labels, eps, ctx);
-            verifyAdversarial(spec.name, x, adv, eps, attack.norm);
-            const l = predictLogits(victim, adv);
-            return [adv, tf.argMax(l, 1), allFinite(l)];
-          });
+          const label = `${spec.name}${job.mode ? `:${job.mode}` : ''} eps ${String(Number(eps.toPrecision(6)))}`;
+          let lastStep = performance.now();
+          const ctx: AttackContext = {
+            nextSeed,
+            trueLabels: y,
+            onStep: onStep && ((s) => {
+              const t = performance.now();
+              if (t - lastStep < STEP_REPORT_MS) return;
+              lastStep = t;
+              onStep(`${label}, ${describeStep(s)}`);
+            }),
+          };
+          // the attack reads tensors (await), so it runs outside tf.tidy and owns what it allocates
+          let xAdv: tf.Tensor4D;
+          if (isStaged(attack)) {
+            const r = await attack.runStaged(victim, x, labels, eps, ctx);
+            xAdv = r.adv;
+            brokenBy = r.brokenBy;
+          } else xAdv = await attack.perturb(victim, x, labels, eps, ctx);
+          let pred: tf.Tensor;
+          let finite: tf.Tensor;
+          try {
+            await verifyAdversarial(spec.name, x, xAdv, eps, attack.norm);
+            [pred, finite] = tf.tidy(() => {
+              const l = predictLogits(victim, xAdv);
+              return [tf.argMax(l, 1), allFinite(l)];
+            });
+          } catch (e) {
+            xAdv.dispose();
+            throw e;
+          }
           try {
             await checkFinite(finite, model, task, `${spec.name}${job.mode ? `:${job.mode}` : ''} at eps ${eps}`);
           } catch (e) {

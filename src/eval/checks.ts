@@ -250,10 +250,9 @@ export async function probeChecks(o: ProbeOptions): Promise<EvalCheck[]> {
       for (const [mi, v] of victims.entries()) {
         const pgd = new PGD({ name: 'sanity', steps: 20, relStepSize: 0.1, randomStart: true });
         const rng = mulberry32(deriveSeed(o.seed, `probe|sanity|${modes[mi]}|${c}`));
-        const hits = tf.tidy(() => {
-          const adv = pgd.perturb(v, x, y, 2, { nextSeed: () => Math.floor(rng() * 2 ** 31) });
-          return tf.sum(tf.cast(tf.equal(tf.argMax(predictLogits(v, adv), 1), tf.cast(y, 'int32')), 'int32'));
-        });
+        const adv = await pgd.perturb(v, x, y, 2, { nextSeed: () => Math.floor(rng() * 2 ** 31) });
+        const hits = tf.tidy(() => tf.sum(tf.cast(tf.equal(tf.argMax(predictLogits(v, adv), 1), tf.cast(y, 'int32')), 'int32')));
+        adv.dispose();
         correct[mi] += (await hits.data())[0];
         hits.dispose();
       }

@@ -100,12 +100,12 @@ interface Choice {
  * so flipping values nearest to zero is tried first. Every non-tie value always decides by its sign.
  * At most `maxRuns` runs.
  */
-export function searchTies<T = tf.Tensor4D>(
-  run: (rules: TieRules) => T,
-  matches: (out: T) => boolean,
+export async function searchTies<T = tf.Tensor4D>(
+  run: (rules: TieRules) => T | Promise<T>,
+  matches: (out: T) => boolean | Promise<boolean>,
   maxRuns = 64,
   dispose: (out: T) => void = (out) => tf.dispose(out as unknown as tf.Tensor),
-): TieSearchResult<T> {
+): Promise<TieSearchResult<T>> {
   const queue: Array<{ prefix: number[]; cost: number; flipped: number }> = [{ prefix: [], cost: 0, flipped: 0 }];
   let runs = 0;
   let last: TieSearchResult<T> | null = null;
@@ -121,7 +121,11 @@ export function searchTies<T = tf.Tensor4D>(
       used.push({ kind, value, cost: Math.abs(v) / (tolerance * max), flip: value === own ? other : own });
       return value;
     };
+    // The tie rules decide element by element on the host while the model's graph (or PGD's step) is
+    // being built, inside one forward or gradient pass that tfjs runs synchronously: they need a
+    // synchronous read. So the tie-searched conformance rows run on backends that have one (cpu, wasm).
     const perExample = (t: tf.Tensor, pick: (v: number, max: number) => number): tf.Tensor => {
+      // eslint-disable-next-line no-restricted-properties
       const d = t.dataSync();
       const per = d.length / t.shape[0];
       const out = new Float32Array(d.length);
@@ -140,6 +144,7 @@ export function searchTies<T = tf.Tensor4D>(
       mask: (_layer, pre, hidden) => {
         // x' h is exactly 0 where the hidden h is exactly 0 (unpooled positions): structural, as in
         // float64, so not a tie; x' itself can round to exactly 0, which is one
+        // eslint-disable-next-line no-restricted-properties
         const h = hidden?.dataSync();
         let i = 0;
         return perExample(pre, (v, mx) => {
@@ -150,11 +155,11 @@ export function searchTies<T = tf.Tensor4D>(
       },
     };
     runs++;
-    const adv = run(rules);
+    const adv = await run(rules);
     if (last) dispose(last.adv);
     const ties = { sign: used.filter((c) => c.kind === 'sign').length, relu: used.filter((c) => c.kind === 'relu').length };
     last = { adv, ties, flipped: node.flipped, runs, matched: false };
-    if (matches(adv)) return { ...last, matched: true };
+    if (await matches(adv)) return { ...last, matched: true };
     for (let j = node.prefix.length; j < used.length; j++) {
       queue.push({ prefix: [...used.slice(0, j).map((c) => c.value), used[j].flip], cost: node.cost + used[j].cost, flipped: node.flipped + 1 });
     }
@@ -174,7 +179,7 @@ export function relativeError(ours: ArrayLike<number>, ref: ArrayLike<number>): 
 }
 
 /** Runs the conformance check of one fixture file on the active backend. */
-export function runConformance(path: string, tolerance = CONFORMANCE_TOLERANCE): ConformanceReport {
+export async function runConformance(path: string, tolerance = CONFORMANCE_TOLERANCE): Promise<ConformanceReport> {
   const file = readSafetensors(path);
   const meta = file.metadata;
   const T = file.tensors;
@@ -198,20 +203,20 @@ export function runConformance(path: string, tolerance = CONFORMANCE_TOLERANCE):
   const rows: ConformanceRow[] = [];
   const done = new Set<string>();
   /** Our tensor in the reference layout (NCHW for 4-d activations unless nhwc is false). */
-  const asRef = (t: tf.Tensor, nhwc: boolean): { data: Float32Array; shape: number[] } => {
-    const data = t.dataSync() as Float32Array;
+  const asRef = async (t: tf.Tensor, nhwc: boolean): Promise<{ data: Float32Array; shape: number[] }> => {
+    const data = (await t.data()) as Float32Array;
     return nhwc && t.shape.length === 4 ? nhwcToNchw({ shape: t.shape, data }) : { data, shape: t.shape };
   };
   /** Relative error against the reference tensor `name` (Infinity on a size mismatch). */
-  const errorOf = (name: string, t: tf.Tensor, nhwc = true): number => {
+  const errorOf = async (name: string, t: tf.Tensor, nhwc = true): Promise<number> => {
     const ref = need(name);
-    const ours = asRef(t, nhwc);
+    const ours = await asRef(t, nhwc);
     return ours.data.length === ref.data.length ? relativeError(ours.data, ref.data).rel : Infinity;
   };
-  const compare = (name: string, t: tf.Tensor, nhwc = true) => {
+  const compare = async (name: string, t: tf.Tensor, nhwc = true): Promise<void> => {
     const ref = T.get(name);
     if (!ref) return;
-    const { data, shape } = asRef(t, nhwc);
+    const { data, shape } = await asRef(t, nhwc);
     if (ref.shape.join(',') !== shape.join(',') && ref.data.length !== data.length) {
       rows.push({ name, shape: ref.shape, relError: Infinity, maxAbsError: Infinity, pass: false, note: `shape [${shape}] != reference [${ref.shape}]` });
     } else {
@@ -220,124 +225,181 @@ export function runConformance(path: string, tolerance = CONFORMANCE_TOLERANCE):
     }
     done.add(name);
   };
+  /** compare, then frees the tensor(s). */
+  const compareAndDispose = async (name: string, t: tf.Tensor, nhwc = true): Promise<void> => {
+    try {
+      await compare(name, t, nhwc);
+    } finally {
+      t.dispose();
+    }
+  };
   /** Notes the tie decisions a searched row needed, when any went against float32. */
   const noteTies = (name: string, found: { flipped: number; ties: { relu: number; sign: number }; runs: number }, scope = '') => {
     const row = rows.find((r) => r.name === name);
     if (found.flipped === 0 || !row) return;
     row.note = `float32 ties${scope}: ${found.ties.relu} ReLU mask(s), ${found.flipped} decided against float32; ${found.runs} run(s)`;
   };
-  const image = (k: string): tf.Tensor4D => {
+  const imageData = (k: string): { data: Float32Array; shape: number[] } => {
     const t = need(k);
     if (t.shape.length !== 4) throw new UsageError(`${path}: ${k} must be NCHW, has shape [${t.shape}]`);
-    const a = nchwToNhwc(t);
+    return nchwToNhwc(t);
+  };
+  const image = (k: string): tf.Tensor4D => {
+    const a = imageData(k);
     return tf.tensor4d(a.data, a.shape as [number, number, number, number]);
   };
+  const owned: tf.Tensor[] = [];
+  /** A tensor freed when the check ends. */
+  const own = <U extends tf.Tensor>(t: U): U => {
+    owned.push(t);
+    return t;
+  };
   try {
+    const x = own(image('input.x'));
+    const y = own(tf.tensor1d(Array.from(need('input.y').data), 'int32'));
+    // the forward rows: computed in one tidy (the tensors to compare kept), read after it
+    const forward: Array<[string, tf.Tensor]> = [];
     tf.tidy(() => {
-      const x = image('input.x');
-      const y = tf.tensor1d(Array.from(need('input.y').data), 'int32');
+      // a copy (it shares the data): a row's tensor can be the input itself (ind 0) or another row's
+      const add = (name: string, t: tf.Tensor) => {
+        if (T.has(name)) forward.push([name, tf.keep(tf.clone(t))]);
+      };
       const res = model.run(x);
-      compare('eval.first.logits', res.first.logits);
-      compare('eval.first.orig_feature', res.first.orig!);
-      for (const [k, v] of Object.entries(res.first.taps)) compare(`eval.first.${k}`, v);
+      add('eval.first.logits', res.first.logits);
+      add('eval.first.orig_feature', res.first.orig!);
+      for (const [k, v] of Object.entries(res.first.taps)) add(`eval.first.${k}`, v);
       res.cycles.forEach((c, i) => {
         const p = `eval.cycle${i + 1}`;
-        compare(`${p}.recon`, c.recon);
-        compare(`${p}.ff`, c.ff);
-        compare(`${p}.logits`, c.logits);
-        for (const [k, v] of Object.entries(c.taps)) compare(`${p}.${k}`, v);
+        add(`${p}.recon`, c.recon);
+        add(`${p}.ff`, c.ff);
+        add(`${p}.logits`, c.logits);
+        for (const [k, v] of Object.entries(c.taps)) add(`${p}.${k}`, v);
       });
-      compare('eval.last.logits', readoutOf(res, 'last'));
-      compare('eval.average.logits', readoutOf(res, 'average'));
+      add('eval.last.logits', readoutOf(res, 'last'));
+      add('eval.average.logits', readoutOf(res, 'average'));
       if (T.has('input.x_noisy')) {
         const xn = image('input.x_noisy');
-        compare('eval.last.logits_noisy', model.logits(xn, 'last'));
-      }
-      const first: Victim<CNNF> = { model, mode: 'first', cycles: cfg.cycles, readout: 'last' };
-      const e2e: Victim<CNNF> = { ...first, mode: 'e2e' };
-      // gradients go through ReLU masks: a pre-activation within float32 rounding of 0 can be decided
-      // either way (its value barely moves, but the gradient through it does), so these rows search ties too
-      const gradRow = (name: string, mode: 'first' | 'e2e') => {
-        if (!T.has(name)) return;
-        const found = searchTies(
-          ({ mask }) => {
-            const m = model.withMaskRule(mask);
-            return tf.grad((xx: tf.Tensor) => crossEntropy(mode === 'first' ? m.run(xx, { cycles: 0 }).logits[0] : m.logits(xx, 'last'), y, 'sum'))(x) as tf.Tensor4D;
-          },
-          (g) => errorOf(name, g) <= tolerance,
-        );
-        compare(name, found.adv);
-        noteTies(name, found);
-      };
-      gradRow('grad.input.first', 'first');
-      gradRow('grad.input.e2e', 'e2e');
-      const eps = metaNumber(meta, 'eps', path, 0.2);
-      const step = metaNumber(meta, 'eps_iter', path, 0.071);
-      const iters = metaNumber(meta, 'nb_iter', path, 7);
-      const ctx = { nextSeed: () => 0 };
-      compare('attack.fgsm.first', new FGSM().perturb(first, x, y, eps, ctx));
-      const pgdRow = (name: string, v: Victim<CNNF>, labels: tf.Tensor1D, targeted: boolean) => {
-        if (!T.has(name)) return;
-        const refAll = image(name);
-        const n = x.shape[0];
-        const per = refAll.size / n;
-        const ties = { sign: 0, relu: 0 };
-        let flipped = 0;
-        let runs = 0;
-        // examples are independent (every layer is per sample), so each one's tie decisions are searched alone
-        const advs = Array.from({ length: n }, (_, i) => {
-          const xi = tf.slice(x, i, 1);
-          const ref = nhwcToNchw({ shape: [1, ...x.shape.slice(1)], data: refAll.dataSync().slice(i * per, (i + 1) * per) as Float32Array }).data;
-          const found = searchTies(
-            ({ sign, mask }) => new PGD({ steps: iters, stepSize: step, randomStart: false, targeted, sign }).perturb({ ...v, model: v.model.withMaskRule(mask) }, xi, tf.slice(labels, i, 1), eps, ctx),
-            (adv) => relativeError(nhwcToNchw({ shape: adv.shape, data: adv.dataSync() as Float32Array }).data, ref).rel <= tolerance,
-          );
-          ties.sign += found.ties.sign;
-          ties.relu += found.ties.relu;
-          flipped += found.flipped;
-          runs += found.runs;
-          return found.adv;
-        });
-        compare(name, tf.concat(advs, 0));
-        if (ties.sign + ties.relu > 0) {
-          rows[rows.length - 1].note = `float32 ties: ${ties.sign} gradient sign(s), ${ties.relu} ReLU mask(s), ${flipped} decided against float32; ${runs} run(s) for ${n} examples`;
-        }
-      };
-      pgdRow('attack.pgd.first', first, y, false);
-      pgdRow('attack.pgd.e2e', e2e, y, false);
-      if (T.has('attack.pgd_targeted.first')) {
-        pgdRow('attack.pgd_targeted.first', first, tf.tensor1d(Array.from(need('attack.pgd_targeted.first.target').data), 'int32'), true);
-        done.add('attack.pgd_targeted.first.target');
-      }
-      apgdRows(T, meta, path, model, cfg.cycles, x, y, image, tolerance, rows, done);
-      if (T.has('train.loss')) {
-        const xn = image('input.x_noisy');
-        const weights = { cleanWeight: metaNumber(meta, 'clean_parameter', path, 0.1), reconWeight: metaNumber(meta, 'mse_parameter', path, 0.1) };
-        // the loss and every parameter gradient, in the reference's names and layout
-        const trainRun = (mask?: MaskRule): Map<string, tf.Tensor> => {
-          const m = model.withMaskRule(mask);
-          const { value, grads } = tf.variableGrads(() => pairLoss(m, x, xn, y, weights));
-          const byVar = new Map<string, Float32Array>();
-          for (const [name, p] of model.params) {
-            const g = grads[(p as tf.Variable).name];
-            if (g) byVar.set(name, g.dataSync() as Float32Array);
-          }
-          tf.dispose(Object.values(grads));
-          const out = new Map<string, tf.Tensor>([['train.loss', tf.reshape(value, [1])]]);
-          for (const [name, a] of toPyTorch(byVar, cfg)) out.set(`train.grad.${name}`, tf.tensor(a.data, a.shape));
-          return out;
-        };
-        const found = searchTies(
-          ({ mask }) => trainRun(mask),
-          (out) => [...out].every(([name, t]) => !T.has(name) || errorOf(name, t, false) <= tolerance),
-          64,
-          (out) => tf.dispose([...out.values()]),
-        );
-        for (const [name, t] of found.adv) compare(name, t, false);
-        noteTies('train.loss', found, ' (one search for every train.* row)');
+        add('eval.last.logits_noisy', model.logits(xn, 'last'));
       }
     });
+    try {
+      for (const [name, t] of forward) await compare(name, t);
+    } finally {
+      tf.dispose(forward.map(([, t]) => t));
+    }
+    const first: Victim<CNNF> = { model, mode: 'first', cycles: cfg.cycles, readout: 'last' };
+    const e2e: Victim<CNNF> = { ...first, mode: 'e2e' };
+    // gradients go through ReLU masks: a pre-activation within float32 rounding of 0 can be decided
+    // either way (its value barely moves, but the gradient through it does), so these rows search ties too
+    const gradRow = async (name: string, mode: 'first' | 'e2e') => {
+      if (!T.has(name)) return;
+      const found = await searchTies(
+        ({ mask }) => {
+          const m = model.withMaskRule(mask);
+          return tf.tidy(() => tf.grad((xx: tf.Tensor) => crossEntropy(mode === 'first' ? m.run(xx, { cycles: 0 }).logits[0] : m.logits(xx, 'last'), y, 'sum'))(x) as tf.Tensor4D);
+        },
+        async (g) => (await errorOf(name, g)) <= tolerance,
+      );
+      await compareAndDispose(name, found.adv);
+      noteTies(name, found);
+    };
+    await gradRow('grad.input.first', 'first');
+    await gradRow('grad.input.e2e', 'e2e');
+    const eps = metaNumber(meta, 'eps', path, 0.2);
+    const step = metaNumber(meta, 'eps_iter', path, 0.071);
+    const iters = metaNumber(meta, 'nb_iter', path, 7);
+    const ctx = { nextSeed: () => 0 };
+    await compareAndDispose('attack.fgsm.first', await new FGSM().perturb(first, x, y, eps, ctx));
+    const pgdRow = async (name: string, v: Victim<CNNF>, labels: tf.Tensor1D, targeted: boolean) => {
+      if (!T.has(name)) return;
+      const refAll = imageData(name).data;
+      const n = x.shape[0];
+      const per = refAll.length / n;
+      const ties = { sign: 0, relu: 0 };
+      let flipped = 0;
+      let runs = 0;
+      // examples are independent (every layer is per sample), so each one's tie decisions are searched alone
+      const advs: tf.Tensor4D[] = [];
+      try {
+        for (let i = 0; i < n; i++) {
+          const xi = tf.slice(x, i, 1);
+          const yi = tf.slice(labels, i, 1);
+          try {
+            const ref = nhwcToNchw({ shape: [1, ...x.shape.slice(1)], data: refAll.slice(i * per, (i + 1) * per) as Float32Array }).data;
+            const found = await searchTies(
+              ({ sign, mask }) => new PGD({ steps: iters, stepSize: step, randomStart: false, targeted, sign }).perturb({ ...v, model: v.model.withMaskRule(mask) }, xi, yi, eps, ctx),
+              async (adv) => relativeError(nhwcToNchw({ shape: adv.shape, data: (await adv.data()) as Float32Array }).data, ref).rel <= tolerance,
+            );
+            ties.sign += found.ties.sign;
+            ties.relu += found.ties.relu;
+            flipped += found.flipped;
+            runs += found.runs;
+            advs.push(found.adv);
+          } finally {
+            tf.dispose([xi, yi]);
+          }
+        }
+        await compareAndDispose(name, tf.concat(advs, 0));
+      } finally {
+        tf.dispose(advs);
+      }
+      if (ties.sign + ties.relu > 0) {
+        rows[rows.length - 1].note = `float32 ties: ${ties.sign} gradient sign(s), ${ties.relu} ReLU mask(s), ${flipped} decided against float32; ${runs} run(s) for ${n} examples`;
+      }
+    };
+    await pgdRow('attack.pgd.first', first, y, false);
+    await pgdRow('attack.pgd.e2e', e2e, y, false);
+    if (T.has('attack.pgd_targeted.first')) {
+      await pgdRow('attack.pgd_targeted.first', first, own(tf.tensor1d(Array.from(need('attack.pgd_targeted.first.target').data), 'int32')), true);
+      done.add('attack.pgd_targeted.first.target');
+    }
+    await apgdRows(T, meta, path, model, cfg.cycles, x, y, image, tolerance, rows, done);
+    if (T.has('train.loss')) {
+      const xn = own(image('input.x_noisy'));
+      const weights = { cleanWeight: metaNumber(meta, 'clean_parameter', path, 0.1), reconWeight: metaNumber(meta, 'mse_parameter', path, 0.1) };
+      // the loss and every parameter gradient, in the reference's names and layout
+      const trainRun = async (mask?: MaskRule): Promise<Map<string, tf.Tensor>> => {
+        const m = model.withMaskRule(mask);
+        const { value, grads } = tf.variableGrads(() => pairLoss(m, x, xn, y, weights));
+        const names: string[] = [];
+        const gs: tf.Tensor[] = [];
+        for (const [name, p] of model.params) {
+          const g = grads[(p as tf.Variable).name];
+          if (g) {
+            names.push(name);
+            gs.push(g);
+          }
+        }
+        const byVar = new Map<string, Float32Array>();
+        try {
+          const data = await Promise.all(gs.map((g) => g.data()));
+          names.forEach((name, k) => byVar.set(name, data[k] as Float32Array));
+        } finally {
+          tf.dispose(Object.values(grads));
+        }
+        const out = new Map<string, tf.Tensor>([['train.loss', tf.reshape(value, [1])]]);
+        value.dispose();
+        for (const [name, a] of toPyTorch(byVar, cfg)) out.set(`train.grad.${name}`, tf.tensor(a.data, a.shape));
+        return out;
+      };
+      const found = await searchTies(
+        ({ mask }) => trainRun(mask),
+        async (out) => {
+          for (const [name, t] of out) if (T.has(name) && !((await errorOf(name, t, false)) <= tolerance)) return false;
+          return true;
+        },
+        64,
+        (out) => tf.dispose([...out.values()]),
+      );
+      try {
+        for (const [name, t] of found.adv) await compare(name, t, false);
+      } finally {
+        tf.dispose([...found.adv.values()]);
+      }
+      noteTies('train.loss', found, ' (one search for every train.* row)');
+    }
   } finally {
+    tf.dispose(owned);
     model.dispose();
   }
   for (const k of T.keys()) {
@@ -358,7 +420,7 @@ const APGD_MAX_RUNS = 4;
  * one `apgdSingleRun` per example from the fixture's start point, with the Linf step signs and the
  * resReLU masks searched for float32 ties as for PGD (examples are independent, so each is searched alone).
  */
-function apgdRows(
+async function apgdRows(
   T: Map<string, NamedTensor>,
   meta: Record<string, string>,
   path: string,
@@ -370,7 +432,7 @@ function apgdRows(
   tolerance: number,
   rows: ConformanceRow[],
   done: Set<string>,
-): void {
+): Promise<void> {
   const cases = APGD_CASES.filter((c) => T.has(`attack.apgd.${c.loss}.${c.key}.x_best`));
   if (cases.length === 0) return;
   const mode = meta.apgd_gradients ?? 'e2e';
@@ -394,80 +456,102 @@ function apgdRows(
     const targeted = c.loss.endsWith('-targeted');
     const targetKey = `input.apgd.${c.key}.target`;
     const targets = targeted ? tf.tensor1d(Array.from(need(targetKey).data), 'int32') : undefined;
-    const prefix = `attack.apgd.${c.loss}.${c.key}`;
-    const refs = APGD_OUTPUTS.map((o) => {
-      const t = need(`${prefix}.${o}`);
-      return o.startsWith('x_') ? nchwToNhwc(t).data : t.data;
-    });
-    const lossScale = Math.max(...Array.from(refs[2], Math.abs));
-    const per = x.size / n;
-    const ties = { sign: 0, relu: 0 };
-    let flipped = 0;
-    let runs = 0;
-    const outs = Array.from({ length: n }, (_, i) => {
-      const found = searchTies<APGDSingleRunResult>(
-        ({ sign, mask }) =>
-          apgdSingleRun({ ...victim, model: model.withMaskRule(mask) }, tf.slice(x, i, 1), tf.slice(y, i, 1), {
-            eps,
-            norm: c.norm,
-            loss: c.loss,
-            iterations,
-            rho,
-            init: tf.slice(init, i, 1),
-            targets: targets ? tf.slice(targets, i, 1) : undefined,
-            sign: (g) => sign(g, g),
-          }),
-        (r) => {
-          const images = [r.xBest, r.xBestAdv].every((t, j) => relativeError(t.dataSync() as Float32Array, refs[j].slice(i * per, (i + 1) * per)).rel <= tolerance);
-          const lossOk = Math.abs(r.lossBest.dataSync()[0] - refs[2][i]) <= tolerance * Math.max(lossScale, Number.MIN_VALUE);
-          return images && lossOk && r.robust.dataSync()[0] === refs[3][i];
-        },
-        APGD_MAX_RUNS,
-        (r) => tf.dispose([r.xBest, r.xBestAdv, r.lossBest, r.robust]),
-      );
-      ties.sign += found.ties.sign;
-      ties.relu += found.ties.relu;
-      flipped += found.flipped;
-      runs += found.runs;
-      return found.adv;
-    });
-    const pick = (f: (r: APGDSingleRunResult) => tf.Tensor) => tf.concat(outs.map(f), 0);
-    const values: tf.Tensor[] = [pick((r) => r.xBest), pick((r) => r.xBestAdv), pick((r) => r.lossBest), pick((r) => r.robust)];
-    APGD_OUTPUTS.forEach((o, j) => {
-      const name = `${prefix}.${o}`;
-      const ref = need(name);
-      const ours = values[j].dataSync() as Float32Array;
-      const data = ref.shape.length === 4 ? nhwcToNchw({ shape: values[j].shape, data: ours }).data : ours;
-      const { rel, abs } = data.length === ref.data.length ? relativeError(data, ref.data) : { rel: Infinity, abs: Infinity };
-      rows.push({ name, shape: ref.shape, relError: rel, maxAbsError: abs, pass: rel <= tolerance });
-      done.add(name);
-    });
-    if (ties.sign + ties.relu > 0) {
-      rows[rows.length - 4].note = `float32 ties: ${ties.sign} gradient sign(s), ${ties.relu} ReLU mask(s), ${flipped} decided against float32; ${runs} run(s) for ${n} examples`;
-    }
-    for (const r of outs) tf.dispose([r.xBest, r.xBestAdv, r.lossBest, r.robust]);
-    tf.dispose(values);
-    done.add(targetKey);
+    try {
+      const prefix = `attack.apgd.${c.loss}.${c.key}`;
+      const refs = APGD_OUTPUTS.map((o) => {
+        const t = need(`${prefix}.${o}`);
+        return o.startsWith('x_') ? nchwToNhwc(t).data : t.data;
+      });
+      const lossScale = Math.max(...Array.from(refs[2], Math.abs));
+      const per = x.size / n;
+      const ties = { sign: 0, relu: 0 };
+      let flipped = 0;
+      let runs = 0;
+      const outs: APGDSingleRunResult[] = [];
+      const free = (r: APGDSingleRunResult) => tf.dispose([r.xBest, r.xBestAdv, r.lossBest, r.robust]);
+      try {
+        for (let i = 0; i < n; i++) {
+          const found = await searchTies<APGDSingleRunResult>(
+            async ({ sign, mask }) => {
+              const parts = [tf.slice(x, i, 1), tf.slice(y, i, 1), tf.slice(init, i, 1), ...(targets ? [tf.slice(targets, i, 1)] : [])];
+              const [xi, yi, initI, ti] = parts as [tf.Tensor4D, tf.Tensor1D, tf.Tensor4D, tf.Tensor1D | undefined];
+              try {
+                return await apgdSingleRun({ ...victim, model: model.withMaskRule(mask) }, xi, yi, {
+                  eps,
+                  norm: c.norm,
+                  loss: c.loss,
+                  iterations,
+                  rho,
+                  init: initI,
+                  targets: ti,
+                  sign: (g) => sign(g, g),
+                });
+              } finally {
+                tf.dispose(parts);
+              }
+            },
+            async (r) => {
+              const [xBest, xBestAdv, lossBest, robust] = await Promise.all([r.xBest, r.xBestAdv, r.lossBest, r.robust].map((t) => t.data()));
+              const images = [xBest, xBestAdv].every((d, j) => relativeError(d as Float32Array, refs[j].slice(i * per, (i + 1) * per)).rel <= tolerance);
+              const lossOk = Math.abs(lossBest[0] - refs[2][i]) <= tolerance * Math.max(lossScale, Number.MIN_VALUE);
+              return images && lossOk && robust[0] === refs[3][i];
+            },
+            APGD_MAX_RUNS,
+            free,
+          );
+          ties.sign += found.ties.sign;
+          ties.relu += found.ties.relu;
+          flipped += found.flipped;
+          runs += found.runs;
+          outs.push(found.adv);
+        }
+        const pick = (f: (r: APGDSingleRunResult) => tf.Tensor) => tf.concat(outs.map(f), 0);
+        const values: tf.Tensor[] = [pick((r) => r.xBest), pick((r) => r.xBestAdv), pick((r) => r.lossBest), pick((r) => r.robust)];
+        let data: Float32Array[];
+        try {
+          data = (await Promise.all(values.map((t) => t.data()))) as Float32Array[];
+        } finally {
+          tf.dispose(values);
+        }
+        APGD_OUTPUTS.forEach((o, j) => {
+          const name = `${prefix}.${o}`;
+          const ref = need(name);
+          const ours = data[j];
+          const d = ref.shape.length === 4 ? nhwcToNchw({ shape: values[j].shape, data: ours }).data : ours;
+          const { rel, abs } = d.length === ref.data.length ? relativeError(d, ref.data) : { rel: Infinity, abs: Infinity };
+          rows.push({ name, shape: ref.shape, relError: rel, maxAbsError: abs, pass: rel <= tolerance });
+          done.add(name);
+        });
+      } finally {
+        for (const r of outs) free(r);
+      }
+      if (ties.sign + ties.relu > 0) {
+        rows[rows.length - 4].note = `float32 ties: ${ties.sign} gradient sign(s), ${ties.relu} ReLU mask(s), ${flipped} decided against float32; ${runs} run(s) for ${n} examples`;
+      }
+      done.add(targetKey);
 
-    // the same algorithm (apgdControl) with the model evaluated in float64, AutoAttack's precision:
-    // checks the algorithm without float32's rounding (DLR trajectories are ill-conditioned, see apgdFloat64)
-    const r64 = apgdFloat64(model64 ??= CNNF64.fromModel(model), {
-      x: Float64Array.from(x.dataSync()), n, labels: Array.from(y.dataSync()), init: Float64Array.from(init.dataSync()),
-      targets: targets ? Array.from(targets.dataSync()) : undefined, loss: c.loss, norm: c.norm, eps, iterations, rho,
-      mode: mode as GradientMode, readout: readout as Readout,
-    });
-    const outs64 = [r64.xBest, r64.xBestAdv, r64.lossBest, Float64Array.from(r64.robust)];
-    APGD_OUTPUTS.forEach((o, j) => {
-      const name = `${prefix}.${o}`;
-      const ref = need(name);
-      const ours = Float32Array.from(outs64[j]);
-      const data = ref.shape.length === 4 ? nhwcToNchw({ shape: init.shape, data: ours }).data : ours;
-      const { rel, abs } = relativeError(data, ref.data);
-      rows.push({ name: `${FLOAT64_PREFIX}${name}`, shape: ref.shape, relError: rel, maxAbsError: abs, pass: rel <= tolerance });
-    });
-    rows[rows.length - 4].note = 'APGD algorithm on the model evaluated in float64 (src/models/float64.ts)';
-    init.dispose();
-    targets?.dispose();
+      // the same algorithm (apgdControl) with the model evaluated in float64, AutoAttack's precision:
+      // checks the algorithm without float32's rounding (DLR trajectories are ill-conditioned, see apgdFloat64)
+      const [xv, yv, initV, tv] = await Promise.all([x.data(), y.data(), init.data(), targets?.data()]);
+      const r64 = await apgdFloat64(model64 ??= await CNNF64.fromModel(model), {
+        x: Float64Array.from(xv), n, labels: Array.from(yv), init: Float64Array.from(initV),
+        targets: tv ? Array.from(tv) : undefined, loss: c.loss, norm: c.norm, eps, iterations, rho,
+        mode: mode as GradientMode, readout: readout as Readout,
+      });
+      const outs64 = [r64.xBest, r64.xBestAdv, r64.lossBest, Float64Array.from(r64.robust)];
+      APGD_OUTPUTS.forEach((o, j) => {
+        const name = `${prefix}.${o}`;
+        const ref = need(name);
+        const ours = Float32Array.from(outs64[j]);
+        const data = ref.shape.length === 4 ? nhwcToNchw({ shape: init.shape, data: ours }).data : ours;
+        const { rel, abs } = relativeError(data, ref.data);
+        rows.push({ name: `${FLOAT64_PREFIX}${name}`, shape: ref.shape, relError: rel, maxAbsError: abs, pass: rel <= tolerance });
+      });
+      rows[rows.length - 4].note = 'APGD algorithm on the model evaluated in float64 (src/models/float64.ts)';
+    } finally {
+      init.dispose();
+      targets?.dispose();
+    }
   }
 }
 
@@ -497,7 +581,7 @@ export interface APGDFloat64Input {
  * at the reference's precision: float32 gradients (rel. error ~1e-6) move DLR trajectories, whose
  * denominator z_pi1 - z_pi3 gets small along the attack, by far more than 1e-5.
  */
-export function apgdFloat64(model: CNNF64, a: APGDFloat64Input): { xBest: Float64Array; xBestAdv: Float64Array; lossBest: Float64Array; robust: Uint8Array } {
+export function apgdFloat64(model: CNNF64, a: APGDFloat64Input): Promise<{ xBest: Float64Array; xBestAdv: Float64Array; lossBest: Float64Array; robust: Uint8Array }> {
   const { n } = a;
   const per = a.x.length / n;
   const evaluate = (p: Float64Array) => {

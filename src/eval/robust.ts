@@ -75,7 +75,9 @@ export async function robustAccuracy(
       pc.dispose();
       for (let i = 0; i < m; i++) clean[start + i] = cleanPred[i] === yb[i] ? 1 : 0;
       for (const [e, eps] of epsilons.entries()) {
-        const pred = tf.tidy(() => tf.argMax(predictLogits(victim, attack.perturb(victim, xb, attackLabels, eps, deriveSeed(seed, `${eps}|${start}`))), 1));
+        const adv = await attack.perturb(victim, xb, attackLabels, eps, deriveSeed(seed, `${eps}|${start}`));
+        const pred = tf.tidy(() => tf.argMax(predictLogits(victim, adv), 1));
+        adv.dispose();
         const p = (await pred.data()) as Int32Array;
         pred.dispose();
         for (let i = 0; i < m; i++) {

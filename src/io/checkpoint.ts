@@ -12,6 +12,7 @@ import { humanNumber } from '../format.js';
 import { INPUT_LIMITS, MiB, readInputFile } from './files.js';
 import { makeConfig, paramSpecs, type ModelConfig } from '../models/arch.js';
 import { CNNF, type Readout } from '../models/cnnf.js';
+import { readAndDispose } from '../nn/read.js';
 import { encodeSafetensors, parseSafetensors, writeSafetensors, type TensorToWrite } from './safetensors.js';
 
 export const CHECKPOINT_FORMAT = 'cnnf-checkpoint/1';
@@ -152,22 +153,19 @@ function probeInputs(): Float32Array {
  * UsageError naming `path` when any logit is NaN or infinite: finite but huge weights (3e38)
  * overflow float32 inside the network, and every prediction would silently be class 0.
  */
-export function checkFiniteOutputs(model: CNNF, path: string): void {
+export async function checkFiniteOutputs(model: CNNF, path: string): Promise<void> {
   const bad = tf.tidy(() => {
     const x = tf.tensor4d(probeInputs(), [4, 28, 28, 1]);
     const res = model.run(x);
     return tf.stack(res.logits.map((l) => tf.logicalNot(tf.all(tf.isFinite(l)))));
   });
-  const flags = bad.dataSync();
-  bad.dispose();
+  const flags = await readAndDispose(bad);
   const cycle = flags.findIndex((f) => f !== 0);
   if (cycle >= 0) {
+    // every weight's largest |value|, read together
+    const maxima = await readAndDispose(tf.tidy(() => tf.stack([...model.params.values()].map((p) => tf.max(tf.abs(p))))));
     let maxAbs = 0;
-    for (const p of model.params.values()) {
-      const m = tf.tidy(() => tf.max(tf.abs(p)));
-      maxAbs = Math.max(maxAbs, m.dataSync()[0]);
-      m.dispose();
-    }
+    for (const m of maxima) maxAbs = Math.max(maxAbs, m);
     throw new UsageError(
       `${path}: the model computes non-finite logits (${cycle === 0 ? 'first pass' : `feedback cycle ${cycle}`}) on a plain test input; ` +
         `its weights overflow float32 (largest |weight| ${maxAbs.toExponential(2)})`,
@@ -176,15 +174,15 @@ export function checkFiniteOutputs(model: CNNF, path: string): void {
 }
 
 /** Reads and validates a checkpoint; builds the model on the active backend and checks that its outputs are finite. */
-export function loadCheckpoint(path: string): LoadedCheckpoint {
+export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
   return buildCheckpoint(readCheckpointFile(path));
 }
 
 /** Builds a read checkpoint's model on the active backend (see checkFiniteOutputs). */
-export function buildCheckpoint(file: CheckpointFile): LoadedCheckpoint {
+export async function buildCheckpoint(file: CheckpointFile): Promise<LoadedCheckpoint> {
   const model = CNNF.fromArrays(file.info.config, file.arrays);
   try {
-    checkFiniteOutputs(model, file.path);
+    await checkFiniteOutputs(model, file.path);
   } catch (e) {
     model.dispose();
     throw e;
@@ -286,7 +284,7 @@ const F16_MAX = 65504;
  * checkpoint as it would be written and reads it back the way loadCheckpoint does (on the active
  * backend). Writes nothing.
  */
-export function checkArraysReadable(source: string, config: ModelConfig, arrays: Map<string, { shape: number[]; data: Float32Array }>, opts: SaveOptions = {}): void {
+export async function checkArraysReadable(source: string, config: ModelConfig, arrays: Map<string, { shape: number[]; data: Float32Array }>, opts: SaveOptions = {}): Promise<void> {
   if (opts.dtype === 'F16') {
     for (const [name, a] of arrays) {
       for (const v of a.data) {
@@ -297,7 +295,7 @@ export function checkArraysReadable(source: string, config: ModelConfig, arrays:
   const bytes = Buffer.concat(encodeSafetensors(checkpointTensors(config, arrays, opts), checkpointMetadata(config, opts)));
   let ck: LoadedCheckpoint;
   try {
-    ck = buildCheckpoint(parseCheckpoint(bytes, source));
+    ck = await buildCheckpoint(parseCheckpoint(bytes, source));
   } catch (e) {
     if (e instanceof UsageError) throw new UsageError(`${e.message}; not imported (cnnf could not load the checkpoint)`);
     throw e;

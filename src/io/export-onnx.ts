@@ -413,7 +413,7 @@ export async function exportOnnx(ckpt: string, out: string, opts: OnnxExportOpti
     throw new UsageError(`--readout must be one of last, average, got ${JSON.stringify(wantedReadout)}`);
   }
   checkOutputFile(out, '-o');
-  const loaded = loadCheckpoint(ckpt);
+  const loaded = await loadCheckpoint(ckpt);
   const { config } = loaded.info;
   if (config.cycles === 0 && wanted !== undefined && wanted > 0) {
     loaded.model.dispose();

@@ -97,7 +97,7 @@ function buildTfjsCnn(config: ModelConfig, arrays: Map<string, { shape: number[]
 /** Writes the plain CNN `ckpt` as a TF.js LayersModel directory `out` (all files or none). */
 export async function exportTfjs(ckpt: string, out: string, opts: TfjsExportOptions = {}): Promise<TfjsExportResult> {
   checkOutDir(out, opts.force ?? false);
-  const loaded = loadCheckpoint(ckpt);
+  const loaded = await loadCheckpoint(ckpt);
   const { config, classNames } = loaded.info;
   if (config.cycles > 0) {
     loaded.model.dispose();

@@ -32,7 +32,7 @@ export function exportFormatFor(out: string): PyTorchExportFormat {
 
 /** Writes the weights of the cnnf checkpoint `ckpt` to `out` in the reference PyTorch layout (atomically). */
 export async function exportPyTorch(ckpt: string, out: string, opts: PyTorchExportOptions = {}): Promise<PyTorchExportResult> {
-  const loaded = loadCheckpoint(ckpt);
+  const loaded = await loadCheckpoint(ckpt);
   const { config } = loaded.info;
   const arrays = new Map([...(await loaded.model.toArrays())].map(([k, v]) => [k, v.data]));
   loaded.model.dispose();

@@ -444,11 +444,11 @@ export interface LoadedOnnx {
 export const ONNX_DEFAULT_ADAPTER: InputAdapter = { ...DEFAULT_ADAPTER, layout: 'NCHW' };
 
 /** Builds a read ONNX model on the active backend, probed once (batch 2, finite logits, gradient). */
-export function buildOnnxModel(file: OnnxModelFile, adapter: Partial<InputAdapter> = {}): LoadedOnnx {
+export async function buildOnnxModel(file: OnnxModelFile, adapter: Partial<InputAdapter> = {}): Promise<LoadedOnnx> {
   const defined = Object.fromEntries(Object.entries(adapter).filter(([, x]) => x !== undefined)) as Partial<InputAdapter>;
   const { classNames, ...recorded } = file.recorded;
   const a = checkAdapter({ ...ONNX_DEFAULT_ADAPTER, ...recorded, ...defined });
-  const model = OnnxClassifier.create(file.graph, a, `ONNX ${basename(file.path)}`, file.path);
+  const model = await OnnxClassifier.create(file.graph, a, `ONNX ${basename(file.path)}`, file.path);
   if (classNames && classNames.length !== model.numClasses) {
     model.dispose();
     throw new UsageError(`${file.path}: metadata ${ONNX_ADAPTER_KEY} names ${classNames.length} classes, the model outputs ${model.numClasses}`);

@@ -310,7 +310,7 @@ export async function loadTfjsLayersModel(path: string, adapter: Partial<InputAd
   const { artifacts } = readLayersModelArtifacts(path);
   const { a, classNames } = adapterFor(path, adapter);
   const net = await buildLayers(path, artifacts);
-  const m = oneLine(path, () => new TfjsLayersClassifier(net, a, sourceLabel('LayersModel', path)), net);
+  const m = await oneLine(path, () => TfjsLayersClassifier.create(net, a, sourceLabel('LayersModel', path)), net);
   try {
     checkSidecarClasses(path, classNames, m.numClasses);
   } catch (e) {
@@ -338,7 +338,7 @@ export async function buildTfjsModel(file: TfjsModelFile, adapter: Partial<Input
   let m: ForeignClassifier;
   if (file.format === 'layers-model') {
     const net = await buildLayers(file.path, file.artifacts);
-    m = oneLine(file.path, () => new TfjsLayersClassifier(net, a, sourceLabel('LayersModel', file.path)), net);
+    m = await oneLine(file.path, () => TfjsLayersClassifier.create(net, a, sourceLabel('LayersModel', file.path)), net);
   } else {
     let net: tf.GraphModel;
     try {
@@ -347,7 +347,7 @@ export async function buildTfjsModel(file: TfjsModelFile, adapter: Partial<Input
       throw new UsageError(`${modelJsonPath(file.path)}: tfjs cannot build this GraphModel: ${firstLine(e)}`);
     }
     // create() disposes the model when it fails
-    m = oneLine(file.path, () => TfjsGraphClassifier.create(net, a, sourceLabel('GraphModel', file.path)));
+    m = await oneLine(file.path, () => TfjsGraphClassifier.create(net, a, sourceLabel('GraphModel', file.path)));
   }
   try {
     checkSidecarClasses(file.path, classNames, m.numClasses);
@@ -373,9 +373,9 @@ function adapterFor(path: string, adapter: Partial<InputAdapter>): { a: InputAda
  * UsageError (a RangeError, a wasm abort, a TypeError from inside tfjs) into a one-line UsageError
  * naming model.json; disposes `net` when it fails.
  */
-function oneLine<T>(path: string, make: () => T, net?: { dispose(): void }): T {
+async function oneLine<T>(path: string, make: () => Promise<T>, net?: { dispose(): void }): Promise<T> {
   try {
-    return make();
+    return await make();
   } catch (e) {
     try {
       net?.dispose();

@@ -24,7 +24,7 @@
  * Examples are independent (every layer works per sample), so each one runs alone with its own small
  * tape (a forward that records closures for the reverse pass).
  *
- *   const m64 = CNNF64.fromModel(model).withConfig({ cycles: victim.cycles });
+ *   const m64 = (await CNNF64.fromModel(model)).withConfig({ cycles: victim.cycles });
  *   const { logits, lossLogits, grad } = m64.evaluate(x, n, victim.mode, victim.readout, crossEntropyHead(labels, 10));
  *
  * A tfjs model's `withMaskRule` (conformance tie search) is not carried over: masks here are pre > 0.
@@ -441,15 +441,17 @@ export class CNNF64 {
     return new CNNF64(config, w);
   }
 
-  /** Copies the weights (each tensor read with dataSync) and the configuration of a tfjs CNNF. */
-  static fromModel(model: CNNF): CNNF64 {
-    const arrays = new Map<string, ArrayLike<number>>();
-    for (const p of paramSpecs(model.config)) {
+  /** Copies the weights (every tensor read at once, without blocking) and the configuration of a tfjs CNNF. */
+  static async fromModel(model: CNNF): Promise<CNNF64> {
+    const specs = paramSpecs(model.config);
+    const tensors = specs.map((p) => {
       const t = model.params.get(p.name);
       if (!t) throw new Error(`CNNF64: model has no parameter ${p.name}`);
       if (t.dtype !== 'float32') throw new Error(`CNNF64: parameter ${p.name} is ${t.dtype}, expected float32`);
-      arrays.set(p.name, t.dataSync() as Float32Array);
-    }
+      return t;
+    });
+    const data = await Promise.all(tensors.map((t) => t.data()));
+    const arrays = new Map<string, ArrayLike<number>>(specs.map((p, i) => [p.name, data[i]]));
     return CNNF64.fromArrays(model.config, arrays);
   }
 

@@ -8,6 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { UsageError } from '../errors.js';
+import { readAndDispose } from '../nn/read.js';
 
 /**
  * The part of a tfjs-layers LayersModel cnnf uses. Structural, so that cnnf's published declarations
@@ -118,12 +119,10 @@ function probeBatch(shape: [number, number, number]): tf.Tensor4D {
  * give [PROBE_IMAGES, numClasses] finite logits (a NaN weight, an adapter that overflows float32, a
  * Reshape that only fits a batch of 1 are refused here, with one line).
  */
-function probeForward(m: ForeignClassifier): void {
+async function probeForward(m: ForeignClassifier): Promise<void> {
   const x = probeBatch(m.inputShape);
   try {
-    const finite = tf.tidy(() => tf.all(tf.isFinite(m.logits(x))));
-    const ok = finite.dataSync()[0] === 1;
-    finite.dispose();
+    const ok = (await readAndDispose(tf.tidy(() => tf.all(tf.isFinite(m.logits(x))))))[0] === 1;
     if (!ok) throw new UsageError(`${m.source}: the model computes non-finite logits (NaN or Inf) on a plain test input: its weights, or the input adapter's mean/std, overflow float32`);
   } finally {
     x.dispose();
@@ -219,11 +218,23 @@ export function checkAdapter(a: InputAdapter): InputAdapter {
  */
 export class TfjsLayersClassifier implements ForeignClassifier {
   readonly foreign = true as const;
-  readonly differentiable: boolean;
   readonly inputShape: [number, number, number];
   readonly numClasses: number;
+  private canDifferentiate = false;
 
-  constructor(readonly net: TfjsLayersNet, readonly adapter: InputAdapter, readonly source: string) {
+  /** Checks the model's shapes and probes it (a forward pass, then an input gradient). */
+  static async create(net: TfjsLayersNet, adapter: InputAdapter, source: string): Promise<TfjsLayersClassifier> {
+    const m = new TfjsLayersClassifier(net, adapter, source);
+    await probeForward(m);
+    m.canDifferentiate = probeGradient(m);
+    return m;
+  }
+
+  get differentiable(): boolean {
+    return this.canDifferentiate;
+  }
+
+  private constructor(readonly net: TfjsLayersNet, readonly adapter: InputAdapter, readonly source: string) {
     checkAdapter(adapter);
     if (net.inputs.length !== 1 || net.outputs.length !== 1) throw new UsageError(`${source}: expected one input and one output, got ${net.inputs.length} and ${net.outputs.length}`);
     const s = net.inputs[0].shape;
@@ -239,8 +250,6 @@ export class TfjsLayersClassifier implements ForeignClassifier {
     this.numClasses = o[1] as number;
     const act = activationValues(net);
     if (act > MAX_ACTIVATION_VALUES) throw new UsageError(`${source}: its layers output ${act} values per image, more than ${MAX_ACTIVATION_VALUES}`);
-    probeForward(this);
-    this.differentiable = probeGradient(this);
   }
 
   logits(x: tf.Tensor4D): tf.Tensor2D {
@@ -271,7 +280,7 @@ export class TfjsGraphClassifier implements ForeignClassifier {
     return this.canDifferentiate;
   }
 
-  static create(net: TfjsGraphNet, adapter: InputAdapter, source: string): TfjsGraphClassifier {
+  static async create(net: TfjsGraphNet, adapter: InputAdapter, source: string): Promise<TfjsGraphClassifier> {
     try {
       checkAdapter(adapter);
       if (net.inputs.length !== 1 || net.outputs.length !== 1) throw new UsageError(`${source}: expected one input and one output, got ${net.inputs.length} and ${net.outputs.length}`);
@@ -298,7 +307,7 @@ export class TfjsGraphClassifier implements ForeignClassifier {
         throw new UsageError(`${source}: output shape [${shape.join(', ')}] for one image is not [1, classes] with at least 2 classes`);
       }
       const m = new TfjsGraphClassifier(net, adapter, source, inputShape, shape[1]);
-      probeForward(m);
+      await probeForward(m);
       m.canDifferentiate = probeGradient(m);
       return m;
     } catch (e) {

@@ -15,6 +15,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { UsageError } from '../errors.js';
 import { untaped } from '../backend/engine.js';
 import { conv2dSame, convTransposeSame, linear } from '../nn/ops.js';
+import { readAndDispose } from '../nn/read.js';
 import { adaptInput, checkAdapter, type ForeignClassifier, type InputAdapter } from './foreign.js';
 
 export interface OnnxInit {
@@ -81,9 +82,99 @@ function optInput(ctx: Ctx, i: number): tf.Tensor | undefined {
   return name === undefined || name === '' ? undefined : input(ctx, i);
 }
 
+/** Values a tensor of at most this many elements may carry on the host (shapes, axes, pads, bounds). */
+const HOST_MAX = 4096;
+
+/**
+ * Host copies of the small tensors a graph's shape arithmetic runs on: initializers, Constant, Shape and
+ * Size outputs, and what the shape-plumbing ops (hostFold) make of them. So `values` needs no read of the
+ * device (webgpu has no synchronous one), and a shape never waits for the device.
+ */
+const HOST = new WeakMap<tf.Tensor, number[]>();
+
+function withHost<T extends tf.Tensor>(t: T, v: ArrayLike<number>): T {
+  if (t.size <= HOST_MAX && v.length === t.size) HOST.set(t, Array.from(v));
+  return t;
+}
+
+/** Host values as the tensor of `dtype` holds them (float32 rounding, int32 truncation and wrap-around, bool 0/1). */
+function asDtype(v: number[], dtype: tf.DataType): number[] | undefined {
+  if (dtype === 'float32') return v.map(Math.fround);
+  if (dtype === 'int32') return Array.from(Int32Array.from(v));
+  if (dtype === 'bool') return v.map((x) => (x !== 0 ? 1 : 0));
+  return undefined;
+}
+
+/** The output's values computed on the host from host-known inputs, for the ops shapes are computed with (else undefined). */
+function hostFold(ctx: Ctx, out: tf.Tensor): number[] | undefined {
+  if (out.size > HOST_MAX) return undefined;
+  const ins = ctx.node.inputs.map((name) => (name === '' ? undefined : ctx.env.get(name)));
+  const vals = ins.map((t) => (t ? HOST.get(t) : undefined));
+  const [a, b] = vals;
+  const same = (v: number[] | undefined) => (v && v.length === out.size ? asDtype(v, out.dtype) : undefined);
+  switch (ctx.node.op) {
+    case 'Identity':
+    case 'Reshape':
+    case 'Flatten':
+    case 'Squeeze':
+    case 'Unsqueeze':
+    case 'Cast':
+    case 'Dropout':
+      return same(a);
+    case 'Concat': {
+      if (attrI(ctx, 'axis', 0) !== 0 && !(ins[0]?.rank === 1 && attrI(ctx, 'axis', 0) === -1)) return undefined;
+      if (vals.some((v) => v === undefined)) return undefined;
+      return same(vals.flatMap((v) => v!));
+    }
+    case 'Gather': {
+      const x = ins[0];
+      if (!a || !b || !x || x.rank !== 1 || attrI(ctx, 'axis', 0) !== 0) return undefined;
+      return same(b.map((i) => a[i < 0 ? i + a.length : i]));
+    }
+    case 'Add':
+    case 'Sub':
+    case 'Mul':
+    case 'Div':
+    case 'Equal':
+    case 'Greater':
+    case 'Less': {
+      if (!a || !b || !(a.length === b.length || a.length === 1 || b.length === 1)) return undefined;
+      const intDiv = ctx.node.op === 'Div' && ins[0]?.dtype === 'int32' && ins[1]?.dtype === 'int32';
+      const f32 = out.dtype === 'float32' || intDiv;
+      const n = Math.max(a.length, b.length);
+      const r: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const x = a[a.length === 1 ? 0 : i];
+        const y = b[b.length === 1 ? 0 : i];
+        const v = ((): number => {
+          switch (ctx.node.op) {
+            case 'Add': return x + y;
+            case 'Sub': return x - y;
+            case 'Mul': return f32 ? x * y : Math.imul(x, y);
+            case 'Div': return x / y;
+            case 'Equal': return x === y ? 1 : 0;
+            case 'Greater': return x > y ? 1 : 0;
+            default: return x < y ? 1 : 0;
+          }
+        })();
+        r.push(f32 ? Math.fround(v) : v);
+      }
+      return same(r);
+    }
+    default:
+      return undefined;
+  }
+}
+
 /** The values of a small integer (or float) tensor: shapes, axes, pads, bounds. */
 function values(ctx: Ctx, t: tf.Tensor, what: string): number[] {
-  if (t.size > 4096) fail(ctx, `${what} has ${t.size} values`);
+  if (t.size > HOST_MAX) fail(ctx, `${what} has ${t.size} values`);
+  const known = HOST.get(t);
+  if (known) return known;
+  // A shape computed from the data itself (no constant, Shape or Size behind it): tfjs runs the graph
+  // in one synchronous call (inside tf.grad for attacks), so this value has to be read synchronously;
+  // such a graph runs only on backends that have synchronous reads (cpu, wasm).
+  // eslint-disable-next-line no-restricted-properties
   return Array.from(t.dataSync());
 }
 
@@ -99,7 +190,7 @@ function axis(ctx: Ctx, a: number, rank: number): number {
 }
 
 function initTensor(t: OnnxInit): tf.Tensor {
-  return t.dtype === 'float32' ? tf.tensor(t.data as Float32Array, t.dims, 'float32') : tf.tensor(t.data as Int32Array, t.dims, 'int32');
+  return withHost(t.dtype === 'float32' ? tf.tensor(t.data as Float32Array, t.dims, 'float32') : tf.tensor(t.data as Int32Array, t.dims, 'int32'), t.data);
 }
 
 /** Spatial padding of a 2-D conv/pool in NHWC terms: explicit [[0,0],[t,b],[l,r],[0,0]], or 'valid' / 'same'. */
@@ -456,10 +547,10 @@ function checkedShape(ctx: Ctx, dims: number[]): number[] {
 function constantValue(ctx: Ctx): tf.Tensor {
   const a = ctx.node.attrs;
   if (a.value?.t) return initTensor(a.value.t);
-  if (a.value_float?.f !== undefined) return tf.scalar(a.value_float.f, 'float32');
-  if (a.value_floats?.floats) return tf.tensor1d(a.value_floats.floats, 'float32');
-  if (a.value_int?.i !== undefined) return tf.scalar(a.value_int.i, 'int32');
-  if (a.value_ints?.ints) return tf.tensor1d(a.value_ints.ints, 'int32');
+  if (a.value_float?.f !== undefined) return withHost(tf.scalar(a.value_float.f, 'float32'), [Math.fround(a.value_float.f)]);
+  if (a.value_floats?.floats) return withHost(tf.tensor1d(a.value_floats.floats, 'float32'), Float32Array.from(a.value_floats.floats));
+  if (a.value_int?.i !== undefined) return withHost(tf.scalar(a.value_int.i, 'int32'), Int32Array.of(a.value_int.i));
+  if (a.value_ints?.ints) return withHost(tf.tensor1d(a.value_ints.ints, 'int32'), Int32Array.from(a.value_ints.ints));
   return fail(ctx, 'no supported value attribute (value, value_float(s), value_int(s))');
 }
 
@@ -659,9 +750,10 @@ const OPS: Record<string, OpFn> = {
     const norm = (v: number): number => Math.min(Math.max(v < 0 ? v + r : v, 0), r);
     const start = norm(attrI(ctx, 'start', 0));
     const end = norm(attrI(ctx, 'end', r));
-    return tf.tensor1d(x.shape.slice(start, Math.max(start, end)), 'int32');
+    const dims = x.shape.slice(start, Math.max(start, end));
+    return withHost(tf.tensor1d(dims, 'int32'), dims);
   },
-  Size: (ctx) => tf.scalar(input(ctx, 0).size, 'int32'),
+  Size: (ctx) => withHost(tf.scalar(input(ctx, 0).size, 'int32'), [input(ctx, 0).size]),
   Constant: constantValue,
   ConstantOfShape: (ctx) => {
     const dims = checkedShape(ctx, values(ctx, input(ctx, 0), 'shape'));
@@ -715,6 +807,10 @@ export function runOnnxGraph(g: OnnxGraph, weights: Map<string, tf.Tensor>, x: t
     for (const t of outs) {
       if (t.size > MAX_ONNX_TENSOR_ELEMENTS_PER_EXAMPLE * Math.max(1, batch)) fail(ctx, `its output [${t.shape.join(', ')}] is larger than cnnf allows`);
     }
+    if (outs.length === 1 && !HOST.has(outs[0])) {
+      const folded = hostFold(ctx, outs[0]);
+      if (folded) HOST.set(outs[0], folded);
+    }
     node.outputs.forEach((name, i) => {
       if (name !== '' && outs[i]) env.set(name, outs[i]);
     });
@@ -737,7 +833,7 @@ export class OnnxClassifier implements ForeignClassifier {
     readonly inputShape: [number, number, number], readonly numClasses: number, readonly differentiable: boolean,
   ) {}
 
-  static create(graph: OnnxGraph, adapter: InputAdapter, source: string, path: string): OnnxClassifier {
+  static async create(graph: OnnxGraph, adapter: InputAdapter, source: string, path: string): Promise<OnnxClassifier> {
     checkAdapter(adapter);
     const [n0, a, b, c] = graph.input.dims as [number | null, number, number, number];
     if (n0 !== null && n0 !== 1) throw new UsageError(`${path}: the input's batch dimension is fixed to ${n0}; export with a dynamic batch axis`);
@@ -751,9 +847,10 @@ export class OnnxClassifier implements ForeignClassifier {
       const probe = tf.tidy(() => {
         const x = tf.randomUniform([2, ...inputShape], -1, 1, 'float32', 1) as tf.Tensor4D;
         const y = runOnnxGraph(graph, weights, adaptInput(x, adapter));
-        return [y.shape.slice(), tf.all(tf.isFinite(tf.cast(y, 'float32'))).dataSync()[0], y.dtype] as const;
+        return { shape: y.shape.slice(), dtype: y.dtype, finite: tf.all(tf.isFinite(tf.cast(y, 'float32'))) };
       });
-      const [shape, finite, dtype] = probe;
+      const { shape, dtype } = probe;
+      const finite = (await readAndDispose(probe.finite))[0];
       if (shape.length !== 2 || shape[0] !== 2 || shape[1] < 2 || dtype !== 'float32') {
         throw new UsageError(`${path}: the output for 2 images has shape [${shape.join(', ')}] (${dtype}), not [2, classes] float32 with at least 2 classes (a graph fixed to batch 1? export with a dynamic batch axis)`);
       }

@@ -2,6 +2,7 @@
  *  Also the differentiable ops they are built from (ops.ts; backend workarounds are in src/backend/). */
 export * from './state.js';
 export * from './ops.js';
+export * from './read.js';
 export { Conv2d } from './conv2d.js';
 export { Linear } from './linear.js';
 export { InsNorm } from './insnorm.js';

@@ -2,6 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { deriveSeed, fillGaussian, IMAGE_PIXELS, mulberry32 } from '../data/index.js';
 import type { BatchOutcome } from '../eval/batch.js';
+import { readAndDispose } from '../nn/read.js';
 import { runEvalBatch } from '../eval/worker-tasks.js';
 import type { CNNF } from '../models/cnnf.js';
 import type { WorkerPool } from '../parallel/pool.js';
@@ -14,9 +15,9 @@ import type { WorkerPool } from '../parallel/pool.js';
 export const ACCURACY_BATCH = 50;
 
 /** Accuracy of the first pass and of the last cycle on a split (optionally Gaussian-noised with a fixed stream). */
-export function evaluateAccuracy(
+export async function evaluateAccuracy(
   model: CNNF, images: Float32Array, labels: Int32Array, batchSize = ACCURACY_BATCH, onProgress?: (done: number, total: number) => void,
-): { first: number; last: number } {
+): Promise<{ first: number; last: number }> {
   const n = labels.length;
   let first = 0;
   let last = 0;
@@ -29,8 +30,7 @@ export function evaluateAccuracy(
       const hit = (lg: tf.Tensor2D) => tf.sum(tf.cast(tf.equal(tf.argMax(lg, 1), y), 'int32'));
       return tf.stack([hit(res.logits[0]), hit(res.logits[res.logits.length - 1])]);
     });
-    const c = counts.dataSync();
-    counts.dispose();
+    const c = await readAndDispose(counts);
     first += c[0];
     last += c[1];
     onProgress?.(s + m, n);

@@ -51,16 +51,22 @@ export async function trainStep(
       tf.dispose([g.value, g.hits, ...g.grads.values()]);
       await pool.syncWeights(model);
     } else {
-      lossT = tf.tidy(() => {
-        const xT = tf.tensor4d(batch.images, [n, 28, 28, 1]);
-        const yT = tf.tensor1d(batch.labels, 'int32');
-        const xPert = perturber && !attack ? perturber.noisy(xT) : null;
+      const xT = tf.tensor4d(batch.images, [n, 28, 28, 1]);
+      const yT = tf.tensor1d(batch.labels, 'int32');
+      const xPert = perturber && !attack ? tf.tidy(() => perturber.noisy(xT)) : null;
+      try {
+        // an attack reads tensors (await), so the micro-batches run outside tf.tidy; batchGradients frees each perturbed copy
         const g = attack
-          ? batchGradients(model, xT, yT, mb, s.weights, (c, m, xc, yc) => attackPerturb(model, xc, yc, attack.draw(batch.indices.slice(c, c + m))), true)
-          : batchGradients(model, xT, yT, mb, s.weights, (c, m) => (!xPert ? null : m === n ? xPert : tf.slice(xPert, c, m)));
-        sgd.step(g.grads, s.lr).gradNorm.dispose();
-        return tf.stack([g.value, g.hits]);
-      });
+          ? await batchGradients(model, xT, yT, mb, s.weights, (c, m, xc, yc) => attackPerturb(model, xc, yc, attack.draw(batch.indices.slice(c, c + m))), true)
+          : await batchGradients(model, xT, yT, mb, s.weights, (c, m) => (!xPert ? null : m === n ? tf.clone(xPert) : tf.slice(xPert, c, m)), true);
+        lossT = tf.tidy(() => {
+          sgd.step(g.grads, s.lr).gradNorm.dispose();
+          return tf.stack([g.value, g.hits]);
+        });
+        tf.dispose([g.value, g.hits, ...g.grads.values()]);
+      } finally {
+        tf.dispose([xT, yT, ...(xPert ? [xPert] : [])]);
+      }
     }
   } catch (e) {
     const msg = (e as Error).message ?? '';

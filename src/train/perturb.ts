@@ -104,7 +104,7 @@ class PerExamplePGD extends PGD {
 }
 
 /** The attacked copy of a micro-batch (a new tensor): FGSM or PGD on the model's first pass. */
-export function attackPerturb(model: CNNF, x: tf.Tensor4D, labels: tf.Tensor1D, draw: AttackDraw): tf.Tensor4D {
+export async function attackPerturb(model: CNNF, x: tf.Tensor4D, labels: tf.Tensor1D, draw: AttackDraw): Promise<tf.Tensor4D> {
   if (draw.indices.length !== x.shape[0]) throw new Error(`attackPerturb: ${draw.indices.length} indices for ${x.shape[0]} images`);
   const victim: Victim = { model, mode: 'first', cycles: model.config.cycles, readout: 'last' };
   const p = draw.perturb;

@@ -57,36 +57,48 @@ function spyFirstLogits(model: CNNF, n: number, sink: { logits?: tf.Tensor }): C
  * copy (null: clean loss); with `ownsPerturbed` it is disposed once used. Each part's gradients are
  * freed as soon as they are added.
  */
-export function batchGradients(
+export async function batchGradients(
   model: CNNF, x: tf.Tensor4D, y: tf.Tensor1D, mb: number, w: LossWeights,
-  perturbed: (start: number, size: number, xc: tf.Tensor4D, yc: tf.Tensor1D) => tf.Tensor4D | null, ownsPerturbed = false,
-): MicroBatchGradients {
+  perturbed: (start: number, size: number, xc: tf.Tensor4D, yc: tf.Tensor1D) => tf.Tensor4D | null | Promise<tf.Tensor4D | null>, ownsPerturbed = false,
+): Promise<MicroBatchGradients> {
   const n = y.shape[0];
-  const sum = tf.tidy(() => {
-    let value: tf.Tensor | null = null;
-    let hits: tf.Tensor | null = null;
-    const acc = new Map<string, tf.Tensor>();
+  let value: tf.Tensor | null = null;
+  let hits: tf.Tensor | null = null;
+  const acc = new Map<string, tf.Tensor>();
+  try {
     for (let c = 0; c < n; c += mb) {
       const m = Math.min(mb, n - c);
       const whole = m === n;
       const xc = whole ? x : tf.slice(x, c, m);
       const yc = whole ? y : tf.slice(y, c, m);
-      const xpc = perturbed(c, m, xc, yc);
-      const r = microBatchGradients(model, xc, xpc, yc, m / n, w);
-      if (ownsPerturbed) xpc?.dispose();
-      value = value ? tf.add(value, r.value) : r.value;
-      hits = hits ? tf.add(hits, r.hits) : r.hits;
-      for (const [name, g] of r.grads) {
-        const old = acc.get(name);
-        acc.set(name, old ? tf.add(old, g) : g);
-        if (old) {
-          old.dispose();
-          g.dispose();
-        }
+      let xpc: tf.Tensor4D | null = null;
+      try {
+        // the perturbation may read tensors (an attack), so it runs outside tf.tidy
+        xpc = await perturbed(c, m, xc, yc);
+        const px = xpc;
+        const prev: { value: tf.Tensor | null; hits: tf.Tensor | null; grads: Map<string, tf.Tensor> } = { value, hits, grads: new Map(acc) };
+        const next: { value: tf.Tensor; hits: tf.Tensor; grads: Array<[string, tf.Tensor]> } = tf.tidy(() => {
+          const r = microBatchGradients(model, xc, px, yc, m / n, w);
+          const grads: Array<[string, tf.Tensor]> = [];
+          for (const [name, g] of r.grads) {
+            const old = prev.grads.get(name);
+            grads.push([name, old ? tf.add(old, g) : g]);
+          }
+          return { value: prev.value ? tf.add(prev.value, r.value) : r.value, hits: prev.hits ? tf.add(prev.hits, r.hits) : r.hits, grads };
+        });
+        tf.dispose([...(prev.value ? [prev.value] : []), ...(prev.hits ? [prev.hits] : []), ...prev.grads.values()]);
+        value = next.value;
+        hits = next.hits;
+        acc.clear();
+        for (const [name, g] of next.grads) acc.set(name, g);
+      } finally {
+        if (ownsPerturbed) xpc?.dispose();
+        if (!whole) tf.dispose([xc, yc]);
       }
     }
-    // tf.tidy keeps the tensors of the returned object (a Map is not a tensor container: entries are)
-    return { value: value!, hits: hits!, grads: [...acc.entries()] };
-  });
-  return { value: sum.value as tf.Scalar, hits: sum.hits as tf.Scalar, grads: new Map(sum.grads) };
+  } catch (e) {
+    tf.dispose([...(value ? [value] : []), ...(hits ? [hits] : []), ...acc.values()]);
+    throw e;
+  }
+  return { value: value as tf.Scalar, hits: hits as tf.Scalar, grads: acc };
 }

@@ -345,7 +345,7 @@ export async function trainModel(opts: TrainOptions, ctl: RunControl, hooks: Tra
         report(0, ds.test.count);
         return pool
           ? evaluateAccuracyParallel(pool, model, images, ds.test.labels, ACCURACY_BATCH, report)
-          : Promise.resolve(evaluateAccuracy(model, images, ds.test.labels, ACCURACY_BATCH, report));
+          : evaluateAccuracy(model, images, ds.test.labels, ACCURACY_BATCH, report);
       };
       const clean = await accuracy(ds.test.images, 'test');
       const noisy = await accuracy(noisyTest, 'noisy test');

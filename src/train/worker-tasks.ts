@@ -36,7 +36,7 @@ async function grads(model: CNNF, t: GradTask): Promise<GradOutcome> {
   const n = t.labels.length;
   const x = tf.tensor4d(t.images, [n, 28, 28, 1]);
   const y = tf.tensor1d(t.labels, 'int32');
-  const xp = t.attack ? tf.tidy(() => attackPerturb(model, x, y, t.attack!)) : t.perturbed ? tf.tensor4d(t.perturbed, [n, 28, 28, 1]) : null;
+  const xp = t.attack ? await attackPerturb(model, x, y, t.attack) : t.perturbed ? tf.tensor4d(t.perturbed, [n, 28, 28, 1]) : null;
   try {
     const r = microBatchGradients(model, x, xp, y, t.scale, t);
     const out: Array<[string, Float32Array]> = [];

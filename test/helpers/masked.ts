@@ -6,7 +6,7 @@
 import { loadCheckpoint, saveArrays } from '../../src/io/checkpoint.js';
 
 export async function writeScaledLogitsModel(src: string, dst: string, scale = 1e4): Promise<void> {
-  const ck = loadCheckpoint(src);
+  const ck = await loadCheckpoint(src);
   const arrays = await ck.model.toArrays();
   const n = ck.model.config.fc.length + 1;
   for (const key of [`fc${n}.weight`, `fc${n}_bias.bias`]) {

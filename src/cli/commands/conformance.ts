@@ -18,7 +18,8 @@ export function register(program: Command): void {
     // bad fixture paths (missing, FIFOs, devices) fail before the backend starts: one stderr line
     for (const f of fixtures) checkInputFile(f, 'fixture', { maxBytes: INPUT_LIMITS.safetensors, missing: (p) => `cannot read ${p}: no such file` });
     const backend = await initBackend(opts);
-    const reports: ConformanceReport[] = fixtures.map((f) => runConformance(f, tolerance));
+    const reports: ConformanceReport[] = [];
+    for (const f of fixtures) reports.push(await runConformance(f, tolerance));
     if (opts.json) {
       process.stdout.write(`${JSON.stringify({ backend: backend.name, tolerance, pass: reports.every((r) => r.pass), reports }, null, 2)}\n`);
     } else {

@@ -66,7 +66,7 @@ export function register(program: Command): void {
       };
       // never write a checkpoint that cnnf would refuse to read (float16 overflow, non-finite outputs)
       await useBackend(process.env.CNNF_BACKEND ?? 'auto', { quiet: true });
-      checkArraysReadable(input, config, shaped, opts);
+      await checkArraysReadable(input, config, shaped, opts);
       saveArrays(f.out, config, shaped, opts);
       process.stdout.write(`wrote ${f.out} (${config.arch}, fc ${config.fc.join(',')}, ${config.numClasses} classes, ind ${config.ind}, cycles ${config.cycles}, res_param ${config.resParam})\n`);
     });
