@@ -19,7 +19,7 @@ import { IMAGE_PIXELS, loadDataset } from '../src/data/index.js';
 await useBackend('wasm', { quiet: true });
 ort.env.wasm.numThreads = 1;
 const path = 'models/cnnf-fmnist.safetensors';
-const ck = loadCheckpoint(path);
+const ck = await loadCheckpoint(path);
 const ds = loadDataset({ testSize: 100, testOnly: true }).test;
 const n = 100;
 const x = tf.tensor4d(ds.images.slice(0, n * IMAGE_PIXELS), [n, 28, 28, 1]);
@@ -32,7 +32,7 @@ for (const cycles of [1, 2]) {
   const file = join(mkdtempSync(join(tmpdir(), 'cnnf-bench-onnx-')), `cnnf-${cycles}.onnx`);
   const r = await exportOnnx(path, file, { cycles });
   const session = await ort.InferenceSession.create(readFileSync(file));
-  const onnx = buildOnnxModel(readOnnxModelFile(file)).model;
+  const onnx = (await buildOnnxModel(readOnnxModelFile(file))).model;
   const t: Record<string, number[]> = {};
   const time = async (k: string, f: () => Promise<unknown> | unknown) => { const t0 = performance.now(); await f(); (t[k] ??= []).push(performance.now() - t0); };
   const native: Victim = { model: ck.model, mode: 'e2e', cycles, readout: 'last' };
