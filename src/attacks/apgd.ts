@@ -34,6 +34,7 @@ import { UsageError } from '../errors.js';
 import { attackLogits, checkEps, INPUT_MAX, INPUT_MIN, predictLogits, reportStep, type Attack, type AttackContext, type Victim, attackContext, type AttackSeed } from './base.js';
 import { isTargetedLoss, lossAndLogitGrad64 } from './losses.js';
 import { readAndDispose } from '../nn/read.js';
+import { syncReadable } from '../backend/index.js';
 
 export type APGDNorm = 'linf' | 'l2';
 export type APGDLoss = 'ce' | 'dlr' | 'ce-targeted' | 'dlr-targeted';
@@ -115,15 +116,7 @@ async function evaluateAt(v: Victim, x: tf.Tensor4D, labels: ArrayLike<number>, 
   const lossData = new Float64Array(n);
   const correct = new Uint8Array(n);
   const same = v.mode === 'e2e' || v.cycles === 0;
-  const head = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
-    const z = args[0] as tf.Tensor;
-    // The float64 loss head needs the logits on the host between the forward and the backward pass of
-    // one tf.grad, which tfjs runs as one synchronous call; reading them asynchronously would take a
-    // second forward pass (or a split of tfjs's gradient tape in src/backend). So this read stays
-    // synchronous: APGD's loss head cannot run on a backend without synchronous reads (webgpu in Node).
-    // eslint-disable-next-line no-restricted-properties
-    const zz = z.dataSync();
-    const k = z.shape[1]!;
+  const hostLoss = (zz: Float32Array, k: number): Float32Array => {
     const dz = new Float32Array(n * k);
     for (let i = 0; i < n; i++) {
       const row = zz.subarray(i * k, (i + 1) * k);
@@ -132,6 +125,33 @@ async function evaluateAt(v: Victim, x: tf.Tensor4D, labels: ArrayLike<number>, 
       dz.set(r.grad, i * k);
       if (same) correct[i] = argMaxOf(row) === labels[i] ? 1 : 0;
     }
+    return dz;
+  };
+  if (!syncReadable()) {
+    // webgpu: the logits are read asynchronously after a forward pass, the float64 head computes the loss
+    // and its logit gradient on the host, and the input gradient is the vector-Jacobian product of that
+    // (constant) logit gradient: the same values, for one more forward pass per iteration
+    const z = tf.tidy(() => attackLogits(v, x));
+    const k = z.shape[1]!;
+    const dzT = tf.tensor2d(hostLoss((await readAndDispose(z)) as Float32Array, k), [n, k]);
+    const grad = tf.tidy(() => tf.grad((xx: tf.Tensor) => tf.sum(tf.mul(attackLogits(v, xx), dzT)))(x) as tf.Tensor4D);
+    dzT.dispose();
+    if (!same) {
+      const p = await readAndDispose(tf.tidy(() => tf.argMax(predictLogits(v, x), 1)));
+      for (let i = 0; i < n; i++) correct[i] = p[i] === labels[i] ? 1 : 0;
+    }
+    return { loss: lossData, grad, correct };
+  }
+  const head = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const z = args[0] as tf.Tensor;
+    // The float64 loss head needs the logits on the host between the forward and the backward pass of
+    // one tf.grad, which tfjs runs as one synchronous call; reading them asynchronously would take a
+    // second forward pass (or a split of tfjs's gradient tape in src/backend). So this read stays
+    // synchronous where the backend has one; webgpu takes the second forward pass above.
+    // eslint-disable-next-line no-restricted-properties
+    const zz = z.dataSync();
+    const k = z.shape[1]!;
+    const dz = hostLoss(zz as Float32Array, k);
     return {
       value: tf.tensor1d(Float32Array.from(lossData)),
       gradFunc: (dy: tf.Tensor) => tf.mul(tf.tensor2d(dz, [n, k]), tf.expandDims(dy, 1)),

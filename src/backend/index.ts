@@ -209,6 +209,15 @@ export function activeBackend(): string {
   return active ?? tf.getBackend();
 }
 
+/**
+ * Whether the active backend can read a tensor synchronously (dataSync) in this process: every one but
+ * webgpu, whose Node.js reads are asynchronous only. The few host decisions that must happen inside one
+ * synchronous tfjs pass (APGD's float64 loss head) take another route there.
+ */
+export function syncReadable(): boolean {
+  return tf.getBackend() !== 'webgpu';
+}
+
 export { tf };
 export { WEBGPU_INSTALL, WEBGPU_ADAPTER_HINT, WEBGPU_PACKAGES, type AdapterDescription } from './webgpu.js';
 export { lazyGradOp, untaped, type GradThunks, type Save } from './engine.js';
