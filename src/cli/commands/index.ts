@@ -43,7 +43,7 @@ export const COMMANDS: CommandEntry[] = [
   },
   {
     name: 'export',
-    description: 'write a cnnf checkpoint\'s weights in the reference PyTorch names and layouts (inverse of cnnf import), or a plain CNN as a TF.js LayersModel folder',
+    description: 'write a cnnf checkpoint\'s weights in the reference PyTorch names and layouts (inverse of cnnf import), a plain CNN as a TF.js LayersModel folder, or a CNN or CNN-F (cycles unrolled) as one ONNX graph',
     load: () => import('./export.js'),
   },
   {
