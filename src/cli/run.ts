@@ -19,7 +19,7 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { validateResults } from '../report/results-file.js';
 import { attackMethods, flagName, getAttack, hasAttack, paramIndex, type TargetPolicy } from '../attacks/index.js';
 import type { Readout } from '../models/cnnf.js';
-import { defaultModelName, defaultModelNames, evaluate, evaluateShard, modelInputShape, type EvalData, type EvalModel, type EvalProgress } from '../eval/evaluate.js';
+import { chooseRunBatch, defaultModelName, defaultModelNames, evaluate, evaluateShard, modelInputShape, type EvalData, type EvalModel, type EvalProgress } from '../eval/evaluate.js';
 import { buildTfjsModel, isTfjsModelPath, readTfjsModelFile, type TfjsModelFile } from '../io/tfjs.js';
 import { buildOnnxModel, isOnnxModelPath, readOnnxModelFile, type OnnxModelFile } from '../io/onnx.js';
 import { adapterFromFlags, modelFormatFromFlags } from './adapter-flags.js';
@@ -32,6 +32,7 @@ import { compareResults, intervalOf } from '../eval/compare.js';
 import { countsOf, INTERVAL_METHOD, PAIRED_TEST, wilson, type Interval } from '../eval/stats.js';
 import { resolveWorkers, WorkerPool } from '../parallel/pool.js';
 import { EVAL_BATCH, EVAL_PROBE } from '../eval/worker-tasks.js';
+import { DEFAULT_MEMORY_BUDGET, parseMemorySize, type BatchChoice } from '../eval/memory.js';
 
 const PACKAGE_ROOT = assetRoot();
 
@@ -55,10 +56,12 @@ function epsList(flag: string, raw: string): number[] {
 }
 
 /** Victim and run options shared by both commands. */
-function runOptions(flags: Flags): { cycles?: number; readout?: Readout; batchSize?: number; dumpCount: number; seed: number } {
+function runOptions(flags: Flags): { cycles?: number; readout?: Readout; batchSize?: number; memoryBudget: number; dumpCount: number; seed: number } {
   const cycles = str(flags, 'cycles');
   const batch = str(flags, 'batchSize');
+  const budget = str(flags, 'memoryBudget');
   return {
+    memoryBudget: budget === undefined ? DEFAULT_MEMORY_BUDGET : parseMemorySize(budget),
     cycles: cycles === undefined ? undefined : parseInteger('--cycles', cycles, 0, 100),
     readout: flags.readout as Readout | undefined,
     batchSize: batch === undefined ? undefined : parseInteger('--batch-size', batch, 1, 100_000),
@@ -242,25 +245,43 @@ function suiteFromAttackFlags(flags: Flags): Suite {
   return parseSuite({ name: `adhoc:${list.join(',')}`, attacks }, 'command line');
 }
 
+/** What a run's pool is sized for: its data, models and suite, and the flags that settle the batch size. */
+interface RunWork {
+  examples: number;
+  models: EvalModel[];
+  suite: Suite;
+  batchSize?: number;
+  memoryBudget: number;
+  cycles?: number;
+  stateDir?: string;
+}
+
 /**
  * Runs `body` with a pool of at most `workers` worker threads, started when `body` calls `started()`
- * with the run's size (after the data is loaded and every input checked): never more workers than
- * units of work per model (a 10-image run does not start 256 copies of the model). They are stopped
- * afterwards, whatever happens.
+ * with the run's size (after the data is loaded and every input checked). started() settles the batch
+ * size (--batch-size, a resumed state's, else the memory budget's: src/eval/memory.ts) and starts
+ * never more workers than units of work per model (a 10-image run does not start 256 copies of the
+ * model) nor, with --workers auto, than the budget holds. They are stopped afterwards, whatever happens.
  */
 async function withWorkers<T>(
-  workers: number, backend: string, body: (started: (work: { examples: number; batchSize?: number; suite: Suite }) => Promise<WorkerPool | undefined>) => Promise<T>,
+  workers: number, backend: string, body: (started: (work: RunWork) => Promise<{ pool: WorkerPool | undefined; batch: BatchChoice }>) => Promise<T>,
 ): Promise<T> {
   let pool: Promise<WorkerPool | undefined> | undefined;
-  const started = (work: { examples: number; batchSize?: number; suite: Suite }): Promise<WorkerPool | undefined> => {
-    if (pool) return pool;
+  let batch: BatchChoice | undefined;
+  const started = async (work: RunWork): Promise<{ pool: WorkerPool | undefined; batch: BatchChoice }> => {
+    if (pool && batch) return { pool: await pool, batch };
     for (const m of workerNotes.splice(0)) process.stderr.write(`cnnf: ${m}\n`);
-    const batches = Math.ceil(work.examples / (work.batchSize ?? work.suite.batchSize ?? 100));
+    const b = chooseRunBatch(work.models, work.suite, work.examples, {
+      batchSize: work.batchSize, memoryBudget: work.memoryBudget, cycles: work.cycles, workers, workersAuto: !explicitWorkers, stateDir: work.stateDir,
+    });
+    batch = b;
+    if (b.note !== undefined) process.stderr.write(`cnnf: ${b.note}\n`);
+    const batches = Math.ceil(work.examples / b.batchSize);
     const units = batches * (1 + work.suite.attacks.reduce((t, a) => t + Math.max(1, a.modes.length), 0)) + 1;
-    const n = Math.min(workers, units);
-    if (n < workers && explicitWorkers) process.stderr.write(`cnnf: using ${n} of the ${workers} workers (${units} units of work per model)\n`);
+    const n = Math.min(b.workers, units);
+    if (n < b.workers && explicitWorkers) process.stderr.write(`cnnf: using ${n} of the ${workers} workers (${units} units of work per model)\n`);
     pool = n > 1 ? WorkerPool.start(n, backend, { tasks: [EVAL_BATCH, EVAL_PROBE] }) : Promise.resolve(undefined);
-    return pool;
+    return { pool: await pool, batch: b };
   };
   try {
     return await body(started);
@@ -318,11 +339,13 @@ export async function runEvalCommand(flags: Flags): Promise<void> {
     const data = await loadData(flags, models, suite.testSubset);
     backendNotice(backend); // after every input check: a bad input is exactly one stderr line
     if (shard) process.stderr.write(`cnnf: shard ${shard.index}/${shard.count} (from ${shard.source})\n`);
-    const pool = await started({ examples: data.split.count, batchSize: run.batchSize, suite });
+    const { pool, batch } = await started({ examples: data.split.count, models, suite, batchSize: run.batchSize, memoryBudget: run.memoryBudget, cycles: run.cycles, stateDir });
     const bar = evalProgress('eval', flags.quiet === true);
     const opts = {
       seed: run.seed,
-      batchSize: run.batchSize,
+      batchSize: batch.batchSize,
+      batchSizeFrom: batch.from,
+      memoryBudget: run.memoryBudget,
       cycles: run.cycles,
       readout: run.readout,
       names,
@@ -405,12 +428,14 @@ export async function runAttackCommand(flags: Flags): Promise<void> {
   const results = await withWorkers(workers, backend.name, async (started) => {
     const data = await loadData(flags, [model]);
     backendNotice(backend);
-    const pool = await started({ examples: data.split.count, batchSize: run.batchSize, suite });
+    const { pool, batch } = await started({ examples: data.split.count, models: [model], suite, batchSize: run.batchSize, memoryBudget: run.memoryBudget, cycles: run.cycles });
     const bar = evalProgress('attack', flags.quiet === true);
     try {
       return await evaluate([model], data, suite, {
         seed: run.seed,
-        batchSize: run.batchSize,
+        batchSize: batch.batchSize,
+        batchSizeFrom: batch.from,
+        memoryBudget: run.memoryBudget,
         cycles: run.cycles,
         readout: run.readout,
         allowDatasetMismatch: Boolean(flags.allowDatasetMismatch),
@@ -475,11 +500,14 @@ export async function runDemo(d: DemoRun): Promise<string> {
   const results = await withWorkers(workers, backend.name, async (started) => {
     const data = await loadData(flags, models, suite.testSubset);
     backendNotice(backend); // after every input check
-    const pool = await started({ examples: data.split.count, suite });
+    const { pool, batch } = await started({ examples: data.split.count, models, suite, memoryBudget: DEFAULT_MEMORY_BUDGET });
     const progress = evalProgress('demo');
     try {
       return await evaluate(models, data, suite, {
         seed,
+        batchSize: batch.batchSize,
+        batchSizeFrom: batch.from,
+        memoryBudget: DEFAULT_MEMORY_BUDGET,
         names: d.names,
         onProgress: progress.update,
         // inside the report's one folder of extras (ASSETS_DIR in report/report.ts), where report.md shows them in place

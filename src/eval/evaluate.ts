@@ -40,7 +40,8 @@ import {
   type EvalPlan, type PlanUnit, type ShardSpec,
 } from './plan.js';
 import { recordToJson, type UnitRecord } from './units.js';
-import { openState, type StateStore } from './state.js';
+import { openState, recordedBatchSize, type StateStore } from './state.js';
+import { chooseBatchSize, DEFAULT_MEMORY_BUDGET, type BatchChoice, type MemoryModel } from './memory.js';
 
 export interface EvalData {
   /** Dataset name for provenance ("fashion-mnist"). */
@@ -66,7 +67,16 @@ export interface EvalProgress {
 
 export interface EvaluateOptions {
   seed: number;
+  /**
+   * Examples per batch. Default: the size a resumed state directory records, else the largest (at
+   * most the suite's batchSize, else 100) that fits `memoryBudget` with the run's workers
+   * (src/eval/memory.ts).
+   */
   batchSize?: number;
+  /** Bytes the whole process may use (default 1 GB), for the default batch size. */
+  memoryBudget?: number;
+  /** Where the batch size came from, for provenance (set by the CLI, which chooses it itself). */
+  batchSizeFrom?: BatchChoice['from'];
   /** Feedback cycles for models trained with feedback (plain CNNs, trained with 0 cycles, always run 0). */
   cycles?: number;
   /** Readout for every model (default: each checkpoint's own). */
@@ -292,10 +302,48 @@ export function pickDumpExamples(cands: ReadonlyArray<{ index: number; label: nu
 
 const safe = (s: string): string => s.replace(/[^A-Za-z0-9_.-]+/g, '_');
 
+/** The memory chooser's view of a model (src/eval/memory.ts). */
+export function memoryModel(m: EvalModel, cycles?: number): MemoryModel {
+  const [h, w, c] = modelInputShape(m);
+  const f = foreignOf(m);
+  return f
+    ? { cycles: 0, pixels: h * w * c, foreign: true }
+    : { arch: (m as LoadedCheckpoint).info.config.arch, cycles: effectiveCycles(m, cycles), pixels: h * w * c, foreign: false };
+}
+
+/**
+ * The batch size of a run (see chooseBatchSize): `opts.batchSize`, else what `opts.stateDir`
+ * records, else the largest that fits the memory budget (never dependent on the worker count), and
+ * how many of `workers` the budget then holds.
+ */
+export function chooseRunBatch(models: EvalModel[], suite: Suite, examples: number, opts: {
+  batchSize?: number; memoryBudget?: number; cycles?: number; workers?: number; workersAuto?: boolean; stateDir?: string;
+}): BatchChoice {
+  const recorded = opts.batchSize === undefined && opts.stateDir !== undefined ? recordedBatchSize(opts.stateDir) : undefined;
+  const anyPooled = models.some((m) => !foreignOf(m));
+  return chooseBatchSize(models.map((m) => memoryModel(m, opts.cycles)), suite, {
+    examples,
+    workers: anyPooled ? opts.workers ?? 1 : 1,
+    workersAuto: opts.workersAuto,
+    budget: opts.memoryBudget,
+    batchSize: opts.batchSize,
+    recorded,
+  });
+}
+
+/** `opts` with the batch size settled (chooseRunBatch) and where it came from. */
+function settleBatch(models: EvalModel[], data: EvalData, suite: Suite, opts: EvaluateOptions): EvaluateOptions {
+  if (opts.batchSize !== undefined || models.length === 0) return opts;
+  const c = chooseRunBatch(models, suite, Math.max(1, data.split.count), {
+    memoryBudget: opts.memoryBudget, cycles: opts.cycles, workers: opts.pool?.size ?? opts.workers ?? 1, workersAuto: false, stateDir: opts.stateDir,
+  });
+  return { ...opts, batchSize: c.batchSize, batchSizeFrom: opts.batchSizeFrom ?? c.from, memoryBudget: opts.memoryBudget ?? DEFAULT_MEMORY_BUDGET };
+}
+
 /** Step 1: checks the inputs and makes the plan (names, cycles, readouts, batches, units). */
 export function makePlan(models: EvalModel[], data: EvalData, suite: Suite, opts: EvaluateOptions): EvalPlan {
   if (models.length === 0) throw new UsageError('evaluate needs at least one model');
-  const batchSize = opts.batchSize ?? suite.batchSize ?? 100;
+  const batchSize = settleBatch(models, data, suite, opts).batchSize!;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new UsageError(`batch size must be a positive integer, got ${batchSize}`);
   if (opts.cycles !== undefined && (!Number.isInteger(opts.cycles) || opts.cycles < 0)) throw new UsageError(`--cycles must be an integer >= 0, got ${opts.cycles}`);
   const split = data.split;
@@ -627,6 +675,10 @@ export interface AssembleExtras {
   dumps?: string[][];
   /** Shards the results were merged from. */
   shards?: number;
+  /** Where the batch size came from (provenance). */
+  batchSizeFrom?: BatchChoice['from'];
+  /** The memory budget the batch size was chosen for (bytes), where one was. */
+  memoryBudget?: number;
 }
 
 /** Step 4: the results object (validateResults accepts it) from the accumulated counts. */
@@ -723,6 +775,9 @@ export function assemble(plan: EvalPlan, accs: ModelAcc[], extras: AssembleExtra
       platform: `${process.platform}-${process.arch}`,
       durationSeconds: Math.round(extras.durationSeconds * 100) / 100,
       attackSeconds,
+      batchSize: plan.batchSize,
+      ...(extras.batchSizeFrom !== undefined ? { batchSizeFrom: extras.batchSizeFrom } : {}),
+      ...(extras.memoryBudget !== undefined ? { memoryBudget: extras.memoryBudget } : {}),
       ...(extras.shards !== undefined ? { shards: extras.shards } : {}),
     },
     models: results,
@@ -756,8 +811,9 @@ async function runWithState(plan: EvalPlan, units: PlanUnit[], models: EvalModel
 }
 
 /** Runs the suite on every model; returns a results object `validateResults` accepts. */
-export async function evaluate(models: EvalModel[], data: EvalData, suite: Suite, opts: EvaluateOptions): Promise<EvalResults> {
+export async function evaluate(models: EvalModel[], data: EvalData, suite: Suite, options: EvaluateOptions): Promise<EvalResults> {
   const t0 = performance.now();
+  const opts = settleBatch(models, data, suite, options);
   const plan = makePlan(models, data, suite, opts);
   const records = await runWithState(plan, planUnits(plan), models, data.split, opts);
   const accs = accumulate(plan, records);
@@ -767,6 +823,8 @@ export async function evaluate(models: EvalModel[], data: EvalData, suite: Suite
     command: opts.command ?? 'evaluate() (library)',
     durationSeconds: (performance.now() - t0) / 1000,
     dumps,
+    batchSizeFrom: opts.batchSizeFrom ?? (options.batchSize !== undefined ? 'flag' : undefined),
+    ...(opts.memoryBudget !== undefined ? { memoryBudget: opts.memoryBudget } : {}),
   });
 }
 
@@ -779,15 +837,19 @@ export interface ShardFile {
   shard: ShardSpec;
   plan: Record<string, unknown>;
   units: Array<Record<string, unknown>>;
-  provenance: { command: string; createdAt: string; durationSeconds: number; node: string; platform: string };
+  provenance: {
+    command: string; createdAt: string; durationSeconds: number; node: string; platform: string;
+    batchSizeFrom?: BatchChoice['from']; memoryBudget?: number;
+  };
 }
 
 /**
  * Runs one shard of the plan (`--shard K/N`): only the units shardOf() gives to shard K. The
  * returned object is what `cnnf merge` reads; merging all N gives the results evaluate() gives.
  */
-export async function evaluateShard(models: EvalModel[], data: EvalData, suite: Suite, opts: EvaluateOptions, shard: ShardSpec): Promise<ShardFile> {
+export async function evaluateShard(models: EvalModel[], data: EvalData, suite: Suite, options: EvaluateOptions, shard: ShardSpec): Promise<ShardFile> {
   const t0 = performance.now();
+  const opts = settleBatch(models, data, suite, options);
   if (!Number.isInteger(shard.count) || shard.count < 1 || !Number.isInteger(shard.index) || shard.index < 1 || shard.index > shard.count) {
     throw new UsageError(`shard must be K/N with 1 <= K <= N, got ${shard.index}/${shard.count}`);
   }
@@ -807,6 +869,8 @@ export async function evaluateShard(models: EvalModel[], data: EvalData, suite: 
       durationSeconds: Math.round((performance.now() - t0) / 10) / 100,
       node: process.version,
       platform: `${process.platform}-${process.arch}`,
+      ...(opts.batchSizeFrom !== undefined ? { batchSizeFrom: opts.batchSizeFrom } : options.batchSize !== undefined ? { batchSizeFrom: 'flag' as const } : {}),
+      ...(opts.memoryBudget !== undefined ? { memoryBudget: opts.memoryBudget } : {}),
     },
   };
 }

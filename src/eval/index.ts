@@ -14,3 +14,4 @@ export * from './conformance.js';
 export * from './stats.js';
 export * from './compare.js';
 export * from './robust.js';
+export * from './memory.js';

@@ -96,6 +96,10 @@ export interface EvalResults {
     durationSeconds: number;
     /** Compute time per model x attack x mode, summed over batches (timing only; absent in older files). */
     attackSeconds?: Array<{ model: string; attack: string; mode: string | null; seconds: number }>;
+    /** Examples per batch (absent in older files), where it came from and the memory budget it was chosen for (bytes). */
+    batchSize?: number;
+    batchSizeFrom?: 'flag' | 'state' | 'budget' | 'suite';
+    memoryBudget?: number;
     /** Results merged from this many shards (`cnnf merge`); durationSeconds is then their sum. */
     shards?: number;
   };

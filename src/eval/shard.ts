@@ -4,6 +4,7 @@
  * of the plan's units (plan.ts shardOf); `cnnf merge` checks that the shard files make up exactly
  * one run and assembles the results an unsharded run gives (timings aside).
  */
+import type { BatchChoice } from './memory.js';
 import { UsageError } from '../errors.js';
 import { statSync } from 'node:fs';
 import { checkInputFile, INPUT_LIMITS, readInputFile } from '../io/files.js';
@@ -70,6 +71,8 @@ interface ReadShard {
   plan: EvalPlan;
   units: unknown[];
   durationSeconds: number;
+  batchSizeFrom?: BatchChoice['from'];
+  memoryBudget?: number;
 }
 
 function readShard(path: string): ReadShard {
@@ -85,7 +88,12 @@ function readShard(path: string): ReadShard {
   if (!Array.isArray(v.units)) throw new UsageError(`${path}: units must be a list`);
   const prov = isObj(v.provenance) ? v.provenance : {};
   const d = typeof prov.durationSeconds === 'number' && prov.durationSeconds >= 0 ? prov.durationSeconds : 0;
-  return { path, runId, shard: { index, count, source: typeof s.source === 'string' ? s.source : '' }, plan, units: v.units, durationSeconds: d };
+  const from = ['flag', 'state', 'budget', 'suite'].includes(prov.batchSizeFrom as string) ? (prov.batchSizeFrom as BatchChoice['from']) : undefined;
+  const budget = typeof prov.memoryBudget === 'number' && Number.isSafeInteger(prov.memoryBudget) && prov.memoryBudget > 0 ? prov.memoryBudget : undefined;
+  return {
+    path, runId, shard: { index, count, source: typeof s.source === 'string' ? s.source : '' }, plan, units: v.units, durationSeconds: d,
+    ...(from !== undefined ? { batchSizeFrom: from } : {}), ...(budget !== undefined ? { memoryBudget: budget } : {}),
+  };
 }
 
 export interface MergeOutcome {
@@ -114,6 +122,9 @@ export function mergeShards(paths: string[], command = 'cnnf merge'): MergeOutco
   const count = first.shard.count;
   const seen = new Map<number, string>();
   for (const s of shards) {
+    if (s.runId !== first.runId && s.plan.batchSize !== first.plan.batchSize && runIdOf({ ...s.plan, batchSize: first.plan.batchSize }) === first.runId) {
+      throw new UsageError(`${s.path} ran batches of ${s.plan.batchSize}, ${first.path} batches of ${first.plan.batchSize}: shards of one run need the same batch size (give each the same --batch-size or --memory-budget)`);
+    }
     if (s.runId !== first.runId) {
       throw new UsageError(`${s.path} belongs to another run than ${first.path} (different models, suite, seed, data, batch size, backend or cnnf version)`);
     }
@@ -145,6 +156,9 @@ export function mergeShards(paths: string[], command = 'cnnf merge'): MergeOutco
     command,
     durationSeconds: shards.reduce((t, s) => t + s.durationSeconds, 0),
     shards: count,
+    // where every shard says the same
+    ...(shards.every((s) => s.batchSizeFrom === first.batchSizeFrom) && first.batchSizeFrom !== undefined ? { batchSizeFrom: first.batchSizeFrom } : {}),
+    ...(shards.every((s) => s.memoryBudget === first.memoryBudget) && first.memoryBudget !== undefined ? { memoryBudget: first.memoryBudget } : {}),
   });
   return { results, shards: count, units: units.length };
 }

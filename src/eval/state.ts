@@ -74,3 +74,20 @@ export function openState(dir: string, plan: EvalPlan, shard?: ShardSpec): State
     },
   };
 }
+
+/**
+ * The batch size a state directory's run recorded (so a resumed run, whatever its workers or memory
+ * budget now, continues with the size it started with); undefined where DIR holds no readable state
+ * (openState then says what is wrong with it).
+ */
+export function recordedBatchSize(dir: string): number | undefined {
+  const head = join(dir, 'state.json');
+  if (dir.trim() === '' || !existsSync(head)) return undefined;
+  try {
+    const raw = parseJsonText(readInputFile(head, 'state file', { maxBytes: INPUT_LIMITS.json }).toString('utf8'), head) as { format?: unknown; plan?: { batchSize?: unknown } };
+    const b = raw?.format === EVAL_STATE_FORMAT ? raw.plan?.batchSize : undefined;
+    return typeof b === 'number' && Number.isInteger(b) && b >= 1 && b <= 100_000 ? b : undefined;
+  } catch {
+    return undefined;
+  }
+}

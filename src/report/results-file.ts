@@ -138,6 +138,14 @@ export function validateResults(data: unknown, source = 'results'): EvalResults 
     });
   }
   if (p.suite !== undefined && p.suite !== null) c.str(p.suite, 'provenance.suite');
+  if (p.batchSize !== undefined) {
+    const b = c.num(p.batchSize, 'provenance.batchSize', [1, 100_000]);
+    if (!Number.isInteger(b)) c.fail('provenance.batchSize', `must be a whole number, got ${b}`);
+  }
+  if (p.batchSizeFrom !== undefined && !['flag', 'state', 'budget', 'suite'].includes(p.batchSizeFrom as string)) {
+    c.fail('provenance.batchSizeFrom', `must be flag, state, budget or suite, got ${JSON.stringify(String(p.batchSizeFrom).slice(0, 40))}`);
+  }
+  if (p.memoryBudget !== undefined) c.num(p.memoryBudget, 'provenance.memoryBudget', [1, Number.MAX_SAFE_INTEGER]);
   if (p.shards !== undefined) {
     const sh = c.num(p.shards, 'provenance.shards', [1, 100_000]);
     if (!Number.isInteger(sh)) c.fail('provenance.shards', `must be a whole number, got ${sh}`);

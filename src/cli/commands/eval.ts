@@ -15,7 +15,8 @@ export function addEvalRunOptions(cmd: Command): Command {
   return cmd
     .option('--cycles <n>', 'feedback cycles for CNN-F models (default: each checkpoint\'s own; plain CNNs always run 0)')
     .addOption(new Option('--readout <r>', 'readout for prediction (default: each checkpoint\'s own)').choices(['last', 'average']))
-    .option('--batch-size <n>', 'examples per batch (default: the suite\'s, else 100)')
+    .option('--batch-size <n>', 'examples per batch (default: the largest, up to the suite\'s batchSize or else 100, that fits --memory-budget; a resumed --state run keeps its own)')
+    .option('--memory-budget <size>', 'memory for the whole process, which sets the default batch size and, with --workers auto, how many workers run: 1G, 800M, 2048 (MB)', '1G')
     .option('--dump <dir>', 'write PNGs of attacked examples (clean | perturbed | perturbation | reconstructions) and index.json here')
     .option('--dump-count <k>', 'examples to dump per model x attack x mode', '4')
     .option('--quiet', 'no progress on stderr (as CNNF_PROGRESS=off); errors and the backend line still print')
