@@ -12,11 +12,15 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "installing the Vulkan driver needs root: run .ci/install-vulkan.sh under sudo" >&2
   exit 1
 fi
-# the same mirror as the system's bookworm suite (deb822 or one-line sources)
-mirror=$(grep -h -o -E 'https?://[^ ]+/debian/?' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | grep -v security | head -n 1)
-[ -n "$mirror" ] || mirror=http://deb.debian.org/debian
 list=/etc/apt/sources.list.d/cnnf-backports.sources
-if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+# the same mirror as the system's bookworm suite (deb822 or one-line sources); comment lines are skipped
+# (Debian's images name a snapshot.debian.org URL in a comment, which need not resolve), and so is a list
+# this script wrote before
+mirror=$(for f in /etc/apt/sources.list.d/*.sources /etc/apt/sources.list; do [ -f "$f" ] && [ "$f" != "$list" ] && cat "$f"; done 2>/dev/null \
+  | grep -v -E '^[[:space:]]*#' | grep -o -E 'https?://[^ ]+/debian/?' | grep -v security | head -n 1)
+[ -n "$mirror" ] || mirror=http://deb.debian.org/debian
+rm -f "$list"
+if ! grep -rqs --exclude="$(basename "$list")" -E '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
   printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$mirror" > "$list"
 fi
 export DEBIAN_FRONTEND=noninteractive
