@@ -41,7 +41,7 @@ import {
 } from './plan.js';
 import { recordToJson, type UnitRecord } from './units.js';
 import { openState, recordedBatchSize, type StateStore } from './state.js';
-import { chooseBatchSize, DEFAULT_MEMORY_BUDGET, type BatchChoice, type MemoryModel } from './memory.js';
+import { chooseBatchSize, DEFAULT_MEMORY_BUDGET, type BatchChoice, type BatchSizeSource, type MemoryModel } from './memory.js';
 
 export interface EvalData {
   /** Dataset name for provenance ("fashion-mnist"). */
@@ -76,7 +76,7 @@ export interface EvaluateOptions {
   /** Bytes the whole process may use (default 1 GB), for the default batch size. */
   memoryBudget?: number;
   /** Where the batch size came from, for provenance (set by the CLI, which chooses it itself). */
-  batchSizeFrom?: BatchChoice['from'];
+  batchSizeFrom?: BatchSizeSource;
   /** Feedback cycles for models trained with feedback (plain CNNs, trained with 0 cycles, always run 0). */
   cycles?: number;
   /** Readout for every model (default: each checkpoint's own). */
@@ -331,9 +331,10 @@ export function chooseRunBatch(models: EvalModel[], suite: Suite, examples: numb
   });
 }
 
-/** `opts` with the batch size settled (chooseRunBatch) and where it came from. */
+/** `opts` with the batch size settled (chooseRunBatch) and where it came from (a given size without a source: `flag`). */
 function settleBatch(models: EvalModel[], data: EvalData, suite: Suite, opts: EvaluateOptions): EvaluateOptions {
-  if (opts.batchSize !== undefined || models.length === 0) return opts;
+  if (opts.batchSize !== undefined) return { ...opts, batchSizeFrom: opts.batchSizeFrom ?? 'flag' };
+  if (models.length === 0) return opts;
   const c = chooseRunBatch(models, suite, Math.max(1, data.split.count), {
     memoryBudget: opts.memoryBudget, cycles: opts.cycles, workers: opts.pool?.size ?? opts.workers ?? 1, workersAuto: false, stateDir: opts.stateDir,
   });
@@ -676,7 +677,7 @@ export interface AssembleExtras {
   /** Shards the results were merged from. */
   shards?: number;
   /** Where the batch size came from (provenance). */
-  batchSizeFrom?: BatchChoice['from'];
+  batchSizeFrom?: BatchSizeSource;
   /** The memory budget the batch size was chosen for (bytes), where one was. */
   memoryBudget?: number;
 }
@@ -823,7 +824,7 @@ export async function evaluate(models: EvalModel[], data: EvalData, suite: Suite
     command: opts.command ?? 'evaluate() (library)',
     durationSeconds: (performance.now() - t0) / 1000,
     dumps,
-    batchSizeFrom: opts.batchSizeFrom ?? (options.batchSize !== undefined ? 'flag' : undefined),
+    batchSizeFrom: opts.batchSizeFrom,
     ...(opts.memoryBudget !== undefined ? { memoryBudget: opts.memoryBudget } : {}),
   });
 }
@@ -839,7 +840,7 @@ export interface ShardFile {
   units: Array<Record<string, unknown>>;
   provenance: {
     command: string; createdAt: string; durationSeconds: number; node: string; platform: string;
-    batchSizeFrom?: BatchChoice['from']; memoryBudget?: number;
+    batchSizeFrom?: BatchSizeSource; memoryBudget?: number;
   };
 }
 
@@ -869,7 +870,7 @@ export async function evaluateShard(models: EvalModel[], data: EvalData, suite: 
       durationSeconds: Math.round((performance.now() - t0) / 10) / 100,
       node: process.version,
       platform: `${process.platform}-${process.arch}`,
-      ...(opts.batchSizeFrom !== undefined ? { batchSizeFrom: opts.batchSizeFrom } : options.batchSize !== undefined ? { batchSizeFrom: 'flag' as const } : {}),
+      ...(opts.batchSizeFrom !== undefined ? { batchSizeFrom: opts.batchSizeFrom } : {}),
       ...(opts.memoryBudget !== undefined ? { memoryBudget: opts.memoryBudget } : {}),
     },
   };

@@ -5,8 +5,8 @@
  * start, the model's weights) plus a working set per image of the batch it runs: the activations a
  * gradient keeps for its backward pass, or a forward pass's. The wasm heap of a thread never shrinks,
  * so a thread keeps what its largest batch needed. The costs below were measured on the paper's
- * Fashion-MNIST network with scripts/measure-batch-memory.mts (peak RSS of `cnnf attack --workers 1`
- * at several batch sizes, wasm backend; README "Memory"); other architectures scale with their
+ * Fashion-MNIST network with scripts/measure-batch-memory.mts (peak RSS of evaluate() in one thread at
+ * several batch sizes, wasm backend; README "Memory"); other architectures scale with their
  * activations per image, foreign (TF.js, ONNX) models with their input size (an estimate: cnnf
  * cannot see inside their graphs before running them).
  *
@@ -106,10 +106,14 @@ export function perImageMB(m: MemoryModel, suite: Suite): number {
   return cost * scale;
 }
 
+/** Where a run's batch size came from (provenance.batchSizeFrom). */
+export const BATCH_SIZE_SOURCES = ['flag', 'state', 'budget', 'suite'] as const;
+export type BatchSizeSource = typeof BATCH_SIZE_SOURCES[number];
+
 export interface BatchChoice {
   batchSize: number;
   /** Where it came from. */
-  from: 'flag' | 'state' | 'budget' | 'suite';
+  from: BatchSizeSource;
   /** Estimated peak (bytes) of the run with this size and `workers`. */
   estimatedPeak: number;
   /** Worker threads the budget holds at this size (never more than asked, at least 1). */

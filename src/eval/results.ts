@@ -3,6 +3,8 @@
  * Everything needed to reproduce a run is in `provenance`; every number a gate can check is
  * also in each model's flat `metrics` map.
  */
+import type { BatchSizeSource } from './memory.js';
+
 export const RESULTS_FORMAT = 'cnnf-results/1';
 
 /**
@@ -98,7 +100,7 @@ export interface EvalResults {
     attackSeconds?: Array<{ model: string; attack: string; mode: string | null; seconds: number }>;
     /** Examples per batch (absent in older files), where it came from and the memory budget it was chosen for (bytes). */
     batchSize?: number;
-    batchSizeFrom?: 'flag' | 'state' | 'budget' | 'suite';
+    batchSizeFrom?: BatchSizeSource;
     memoryBudget?: number;
     /** Results merged from this many shards (`cnnf merge`); durationSeconds is then their sum. */
     shards?: number;

@@ -4,7 +4,7 @@
  * of the plan's units (plan.ts shardOf); `cnnf merge` checks that the shard files make up exactly
  * one run and assembles the results an unsharded run gives (timings aside).
  */
-import type { BatchChoice } from './memory.js';
+import { BATCH_SIZE_SOURCES, type BatchSizeSource } from './memory.js';
 import { UsageError } from '../errors.js';
 import { statSync } from 'node:fs';
 import { checkInputFile, INPUT_LIMITS, readInputFile } from '../io/files.js';
@@ -71,7 +71,7 @@ interface ReadShard {
   plan: EvalPlan;
   units: unknown[];
   durationSeconds: number;
-  batchSizeFrom?: BatchChoice['from'];
+  batchSizeFrom?: BatchSizeSource;
   memoryBudget?: number;
 }
 
@@ -88,7 +88,7 @@ function readShard(path: string): ReadShard {
   if (!Array.isArray(v.units)) throw new UsageError(`${path}: units must be a list`);
   const prov = isObj(v.provenance) ? v.provenance : {};
   const d = typeof prov.durationSeconds === 'number' && prov.durationSeconds >= 0 ? prov.durationSeconds : 0;
-  const from = ['flag', 'state', 'budget', 'suite'].includes(prov.batchSizeFrom as string) ? (prov.batchSizeFrom as BatchChoice['from']) : undefined;
+  const from = BATCH_SIZE_SOURCES.find((x) => x === prov.batchSizeFrom);
   const budget = typeof prov.memoryBudget === 'number' && Number.isSafeInteger(prov.memoryBudget) && prov.memoryBudget > 0 ? prov.memoryBudget : undefined;
   return {
     path, runId, shard: { index, count, source: typeof s.source === 'string' ? s.source : '' }, plan, units: v.units, durationSeconds: d,

@@ -8,6 +8,7 @@ import { readJsonFile } from '../io/json.js';
 import { metricKey, RESULTS_FORMAT, type EvalResults } from '../eval/results.js';
 import { decodeOutcomes, MAX_OUTCOMES } from '../eval/stats.js';
 import { INPUT_LIMITS } from '../io/files.js';
+import { BATCH_SIZE_SOURCES } from '../eval/memory.js';
 
 type Json = unknown;
 
@@ -142,8 +143,8 @@ export function validateResults(data: unknown, source = 'results'): EvalResults 
     const b = c.num(p.batchSize, 'provenance.batchSize', [1, 100_000]);
     if (!Number.isInteger(b)) c.fail('provenance.batchSize', `must be a whole number, got ${b}`);
   }
-  if (p.batchSizeFrom !== undefined && !['flag', 'state', 'budget', 'suite'].includes(p.batchSizeFrom as string)) {
-    c.fail('provenance.batchSizeFrom', `must be flag, state, budget or suite, got ${JSON.stringify(String(p.batchSizeFrom).slice(0, 40))}`);
+  if (p.batchSizeFrom !== undefined && !BATCH_SIZE_SOURCES.some((x) => x === p.batchSizeFrom)) {
+    c.fail('provenance.batchSizeFrom', `must be ${BATCH_SIZE_SOURCES.join(', ')}, got ${JSON.stringify(String(p.batchSizeFrom).slice(0, 40))}`);
   }
   if (p.memoryBudget !== undefined) c.num(p.memoryBudget, 'provenance.memoryBudget', [1, Number.MAX_SAFE_INTEGER]);
   if (p.shards !== undefined) {
