@@ -8,6 +8,7 @@
  *   npm run bench -- --memory-only       (just the peak-RSS rows: `cnnf eval` and `cnnf train`, 2 workers)
  *   npm run bench -- --float64-only      (just the float64 row: CNNF64.evaluate, one example, ind 2, 2 cycles, e2e)
  *   npm run bench -- --autoattack        (cnnf's AutoAttack vs AutoAttack's own PyTorch code: bench/autoattack.ts)
+ *   npm run bench -- --onnx-only         (just the ONNX rows: exported models vs their checkpoints, bench/onnx.ts)
  *
  * Tasks (ms per batch = median of `reps` runs after `warmup` runs):
  *   infer     model.logits(x) with cycles, in tf.tidy, + data()
@@ -43,6 +44,7 @@ import { batchGradients } from '../src/train/step.js';
 import { runEvalBatch } from '../src/eval/worker-tasks.js';
 import type { BatchTask } from '../src/eval/batch.js';
 import { parseSuite } from '../src/eval/suite.js';
+import { onnxBench, onnxLines, type OnnxBenchRow } from './onnx.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..');
@@ -74,18 +76,22 @@ interface Options {
   peakOnly: boolean;
   /** Only the float64 row (CNNF64 on the reference fixture's model), then exit. */
   float64Only: boolean;
+  /** The ONNX rows (bench/onnx.ts; --no-onnx: skip). */
+  onnx: boolean;
+  /** Only the ONNX rows, then exit. */
+  onnxOnly: boolean;
 }
 
 const TASKS = ['infer', 'train', 'pgd7_e2e'] as const;
 type TaskName = (typeof TASKS)[number];
 
 function usage(msg: string): never {
-  process.stderr.write(`bench: ${msg}\nusage: npm run bench -- [--json] [--batch N] [--cycles N] [--reps N] [--warmup N] [--backend wasm|cpu|...] [--no-torch] [--torch-threads N] [--workers N] [--tasks infer,train,pgd7_e2e] [--startup-only] [--no-attack-rows] [--no-memory] [--memory-only] [--peak-only] [--float64-only] [--micro-batch N|0]\n`);
+  process.stderr.write(`bench: ${msg}\nusage: npm run bench -- [--json] [--batch N] [--cycles N] [--reps N] [--warmup N] [--backend wasm|cpu|...] [--no-torch] [--torch-threads N] [--workers N] [--tasks infer,train,pgd7_e2e] [--startup-only] [--no-attack-rows] [--no-memory] [--memory-only] [--peak-only] [--float64-only] [--no-onnx] [--onnx-only] [--micro-batch N|0]\n`);
   process.exit(2);
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { json: false, batch: 64, cycles: 2, reps: 5, warmup: 1, backend: 'wasm', torch: true, torchThreads: 2, workers: availableParallelism(), tasks: [...TASKS], startupOnly: false, attackRows: true, memory: true, memoryOnly: false, peakOnly: false, float64Only: false, microBatch: DEFAULT_MICRO_BATCH };
+  const o: Options = { json: false, batch: 64, cycles: 2, reps: 5, warmup: 1, backend: 'wasm', torch: true, torchThreads: 2, workers: availableParallelism(), tasks: [...TASKS], startupOnly: false, attackRows: true, memory: true, memoryOnly: false, peakOnly: false, float64Only: false, microBatch: DEFAULT_MICRO_BATCH, onnx: true, onnxOnly: false };
   const int = (flag: string, v: string | undefined, min: number): number => {
     const n = Number(v);
     if (v === undefined || !Number.isInteger(n) || n < min) usage(`${flag} needs an integer >= ${min}, got ${JSON.stringify(v)}`);
@@ -98,6 +104,8 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--no-attack-rows') o.attackRows = false;
     else if (a === '--no-memory') o.memory = false;
     else if (a === '--memory-only') o.memoryOnly = true;
+    else if (a === '--no-onnx') o.onnx = false;
+    else if (a === '--onnx-only') o.onnxOnly = true;
     else if (a === '--peak-only') o.peakOnly = true;
     else if (a === '--float64-only') o.float64Only = true;
     else if (a === '--no-torch') o.torch = false;
@@ -431,6 +439,19 @@ async function main(): Promise<void> {
     return;
   }
   const info = await useBackend(o.backend, { quiet: true });
+  // the ONNX rows: fewer repetitions (a CNN-F's PGD-10 takes seconds per batch)
+  const onnxOpts = { batch: o.batch, reps: Math.min(o.reps, 3), warmup: Math.min(o.warmup, 1), log: (s: string) => { if (!o.json) process.stderr.write(`${s}\n`); } };
+  if (o.onnxOnly) {
+    const before = tf.memory().numTensors;
+    const rows = await onnxBench(ROOT, onnxOpts);
+    const after = tf.memory().numTensors;
+    if (after > before) {
+      process.stderr.write(`bench: tf.memory().numTensors grew from ${before} to ${after} over the ONNX rows\n`);
+      process.exitCode = 1;
+    }
+    process.stdout.write(o.json ? `${JSON.stringify({ backend: info.name, cpu: os.cpus()[0]?.model ?? 'unknown', onnx: rows }, null, 2)}\n` : `${[`backend ${info.name}, ${os.cpus()[0]?.model ?? 'unknown'} x${os.cpus().length}`, ...onnxLines(rows)].join('\n')}\n`);
+    return;
+  }
   if (o.peakOnly) {
     const p = await measurePeak(o.reps);
     process.stdout.write(o.json ? `${JSON.stringify({ peak: p }, null, 2)}\n` : `one-thread peak on ${p.backend}: ${p.gflops} GFLOP/s (matMul 1024^3 ${p.matMulGflops}, conv 3x3 64x28x28x32->32 ${p.convGflops})\n`);
@@ -538,6 +559,10 @@ async function main(): Promise<void> {
     ck.model.dispose();
   }
 
+  const onnxTensorsBefore = tf.memory().numTensors;
+  const onnxRows: OnnxBenchRow[] = o.onnx ? await onnxBench(ROOT, onnxOpts) : [];
+  const onnxTensorsAfter = tf.memory().numTensors;
+
   if (!o.json) process.stderr.write('bench: float64 engine, one example ...\n');
   const float64 = float64Bench(Math.max(o.reps, 5));
 
@@ -595,7 +620,7 @@ async function main(): Promise<void> {
     const wasm = await import('@tensorflow/tfjs-backend-wasm');
     wasmThreads = wasm.getThreadsCount();
   }
-  const leaked = tensorsAfter > tensorsBefore;
+  const leaked = tensorsAfter > tensorsBefore || onnxTensorsAfter > onnxTensorsBefore;
   if (!o.json && o.memory) process.stderr.write('bench: measuring peak RSS of cnnf eval and cnnf train (2 workers) ...\n');
   const mem = o.memory ? await memoryBench(o) : null;
   const report = {
@@ -634,6 +659,7 @@ async function main(): Promise<void> {
     },
     startup: cliStartup(o.reps),
     attacks: attackRows,
+    onnx: onnxRows,
     float64,
   };
 
@@ -662,6 +688,7 @@ async function main(): Promise<void> {
     for (const [name, r] of Object.entries(attackRows)) {
       lines.push(`${name}: ${r.ms} ms for ${B} images (${r.msPerImage} ms/image, 1 thread, reference-cnnf-adv, eps 0.2 Linf): accuracy ${(r.clean * 100).toFixed(1)}% -> ${(r.robustAccuracy * 100).toFixed(1)}%; no PyTorch baseline`);
     }
+    lines.push(...onnxLines(onnxRows));
     lines.push(float64Line(float64));
     lines.push(`tensors before ${tensorsBefore}, after ${tensorsAfter}${leaked ? '  LEAK' : ''}; peak RSS of this bench ${maxRssMB.toFixed(0)} MB`);
     if (mem) lines.push(...memoryLines(mem));
@@ -672,7 +699,7 @@ async function main(): Promise<void> {
     process.stdout.write(lines.join('\n') + '\n');
   }
   if (leaked) {
-    process.stderr.write(`bench: tf.memory().numTensors grew from ${tensorsBefore} to ${tensorsAfter}\n`);
+    process.stderr.write(`bench: tf.memory().numTensors grew from ${tensorsBefore} to ${tensorsAfter} over the tasks, ${onnxTensorsBefore} to ${onnxTensorsAfter} over the ONNX rows\n`);
     process.exitCode = 1;
   }
 }

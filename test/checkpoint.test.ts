@@ -68,6 +68,19 @@ describe('checkpoints', () => {
     expect(maxAbsDiff(m.logits(x).dataSync(), loaded.model.logits(x).dataSync())).toBe(0);
   });
 
+  it('a loaded model releases every tensor and byte it holds when disposed (no reference left behind by tf.variable)', async () => {
+    const path = join(ROOT, 'models', 'cnn-fmnist.safetensors');
+    (await loadCheckpoint(path)).model.dispose(); // warm-up: one-time allocations of the backend
+    const before = tf.memory();
+    for (let i = 0; i < 3; i++) {
+      const loaded = await loadCheckpoint(path);
+      expect(tf.memory().numTensors).toBeGreaterThan(before.numTensors);
+      loaded.model.dispose();
+    }
+    expect(tf.memory().numTensors).toBe(before.numTensors);
+    expect(tf.memory().numBytes).toBe(before.numBytes);
+  });
+
   it('rejects a checkpoint whose tensor shapes do not match its architecture', async () => {
     const m = CNNF.init({ arch: 'small', fc: [16] }, 1);
     const dir = tmp();

@@ -149,7 +149,11 @@ export class CNNF {
     for (const p of paramSpecs(config)) {
       const a = arrays.get(p.name);
       if (!a) throw new Error(`missing parameter ${p.name}`);
-      params.set(p.name, tf.variable(tf.tensor(a, p.shape, 'float32'), true));
+      // tf.variable shares the tensor's data and takes a reference: dispose the tensor, or the weights
+      // outlive the model's dispose()
+      const t = tf.tensor(a, p.shape, 'float32');
+      params.set(p.name, tf.variable(t, true));
+      t.dispose();
     }
     return new CNNF(config, params);
   }
