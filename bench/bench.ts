@@ -5,7 +5,7 @@
  *
  *   npm run bench [-- --json] [-- --batch 64 --cycles 2 --reps 5 --warmup 1 --backend wasm --no-torch]
  *   npm run bench -- --startup-only      (just the CLI start-up row: `node bin/cnnf --help`)
- *   npm run bench -- --memory-only       (just the peak-RSS rows: `cnnf eval` and `cnnf train`, 2 workers)
+ *   npm run bench -- --memory-only       (just the peak-RSS rows: `cnnf eval`, `cnnf train`, the paper suite; 2 workers)
  *   npm run bench -- --float64-only      (just the float64 row: CNNF64.evaluate, one example, ind 2, 2 cycles, e2e)
  *   npm run bench -- --autoattack        (cnnf's AutoAttack vs AutoAttack's own PyTorch code: bench/autoattack.ts)
  *   npm run bench -- --onnx-only         (just the ONNX rows: exported models vs their checkpoints, bench/onnx.ts)
@@ -323,15 +323,27 @@ async function peakRss(args: string[], cwd: string): Promise<PeakRss> {
   return { mb: hwmKB > 0 ? +(hwmKB / 1024).toFixed(0) : null, method: 'VmHWM sampled from /proc every 50 ms', ms, command };
 }
 
-/** Targets of issue 13 on a 2-core machine. */
-const MEMORY_TARGETS = { evalPeakRssMB: 1000, trainPeakRssMB: 1500 };
+/** Targets of issue 13 (eval, train) and issue 21 (the paper suite) on a 2-core machine. */
+const MEMORY_TARGETS = { evalPeakRssMB: 1000, trainPeakRssMB: 1500, paperPeakRssMB: 1000 };
+
+interface MemoryBench {
+  evalPeakRssMB: number | null;
+  trainPeakRssMB: number | null;
+  paperPeakRssMB: number | null;
+  targets: typeof MEMORY_TARGETS;
+  eval: PeakRss;
+  train: PeakRss;
+  paper: PeakRss;
+}
 
 /**
  * (a) `cnnf eval` of the two shipped models (cnn-fmnist, cnnf-fmnist) with the quick suite (100 test
  * images, batch 50) and 2 workers; (b) `cnnf train --model cnnf` on 256 images, one epoch, batch 128,
- * 2 workers. Both on --backend (wasm by default), each in a fresh process.
+ * 2 workers; (c) `cnnf eval` of reference-cnnf-adv and reference-cnn-adv with the paper suite on the first
+ * 100 test images, 2 workers, the default memory budget (which picks the batch size). All on --backend
+ * (wasm by default), each in a fresh process.
  */
-async function memoryBench(o: Options): Promise<{ evalPeakRssMB: number | null; trainPeakRssMB: number | null; targets: typeof MEMORY_TARGETS; eval: PeakRss; train: PeakRss }> {
+async function memoryBench(o: Options): Promise<MemoryBench> {
   const dir = mkdtempSync(join(tmpdir(), 'cnnf-bench-mem-'));
   try {
     const models = ['cnn-fmnist', 'cnnf-fmnist'].flatMap((m) => ['--model', join(ROOT, 'models', `${m}.safetensors`)]);
@@ -339,7 +351,10 @@ async function memoryBench(o: Options): Promise<{ evalPeakRssMB: number | null; 
     if (!o.json) process.stderr.write(`bench: memory: eval ${ev.mb ?? 'n/a'} MB\n`);
     const tr = await peakRss(['train', '--model', 'cnnf', '--train-size', '256', '--test-size', '100', '--epochs', '1', '--workers', '2', '--backend', o.backend, '--seed', '1', '--out', join(dir, 'train')], dir);
     if (!o.json) process.stderr.write(`bench: memory: train ${tr.mb ?? 'n/a'} MB\n`);
-    return { evalPeakRssMB: ev.mb, trainPeakRssMB: tr.mb, targets: MEMORY_TARGETS, eval: ev, train: tr };
+    const refs = ['reference-cnnf-adv', 'reference-cnn-adv'].flatMap((m) => ['--model', join(ROOT, 'models', `${m}.safetensors`)]);
+    const pa = await peakRss(['eval', ...refs, '--suite', 'paper-fmnist', '--test-subset', 'first:100', '--workers', '2', '--backend', o.backend, '--json', join(dir, 'paper.json')], dir);
+    if (!o.json) process.stderr.write(`bench: memory: paper suite ${pa.mb ?? 'n/a'} MB\n`);
+    return { evalPeakRssMB: ev.mb, trainPeakRssMB: tr.mb, paperPeakRssMB: pa.mb, targets: MEMORY_TARGETS, eval: ev, train: tr, paper: pa };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -413,7 +428,11 @@ function memoryLines(m: Awaited<ReturnType<typeof memoryBench>>): string[] {
     r.mb === null
       ? `peak RSS ${what}: n/a - ${r.error ?? 'not measurable here'}`
       : `peak RSS ${what}: ${r.mb} MB (target <= ${target} MB${r.mb <= target ? ', met' : ', MISSED'}; ${(r.ms / 1000).toFixed(0)} s; ${r.method})`;
-  return [row('cnnf eval, 2 models, quick suite, 2 workers', m.eval, m.targets.evalPeakRssMB), row('cnnf train cnnf, 256 images, 1 epoch, 2 workers', m.train, m.targets.trainPeakRssMB)];
+  return [
+    row('cnnf eval, 2 models, quick suite, 2 workers', m.eval, m.targets.evalPeakRssMB),
+    row('cnnf train cnnf, 256 images, 1 epoch, 2 workers', m.train, m.targets.trainPeakRssMB),
+    row('cnnf eval, reference-cnnf-adv + reference-cnn-adv, paper-fmnist suite, first:100, 2 workers, default budget', m.paper, m.targets.paperPeakRssMB),
+  ];
 }
 
 async function main(): Promise<void> {
@@ -654,8 +673,8 @@ async function main(): Promise<void> {
     flopModel: { convMacsPerSample: flops.convMacs, fcMacsPerSample: flops.fcMacs, fullForward: flops.fullForward, partialForward: flops.partialForward, feedback: flops.feedback },
     memory: {
       tensorsBefore, tensorsAfter, leaked, peakRssMB: +maxRssMB.toFixed(1),
-      evalPeakRssMB: mem?.evalPeakRssMB ?? null, trainPeakRssMB: mem?.trainPeakRssMB ?? null, targets: MEMORY_TARGETS,
-      eval: mem?.eval ?? null, train: mem?.train ?? null,
+      evalPeakRssMB: mem?.evalPeakRssMB ?? null, trainPeakRssMB: mem?.trainPeakRssMB ?? null, paperPeakRssMB: mem?.paperPeakRssMB ?? null, targets: MEMORY_TARGETS,
+      eval: mem?.eval ?? null, train: mem?.train ?? null, paper: mem?.paper ?? null,
     },
     startup: cliStartup(o.reps),
     attacks: attackRows,
