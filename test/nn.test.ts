@@ -168,6 +168,32 @@ describe('MaxPool2d', () => {
     ]);
   });
 
+  it('a pass with no gradient tape (native pooling, mask made only when feedback needs it) gives the taped pass\'s values and feedback, ties and g = 0 included', () => {
+    // values on a coarse grid: many tied windows; a hidden with positive, negative and zero entries
+    const x = tf.tidy(() => tf.round(tf.mul(tf.randomNormal([3, 8, 8, 4], 0, 1, 'float32', 11), 2)));
+    const g = tf.tidy(() => tf.round(tf.randomNormal([3, 4, 4, 4], 0, 1, 'float32', 12)));
+    const y = tf.randomNormal([3, 4, 4, 4], 0, 1, 'float32', 13);
+    const run = (taped: boolean) => {
+      const p = new MaxPool2d('p');
+      const c = ctx();
+      const out: number[][] = [];
+      const body = (xx: tf.Tensor) => {
+        out.push(arr(p.forward(c, xx)));
+        out.push(arr(p.feedback(c, g)));
+        const second = p.forward(c, xx);
+        out.push(arr(second));
+        out.push(arr(p.feedback(c, y)));
+        return tf.sum(second);
+      };
+      if (taped) tf.grad(body)(x);
+      else body(x);
+      return out.map((a) => a.map((v) => v + 0));
+    };
+    const [plain, taped] = [run(false), run(true)];
+    expect(plain).toEqual(taped);
+    expect(plain[2].filter((v) => v === 0).length).toBeGreaterThan(0); // some g = 0 windows
+  });
+
   it('passes the gradient only to the selected position', () => {
     const p = new MaxPool2d('p');
     const g = tf.grad((x: tf.Tensor) => tf.sum(p.forward(ctx(), x)))(img);

@@ -32,6 +32,12 @@ export function lazyGradOp(inputs: tf.Tensor[], forward: (save: Save) => tf.Tens
   });
 }
 
+/** Whether ops run now are recorded for a gradient (inside tf.grad & co., outside a kernel). */
+export function tapeRecording(): boolean {
+  const state = (tf.engine() as unknown as { state: { gradientDepth: number; kernelDepth: number } }).state;
+  return state.gradientDepth > 0 && state.kernelDepth === 0;
+}
+
 /**
  * Runs f without recording to the gradient tape (its result is a constant for backprop) and frees its
  * intermediates right away. For values whose gradient is zero anyway, such as selection masks.

@@ -11,15 +11,27 @@
  * tape with native pooling kernels; exactly one position per window receives a value.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { lazyGradOp, untaped } from '../backend/engine.js';
+import { lazyGradOp, tapeRecording, untaped } from '../backend/engine.js';
 import { positive } from './ops.js';
 import type { FeedbackLayer, LayerContext } from './state.js';
 
 interface PoolState {
   shape: [number, number, number, number];
-  /** One-hot selection [N,H,W,C] of the position each window reads from / writes to. */
-  mask: tf.Tensor4D;
+  /** One-hot selection [N,H,W,C] of the position each window reads from / writes to (made lazily after a value-only forward). */
+  mask?: tf.Tensor4D;
+  /** The input of a value-only forward pass (no tape), from which feedback makes the mask. */
+  input?: tf.Tensor4D;
   hidden?: tf.Tensor;
+}
+
+/** The selection mask of a forward pass at x: the first max of each window, or with hidden g the first max where g > 0 and the first min where g < 0. */
+function selectionMask(x4: tf.Tensor4D, hidden: tf.Tensor4D | undefined): tf.Tensor4D {
+  return untaped(() => {
+    const maxSel = firstMaxMask(x4);
+    if (!hidden) return maxSel;
+    const minSel = firstMaxMask(tf.neg(x4));
+    return tf.add(tf.mul(upsample2(positive(hidden) as tf.Tensor4D), maxSel), tf.mul(upsample2(positive(tf.neg(hidden)) as tf.Tensor4D), minSel));
+  }) as tf.Tensor4D;
 }
 
 /** Nearest-neighbour 2x upsampling [N,h,w,C] -> [N,2h,2w,C]. */
@@ -82,18 +94,25 @@ export class MaxPool2d implements FeedbackLayer {
     const s = ctx.state.slot<PoolState>(this.name);
     const hidden = s.hidden as tf.Tensor4D | undefined;
     s.shape = x4.shape;
-    s.mask = untaped(() => {
-      const maxSel = firstMaxMask(x4);
-      if (!hidden) return maxSel;
-      const minSel = firstMaxMask(tf.neg(x4));
-      return tf.add(tf.mul(upsample2(positive(hidden) as tf.Tensor4D), maxSel), tf.mul(upsample2(positive(tf.neg(hidden)) as tf.Tensor4D), minSel));
-    }) as tf.Tensor4D;
+    if (!tapeRecording()) {
+      // no gradient will flow through this pass: the selected values straight from the native pooling
+      // kernels (the same values: each window's max, or where g < 0 its min, or 0 where g = 0), and the
+      // selection mask only if a feedback pass asks for it
+      s.input = x4;
+      s.mask = undefined;
+      if (!hidden) return tf.maxPool(x4, 2, 2, 'valid');
+      return tf.tidy(() => tf.add(tf.mul(positive(hidden), tf.maxPool(x4, 2, 2, 'valid')), tf.mul(positive(tf.neg(hidden)), tf.neg(tf.maxPool(tf.neg(x4), 2, 2, 'valid')))));
+    }
+    s.input = undefined;
+    s.mask = selectionMask(x4, hidden);
     return poolSelect(x4, s.mask);
   }
 
   feedback(ctx: LayerContext, y: tf.Tensor): tf.Tensor {
     const s = ctx.state.slot<PoolState>(this.name);
-    if (!s.mask || !s.shape) throw new Error(`${this.name}: feedback before forward`);
+    if (!s.shape || (!s.mask && !s.input)) throw new Error(`${this.name}: feedback before forward`);
+    // a value-only forward pass leaves its input: the mask is made now, from the hidden state it saw
+    s.mask ??= selectionMask(s.input as tf.Tensor4D, s.hidden as tf.Tensor4D | undefined);
     s.hidden = y;
     return unpoolSelect(y as tf.Tensor4D, s.mask);
   }
