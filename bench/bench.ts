@@ -9,6 +9,7 @@
  *   npm run bench -- --float64-only      (just the float64 row: CNNF64.evaluate, one example, ind 2, 2 cycles, e2e)
  *   npm run bench -- --autoattack        (cnnf's AutoAttack vs AutoAttack's own PyTorch code: bench/autoattack.ts)
  *   npm run bench -- --onnx-only         (just the ONNX rows: exported models vs their checkpoints, bench/onnx.ts)
+ *   npm run bench -- --profile           (tfjs kernel times of the reference models' forward pass and input gradients, bench/profile.ts)
  *
  * Tasks (ms per batch = median of `reps` runs after `warmup` runs):
  *   infer     model.logits(x) with cycles, in tf.tidy, + data()
@@ -45,6 +46,7 @@ import { runEvalBatch } from '../src/eval/worker-tasks.js';
 import type { BatchTask } from '../src/eval/batch.js';
 import { parseSuite } from '../src/eval/suite.js';
 import { onnxBench, onnxLines, type OnnxBenchRow } from './onnx.js';
+import { profileKernels, profileLines } from './profile.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..');
@@ -80,18 +82,22 @@ interface Options {
   onnx: boolean;
   /** Only the ONNX rows, then exit. */
   onnxOnly: boolean;
+  /** Only the kernel profile (bench/profile.ts), then exit. */
+  profile: boolean;
+  /** Whether --batch was given (the profile's default batch is 10, not 64). */
+  batchGiven: boolean;
 }
 
 const TASKS = ['infer', 'train', 'pgd7_e2e'] as const;
 type TaskName = (typeof TASKS)[number];
 
 function usage(msg: string): never {
-  process.stderr.write(`bench: ${msg}\nusage: npm run bench -- [--json] [--batch N] [--cycles N] [--reps N] [--warmup N] [--backend wasm|cpu|...] [--no-torch] [--torch-threads N] [--workers N] [--tasks infer,train,pgd7_e2e] [--startup-only] [--no-attack-rows] [--no-memory] [--memory-only] [--peak-only] [--float64-only] [--no-onnx] [--onnx-only] [--micro-batch N|0]\n`);
+  process.stderr.write(`bench: ${msg}\nusage: npm run bench -- [--json] [--batch N] [--cycles N] [--reps N] [--warmup N] [--backend wasm|cpu|...] [--no-torch] [--torch-threads N] [--workers N] [--tasks infer,train,pgd7_e2e] [--startup-only] [--no-attack-rows] [--no-memory] [--memory-only] [--peak-only] [--float64-only] [--no-onnx] [--onnx-only] [--profile] [--micro-batch N|0]\n`);
   process.exit(2);
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { json: false, batch: 64, cycles: 2, reps: 5, warmup: 1, backend: 'wasm', torch: true, torchThreads: 2, workers: availableParallelism(), tasks: [...TASKS], startupOnly: false, attackRows: true, memory: true, memoryOnly: false, peakOnly: false, float64Only: false, microBatch: DEFAULT_MICRO_BATCH, onnx: true, onnxOnly: false };
+  const o: Options = { json: false, batch: 64, cycles: 2, reps: 5, warmup: 1, backend: 'wasm', torch: true, torchThreads: 2, workers: availableParallelism(), tasks: [...TASKS], startupOnly: false, attackRows: true, memory: true, memoryOnly: false, peakOnly: false, float64Only: false, microBatch: DEFAULT_MICRO_BATCH, onnx: true, onnxOnly: false, profile: false, batchGiven: false };
   const int = (flag: string, v: string | undefined, min: number): number => {
     const n = Number(v);
     if (v === undefined || !Number.isInteger(n) || n < min) usage(`${flag} needs an integer >= ${min}, got ${JSON.stringify(v)}`);
@@ -106,10 +112,14 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--memory-only') o.memoryOnly = true;
     else if (a === '--no-onnx') o.onnx = false;
     else if (a === '--onnx-only') o.onnxOnly = true;
+    else if (a === '--profile') o.profile = true;
     else if (a === '--peak-only') o.peakOnly = true;
     else if (a === '--float64-only') o.float64Only = true;
     else if (a === '--no-torch') o.torch = false;
-    else if (a === '--batch') o.batch = int(a, argv[++i], 1);
+    else if (a === '--batch') {
+      o.batch = int(a, argv[++i], 1);
+      o.batchGiven = true;
+    }
     else if (a === '--cycles') o.cycles = int(a, argv[++i], 0);
     else if (a === '--reps') o.reps = int(a, argv[++i], 1);
     else if (a === '--warmup') o.warmup = int(a, argv[++i], 0);
@@ -460,6 +470,11 @@ async function main(): Promise<void> {
   const info = await useBackend(o.backend, { quiet: true });
   // the ONNX rows: fewer repetitions (a CNN-F's PGD-10 takes seconds per batch)
   const onnxOpts = { batch: o.batch, reps: Math.min(o.reps, 3), warmup: Math.min(o.warmup, 1), log: (s: string) => { if (!o.json) process.stderr.write(`${s}\n`); } };
+  if (o.profile) {
+    const rows = await profileKernels(ROOT, { batch: o.batchGiven ? o.batch : 10, reps: o.reps, log: onnxOpts.log });
+    process.stdout.write(o.json ? `${JSON.stringify({ backend: info.name, cpu: os.cpus()[0]?.model ?? 'unknown', profile: rows }, null, 2)}\n` : `${[`backend ${info.name}, ${os.cpus()[0]?.model ?? 'unknown'} x${os.cpus().length}, one thread`, ...profileLines(rows)].join('\n')}\n`);
+    return;
+  }
   if (o.onnxOnly) {
     const before = tf.memory().numTensors;
     const rows = await onnxBench(ROOT, onnxOpts);

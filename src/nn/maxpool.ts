@@ -8,7 +8,10 @@
  * window: the argmax, or where g>0 the argmax and where g<0 the argmin). Pooling is gather(x) =
  * 4 avgPool(x M) (exact: one non-zero per window) and unpooling is scatter(y) = upsample(y) M; each is
  * the other's gradient. M has zero gradient (as the reference's indices), so it is computed off the
- * tape with native pooling kernels; exactly one position per window receives a value.
+ * tape with native pooling kernels; exactly one position per window receives a value. A pass with no
+ * gradient tape (predictions, Square's queries) needs no mask for its values: it takes them from the
+ * native max pool (and min pool, where g < 0), keeps its input, and feedback makes the mask from that
+ * input only when it runs (the same mask, the same values; a last forward pass never needs one).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { lazyGradOp, tapeRecording, untaped } from '../backend/engine.js';
