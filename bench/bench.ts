@@ -47,6 +47,7 @@ import type { BatchTask } from '../src/eval/batch.js';
 import { parseSuite } from '../src/eval/suite.js';
 import { onnxBench, onnxLines, type OnnxBenchRow } from './onnx.js';
 import { profileKernels, profileLines } from './profile.js';
+import { median, time } from './timing.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..');
@@ -213,22 +214,6 @@ interface TorchResult {
   ms: Partial<Record<TaskName, number>>;
 }
 
-function median(a: number[]): number {
-  const s = [...a].sort((p, q) => p - q);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-async function time(fn: () => Promise<void>, warmup: number, reps: number): Promise<number[]> {
-  for (let i = 0; i < warmup; i++) await fn();
-  const out: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    await fn();
-    out.push(performance.now() - t0);
-  }
-  return out;
-}
 
 function runTorch(o: Options): TorchResult {
   if (!o.torch) return { available: false, reason: 'skipped (--no-torch)', ms: {} };

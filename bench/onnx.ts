@@ -22,6 +22,7 @@ import { parseSuite } from '../src/eval/suite.js';
 import { loadCheckpoint } from '../src/io/checkpoint.js';
 import { exportOnnx } from '../src/io/export-onnx.js';
 import { buildOnnxModel, readOnnxModelFile } from '../src/io/onnx.js';
+import { median, time } from './timing.js';
 
 export interface OnnxBenchRow {
   model: string;
@@ -39,20 +40,9 @@ export interface OnnxBenchRow {
 
 const MODELS = ['reference-cnn-adv', 'reference-cnnf-adv'] as const;
 
-function median(a: number[]): number {
-  const s = [...a].sort((p, q) => p - q);
-  return s[Math.floor(s.length / 2)];
-}
-
+/** Median wall ms of `reps` runs after `warmup` untimed ones, rounded. */
 async function timed(warmup: number, reps: number, fn: () => Promise<unknown>): Promise<number> {
-  for (let i = 0; i < warmup; i++) await fn();
-  const all: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    await fn();
-    all.push(performance.now() - t0);
-  }
-  return +median(all).toFixed(0);
+  return +median(await time(fn, warmup, reps)).toFixed(0);
 }
 
 const fraction = (pred: Int32Array, labels: Int32Array): number => {
